@@ -1,0 +1,144 @@
+"""RDKit in and out: SMILES/Mol -> MolGraph, conformers back onto Mols, SDF writing, stereo checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from rdkit import Chem
+from rdkit.Chem import rdMolAlign
+from rdkit.Geometry import Point3D
+
+from .config import EDGE_ANGLE, EDGE_AROMATIC, EDGE_DIHEDRAL, EDGE_DOUBLE, EDGE_SINGLE, EDGE_TRIPLE
+from .graph import MolGraph
+
+_BOND_EDGE_TYPE = {
+    Chem.BondType.SINGLE: EDGE_SINGLE,
+    Chem.BondType.DOUBLE: EDGE_DOUBLE,
+    Chem.BondType.TRIPLE: EDGE_TRIPLE,
+    Chem.BondType.AROMATIC: EDGE_AROMATIC,
+}
+
+
+class FeaturizeError(ValueError):
+    """A molecule that cannot be turned into a graph (bad SMILES, unsupported bond, ...)."""
+
+
+def mol_from_smiles(smiles: str) -> Chem.Mol:
+    """Parse a SMILES and add explicit hydrogens (the model works on all atoms)."""
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise FeaturizeError(f"invalid SMILES: {smiles!r}")
+    return Chem.AddHs(mol)
+
+
+def featurize(mol: Chem.Mol, order: int = 3) -> MolGraph:
+    """Mol (with explicit H) -> MolGraph of all atom pairs within `order` bonds.
+
+    Edge (i, j) exists for 1 <= topological distance(i, j) <= order. Its type is the bond type
+    when i and j are bonded, EDGE_ANGLE at distance 2, EDGE_DIHEDRAL at distance 3.
+    Edges come out sorted by (src, dst) because np.nonzero scans the matrix row-major.
+    """
+    n = mol.GetNumAtoms()
+    z = torch.tensor([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=torch.long)
+    if n == 0:
+        raise FeaturizeError("molecule has no atoms")
+    if n == 1:
+        empty = torch.zeros(0, dtype=torch.long)
+        return MolGraph(z, torch.zeros(2, 0, dtype=torch.long), empty, empty)
+    topo = Chem.GetDistanceMatrix(mol)  # [n, n] bond-count distances (1e8 if disconnected)
+    types = np.full((n, n), -1, dtype=np.int64)
+    types[topo == 2] = EDGE_ANGLE
+    types[topo == 3] = EDGE_DIHEDRAL
+    if order < 3:
+        types[topo > order] = -1
+    for b in mol.GetBonds():
+        bt = _BOND_EDGE_TYPE.get(b.GetBondType())
+        if bt is None:
+            raise FeaturizeError(f"unsupported bond type {b.GetBondType()} in {Chem.MolToSmiles(mol)}")
+        i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
+        types[i, j] = types[j, i] = bt
+    src, dst = np.nonzero(types >= 0)
+    eid = np.full((n, n), -1, dtype=np.int64)
+    eid[src, dst] = np.arange(src.size)
+    rev = eid[dst, src]
+    return MolGraph(
+        z=z,
+        edge_index=torch.from_numpy(np.stack([src, dst]).astype(np.int64)),
+        edge_type=torch.from_numpy(types[src, dst]),
+        rev=torch.from_numpy(rev),
+    )
+
+
+def set_conformers(mol: Chem.Mol, coords: Iterable[np.ndarray | torch.Tensor]) -> Chem.Mol:
+    """Copy of `mol` (no conformers) with one conformer per [n, 3] coordinate array."""
+    out = Chem.Mol(mol)
+    out.RemoveAllConformers()
+    for k, xyz in enumerate(coords):
+        xyz = np.asarray(xyz.detach().cpu() if isinstance(xyz, torch.Tensor) else xyz, dtype=np.float64)
+        conf = Chem.Conformer(out.GetNumAtoms())
+        for i in range(out.GetNumAtoms()):
+            conf.SetAtomPosition(i, Point3D(*xyz[i]))
+        conf.Set3D(True)
+        conf.SetId(k)
+        out.AddConformer(conf, assignId=False)
+    return out
+
+
+def conformer_positions(mol: Chem.Mol) -> torch.Tensor:
+    """[C, n, 3] float32 positions of all conformers of `mol`."""
+    confs = [c.GetPositions() for c in mol.GetConformers()]
+    if not confs:
+        return torch.zeros(0, mol.GetNumAtoms(), 3)
+    return torch.tensor(np.stack(confs), dtype=torch.float32)
+
+
+def canonical_smiles(mol_or_smiles: Chem.Mol | str, stereo: bool = False) -> str:
+    """Canonical SMILES without hydrogens; stereo-free by default (the key that groups molecules
+    and matches held-out molecules)."""
+    mol = Chem.MolFromSmiles(mol_or_smiles) if isinstance(mol_or_smiles, str) else Chem.Mol(mol_or_smiles)
+    if mol is None:
+        raise FeaturizeError(f"invalid SMILES: {mol_or_smiles!r}")
+    mol = Chem.RemoveHs(mol, sanitize=False) if mol.GetNumAtoms() else mol
+    if not stereo:
+        Chem.RemoveStereochemistry(mol)
+    return Chem.MolToSmiles(mol, isomericSmiles=stereo)
+
+
+def stereo_smiles_from_3d(mol: Chem.Mol, conf_id: int = -1) -> str:
+    """Isomeric canonical SMILES with stereo perceived from the 3D coordinates of one conformer."""
+    m = Chem.Mol(mol, confId=conf_id) if conf_id >= 0 else Chem.Mol(mol)
+    if conf_id >= 0:
+        keep = m.GetConformer(conf_id)
+        conf = Chem.Conformer(keep)
+        m.RemoveAllConformers()
+        m.AddConformer(conf, assignId=True)
+    Chem.AssignStereochemistryFrom3D(m)
+    return Chem.MolToSmiles(Chem.RemoveHs(m))
+
+
+def heavy_atom_rmsd(probe: Chem.Mol, ref: Chem.Mol, probe_conf: int = -1, ref_conf: int = -1) -> float:
+    """Symmetry-aware optimally aligned RMSD on heavy atoms (RDKit GetBestRMS), as in the paper.
+
+    Both molecules are passed without hydrogens; GetBestRMS does not move its inputs' coordinates
+    (it aligns a copy of the probe).
+    """
+    return rdMolAlign.GetBestRMS(probe, ref, prbId=probe_conf, refId=ref_conf)
+
+
+def write_sdf(path_or_writer, mol: Chem.Mol, props: dict | None = None, conf_ids: Iterable[int] | None = None,
+              conf_props: list[dict] | None = None) -> int:
+    """Write each conformer of `mol` as one SDF record with all hydrogens. Returns records written."""
+    writer = Chem.SDWriter(path_or_writer) if isinstance(path_or_writer, str) else path_or_writer
+    ids = list(conf_ids) if conf_ids is not None else [c.GetId() for c in mol.GetConformers()]
+    for k, cid in enumerate(ids):
+        m = Chem.Mol(mol)
+        for key, val in (props or {}).items():
+            m.SetProp(key, str(val))
+        for key, val in (conf_props[k] if conf_props else {}).items():
+            m.SetProp(key, str(val))
+        writer.write(m, confId=cid)
+    if isinstance(path_or_writer, str):
+        writer.close()
+    return len(ids)

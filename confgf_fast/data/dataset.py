@@ -1,0 +1,141 @@
+"""Featurised conformer datasets: graphs + coordinates as plain tensors in one torch file.
+
+The file needs no RDKit to load, so a GPU machine without RDKit can train from it.
+
+Layout (all local, per-molecule indices):
+  graphs: PackedGraphs state (z, atom_ptr, edge_index, edge_type, rev, edge_ptr)
+  pos: [sum_c n_mol(c), 3] float32, conformer c's atoms at pos[conf_ptr[c]:conf_ptr[c+1]]
+  conf_mol: [C] int64 molecule of each conformer;  conf_ptr: [C+1]
+  smiles: list[str] (isomeric SMILES of each molecule);  meta: dict
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..graph import GraphBatch, MolGraph, PackedGraphs
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ConformerDataset:
+    graphs: PackedGraphs
+    pos: Tensor  # [P, 3]
+    conf_mol: Tensor  # [C]
+    conf_ptr: Tensor  # [C+1]
+    smiles: list[str]
+    meta: dict = field(default_factory=dict)
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_parts(cls, graphs: Sequence[MolGraph], confs: Sequence[Tensor], smiles: Sequence[str],
+                   meta: dict | None = None) -> ConformerDataset:
+        """graphs[m]: MolGraph; confs[m]: [C_m, n_m, 3] conformers of molecule m."""
+        conf_mol = torch.cat([torch.full((c.shape[0],), m, dtype=torch.long) for m, c in enumerate(confs)]) \
+            if confs else torch.zeros(0, dtype=torch.long)
+        sizes = torch.tensor([c.shape[1] for c in confs for _ in range(c.shape[0])], dtype=torch.long)
+        conf_ptr = torch.zeros(sizes.numel() + 1, dtype=torch.long)
+        torch.cumsum(sizes, 0, out=conf_ptr[1:])
+        pos = torch.cat([c.reshape(-1, 3).float() for c in confs]) if confs else torch.zeros(0, 3)
+        return cls(PackedGraphs(list(graphs)), pos, conf_mol, conf_ptr, list(smiles), dict(meta or {}))
+
+    @classmethod
+    def from_mols(cls, mols: Iterable, meta: dict | None = None) -> ConformerDataset:
+        """RDKit Mols with explicit H and at least one 3D conformer each."""
+        from rdkit import Chem
+
+        from ..chem import conformer_positions, featurize
+
+        graphs, confs, smiles = [], [], []
+        for mol in mols:
+            if mol is None or mol.GetNumConformers() == 0:
+                continue
+            graphs.append(featurize(mol))
+            confs.append(conformer_positions(mol))
+            smiles.append(Chem.MolToSmiles(Chem.RemoveHs(mol)))
+        return cls.from_parts(graphs, confs, smiles, meta)
+
+    @classmethod
+    def from_sdf(cls, path: str | Path, meta: dict | None = None) -> ConformerDataset:
+        """SDF records grouped into molecules: consecutive records with the same `smiles` property
+        (or, without it, the same canonical SMILES and atom count) are conformers of one molecule."""
+        from rdkit import Chem
+
+        groups: list = []
+        last_key = None
+        for rec in Chem.SDMolSupplier(str(path), removeHs=False):
+            if rec is None:
+                continue
+            key = (rec.GetProp("smiles") if rec.HasProp("smiles") else Chem.MolToSmiles(Chem.RemoveHs(rec)),
+                   rec.GetNumAtoms())
+            if key == last_key:
+                groups[-1].AddConformer(rec.GetConformer(), assignId=True)
+            else:
+                groups.append(Chem.Mol(rec))
+                last_key = key
+        return cls.from_mols(groups, meta)
+
+    @staticmethod
+    def concat(parts: Sequence[ConformerDataset], meta: dict | None = None) -> ConformerDataset:
+        graphs = [p.graphs.graph(i) for p in parts for i in range(len(p.graphs))]
+        confs = [p.conformers(i) for p in parts for i in range(len(p.graphs))]
+        smiles = [s for p in parts for s in p.smiles]
+        return ConformerDataset.from_parts(graphs, confs, smiles, meta)
+
+    # ---- access ---------------------------------------------------------------------------
+    @property
+    def num_molecules(self) -> int:
+        return len(self.smiles)
+
+    @property
+    def num_conformers(self) -> int:
+        return int(self.conf_mol.numel())
+
+    def conformers(self, m: int) -> Tensor:
+        """[C_m, n_m, 3] all conformers of molecule m."""
+        # conf_mol is sorted (from_parts writes molecules in order), so m's conformers are contiguous.
+        c0 = int(torch.searchsorted(self.conf_mol, m))
+        c1 = int(torch.searchsorted(self.conf_mol, m, right=True))
+        n = self.graphs.num_atoms(m)
+        return self.pos[self.conf_ptr[c0]:self.conf_ptr[c1]].reshape(c1 - c0, n, 3)
+
+    def subset(self, mol_ids: Sequence[int]) -> ConformerDataset:
+        return ConformerDataset.from_parts(
+            [self.graphs.graph(m) for m in mol_ids], [self.conformers(m) for m in mol_ids],
+            [self.smiles[m] for m in mol_ids], self.meta)
+
+    def split(self, val_fraction: float, seed: int = 0) -> tuple[ConformerDataset, ConformerDataset]:
+        """Split by molecule (all conformers of a molecule land on the same side)."""
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(self.num_molecules, generator=g).tolist()
+        n_val = max(1, int(round(val_fraction * self.num_molecules))) if val_fraction > 0 else 0
+        return self.subset(sorted(perm[n_val:])), self.subset(sorted(perm[:n_val]))
+
+    def batch(self, conf_ids: Tensor) -> tuple[GraphBatch, Tensor]:
+        """conf_ids: [G] -> (GraphBatch of those conformers, pos [N, 3])."""
+        conf_ids = conf_ids.long()
+        gb = self.graphs.batch(self.conf_mol[conf_ids])
+        n = self.conf_ptr[conf_ids + 1] - self.conf_ptr[conf_ids]
+        start = torch.repeat_interleave(self.conf_ptr[conf_ids], n)
+        pos = self.pos[start + (torch.arange(int(n.sum())) - torch.repeat_interleave(gb.atom_ptr[:-1], n))]
+        return gb, pos
+
+    # ---- io -------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        torch.save({"format_version": FORMAT_VERSION, "graphs": self.graphs.state_dict(), "pos": self.pos,
+                    "conf_mol": self.conf_mol, "conf_ptr": self.conf_ptr, "smiles": self.smiles,
+                    "meta": self.meta}, str(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> ConformerDataset:
+        d = torch.load(str(path), map_location="cpu", weights_only=False)
+        if d.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: dataset format {d.get('format_version')!r}, expected {FORMAT_VERSION}")
+        return cls(PackedGraphs.from_state_dict(d["graphs"]), d["pos"], d["conf_mol"], d["conf_ptr"],
+                   d["smiles"], d.get("meta", {}))

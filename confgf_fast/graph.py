@@ -1,0 +1,163 @@
+"""Molecular graphs as plain tensors, and batching many molecules x conformers into one flat graph.
+
+No RDKit here (chem.py builds MolGraph from RDKit) and no torch_geometric: a batch is a handful of
+index tensors. Edges are directed, both directions present, sorted by source atom, so per-atom
+reductions over edges are segment reductions over CSR rows (`rowptr`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class MolGraph:
+    """One molecule's extended graph (all atoms, pairs within 3 bonds).
+
+    z: [n] int64 atomic numbers
+    edge_index: [2, e] int64 (src, dst), sorted by src then dst, both directions, no self loops
+    edge_type: [e] int64 (config.EDGE_*)
+    rev: [e] int64, rev[k] = index of the reverse edge (dst, src) of edge k
+    """
+
+    z: Tensor
+    edge_index: Tensor
+    edge_type: Tensor
+    rev: Tensor
+
+    @property
+    def num_atoms(self) -> int:
+        return int(self.z.numel())
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_index.shape[1])
+
+    @property
+    def rowptr(self) -> Tensor:
+        """[n+1] CSR row pointers: the edges leaving atom i are rowptr[i]:rowptr[i+1]."""
+        return rowptr_from_sorted(self.edge_index[0], self.num_atoms)
+
+
+def rowptr_from_sorted(src: Tensor, num_nodes: int) -> Tensor:
+    """src: [E] sorted source indices -> [num_nodes+1] CSR row pointers."""
+    counts = torch.bincount(src, minlength=num_nodes)
+    out = torch.zeros(num_nodes + 1, dtype=torch.long, device=src.device)
+    torch.cumsum(counts, 0, out=out[1:])
+    return out
+
+
+@dataclass
+class GraphBatch:
+    """G conformers (of possibly different molecules) as one flat graph of N atoms and E edges.
+
+    z: [N] int64; edge_index: [2, E] int64 (global atom indices, sorted by src); edge_type: [E];
+    rev: [E] global index of each edge's reverse; rowptr: [N+1];
+    atom_ptr: [G+1] atoms of conformer g are atom_ptr[g]:atom_ptr[g+1];
+    node_graph: [N] conformer of each atom; edge_graph: [E] conformer of each edge;
+    mol_index: [G] which input molecule each conformer belongs to.
+    """
+
+    z: Tensor
+    edge_index: Tensor
+    edge_type: Tensor
+    rev: Tensor
+    rowptr: Tensor
+    atom_ptr: Tensor
+    node_graph: Tensor
+    edge_graph: Tensor
+    mol_index: Tensor
+
+    @property
+    def num_graphs(self) -> int:
+        return int(self.atom_ptr.numel() - 1)
+
+    @property
+    def num_atoms(self) -> int:
+        return int(self.z.numel())
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_index.shape[1])
+
+    def to(self, device: torch.device | str) -> GraphBatch:
+        return GraphBatch(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+
+class PackedGraphs:
+    """Many MolGraphs concatenated, with a vectorised `batch()` that picks molecules by index.
+
+    Used by training (random conformers of a dataset) and sampling (each molecule repeated for
+    its conformers), so there is one batching code path.
+    """
+
+    def __init__(self, graphs: list[MolGraph] | None = None, *, z=None, atom_ptr=None, edge_index=None,
+                 edge_type=None, rev=None, edge_ptr=None):
+        if graphs is not None:
+            n = torch.tensor([g.num_atoms for g in graphs], dtype=torch.long)
+            e = torch.tensor([g.num_edges for g in graphs], dtype=torch.long)
+            z = torch.cat([g.z for g in graphs]) if graphs else torch.zeros(0, dtype=torch.long)
+            edge_index = (torch.cat([g.edge_index for g in graphs], 1) if graphs
+                          else torch.zeros(2, 0, dtype=torch.long))
+            edge_type = torch.cat([g.edge_type for g in graphs]) if graphs else torch.zeros(0, dtype=torch.long)
+            rev = torch.cat([g.rev for g in graphs]) if graphs else torch.zeros(0, dtype=torch.long)
+            atom_ptr = torch.cat([torch.zeros(1, dtype=torch.long), n.cumsum(0)])
+            edge_ptr = torch.cat([torch.zeros(1, dtype=torch.long), e.cumsum(0)])
+        # Local (per-molecule) indices are stored; global ones are made in batch().
+        self.z = z.long()
+        self.atom_ptr = atom_ptr.long()
+        self.edge_index = edge_index.long()
+        self.edge_type = edge_type.long()
+        self.rev = rev.long()
+        self.edge_ptr = edge_ptr.long()
+
+    def __len__(self) -> int:
+        return int(self.atom_ptr.numel() - 1)
+
+    def num_atoms(self, i: int) -> int:
+        return int(self.atom_ptr[i + 1] - self.atom_ptr[i])
+
+    def graph(self, i: int) -> MolGraph:
+        a0, a1 = int(self.atom_ptr[i]), int(self.atom_ptr[i + 1])
+        e0, e1 = int(self.edge_ptr[i]), int(self.edge_ptr[i + 1])
+        return MolGraph(self.z[a0:a1], self.edge_index[:, e0:e1], self.edge_type[e0:e1], self.rev[e0:e1])
+
+    def batch(self, mol_ids: Tensor) -> GraphBatch:
+        """mol_ids: [G] int64 molecule index of each conformer (repeats allowed) -> GraphBatch."""
+        mol_ids = mol_ids.long().cpu()
+        n = self.atom_ptr[mol_ids + 1] - self.atom_ptr[mol_ids]  # [G]
+        e = self.edge_ptr[mol_ids + 1] - self.edge_ptr[mol_ids]  # [G]
+        G = mol_ids.numel()
+        atom_ptr = torch.zeros(G + 1, dtype=torch.long)
+        torch.cumsum(n, 0, out=atom_ptr[1:])
+        edge_ptr = torch.zeros(G + 1, dtype=torch.long)
+        torch.cumsum(e, 0, out=edge_ptr[1:])
+        node_graph = torch.repeat_interleave(torch.arange(G), n)
+        edge_graph = torch.repeat_interleave(torch.arange(G), e)
+        # Source position in the packed arrays of every batch atom / edge.
+        atom_src = self.atom_ptr[mol_ids][node_graph] + (torch.arange(int(atom_ptr[-1])) - atom_ptr[node_graph])
+        edge_local = torch.arange(int(edge_ptr[-1])) - edge_ptr[edge_graph]
+        edge_src = self.edge_ptr[mol_ids][edge_graph] + edge_local
+        edge_index = self.edge_index[:, edge_src] + atom_ptr[edge_graph].unsqueeze(0)
+        rev = self.rev[edge_src] + edge_ptr[edge_graph]
+        return GraphBatch(
+            z=self.z[atom_src],
+            edge_index=edge_index,
+            edge_type=self.edge_type[edge_src],
+            rev=rev,
+            rowptr=rowptr_from_sorted(edge_index[0], int(atom_ptr[-1])),
+            atom_ptr=atom_ptr,
+            node_graph=node_graph,
+            edge_graph=edge_graph,
+            mol_index=mol_ids.clone(),
+        )
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("z", "atom_ptr", "edge_index", "edge_type", "rev", "edge_ptr")}
+
+    @classmethod
+    def from_state_dict(cls, d: dict) -> PackedGraphs:
+        return cls(**d)
