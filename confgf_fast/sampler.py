@@ -79,11 +79,14 @@ def plan_batches(sizes: list[int], counts: list[int], max_atoms: int) -> list[li
     for m, (n, c) in enumerate(zip(sizes, counts)):
         left = c
         while left > 0:
-            fit = max(1, (max_atoms - cur_atoms) // max(n, 1)) if cur_atoms < max_atoms else 0
+            fit = max(0, max_atoms - cur_atoms) // max(n, 1)
             if fit == 0:
-                batches.append(cur)
-                cur, cur_atoms = [], 0
-                continue
+                if not cur:  # bigger than max_atoms on its own: one conformer per batch
+                    fit = 1
+                else:
+                    batches.append(cur)
+                    cur, cur_atoms = [], 0
+                    continue
             take = min(fit, left)
             cur.append((m, take))
             cur_atoms += take * n

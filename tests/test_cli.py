@@ -1,0 +1,103 @@
+"""The confgf-fast command end to end, on a tiny model trained in the test."""
+
+import json
+
+import pytest
+import torch
+from rdkit import Chem
+from rdkit.Chem import AllChem
+
+from confgf_fast.checkpoint import WeightsError, load_model
+from confgf_fast.chem import mol_from_smiles
+from confgf_fast.cli import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, main, read_inputs
+
+FAST = ["--levels", "3", "--steps-per-level", "3", "-q"]
+
+
+@pytest.fixture(scope="module")
+def ref_sdf(tmp_path_factory):
+    """Reference SDF: 2 molecules x 3 ETKDG conformers, with smiles/mol_id/conf_id props."""
+    path = tmp_path_factory.mktemp("ref") / "ref.sdf"
+    w = Chem.SDWriter(str(path))
+    for k, smi in enumerate(["CCO", "CC(=O)N"]):
+        mol = mol_from_smiles(smi)
+        AllChem.EmbedMultipleConfs(mol, 3, randomSeed=k)
+        for c in mol.GetConformers():
+            mol.SetProp("smiles", smi)
+            mol.SetProp("mol_id", str(k))
+            mol.SetProp("conf_id", str(c.GetId()))
+            w.write(mol, confId=c.GetId())
+    w.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(ref_sdf, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ck") / "tiny.pt"
+    rc = main(["train", "--data", str(ref_sdf), "--out", str(out), "--preset", "tiny", "--steps", "6",
+               "--batch-size", "4", "--val-fraction", "0", "--save-every", "3", "--val-every", "3", "-q"])
+    assert rc == EXIT_OK
+    return out
+
+
+def read_sdf(path):
+    return [m for m in Chem.SDMolSupplier(str(path), removeHs=False)]
+
+
+def test_train_writes_resumable_checkpoint(tiny_ckpt, ref_sdf, tmp_path):
+    state = torch.load(tiny_ckpt, weights_only=False)
+    assert state["step"] == 6 and state["model_config"]["hidden_dim"] == 32
+    assert {"optimizer_state", "history", "noise_config", "train_config"} <= set(state)
+    out = tmp_path / "resumed.pt"
+    rc = main(["train", "--data", str(ref_sdf), "--out", str(out), "--resume", str(tiny_ckpt), "--steps", "9",
+               "--batch-size", "4", "--val-fraction", "0", "-q"])
+    assert rc == EXIT_OK
+    assert torch.load(out, weights_only=False)["step"] == 9
+
+
+def test_generate_smiles(tiny_ckpt, tmp_path):
+    out = tmp_path / "out.sdf"
+    rc = main(["generate", "CC(C)O", "--num-confs", "3", "--out", str(out), "--weights", str(tiny_ckpt), *FAST])
+    assert rc == EXIT_OK
+    recs = read_sdf(out)
+    assert len(recs) == 3
+    assert [r.GetProp("conf_id") for r in recs] == ["0", "1", "2"]
+    for r in recs:
+        assert r.GetProp("smiles") == "CC(C)O" and r.GetProp("mol_id") == "0"
+        assert r.GetNumAtoms() == 12  # all hydrogens written
+        assert r.GetConformer().Is3D()
+
+
+def test_generate_file_with_counts_and_bad_line(tiny_ckpt, tmp_path):
+    inp = tmp_path / "in.smi"
+    inp.write_text("CCO 2\n\nc1ccccc1,1\nnot_a_smiles 2\nCN\n")
+    assert [(s, c) for s, _, c in read_inputs(str(inp), 4)] == [("CCO", 2), ("c1ccccc1", 1), ("not_a_smiles", 2),
+                                                                  ("CN", 4)]
+    out = tmp_path / "out.sdf"
+    rc = main(["generate", str(inp), "-n", "4", "--out", str(out), "--weights", str(tiny_ckpt), *FAST])
+    assert rc == EXIT_PARTIAL
+    recs = read_sdf(out)
+    assert [(r.GetProp("mol_id"), r.GetProp("smiles")) for r in recs] == (
+        [("0", "CCO")] * 2 + [("1", "c1ccccc1")] + [("3", "CN")] * 4)
+
+
+def test_generate_sdf_input_and_evaluate(tiny_ckpt, ref_sdf, tmp_path):
+    out = tmp_path / "gen.sdf"
+    assert main(["generate", str(ref_sdf), "-n", "2", "--out", str(out), "--weights", str(tiny_ckpt), *FAST]) == EXIT_OK
+    assert len(read_sdf(out)) == 12  # 6 input records, 2 conformers each
+    js = tmp_path / "eval.json"
+    assert main(["evaluate", str(ref_sdf), str(ref_sdf), "--json", str(js), "-q"]) == EXIT_OK
+    res = json.loads(js.read_text())
+    assert res["n_mols"] == 2 and res["cov_r_mean"] == pytest.approx(100.0) and res["mat_r_mean"] < 1e-3
+    for key in ("cov_r_median", "mat_r_median", "cov_p_mean", "cov_p_median", "mat_p_mean", "mat_p_median"):
+        assert key in res
+
+
+def test_bad_weights_named(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="bad.pt"):
+        load_model(bad)
+    rc = main(["generate", "CCO", "--out", str(tmp_path / "x.sdf"), "--weights", str(tmp_path / "missing.pt"), "-q"])
+    assert rc == EXIT_FATAL
+    assert "missing.pt" in capsys.readouterr().err
