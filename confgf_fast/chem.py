@@ -94,28 +94,33 @@ def conformer_positions(mol: Chem.Mol) -> torch.Tensor:
     return torch.tensor(np.stack(confs), dtype=torch.float32)
 
 
+def remove_hs(mol: Chem.Mol) -> Chem.Mol:
+    """RemoveHs that also drops hydrogens defining double-bond stereo (imine N-H), so a molecule
+    perceived from 3D and one parsed from a SMILES without explicit H give the same string."""
+    params = Chem.RemoveHsParameters()
+    params.removeDefiningBondStereo = True
+    return Chem.RemoveHs(mol, params, sanitize=False)
+
+
 def canonical_smiles(mol_or_smiles: Chem.Mol | str, stereo: bool = False) -> str:
     """Canonical SMILES without hydrogens; stereo-free by default (the key that groups molecules
     and matches held-out molecules)."""
     mol = Chem.MolFromSmiles(mol_or_smiles) if isinstance(mol_or_smiles, str) else Chem.Mol(mol_or_smiles)
     if mol is None:
         raise FeaturizeError(f"invalid SMILES: {mol_or_smiles!r}")
-    mol = Chem.RemoveHs(mol, sanitize=False) if mol.GetNumAtoms() else mol
     if not stereo:
-        Chem.RemoveStereochemistry(mol)
-    return Chem.MolToSmiles(mol, isomericSmiles=stereo)
+        Chem.RemoveStereochemistry(mol)  # first, so no H is kept for defining stereo
+    return Chem.MolToSmiles(remove_hs(mol), isomericSmiles=stereo)
 
 
 def stereo_smiles_from_3d(mol: Chem.Mol, conf_id: int = -1) -> str:
     """Isomeric canonical SMILES with stereo perceived from the 3D coordinates of one conformer."""
-    m = Chem.Mol(mol, confId=conf_id) if conf_id >= 0 else Chem.Mol(mol)
-    if conf_id >= 0:
-        keep = m.GetConformer(conf_id)
-        conf = Chem.Conformer(keep)
-        m.RemoveAllConformers()
-        m.AddConformer(conf, assignId=True)
+    m = Chem.Mol(mol)
+    conf = Chem.Conformer(m.GetConformer(conf_id))
+    m.RemoveAllConformers()
+    m.AddConformer(conf, assignId=True)
     Chem.AssignStereochemistryFrom3D(m)
-    return Chem.MolToSmiles(Chem.RemoveHs(m))
+    return canonical_smiles(m, stereo=True)
 
 
 def heavy_atom_rmsd(probe: Chem.Mol, ref: Chem.Mol, probe_conf: int = -1, ref_conf: int = -1) -> float:

@@ -77,23 +77,39 @@ def heldout_keys(path: str | Path) -> set[str]:
 
 
 def mol_from_qm9(smiles: str, elements: list[str], xyz_json: str):
-    """DFT XYZ -> RDKit Mol with bonds and 3D-perceived stereo; None if it disagrees with `smiles`."""
+    """DFT XYZ -> RDKit Mol with bonds and 3D-perceived stereo; None if it disagrees with `smiles`.
+
+    Bond orders come from rdDetermineBonds (xyz2mol); where that fails or disagrees, from the
+    SMILES as a template on the XYZ connectivity. Either way the stereo-free canonical SMILES
+    must equal the QM9 SMILES. (Measured on 1000 random QM9 rows: 46 dropped, mostly strained
+    cages whose DFT geometry bonds differently and zwitterions.)
+    """
     from rdkit import Chem
-    from rdkit.Chem import rdDetermineBonds
+    from rdkit.Chem import AllChem, rdDetermineBonds
 
     from ..chem import canonical_smiles
 
     xyz = json.loads(xyz_json)
     block = f"{len(elements)}\n\n" + "\n".join(f"{e} {x:.10f} {y:.10f} {z:.10f}" for e, (x, y, z) in zip(elements, xyz))
-    mol = Chem.MolFromXYZBlock(block)
-    if mol is None:
-        return None
-    try:
-        rdDetermineBonds.DetermineBonds(mol, charge=0)
-        Chem.SanitizeMol(mol)
-        if canonical_smiles(mol) != canonical_smiles(smiles):
+    want = canonical_smiles(smiles)
+    mol = None
+    for method in ("xyz2mol", "template"):
+        cand = Chem.MolFromXYZBlock(block)
+        if cand is None:
             return None
-    except Exception:
+        try:
+            if method == "xyz2mol":
+                rdDetermineBonds.DetermineBonds(cand, charge=0)
+            else:
+                rdDetermineBonds.DetermineConnectivity(cand)
+                cand = AllChem.AssignBondOrdersFromTemplate(Chem.MolFromSmiles(smiles), cand)
+            Chem.SanitizeMol(cand)
+            if canonical_smiles(cand) == want:
+                mol = cand
+                break
+        except Exception:
+            continue
+    if mol is None:
         return None
     Chem.AssignStereochemistryFrom3D(mol)
     return mol
@@ -197,7 +213,7 @@ def build_qm9(out: str | Path, heldout_csv: str | Path, num_chunks: int | None =
     total_chunks = (len(rows) + cfg.chunk_size - 1) // cfg.chunk_size
     num_chunks = total_chunks if num_chunks is None else min(num_chunks, total_chunks)
     heldout = heldout_keys(heldout_csv)
-    tag = f"e{cfg.extra_confs}_r{cfg.dedup_rmsd}_s{cfg.seed}_c{cfg.chunk_size}"
+    tag = f"v2_e{cfg.extra_confs}_r{cfg.dedup_rmsd}_s{cfg.seed}_c{cfg.chunk_size}"
     paths = [cache_dir / f"qm9_{tag}_{k:04d}.pt" for k in range(num_chunks)]
     todo = [
         ([rows[i] for i in perm[k * cfg.chunk_size:(k + 1) * cfg.chunk_size]], heldout, asdict(cfg), paths[k])
