@@ -41,8 +41,9 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import rdMolAlign
+from tqdm.auto import tqdm
 
-from .chem import canonical_smiles, stereo_smiles_from_3d
+from .chem import canonical_smiles, remove_hs, stereo_smiles_from_3d
 
 # Cap on the atom maps GetBestRMS enumerates per pair. RDKit's own default is 1,000,000; each map
 # costs one alignment, so a very symmetric molecule (several t-butyl / CF3 groups) can take
@@ -294,8 +295,6 @@ def evaluate(gen: Mapping[str, Sequence[Chem.Mol]] | Iterable[Chem.Mol],
         else:
             tasks.append((key, list(refs), list(gens), threshold, max_matches, symmetrize_terminal))
             task_pos.append(i)
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=len(tasks), disable=not progress, file=sys.stderr, desc="COV/MAT", unit="mol")
     if workers > 1 and len(tasks) > 1:
         with multiprocessing.get_context().Pool(min(workers, len(tasks))) as pool:
@@ -374,7 +373,8 @@ def _stereo_target(smiles: str) -> _StereoTarget:
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
         raise ValueError(f"invalid SMILES: {smiles!r}")
-    iso, flat = Chem.MolToSmiles(mol), Chem.MolToSmiles(mol, isomericSmiles=False)
+    # Canonicalised as chem.stereo_smiles_from_3d writes a conformer (chem.canonical_smiles).
+    iso, flat = canonical_smiles(mol, stereo=True), canonical_smiles(mol)
     partial = any(el.specified == Chem.StereoSpecified.Unspecified for el in Chem.FindPotentialStereo(Chem.Mol(mol)))
     return _StereoTarget(mol, iso, flat if iso == flat else None, partial)
 
@@ -386,7 +386,7 @@ def _perceived_heavy(mol: Chem.Mol, conf_id: int) -> Chem.Mol:
     m.RemoveAllConformers()
     m.AddConformer(conf, assignId=True)
     Chem.AssignStereochemistryFrom3D(m)
-    return Chem.RemoveHs(m)
+    return remove_hs(m)
 
 
 def _matches_with_unspecified_cleared(mol: Chem.Mol, conf_id: int, t: _StereoTarget, max_maps: int = 1000) -> bool:
@@ -413,7 +413,7 @@ def _matches_with_unspecified_cleared(mol: Chem.Mol, conf_id: int, t: _StereoTar
             for b in c.GetBonds():
                 b.SetBondDir(Chem.BondDir.NONE)
             Chem.SetDoubleBondNeighborDirections(c)
-        if Chem.MolToSmiles(c) == t.iso:
+        if canonical_smiles(c, stereo=True) == t.iso:
             return True
     return False
 

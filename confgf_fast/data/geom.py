@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from rdkit import Chem, rdBase
+from tqdm.auto import tqdm
 
 from ..chem import canonical_smiles
 from .dataset import ConformerDataset
@@ -131,8 +132,6 @@ def load_geom_rdkit_folder_with_stats(
     exclude = set(exclude_smiles or ())
     stats = GeomLoadStats(n_listed=len(smiles_list))
     mols: list[Chem.Mol] = []
-    from tqdm.auto import tqdm
-
     for smiles in tqdm(smiles_list, disable=not progress, desc=f"GEOM-{dataset}", unit="mol"):
         if max_molecules is not None and len(mols) >= max_molecules:
             break

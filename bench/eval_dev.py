@@ -1,0 +1,122 @@
+"""Quality on the development benchmark: ours vs RDKit ETKDGv3, same conformer budget.
+
+For each molecule with K reference conformers (GFN2-xTB ensembles in
+../shared/benchmarks/qm9_xtb_dev.sdf), both methods generate 2K conformers; COV/MAT (R and P) are
+computed with heavy-atom GetBestRMS at threshold 0.5 A, plus the stereo-match rate.
+
+    python bench/eval_dev.py --schedule paper --max-mols 10 --json bench/results/dev_paper.json
+
+Molecules are taken in file order (--offset/--max-mols pick a slice) so runs are comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+from rdkit import Chem, RDLogger
+from rdkit.Chem import AllChem
+
+from confgf_fast.checkpoint import load_model
+from confgf_fast.config import SamplerConfig
+from confgf_fast.evaluate import evaluate, format_table, stereo_match_rate
+from confgf_fast.pipeline import generate
+from confgf_fast.sampler import num_evaluations
+
+DEV_SDF = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "qm9_xtb_dev.sdf"
+
+
+def load_reference(path: Path) -> list[tuple[str, Chem.Mol]]:
+    """[(smiles, mol with all K reference conformers)] in file order, grouped by mol_id."""
+    groups: dict[str, tuple[str, Chem.Mol]] = {}
+    for rec in Chem.SDMolSupplier(str(path), removeHs=False):
+        key = rec.GetProp("mol_id")
+        if key not in groups:
+            m = Chem.Mol(rec)
+            groups[key] = (rec.GetProp("smiles"), m)
+        else:
+            groups[key][1].AddConformer(rec.GetConformer(), assignId=True)
+    return list(groups.values())
+
+
+def etkdg(mol: Chem.Mol, n: int, seed: int) -> Chem.Mol:
+    m = Chem.Mol(mol)
+    m.RemoveAllConformers()
+    params = AllChem.ETKDGv3()
+    params.randomSeed = seed
+    AllChem.EmbedMultipleConfs(m, n, params)
+    return m
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ref", default=str(DEV_SDF))
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--schedule", default="paper", choices=["paper", "fast"])
+    ap.add_argument("--levels", type=int, default=None)
+    ap.add_argument("--steps-per-level", type=int, default=None)
+    ap.add_argument("--eps", type=float, default=None)
+    ap.add_argument("--offset", type=int, default=0)
+    ap.add_argument("--max-mols", type=int, default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--no-etkdg", action="store_true")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    RDLogger.DisableLog("rdApp.*")
+
+    refs = load_reference(Path(args.ref))
+    refs = refs[args.offset: None if args.max_mols is None else args.offset + args.max_mols]
+    counts = [2 * m.GetNumConformers() for _, m in refs]
+    model, noise = load_model(args.weights, args.device)
+    sampler = SamplerConfig.preset(args.schedule)
+    for key, val in (("levels", args.levels), ("steps_per_level", args.steps_per_level), ("eps", args.eps)):
+        if val is not None:
+            setattr(sampler, key, val)
+
+    inputs = []
+    for _, m in refs:
+        x = Chem.Mol(m)
+        x.RemoveAllConformers()
+        inputs.append(x)
+    t0 = time.perf_counter()
+    res = generate(inputs, counts, model=model, noise=noise, sampler=sampler, device=args.device, seed=args.seed,
+                   progress=True)
+    t_ours = time.perf_counter() - t0
+    ref_groups = {s: [m] for s, m in refs}
+    ours = evaluate({s: [g] for (s, _), g in zip(refs, res.mols)}, ref_groups, threshold=args.threshold, progress=False).summary()
+    out = {
+        "benchmark": Path(args.ref).name, "n_mols": len(refs), "offset": args.offset, "threshold": args.threshold,
+        "machine": f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads, "
+                   f"device {args.device}",
+        "weights": args.weights or "shipped", "schedule": args.schedule, "sampler": vars(sampler),
+        "network_evaluations": num_evaluations(noise, sampler),
+        "ours": {**ours, "stereo_match": stereo_match_rate(res.mols, [s for s, _ in refs]),
+                 "seconds": t_ours, "conformers": sum(counts)},
+    }
+    print("ours (ConfGF, %s schedule, %d evaluations)" % (args.schedule, out["network_evaluations"]))
+    print(format_table(ours))
+    if not args.no_etkdg:
+        t0 = time.perf_counter()
+        emb = [etkdg(x, n, args.seed + k) for k, (x, n) in enumerate(zip(inputs, counts))]
+        t_rd = time.perf_counter() - t0
+        rd = evaluate({s: [g] for (s, _), g in zip(refs, emb)}, ref_groups, threshold=args.threshold,
+                      progress=False).summary()
+        out["etkdg"] = {**rd, "stereo_match": stereo_match_rate(emb, [s for s, _ in refs]), "seconds": t_rd,
+                        "conformers": sum(counts)}
+        print("RDKit ETKDGv3")
+        print(format_table(rd))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
