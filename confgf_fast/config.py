@@ -108,10 +108,10 @@ def config_from_dict(cls, d: dict):
 
 
 __all__ = [
+    "NUM_ATOM_TYPES",
+    "NUM_EDGE_TYPES",
     "ModelConfig",
     "NoiseConfig",
-    "TrainConfig",
     "SamplerConfig",
-    "NUM_EDGE_TYPES",
-    "NUM_ATOM_TYPES",
+    "TrainConfig",
 ]

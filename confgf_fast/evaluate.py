@@ -66,7 +66,7 @@ def heavy_copy(mol: Chem.Mol) -> Chem.Mol:
     for records RDKit cannot sanitise, so one odd record does not abort an evaluation."""
     try:
         return Chem.RemoveHs(mol)
-    except Exception:  # noqa: BLE001 - any sanitisation failure; the fallback is still usable
+    except Exception:
         h = Chem.RemoveHs(mol, sanitize=False)
         h.UpdatePropertyCache(strict=False)
         return h

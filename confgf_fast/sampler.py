@@ -63,7 +63,7 @@ def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg:
             d = ops.pairwise_distance(pos, ei, backend=cfg.backend)
             s = model(z, ei, et, d, sigma)
             noise_z = torch.randn(pos.shape, generator=generator, device=dev)
-            pos = ops.langevin_step(pos, ei, s, noise_z, alpha, cfg.clip, backend=cfg.backend)
+            pos = ops.langevin_step(pos, ei, s, noise_z, alpha, cfg.clip, backend=cfg.backend, rowptr=batch.rowptr)
         done += cfg.steps_per_level
         if callback is not None:
             callback(done, total)

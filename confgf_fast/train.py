@@ -125,7 +125,7 @@ class Trainer:
 
         self.model.train()
         bar = tqdm(total=max_steps, initial=self.step, desc="train", disable=not progress, file=sys.stderr)
-        log = open(log_path, "a") if log_path else None
+        log = open(log_path, "a") if log_path else None  # noqa: SIM115 (kept open across the loop)
         t0 = time.time()
         window: list[float] = []
         while self.step < max_steps:

@@ -8,8 +8,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from confgf_fast.chem import FeaturizeError, canonical_smiles, featurize, mol_from_smiles, set_conformers
-from confgf_fast.config import (EDGE_ANGLE, EDGE_AROMATIC, EDGE_DIHEDRAL, EDGE_DOUBLE, EDGE_SINGLE,
-                                EDGE_TRIPLE)
+from confgf_fast.config import EDGE_ANGLE, EDGE_AROMATIC, EDGE_DIHEDRAL, EDGE_DOUBLE, EDGE_SINGLE, EDGE_TRIPLE
 from confgf_fast.graph import PackedGraphs
 
 
@@ -90,7 +89,7 @@ def test_batch_offsets_and_roundtrip():
     b = packed.batch(mol_ids)
     assert b.num_graphs == 5
     sizes = [graphs[m].num_atoms for m in mol_ids.tolist()]
-    assert b.atom_ptr.tolist() == [0] + torch.tensor(sizes).cumsum(0).tolist()
+    assert b.atom_ptr.tolist() == [0, *torch.tensor(sizes).cumsum(0).tolist()]
     assert b.num_edges == sum(graphs[m].num_edges for m in mol_ids.tolist())
     # every edge stays inside its conformer, sorted by src, rev consistent
     assert torch.equal(b.node_graph[b.edge_index[0]], b.edge_graph)

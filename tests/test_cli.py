@@ -96,7 +96,7 @@ def test_generate_sdf_input_and_evaluate(tiny_ckpt, ref_sdf, tmp_path):
 def test_bad_weights_named(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightsError, match="bad.pt"):
+    with pytest.raises(WeightsError, match=r"bad\.pt"):
         load_model(bad)
     rc = main(["generate", "CCO", "--out", str(tmp_path / "x.sdf"), "--weights", str(tmp_path / "missing.pt"), "-q"])
     assert rc == EXIT_FATAL

@@ -230,7 +230,7 @@ def test_grouping_ignores_order_and_atom_numbering(drugs):
     extra = Chem.AddHs(Chem.MolFromSmiles("CCO"))
     AllChem.EmbedMolecule(extra, randomSeed=0)
     with pytest.warns(UserWarning, match="no \\(valid\\) generated"):
-        res2 = evaluate(partial + [extra], ref_records, threshold=1.25, progress=False)
+        res2 = evaluate([*partial, extra], ref_records, threshold=1.25, progress=False)
     s2 = res2.summary()
     assert s2["n_missing"] == 1 and s2["n_extra"] == 1 and s2["n_mols"] == len(ids) - 1
     assert res2.extra_keys == ["CCO"]

@@ -114,7 +114,7 @@ class ConformerDataset:
         """Split by molecule (all conformers of a molecule land on the same side)."""
         g = torch.Generator().manual_seed(seed)
         perm = torch.randperm(self.num_molecules, generator=g).tolist()
-        n_val = max(1, int(round(val_fraction * self.num_molecules))) if val_fraction > 0 else 0
+        n_val = max(1, round(val_fraction * self.num_molecules)) if val_fraction > 0 else 0
         return self.subset(sorted(perm[n_val:])), self.subset(sorted(perm[:n_val]))
 
     def batch(self, conf_ids: Tensor) -> tuple[GraphBatch, Tensor]:

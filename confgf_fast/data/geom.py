@@ -67,7 +67,7 @@ def _key_or_none(smiles_or_mol) -> str | None:
     with rdBase.BlockLogs():
         try:
             return canonical_smiles(smiles_or_mol)
-        except Exception:  # noqa: BLE001 - RDKit raises several types for unparsable input
+        except Exception:
             return None
 
 
@@ -150,7 +150,7 @@ def load_geom_rdkit_folder_with_stats(
         try:
             with open(path, "rb") as f:
                 data = pickle.load(f)
-        except Exception as e:  # noqa: BLE001 - truncated/corrupt pickles come in many flavours
+        except Exception as e:
             log.warning("unreadable GEOM pickle %s: %s", path, e)
             stats.n_unreadable_pickle += 1
             continue

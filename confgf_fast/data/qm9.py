@@ -13,6 +13,7 @@ and runs chunks in parallel processes.
 from __future__ import annotations
 
 import ast
+import contextlib
 import csv
 import importlib.util
 import json
@@ -23,7 +24,6 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .dataset import ConformerDataset
 
@@ -44,7 +44,7 @@ def qm9pack_data_dir() -> Path:
     spec = importlib.util.find_spec("qm9pack")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the PyPI package qm9pack is not installed: pip install qm9pack")
-    return Path(list(spec.submodule_search_locations)[0]) / "data"
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
 def read_qm9_rows(data_dir: Path | None = None) -> list[tuple[int, str, list[str], str]]:
@@ -69,10 +69,8 @@ def heldout_keys(path: str | Path) -> set[str]:
             for col in ("smiles", "corrected_smiles", "SMILES"):
                 s = r.get(col)
                 if s:
-                    try:
+                    with contextlib.suppress(ValueError):
                         keys.add(canonical_smiles(s))
-                    except ValueError:
-                        pass
     return keys
 
 
@@ -133,10 +131,8 @@ def add_etkdg_conformers(mol, n: int, seed: int, dedup_rmsd: float):
     cids = list(AllChem.EmbedMultipleConfs(trial, numConfs=n, params=params))
     if not cids:
         return mol
-    try:
+    with contextlib.suppress(Exception):
         AllChem.MMFFOptimizeMoleculeConfs(trial, maxIters=500)
-    except Exception:
-        pass
     heavy_ref = Chem.RemoveHs(mol)
     heavy_trial = Chem.RemoveHs(trial)
     kept_heavy = [heavy_ref.GetConformers()[0].GetId()]

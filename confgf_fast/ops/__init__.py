@@ -1,33 +1,192 @@
-"""Public geometric ops with a backend choice. (Fast backends land with the fused-kernel work.)"""
+"""Public geometric ops of ConfGF sampling, with a backend choice.
+
+Contract (all backends): pos [N, 3] float32 (float64 for "reference", "cpp", "cuda", "triton"),
+edge_index [2, E] int64 sorted by source atom with both directions present, d_ij = |r_i - r_j|.
+
+- pairwise_distance: d_e = |r_src(e) - r_dst(e)|                                        -> [E]
+- coord_score:       S_i = sum_{(i,j)} s_ij (r_i - r_j) / d_ij  (edges with d_ij = 0 add 0) -> [N, 3]
+- langevin_step:     r_i + a * clip(S_i) + sqrt(2 a) * noise_i, clip(S) = S * min(1, clip / |S|),
+                     in one pass over the edges, into a new buffer                          -> [N, 3]
+
+backend: "auto" | "reference" | "cpp" | "cuda" | "triton".
+- "reference": plain PyTorch (reference.py), any device and dtype; the truth in tests.
+- "cpp": OpenMP CPU kernels of the extension confgf_fast._C (float32/float64).
+- "cuda": CUDA kernels of confgf_fast._C (built only against a CUDA torch).
+- "triton": Triton kernels (confgf_fast.kernels) on CUDA tensors; on CPU tensors only under
+  TRITON_INTERPRET=1 (the interpreter, for tests).
+- "auto": the first available of cuda > triton (CUDA tensors only) > cpp > reference for the
+  tensor's device. If the fast backend for that device is missing it warns once and falls back.
+Asking explicitly for a backend that is unavailable raises RuntimeError saying why.
+
+The fast backends treat each atom's edges as one CSR row (segment reduction: no atomics,
+deterministic). They find the rows from edge_index[0]; a caller that already has the row
+pointers (GraphBatch.rowptr, [N+1]) can pass `rowptr=` to skip that.
+"""
 
 from __future__ import annotations
 
+import warnings
+
+import torch
 from torch import Tensor
 
-from . import reference
+from . import _backends, reference
+from ._registration import register_cpp_fakes, register_pairwise_distance_autograd
 
-BACKENDS = ("auto", "reference")
+__all__ = ["BACKENDS", "available_backends", "coord_score", "langevin_step", "pairwise_distance", "reference"]
+
+BACKENDS = ("auto", "reference", "cpp", "cuda", "triton")
+_FAST_DTYPES = (torch.float32, torch.float64)
+
+if _backends.EXTENSION_LOADED:
+    register_cpp_fakes()
+    register_pairwise_distance_autograd(torch.ops.confgf_fast.pairwise_distance.default,
+                                        torch.ops.confgf_fast.coord_score.default)
 
 
-def _check_backend(backend: str) -> None:
-    if backend not in ("auto", "reference", "cpp", "cuda", "triton"):
-        raise ValueError(f"unknown backend {backend!r}")
+def available_backends(device: torch.device | str) -> list[str]:
+    """Backends usable for tensors on `device`, in the order "auto" prefers them.
+
+    "triton" is listed for a CPU device only under TRITON_INTERPRET=1 (auto never picks it there),
+    and is listed when Triton is installed even if its kernels have not been imported yet.
+    """
+    device = torch.device(device)
+    out = []
+    if device.type == "cuda" and torch.cuda.is_available():
+        if _backends.CUDA_KERNELS_AVAILABLE:
+            out.append("cuda")
+        if _backends.TRITON_INSTALLED and _backends.TRITON_ERROR is None:
+            out.append("triton")
+    elif device.type == "cpu":
+        if _backends.CPP_AVAILABLE:
+            out.append("cpp")
+        if _backends.TRITON_INSTALLED and _backends.TRITON_ERROR is None and _backends.triton_interpret():
+            out.append("triton")
+    out.append("reference")
+    return out
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def _why_unavailable(backend: str, device: torch.device) -> str:
+    if backend in ("cpp", "cuda"):
+        if not _backends.EXTENSION_LOADED:
+            return _backends.EXTENSION_ERROR or "confgf_fast._C is not loaded"
+        if backend == "cpp":
+            return "confgf_fast._C has no CPU kernels" if device.type == "cpu" else (
+                f"the cpp backend runs on CPU tensors, got a tensor on {device}")
+        if device.type != "cuda":
+            return f"the cuda backend runs on CUDA tensors, got a tensor on {device}"
+        return "confgf_fast._C was built without CUDA kernels (rebuild with a CUDA torch, or FORCE_CUDA=1)"
+    if backend == "triton":
+        if _backends.TRITON_ERROR is not None:
+            return _backends.TRITON_ERROR
+        if device.type == "cpu":
+            return "the triton backend runs on CUDA tensors (on CPU only with TRITON_INTERPRET=1 set before import)"
+        return f"the triton backend does not run on {device}"
+    return f"unknown backend {backend!r}"
+
+
+def _resolve(backend: str, pos: Tensor) -> str:
+    """The backend to run for `pos`' device and dtype."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    device = pos.device
+    if backend == "auto":
+        if pos.dtype not in _FAST_DTYPES:
+            return "reference"  # the kernels are float32/float64 only
+        if device.type == "cuda":
+            if _backends.CUDA_KERNELS_AVAILABLE:
+                return "cuda"
+            if _backends.TRITON_INSTALLED and _backends.triton_ops() is not None:
+                _warn_once("cuda", f"confgf_fast.ops: CUDA kernels unavailable ({_why_unavailable('cuda', device)}); "
+                                   "using the Triton kernels")
+                return "triton"
+            _warn_once("cuda", "confgf_fast.ops: no fast CUDA backend ("
+                               f"cuda: {_why_unavailable('cuda', device)}; triton: {_why_unavailable('triton', device)}"
+                               "); falling back to the pure-PyTorch reference")
+            return "reference"
+        if device.type == "cpu":
+            if _backends.CPP_AVAILABLE:
+                return "cpp"
+            _warn_once("cpu", f"confgf_fast.ops: C++ kernels unavailable ({_why_unavailable('cpp', device)}); "
+                              "falling back to the pure-PyTorch reference")
+        return "reference"
+    if backend == "reference":
+        return backend
+    # Device check first, so that asking for Triton on a CPU tensor does not import Triton.
+    if backend not in available_backends(device) or (backend == "triton" and _backends.triton_ops() is None):
+        raise RuntimeError(f"confgf_fast.ops: backend {backend!r} is unavailable for a tensor on {device}: "
+                           f"{_why_unavailable(backend, device)}. Available: {available_backends(device)}")
+    return backend
 
 
 def pairwise_distance(pos: Tensor, edge_index: Tensor, backend: str = "auto") -> Tensor:
-    """pos: [N, 3], edge_index: [2, E] -> d: [E]."""
-    _check_backend(backend)
-    return reference.pairwise_distance(pos, edge_index)
+    """Edge lengths d_e = |r_src(e) - r_dst(e)|.
+
+    pos: Tensor  # [N, 3] float
+    edge_index: Tensor  # [2, E] int64 (src, dst)
+    returns: Tensor  # [E], pos' dtype
+
+    Differentiable w.r.t. pos on every backend: dL/dr_i = sum_{e: src=i} g_e u_e - sum_{e: dst=i} g_e u_e
+    with u_e = (r_src - r_dst) / d_e (0 where d_e = 0).
+    """
+    b = _resolve(backend, pos)
+    if b == "reference":
+        return reference.pairwise_distance(pos, edge_index)
+    if b == "triton":
+        return _backends.triton_ops()["pairwise_distance"](pos, edge_index)
+    return torch.ops.confgf_fast.pairwise_distance(pos, edge_index)
 
 
-def coord_score(pos: Tensor, edge_index: Tensor, edge_score: Tensor, backend: str = "auto") -> Tensor:
-    """S_i = sum_{(i,j)} s_ij (r_i - r_j) / d_ij -> [N, 3]."""
-    _check_backend(backend)
-    return reference.coord_score(pos, edge_index, edge_score)
+def coord_score(pos: Tensor, edge_index: Tensor, edge_score: Tensor, backend: str = "auto", *,
+                rowptr: Tensor | None = None) -> Tensor:
+    """Per-atom score by the chain rule: S_i = sum_{(i,j)} s_ij (r_i - r_j) / d_ij.
+
+    That is dR of sum_e s_e d_e with s held fixed (d d_ij / d r_i = (r_i - r_j) / d_ij). An edge
+    with d_ij = 0 has no direction and contributes 0.
+
+    pos: Tensor  # [N, 3] float
+    edge_index: Tensor  # [2, E] int64, sorted by source, both directions present
+    edge_score: Tensor  # [E] s_ij (cast to pos' dtype)
+    rowptr: Tensor | None  # [N+1] int64 CSR row pointers of edge_index[0], optional (fast backends)
+    returns: Tensor  # [N, 3]
+    """
+    b = _resolve(backend, pos)
+    if b == "reference":
+        return reference.coord_score(pos, edge_index, edge_score)
+    if b == "triton":
+        return _backends.triton_ops()["coord_score"](pos, edge_index, edge_score, rowptr)
+    return torch.ops.confgf_fast.coord_score(pos, edge_index, edge_score, rowptr)
 
 
 def langevin_step(pos: Tensor, edge_index: Tensor, edge_score: Tensor, noise: Tensor, step_size: float,
-                  clip: float = 1000.0, backend: str = "auto") -> Tensor:
-    """r + a * clip(S) + sqrt(2a) * noise -> new [N, 3]."""
-    _check_backend(backend)
-    return reference.langevin_step(pos, edge_index, edge_score, noise, step_size, clip)
+                  clip: float = 1000.0, backend: str = "auto", *, rowptr: Tensor | None = None) -> Tensor:
+    """One Langevin update: r_i <- r_i + a * clip(S_i) + sqrt(2 a) * z_i, as a new tensor.
+
+    S_i = sum_{(i,j)} s_ij (r_i - r_j) / d_ij (coord_score), clip(S_i) = S_i * min(1, clip / |S_i|)
+    (per-atom L2 norm limit, as the official clip_norm), a = step_size >= 0, z = noise. The fast
+    backends do distances, chain rule, clip and update in one pass over the edges.
+
+    pos: Tensor  # [N, 3] float
+    edge_index: Tensor  # [2, E] int64, sorted by source, both directions present
+    edge_score: Tensor  # [E] s_ij (cast to pos' dtype)
+    noise: Tensor  # [N, 3] z ~ N(0, I), an input so the step is deterministic and testable
+    rowptr: Tensor | None  # [N+1] int64 CSR row pointers of edge_index[0], optional (fast backends)
+    returns: Tensor  # [N, 3]
+    """
+    b = _resolve(backend, pos)
+    if b == "reference":
+        return reference.langevin_step(pos, edge_index, edge_score, noise, step_size, clip)
+    if b == "triton":
+        return _backends.triton_ops()["langevin_step"](pos, edge_index, edge_score, noise, rowptr,
+                                                       float(step_size), float(clip))
+    return torch.ops.confgf_fast.langevin_step(pos, edge_index, edge_score, noise, rowptr,
+                                               float(step_size), float(clip))

@@ -1,0 +1,60 @@
+"""Fake (meta) kernels and autograd for the ops of confgf_fast._C, registered from Python.
+
+Fake kernels give output shapes/dtypes without running anything, which torch.compile, FakeTensor
+and torch.library.opcheck need. Autograd is registered for pairwise_distance (the op that sits
+inside the score network's forward); coord_score and langevin_step are used without gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def register_cpp_fakes() -> None:
+    @torch.library.register_fake("confgf_fast::pairwise_distance")
+    def _pairwise_distance_fake(pos: Tensor, edge_index: Tensor) -> Tensor:
+        torch._check(pos.dim() == 2 and pos.shape[1] == 3, lambda: f"pos must be [N, 3], got {tuple(pos.shape)}")
+        torch._check(edge_index.dim() == 2 and edge_index.shape[0] == 2,
+                     lambda: f"edge_index must be [2, E], got {tuple(edge_index.shape)}")
+        return pos.new_empty(edge_index.shape[1])
+
+    @torch.library.register_fake("confgf_fast::coord_score")
+    def _coord_score_fake(pos: Tensor, edge_index: Tensor, edge_score: Tensor, rowptr: Tensor | None) -> Tensor:
+        torch._check(pos.dim() == 2 and pos.shape[1] == 3, lambda: f"pos must be [N, 3], got {tuple(pos.shape)}")
+        torch._check(edge_score.shape[0] == edge_index.shape[1], lambda: "edge_score must be [E]")
+        return pos.new_empty(pos.shape)
+
+    @torch.library.register_fake("confgf_fast::langevin_step")
+    def _langevin_step_fake(pos: Tensor, edge_index: Tensor, edge_score: Tensor, noise: Tensor,
+                            rowptr: Tensor | None, step_size: float, clip: float) -> Tensor:
+        torch._check(pos.dim() == 2 and pos.shape[1] == 3, lambda: f"pos must be [N, 3], got {tuple(pos.shape)}")
+        torch._check(noise.shape == pos.shape, lambda: "noise must have the shape of pos")
+        torch._check(edge_score.shape[0] == edge_index.shape[1], lambda: "edge_score must be [E]")
+        return pos.new_empty(pos.shape)
+
+
+def register_pairwise_distance_autograd(pairwise_distance_op, coord_score_op) -> None:
+    """d_e = |r_src - r_dst|, so with u_e = (r_src - r_dst) / d_e (0 when d_e = 0) and incoming
+    grad g:  dL/dr_i = sum_{e: src=i} g_e u_e  -  sum_{e: dst=i} g_e u_e.
+
+    The first sum is coord_score(pos, edge_index, g). The second, with its sign, is coord_score on
+    the transposed edge list (dst, src) (there r_i - r_j = r_dst - r_src = -d_e u_e), sorted by its
+    new source with a stable sort so it stays a deterministic segment reduction. (When g is
+    symmetric, g_e = g_rev(e), both sums are equal and the gradient is 2 * coord_score(g); the
+    general form is kept because a cotangent need not be symmetric.)
+    """
+
+    def setup_context(ctx, inputs, output):
+        pos, edge_index = inputs
+        ctx.save_for_backward(pos, edge_index)
+
+    def backward(ctx, grad_d: Tensor):
+        pos, edge_index = ctx.saved_tensors
+        grad_out = coord_score_op(pos, edge_index, grad_d, None)
+        perm = torch.argsort(edge_index[1], stable=True)
+        transposed = torch.stack([edge_index[1][perm], edge_index[0][perm]])
+        grad_in = coord_score_op(pos, transposed, grad_d[perm], None)
+        return grad_out + grad_in, None
+
+    torch.library.register_autograd(pairwise_distance_op, backward, setup_context=setup_context)

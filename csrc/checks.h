@@ -1,0 +1,50 @@
+// Argument checks shared by the CPU and CUDA kernels (cheap: shapes, dtypes and devices only,
+// never a pass over the data, so nothing here synchronises a GPU).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include <optional>
+
+namespace confgf_fast {
+
+inline void check_pos(const at::Tensor& pos, const char* name = "pos") {
+  TORCH_CHECK(pos.dim() == 2 && pos.size(1) == 3, name, " must have shape [N, 3], got ", pos.sizes());
+  TORCH_CHECK(pos.scalar_type() == at::kFloat || pos.scalar_type() == at::kDouble, name,
+              " must be float32 or float64, got ", pos.scalar_type());
+}
+
+inline void check_edge_index(const at::Tensor& edge_index, const at::Tensor& pos) {
+  TORCH_CHECK(edge_index.dim() == 2 && edge_index.size(0) == 2, "edge_index must have shape [2, E], got ",
+              edge_index.sizes());
+  TORCH_CHECK(edge_index.scalar_type() == at::kLong, "edge_index must be int64, got ", edge_index.scalar_type());
+  TORCH_CHECK(edge_index.device() == pos.device(), "edge_index is on ", edge_index.device(), " but pos is on ",
+              pos.device());
+}
+
+inline void check_edge_score(const at::Tensor& edge_score, const at::Tensor& edge_index, const at::Tensor& pos) {
+  TORCH_CHECK(edge_score.dim() == 1 && edge_score.size(0) == edge_index.size(1), "edge_score must have shape [E=",
+              edge_index.size(1), "], got ", edge_score.sizes());
+  TORCH_CHECK(edge_score.is_floating_point(), "edge_score must be floating point, got ", edge_score.scalar_type());
+  TORCH_CHECK(edge_score.device() == pos.device(), "edge_score is on ", edge_score.device(), " but pos is on ",
+              pos.device());
+}
+
+inline void check_rowptr(const std::optional<at::Tensor>& maybe_rowptr, const at::Tensor& pos) {
+  if (!maybe_rowptr.has_value()) return;
+  const at::Tensor& rowptr = *maybe_rowptr;
+  TORCH_CHECK(rowptr.dim() == 1 && rowptr.size(0) == pos.size(0) + 1, "rowptr must have shape [N+1=",
+              pos.size(0) + 1, "], got ", rowptr.sizes());
+  TORCH_CHECK(rowptr.scalar_type() == at::kLong, "rowptr must be int64, got ", rowptr.scalar_type());
+  TORCH_CHECK(rowptr.device() == pos.device(), "rowptr is on ", rowptr.device(), " but pos is on ", pos.device());
+}
+
+inline void check_noise(const at::Tensor& noise, const at::Tensor& pos) {
+  TORCH_CHECK(noise.sizes() == pos.sizes(), "noise must have the shape of pos ", pos.sizes(), ", got ",
+              noise.sizes());
+  TORCH_CHECK(noise.is_floating_point(), "noise must be floating point, got ", noise.scalar_type());
+  TORCH_CHECK(noise.device() == pos.device(), "noise is on ", noise.device(), " but pos is on ", pos.device());
+}
+
+}  // namespace confgf_fast
