@@ -10,8 +10,8 @@ from rdkit import Chem
 from rdkit.Chem import rdMolAlign
 from rdkit.Geometry import Point3D
 
-from .config import EDGE_ANGLE, EDGE_AROMATIC, EDGE_DIHEDRAL, EDGE_DOUBLE, EDGE_SINGLE, EDGE_TRIPLE
-from .graph import MolGraph
+from .config import EDGE_AROMATIC, EDGE_DOUBLE, EDGE_SINGLE, EDGE_TRIPLE
+from .graph import MolGraph, extended_graph
 
 _BOND_EDGE_TYPE = {
     Chem.BondType.SINGLE: EDGE_SINGLE,
@@ -37,38 +37,22 @@ def featurize(mol: Chem.Mol, order: int = 3) -> MolGraph:
     """Mol (with explicit H) -> MolGraph of all atom pairs within `order` bonds.
 
     Edge (i, j) exists for 1 <= topological distance(i, j) <= order. Its type is the bond type
-    when i and j are bonded, EDGE_ANGLE at distance 2, EDGE_DIHEDRAL at distance 3.
-    Edges come out sorted by (src, dst) because np.nonzero scans the matrix row-major.
+    when i and j are bonded, EDGE_ANGLE at distance 2, EDGE_DIHEDRAL at distance 3 (built by
+    graph.extended_graph from the bonds, so RDKit-free data files rebuild the same graph).
     """
     n = mol.GetNumAtoms()
-    z = torch.tensor([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=torch.long)
     if n == 0:
         raise FeaturizeError("molecule has no atoms")
-    if n == 1:
-        empty = torch.zeros(0, dtype=torch.long)
-        return MolGraph(z, torch.zeros(2, 0, dtype=torch.long), empty, empty)
-    topo = Chem.GetDistanceMatrix(mol)  # [n, n] bond-count distances (1e8 if disconnected)
-    types = np.full((n, n), -1, dtype=np.int64)
-    types[topo == 2] = EDGE_ANGLE
-    types[topo == 3] = EDGE_DIHEDRAL
-    if order < 3:
-        types[topo > order] = -1
+    z = torch.tensor([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=torch.long)
+    pairs, types = [], []
     for b in mol.GetBonds():
         bt = _BOND_EDGE_TYPE.get(b.GetBondType())
         if bt is None:
             raise FeaturizeError(f"unsupported bond type {b.GetBondType()} in {Chem.MolToSmiles(mol)}")
-        i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
-        types[i, j] = types[j, i] = bt
-    src, dst = np.nonzero(types >= 0)
-    eid = np.full((n, n), -1, dtype=np.int64)
-    eid[src, dst] = np.arange(src.size)
-    rev = eid[dst, src]
-    return MolGraph(
-        z=z,
-        edge_index=torch.from_numpy(np.stack([src, dst]).astype(np.int64)),
-        edge_type=torch.from_numpy(types[src, dst]),
-        rev=torch.from_numpy(rev),
-    )
+        pairs.append((b.GetBeginAtomIdx(), b.GetEndAtomIdx()))
+        types.append(bt)
+    bond_index = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2).t()
+    return extended_graph(z, bond_index, torch.tensor(types, dtype=torch.long), order)
 
 
 def set_conformers(mol: Chem.Mol, coords: Iterable[np.ndarray | torch.Tensor]) -> Chem.Mol:

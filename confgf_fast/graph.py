@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -40,6 +41,48 @@ class MolGraph:
     def rowptr(self) -> Tensor:
         """[n+1] CSR row pointers: the edges leaving atom i are rowptr[i]:rowptr[i+1]."""
         return rowptr_from_sorted(self.edge_index[0], self.num_atoms)
+
+    def bonds(self) -> tuple[Tensor, Tensor]:
+        """([2, B] bonded pairs with src < dst, [B] their types): all the extended graph is built from."""
+        from .config import EDGE_ANGLE
+
+        keep = (self.edge_type < EDGE_ANGLE) & (self.edge_index[0] < self.edge_index[1])
+        return self.edge_index[:, keep], self.edge_type[keep]
+
+
+def extended_graph(z: Tensor, bond_index: Tensor, bond_type: Tensor, order: int = 3) -> MolGraph:
+    """The extended graph from the bonds alone (no RDKit): all pairs within `order` bonds.
+
+    z: [n] atomic numbers; bond_index: [2, B] bonded pairs (each bond once, either direction);
+    bond_type: [B] edge types EDGE_SINGLE..EDGE_AROMATIC. Pairs at 2 and 3 bonds get EDGE_ANGLE and
+    EDGE_DIHEDRAL. Hop counts come from powers of the boolean adjacency matrix; edges come out
+    sorted by (src, dst) because np.nonzero scans row-major.
+    """
+    from .config import EDGE_ANGLE, EDGE_DIHEDRAL
+
+    n = int(z.numel())
+    bi = bond_index.numpy().astype(np.int64)
+    adj = np.zeros((n, n), dtype=bool)
+    adj[bi[0], bi[1]] = adj[bi[1], bi[0]] = True
+    types = np.full((n, n), -1, dtype=np.int64)
+    seen = np.eye(n, dtype=bool) | adj
+    frontier = adj.copy()
+    for hop in range(2, order + 1):
+        frontier = (frontier.astype(np.uint8) @ adj.astype(np.uint8) > 0) & ~seen
+        types[frontier] = EDGE_ANGLE if hop == 2 else EDGE_DIHEDRAL
+        seen |= frontier
+    bt = bond_type.numpy().astype(np.int64)
+    types[bi[0], bi[1]] = bt
+    types[bi[1], bi[0]] = bt
+    src, dst = np.nonzero(types >= 0)
+    eid = np.full((n, n), -1, dtype=np.int64)
+    eid[src, dst] = np.arange(src.size)
+    return MolGraph(
+        z=z.long(),
+        edge_index=torch.from_numpy(np.stack([src, dst]).astype(np.int64)),
+        edge_type=torch.from_numpy(types[src, dst]),
+        rev=torch.from_numpy(eid[dst, src]),
+    )
 
 
 def rowptr_from_sorted(src: Tensor, num_nodes: int) -> Tensor:

@@ -1,11 +1,14 @@
 """Featurised conformer datasets: graphs + coordinates as plain tensors in one torch file.
 
-The file needs no RDKit to load, so a GPU machine without RDKit can train from it.
+The file needs no RDKit to load, so a GPU machine without RDKit can train from it. It is compact
+(format 2): per molecule only atomic numbers and bonds are stored, and the extended graph (pairs
+within 3 bonds) is rebuilt at load time by graph.extended_graph: QM9 is ~0.6 kB per molecule plus
+12 bytes per atom per conformer.
 
-Layout (all local, per-molecule indices):
-  graphs: PackedGraphs state (z, atom_ptr, edge_index, edge_type, rev, edge_ptr)
+In memory:
+  graphs: PackedGraphs (z, atom_ptr, edge_index, edge_type, rev, edge_ptr; local indices)
   pos: [sum_c n_mol(c), 3] float32, conformer c's atoms at pos[conf_ptr[c]:conf_ptr[c+1]]
-  conf_mol: [C] int64 molecule of each conformer;  conf_ptr: [C+1]
+  conf_mol: [C] int64 molecule of each conformer (sorted);  conf_ptr: [C+1]
   smiles: list[str] (isomeric SMILES of each molecule);  meta: dict
 """
 
@@ -18,9 +21,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..graph import GraphBatch, MolGraph, PackedGraphs
+from ..graph import GraphBatch, MolGraph, PackedGraphs, extended_graph
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -128,14 +131,32 @@ class ConformerDataset:
 
     # ---- io -------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        torch.save({"format_version": FORMAT_VERSION, "graphs": self.graphs.state_dict(), "pos": self.pos,
-                    "conf_mol": self.conf_mol, "conf_ptr": self.conf_ptr, "smiles": self.smiles,
-                    "meta": self.meta}, str(path))
+        M = self.num_molecules
+        bonds = [self.graphs.graph(m).bonds() for m in range(M)]
+        nb = torch.tensor([b[1].numel() for b in bonds], dtype=torch.long)
+        torch.save({
+            "format_version": FORMAT_VERSION,
+            "z": self.graphs.z.to(torch.uint8),
+            "atom_ptr": self.graphs.atom_ptr,
+            "bond_index": (torch.cat([b[0] for b in bonds], 1) if M else torch.zeros(2, 0)).to(torch.int16),
+            "bond_type": (torch.cat([b[1] for b in bonds]) if M else torch.zeros(0)).to(torch.uint8),
+            "bond_ptr": torch.cat([torch.zeros(1, dtype=torch.long), nb.cumsum(0)]),
+            "pos": self.pos.float(), "conf_mol": self.conf_mol.to(torch.int32), "conf_ptr": self.conf_ptr,
+            "smiles": self.smiles, "meta": self.meta,
+        }, str(path))
 
     @classmethod
     def load(cls, path: str | Path) -> ConformerDataset:
         d = torch.load(str(path), map_location="cpu", weights_only=False)
-        if d.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: dataset format {d.get('format_version')!r}, expected {FORMAT_VERSION}")
-        return cls(PackedGraphs.from_state_dict(d["graphs"]), d["pos"], d["conf_mol"], d["conf_ptr"],
-                   d["smiles"], d.get("meta", {}))
+        version = d.get("format_version")
+        if version == 1:  # full extended graphs stored
+            graphs = PackedGraphs.from_state_dict(d["graphs"])
+        elif version == 2:
+            ap, bp = d["atom_ptr"], d["bond_ptr"]
+            z, bi, bt = d["z"].long(), d["bond_index"].long(), d["bond_type"].long()
+            graphs = PackedGraphs([extended_graph(z[ap[m]:ap[m + 1]], bi[:, bp[m]:bp[m + 1]], bt[bp[m]:bp[m + 1]])
+                                   for m in range(ap.numel() - 1)])
+        else:
+            raise ValueError(f"{path}: dataset format {version!r}, expected 1 or {FORMAT_VERSION}")
+        return cls(graphs, d["pos"].float(), d["conf_mol"].long(), d["conf_ptr"].long(), d["smiles"],
+                   d.get("meta", {}))
