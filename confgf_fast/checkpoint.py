@@ -12,6 +12,8 @@ from .model import ScoreNet
 
 CHECKPOINT_FORMAT = "confgf_fast/1"
 DEFAULT_WEIGHTS = "qm9_small.pt"
+# Elements assumed for checkpoints that do not record theirs (all of them were trained on QM9).
+QM9_ELEMENTS = (1, 6, 7, 8, 9)
 
 
 class WeightsError(RuntimeError):
@@ -40,26 +42,90 @@ def save_checkpoint(path: str | Path, model: ScoreNet, noise: NoiseConfig, **ext
 
 
 def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint dict in `path`; WeightsError naming the file if it is missing or unreadable."""
     path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"weights path is a directory, not a checkpoint file: {path}")
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # truncated or not a torch file
-        raise WeightsError(f"cannot read weights file {path}: {exc}") from exc
+    except Exception as exc:  # truncated, empty, or not a torch file at all
+        raise WeightsError(f"cannot read weights file {path} (truncated or not a torch file?): {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{path} is not a confgf_fast checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    for key in ("model_config", "noise_config", "model_state"):
+        if not isinstance(state.get(key), dict):
+            raise WeightsError(f"{path} is incomplete: it has no {key!r} dict")
     return state
 
 
+def trained_elements(state: dict) -> tuple[tuple[int, ...], bool]:
+    """(atomic numbers the model was trained on, whether they were assumed).
+
+    Checkpoints written by train.py record `trained_elements`; older ones do not, and then the QM9
+    set H, C, N, O, F is assumed (every checkpoint before the field existed was trained on QM9).
+    """
+    z = state.get("trained_elements")
+    if z is None:
+        return QM9_ELEMENTS, True
+    return tuple(sorted(int(x) for x in z)), False
+
+
+def _state_dict_mismatch(model: ScoreNet, weights: dict) -> str:
+    """A short description of how `weights` differs from `model.state_dict()` (at most 3 of each kind;
+    the full PyTorch message lists every key, which buries the cause)."""
+    want = model.state_dict()
+    missing = [k for k in want if k not in weights]
+    unexpected = [k for k in weights if k not in want]
+    shapes = [f"{k} {list(getattr(weights[k], 'shape', []))} in file vs {list(want[k].shape)} expected"
+              for k in want if k in weights and getattr(weights[k], "shape", None) != want[k].shape]
+    parts = []
+    for what, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", shapes)):
+        if items:
+            more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+            parts.append(f"{what}: {', '.join(items[:3])}{more}")
+    return "; ".join(parts)
+
+
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[ScoreNet, NoiseConfig]:
-    """Rebuild the score network and its noise levels from a checkpoint (default: shipped weights)."""
+    """Rebuild the score network and its noise levels from a checkpoint (default: shipped weights).
+
+    Raises WeightsError naming the file when it is missing, unreadable, not a checkpoint, has
+    weights that do not fit its model config (the mismatching keys / shapes are listed) or holds
+    NaN / inf weights. The returned model carries `trained_elements` (tuple of atomic numbers) and
+    `trained_elements_assumed` (True for old checkpoints without the record; see trained_elements()).
+    """
     path = Path(path) if path is not None else default_weights_path()
     state = read_checkpoint(path)
-    model = ScoreNet(config_from_dict(ModelConfig, state["model_config"]))
     try:
-        model.load_state_dict(state["model_state"])
-    except RuntimeError as exc:
+        cfg = config_from_dict(ModelConfig, state["model_config"])
+        model = ScoreNet(cfg)
+    except Exception as exc:  # wrong types / values in the stored config
+        raise WeightsError(f"{path} has an unusable model config {state['model_config']!r}: {exc}") from exc
+    weights = state["model_state"]
+    mismatch = _state_dict_mismatch(model, weights)
+    if mismatch:
+        raise WeightsError(f"weights in {path} do not fit their model config "
+                           f"(hidden_dim={cfg.hidden_dim}, num_layers={cfg.num_layers}): {mismatch}")
+    bad = [k for k, v in weights.items()
+           if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise WeightsError(f"weights in {path} contain NaN or inf values: {', '.join(bad[:3])}{more}")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:  # e.g. a dtype that cannot be copied; shapes were checked above
         raise WeightsError(f"weights in {path} do not match their model config: {exc}") from exc
     model.eval().to(device)
-    return model, config_from_dict(NoiseConfig, state["noise_config"])
+    elements, assumed = trained_elements(state)
+    # Plain attributes (not buffers): they describe the training data, not the network, and must
+    # not change the state_dict layout of existing checkpoints.
+    model.trained_elements = elements
+    model.trained_elements_assumed = assumed
+    try:
+        noise = config_from_dict(NoiseConfig, state["noise_config"])
+        noise.sigmas()
+    except Exception as exc:
+        raise WeightsError(f"{path} has an unusable noise config {state['noise_config']!r}: {exc}") from exc
+    return model, noise

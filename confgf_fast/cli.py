@@ -1,18 +1,49 @@
 """The `confgf-fast` command: generate, train, evaluate, build-qm9.
 
-Exit codes: 0 success; 1 fatal error (bad weights, unreadable input, ...); 2 usage error;
-3 finished but some input molecules failed (each one is reported on stderr).
+Exit codes of `confgf-fast generate` (the other commands use 0, 1, 2 and 130):
+  0    every input molecule got all its conformers (warnings, e.g. a dropped salt counter-ion, allowed);
+  1    fatal: missing / corrupt / mismatched weights, missing or unreadable input, no molecules in
+       the input, --resume on an SDF that does not belong to this input, or an unexpected failure
+       mid-run (the SDF then holds complete records of the molecules finished so far);
+  2    usage error (bad options);
+  3    finished, but some molecules failed or miss conformers: each is named on stderr and in the
+       errors file (mol_id, input, error);
+  130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: the SDF holds complete records of every
+       molecule finished so far; run again with --resume to complete it.
+
+The SDF is written as the run goes: a molecule's records are written, in input order, as soon as
+all its conformers are done, and flushed, so a crash or an interrupt leaves a valid file. What
+happens to each kind of bad molecule (invalid SMILES, salts, unknown elements, single atoms, size
+limit, NaN during sampling) is written down in pipeline.py's docstring and the README.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import io
 import json
+import os
 import re
+import signal
 import sys
+import threading
+import time
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .pipeline import MolInput, MolOutcome
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + signal number, the shell convention
+
+# Suffixes that mark INPUT as a file name (so a missing file is reported as missing, not as an
+# invalid SMILES): none of them can end a valid SMILES.
+_FILE_SUFFIXES = {".smi", ".smiles", ".txt", ".csv", ".tsv", ".sdf", ".sd", ".mol"}
 
 
 def _repo_shared_heldout() -> Path | None:
@@ -25,62 +56,322 @@ def _repo_shared_heldout() -> Path | None:
     return None
 
 
-# ---- input parsing --------------------------------------------------------------------------------
-def read_inputs(spec: str, default_count: int) -> list[tuple[str, object, int]]:
-    """INPUT -> [(smiles_as_given, smiles_or_mol, num_confs)].
+class InputError(RuntimeError):
+    """INPUT cannot be read at all (fatal), as opposed to one bad molecule in it."""
 
-    INPUT is an .sdf file (one molecule per record), a text file with one SMILES per line and an
-    optional second column (whitespace or comma separated) giving that molecule's conformer count,
-    or else a SMILES string. Blank lines and lines starting with '#' are skipped.
-    """
+
+# ---- input parsing --------------------------------------------------------------------------------
+def input_kind(spec: str) -> str:
+    """'sdf', 'text' or 'smiles' for INPUT; InputError if it names a file that cannot be read."""
     path = Path(spec)
-    if path.suffix.lower() == ".sdf" and path.is_file():
+    if path.is_dir():
+        raise InputError(f"input {spec} is a directory")
+    if path.is_file():
+        if not os.access(path, os.R_OK):
+            raise InputError(f"cannot read input file {spec}: permission denied")
+        return "sdf" if path.suffix.lower() in (".sdf", ".sd", ".mol") else "text"
+    if path.suffix.lower() in _FILE_SUFFIXES:
+        raise InputError(f"input file not found: {spec}")
+    return "smiles"
+
+
+def _split_line(line: str, default_count: int) -> tuple[str, int, str]:
+    """'SMILES [count] [name]' (whitespace or comma separated) -> (smiles, count, name)."""
+    parts = [p for p in re.split(r"[,\s]+", line) if p]
+    count, name = default_count, ""
+    if len(parts) >= 2:
+        try:
+            count = int(parts[1])
+            name = " ".join(parts[2:])
+        except ValueError:
+            name = " ".join(parts[1:])  # a second column that is not a count is the molecule's name
+    return parts[0], count, name
+
+
+def _sdf_records(path: Path) -> Iterator[bytes]:
+    """The raw records of an SDF, one at a time (streaming: never the whole file in memory)."""
+    block: list[bytes] = []
+    with open(path, "rb") as fh:
+        for line in fh:
+            block.append(line)
+            if line.rstrip(b"\r\n") == b"$$$$":
+                yield b"".join(block)
+                block = []
+    if any(x.strip() for x in block):
+        yield b"".join(block)  # a last record without its $$$$ terminator
+
+
+def _read_sdf_record(k: int, block: bytes, default_count: int) -> MolInput:
+    from rdkit import Chem
+
+    from .pipeline import MolInput
+
+    title = block.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    label = f"SDF record {k}" + (f" ({title})" if title else "")
+    rec = next(Chem.ForwardSDMolSupplier(io.BytesIO(block), removeHs=False), None)
+    if rec is None:
+        # Read it again unsanitised only to say why RDKit refused it.
+        raw = next(Chem.ForwardSDMolSupplier(io.BytesIO(block), removeHs=False, sanitize=False), None)
+        why = "malformed record (atom/bond block or counts line)"
+        if raw is not None:
+            try:
+                Chem.SanitizeMol(raw)
+            except Exception as exc:  # valence / kekulisation problems, as RDKit words them
+                why = str(exc)
+        return MolInput(None, default_count, text=label, name=title, error=f"unreadable {label}: {why}")
+    if rec.HasProp("smiles"):
+        # One line: it is written back as an SDF property, and --resume reads only first lines.
+        text = " ".join(rec.GetProp("smiles").splitlines())
+    else:
+        try:
+            text = Chem.MolToSmiles(Chem.RemoveHs(rec))
+        except Exception:  # RemoveHs can refuse odd hydrogens; the SMILES is only a label here
+            text = Chem.MolToSmiles(rec)
+    return MolInput(rec, default_count, text=text, name=title)
+
+
+def iter_inputs(spec: str, default_count: int) -> Iterator[MolInput]:
+    """INPUT -> MolInput per molecule, streaming (a file is read one line / record at a time).
+
+    INPUT is an .sdf file (one molecule per record; unreadable records become per-molecule errors),
+    a text file with one SMILES per line and optional columns `count` (that molecule's conformer
+    count) and `name` (whitespace or comma separated), or else a SMILES string. Blank lines and
+    lines starting with '#' are skipped and do not count as molecules.
+    """
+    from .pipeline import MolInput
+
+    kind = input_kind(spec)
+    if kind == "smiles":
+        yield MolInput(spec, default_count)
+    elif kind == "sdf":
+        for k, block in enumerate(_sdf_records(Path(spec))):
+            yield _read_sdf_record(k, block, default_count)
+    else:
+        # errors="replace": a stray non-UTF-8 byte makes that line an invalid SMILES, not a crash.
+        with open(spec, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                smi, count, name = _split_line(line, default_count)
+                yield MolInput(smi, count, name=name)
+
+
+def read_inputs(spec: str, default_count: int) -> list[tuple[str, object, int]]:
+    """INPUT -> [(smiles_as_given, smiles_or_mol, num_confs)] (all of it in memory; see iter_inputs)."""
+    return [(m.given(), m.source, m.num_confs) for m in iter_inputs(spec, default_count)]
+
+
+# ---- output: streaming SDF, errors file, resume ---------------------------------------------------
+def _fingerprint(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8", "replace"))
+
+
+class ResumeError(RuntimeError):
+    """--resume on an output that was not written by `generate` for this input."""
+
+
+def scan_for_resume(path: Path) -> dict[int, int]:
+    """Molecules complete in an SDF written by `generate`, as {mol_id: fingerprint of its smiles}.
+
+    Records of one molecule are consecutive and carry mol_id and num_confs. The file is cut after
+    the longest prefix of complete molecules (a molecule with all num_confs records and no mol_id
+    seen before), dropping a half-written tail, so appending to it yields no duplicates and no
+    truncated record. Files without num_confs (older versions): the last molecule is redone.
+    """
+    done: dict[int, int] = {}
+    keep_end = 0  # byte offset after the last molecule of the complete prefix
+    group: dict | None = None  # the molecule being read: id, fingerprint, records, expected, end
+    prefix_ok = True
+
+    def close_group(at_eof: bool) -> None:
+        nonlocal keep_end, prefix_ok
+        if group is None or not prefix_ok:
+            return
+        exp = group["expected"]
+        complete = group["n"] == exp if exp is not None else not at_eof
+        if complete and group["id"] not in done:
+            done[group["id"]] = group["fp"]
+            keep_end = group["end"]
+        else:
+            prefix_ok = False
+
+    offset, in_data, key, props = 0, False, None, {}
+    with open(path, "rb") as fh:
+        for line in fh:
+            offset += len(line)
+            s = line.rstrip(b"\r\n")
+            if s == b"$$$$":
+                if "mol_id" not in props:
+                    raise ResumeError(f"{path} has a record without a mol_id property: not written by "
+                                      "`confgf-fast generate`; use another --out or drop --resume")
+                try:
+                    mol_id = int(props["mol_id"])
+                    expected = int(props["num_confs"]) if "num_confs" in props else None
+                except ValueError as exc:
+                    raise ResumeError(f"{path}: unreadable mol_id/num_confs property ({exc})") from None
+                if group is None or group["id"] != mol_id:
+                    close_group(at_eof=False)
+                    group = {"id": mol_id, "fp": _fingerprint(props.get("smiles", "")), "n": 0,
+                             "expected": expected}
+                group["n"] += 1
+                group["end"] = offset
+                in_data, key, props = False, None, {}
+            elif key is not None:
+                props[key] = s.decode("utf-8", "replace")  # first line of the value is all we write
+                key = None
+            elif s.startswith(b"M  END"):
+                in_data = True  # data items follow the mol block; a title starting with '>' is not one
+            elif in_data and s.startswith(b">"):
+                m = re.match(rb">.*?<([^>]*)>", s)
+                key = m.group(1).decode("utf-8", "replace") if m else None
+    close_group(at_eof=True)
+    if keep_end < offset:
+        os.truncate(path, keep_end)
+    return done
+
+
+class _SdfStream:
+    """Appends whole molecules to the output SDF: each molecule's records go out in one write and
+    are flushed, so the file is valid after every molecule."""
+
+    def __init__(self, path: Path, append: bool):
+        self.fh = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+
+    def write(self, out: MolOutcome) -> int:
         from rdkit import Chem
 
-        out = []
-        for rec in Chem.SDMolSupplier(str(path), removeHs=False):
-            if rec is None:
-                out.append(("", "", default_count))  # unreadable record: reported as invalid
-                continue
-            smi = rec.GetProp("smiles") if rec.HasProp("smiles") else Chem.MolToSmiles(Chem.RemoveHs(rec))
-            out.append((smi, rec, default_count))
-        return out
-    if path.is_file():
-        out = []
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = [p for p in re.split(r"[,\s]+", line) if p]
-            count = default_count
-            if len(parts) >= 2:
-                try:
-                    count = int(parts[1])
-                except ValueError:
-                    pass  # a second column that is not a count (e.g. a name) is ignored
-            out.append((parts[0], parts[0], count))
-        return out
-    return [(spec, spec, default_count)]
+        from .chem import write_sdf
+
+        mol = out.mol
+        mol.SetProp("_Name", out.name or f"mol{out.index}")
+        props = {"smiles": out.text, "mol_id": out.index, "num_confs": mol.GetNumConformers()}
+        if out.warnings:
+            props["warnings"] = "; ".join(out.warnings)
+        buf = io.StringIO()
+        writer = Chem.SDWriter(buf)
+        n = write_sdf(writer, mol, props=props, conf_props=[{"conf_id": c} for c in range(mol.GetNumConformers())])
+        writer.flush()
+        self.fh.write(buf.getvalue())
+        writer.close()
+        self.fh.flush()
+        return n
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class _ErrorLog:
+    """The errors file: TSV with columns mol_id, input, error (csv quoting for tabs / newlines).
+    Opened at the first error, or at start when `always` (an explicit --errors PATH)."""
+
+    def __init__(self, path: Path, always: bool):
+        self.path, self.fh, self.writer, self.count = path, None, None, 0
+        if always:
+            self._open()
+        elif path.exists():
+            path.unlink()  # a stale errors file of an earlier run would describe another output
+
+    def _open(self) -> None:
+        self.fh = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed in close())
+        self.writer = csv.writer(self.fh, delimiter="\t", lineterminator="\n")
+        self.writer.writerow(["mol_id", "input", "error"])
+
+    def add(self, mol_id: int, text: str, error: str) -> None:
+        if self.fh is None:
+            self._open()
+        self.writer.writerow([mol_id, text, error])
+        self.fh.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; `signum` says which (for the exit code)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _SignalGuard:
+    """Turns SIGINT / SIGTERM into Interrupted, but never in the middle of writing a molecule: a
+    signal inside `critical()` is held until the molecule is on disk."""
+
+    def __init__(self):
+        self.pending: int | None = None
+        self.inside = False
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> _SignalGuard:
+        if threading.current_thread() is threading.main_thread():  # signal() only works there
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.inside:
+            self.pending = signum
+        else:
+            raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def critical(self) -> Iterator[None]:
+        self.inside = True
+        try:
+            yield
+        finally:
+            self.inside = False
+        if self.pending is not None:
+            raise Interrupted(self.pending)
+
+
+def _checked_against(items: Iterator[MolInput], done: dict[int, int], out: Path) -> Iterator[MolInput]:
+    """Pass inputs through, checking that molecules already in the resumed SDF are the same inputs
+    (by their `smiles` as given) and that the SDF has no molecule beyond the end of the input."""
+    k = -1
+    for k, inp in enumerate(items):
+        if k in done and done[k] != _fingerprint(inp.given()):
+            raise ResumeError(f"{out} does not belong to this input: its molecule {k} is not {inp.given()!r}; "
+                              "use another --out or drop --resume")
+        yield inp
+    if done and max(done) > k:
+        raise ResumeError(f"{out} does not belong to this input: it has molecule {max(done)}, the input only "
+                          f"{k + 1} molecules; use another --out or drop --resume")
 
 
 # ---- commands ---------------------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
-    from rdkit import Chem
 
     from .checkpoint import WeightsError, load_model
-    from .chem import write_sdf
     from .config import SamplerConfig
-    from .pipeline import generate
+    from .pipeline import generate_iter
 
+    t0 = time.time()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda requested but no CUDA device is available", file=sys.stderr)
+        return EXIT_FATAL
+    try:
+        input_kind(args.input)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL
     try:
         model, noise = load_model(args.weights, args.device)
     except WeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL
+    if getattr(model, "trained_elements_assumed", False):
+        print("note: the checkpoint does not record its training elements; assuming H, C, N, O, F (QM9)",
+              file=sys.stderr)
     sampler = SamplerConfig.preset(args.schedule)
     if args.levels is not None:
         sampler.levels = args.levels
@@ -89,29 +380,80 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.eps is not None:
         sampler.eps = args.eps
     sampler.backend = args.backend
-    items = read_inputs(args.input, args.num_confs)
-    if not items:
-        print(f"error: no molecules in {args.input}", file=sys.stderr)
+
+    out_path = Path(args.out)
+    done: dict[int, int] = {}
+    if args.resume and out_path.is_file():
+        try:
+            done = scan_for_resume(out_path)
+        except (ResumeError, OSError) as exc:
+            print(f"error: cannot resume: {exc}", file=sys.stderr)
+            return EXIT_FATAL
+        print(f"resume: {len(done)} molecules already complete in {out_path}", file=sys.stderr)
+    errors_path = Path(args.errors) if args.errors else Path(str(out_path) + ".errors.tsv")
+    try:
+        sdf = _SdfStream(out_path, append=bool(args.resume and out_path.is_file()))
+        errlog = _ErrorLog(errors_path, always=args.errors is not None)
+    except OSError as exc:
+        print(f"error: cannot write output: {exc}", file=sys.stderr)
         return EXIT_FATAL
-    result = generate([x for _, x, _ in items], [c for _, _, c in items], model=model, noise=noise,
-                      sampler=sampler, device=args.device, seed=args.seed, max_atoms=args.max_atoms,
-                      progress=not args.quiet)
-    writer = Chem.SDWriter(args.out)
-    written = 0
-    for k, (given, _, _) in enumerate(items):
-        mol = result.mols[k]
-        if mol is None:
-            continue
-        mol.SetProp("_Name", f"mol{k}")
-        written += write_sdf(writer, mol, props={"smiles": given, "mol_id": k},
-                             conf_props=[{"conf_id": c} for c in range(mol.GetNumConformers())])
-    writer.close()
-    for k, why in sorted(result.errors.items()):
-        print(f"error: molecule {k} ({items[k][0]!r}): {why}", file=sys.stderr)
-    if not args.quiet:
-        print(f"wrote {written} conformers of {len(items) - len(result.errors)}/{len(items)} molecules to {args.out}",
-              file=sys.stderr)
-    return EXIT_PARTIAL if result.errors else EXIT_OK
+
+    n_in = n_ok = n_partial = n_failed = n_confs = 0
+    code = EXIT_OK
+    items = _checked_against(iter_inputs(args.input, args.num_confs), done, out_path)
+    try:
+        with _SignalGuard() as guard:
+            for res in generate_iter(items, args.num_confs, model=model, noise=noise, sampler=sampler,
+                                     device=args.device, seed=args.seed, max_atoms=args.max_atoms,
+                                     progress=not args.quiet, chunk_size=args.chunk_size, retries=args.retries,
+                                     max_heavy_atoms=args.max_heavy_atoms or None,
+                                     allow_unknown_elements=args.allow_unknown_elements,
+                                     largest_fragment=args.largest_fragment, skip=done):
+                with guard.critical():
+                    n_in += 1
+                    for w in res.warnings:
+                        print(f"warning: molecule {res.index} ({res.text!r}): {w}", file=sys.stderr)
+                    if res.mol is not None:
+                        n_confs += sdf.write(res)
+                    if res.error is not None:
+                        print(f"error: molecule {res.index} ({res.text!r}): {res.error}", file=sys.stderr)
+                        errlog.add(res.index, res.text, res.error)
+                    if res.error is None:
+                        n_ok += 1
+                    elif res.mol is not None:
+                        n_partial += 1
+                    else:
+                        n_failed += 1
+    except KeyboardInterrupt as exc:
+        code = EXIT_SIGTERM if getattr(exc, "signum", signal.SIGINT) == signal.SIGTERM else EXIT_SIGINT
+        if not args.quiet:
+            print(file=sys.stderr)  # end the progress bar's line
+        print(f"interrupted: {out_path} holds complete records of the molecules finished so far; "
+              "run the same command with --resume to complete it", file=sys.stderr)
+    except (InputError, ResumeError, OSError) as exc:
+        code = EXIT_FATAL
+        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:  # anything else mid-run: keep what is written valid and say how to go on
+        code = EXIT_FATAL
+        print(f"error: generation stopped: {type(exc).__name__}: {exc}\n{out_path} holds complete records of "
+              "the molecules finished so far; --resume continues after them", file=sys.stderr)
+    finally:
+        sdf.close()
+        errlog.close()
+
+    if code == EXIT_OK and n_in == 0 and not done:
+        print(f"error: no molecules in {args.input} (empty, or only blank and comment lines)", file=sys.stderr)
+        return EXIT_FATAL
+    if code == EXIT_OK and (n_failed or n_partial):
+        code = EXIT_PARTIAL
+    resumed = f" (+{len(done)} already there)" if done else ""
+    state = "stopped" if code in (EXIT_SIGINT, EXIT_SIGTERM, EXIT_FATAL) else "done"
+    summary = (f"{state}: {n_ok} ok, {n_partial} with missing conformers, {n_failed} failed of {n_in} molecules"
+               f"{resumed}; {n_confs} conformers written to {out_path} in {time.time() - t0:.1f} s")
+    if errlog.count:
+        summary += f"; errors in {errors_path}"
+    print(summary, file=sys.stderr)
+    return code
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -156,14 +498,29 @@ def cmd_build_qm9(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="confgf-fast", description="Fast ConfGF molecular conformer generation.")
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="generate conformers for SMILES / SDF input, write SDF")
-    g.add_argument("input", help="a SMILES string, an .sdf file, or a text file: SMILES [count] per line")
-    g.add_argument("--num-confs", "-n", type=int, default=10, help="conformers per molecule (default 10)")
-    g.add_argument("--out", "-o", required=True, help="output SDF (all hydrogens; props smiles, mol_id, conf_id)")
+    g.add_argument("input", help="a SMILES string, an .sdf file, or a text file: SMILES [count] [name] per line")
+    g.add_argument("--num-confs", "-n", type=_positive, default=10, help="conformers per molecule (default 10)")
+    g.add_argument("--out", "-o", required=True,
+                   help="output SDF (all hydrogens; props smiles, mol_id, conf_id, num_confs)")
     g.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     g.add_argument("--backend", default="auto", choices=["auto", "reference", "cpp", "cuda", "triton"],
                    help="geometric-op backend (default auto)")
@@ -171,10 +528,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weights", default=None, help="checkpoint (default: the shipped QM9 model)")
     g.add_argument("--schedule", default="paper", choices=["paper", "fast"],
                    help="paper: 50 levels x 100 steps; fast: fewer network evaluations")
-    g.add_argument("--levels", type=int, default=None, help="use this many of the noise levels (evenly spaced)")
-    g.add_argument("--steps-per-level", type=int, default=None)
+    g.add_argument("--levels", type=_positive, default=None, help="use this many of the noise levels (evenly spaced)")
+    g.add_argument("--steps-per-level", type=_positive, default=None)
     g.add_argument("--eps", type=float, default=None, help="base step size (paper 2.4e-6)")
-    g.add_argument("--max-atoms", type=int, default=20_000, help="atoms per sampling batch")
+    g.add_argument("--max-atoms", type=_positive, default=20_000, help="atoms per sampling batch")
+    g.add_argument("--max-heavy-atoms", type=_non_negative, default=100,
+                   help="molecules with more heavy (non-H) atoms fail with an error; 0 = no limit (default 100)")
+    g.add_argument("--allow-unknown-elements", action="store_true",
+                   help="sample molecules with elements absent from the model's training data (else an error)")
+    g.add_argument("--largest-fragment", action=argparse.BooleanOptionalAction, default=True,
+                   help="multi-fragment inputs (salts): keep the largest fragment with a warning (default), "
+                        "or with --no-largest-fragment fail them")
+    g.add_argument("--retries", type=_non_negative, default=2,
+                   help="resample conformers with NaN/inf or exploded coordinates this many times (default 2)")
+    g.add_argument("--errors", default=None, metavar="PATH",
+                   help="TSV of failures: mol_id, input, error (default OUT.errors.tsv, only when there are any)")
+    g.add_argument("--resume", action="store_true",
+                   help="keep the complete molecules of an existing OUT (from an interrupted run) and append the rest")
+    g.add_argument("--chunk-size", type=_positive, default=1000,
+                   help="molecules read and sampled at a time (bounds memory; default 1000)")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
 
@@ -226,7 +598,11 @@ def main(argv: list[str] | None = None) -> int:
     from rdkit import RDLogger
 
     RDLogger.DisableLog("rdApp.*")  # per-molecule problems are reported by us, once, on stderr
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C outside generate's own handling (e.g. while loading)
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_SIGINT
 
 
 if __name__ == "__main__":

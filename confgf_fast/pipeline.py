@@ -1,83 +1,427 @@
-"""SMILES / RDKit Mols in, conformers out: featurise, batch, sample, and put coordinates back.
+"""SMILES / RDKit Mols in, conformers out: check, featurise, batch, sample, verify, put coordinates back.
 
 The one place that joins chem (RDKit) -> graph batch -> model -> sampler -> RDKit conformers.
+
+Every input molecule ends either with conformers or with an error that says why; one bad molecule
+never stops the others. The policy, case by case (prepare_molecule and generate_iter):
+
+- invalid SMILES or unreadable record: an error with RDKit's reason where RDKit gives one
+  (valence, kekulisation); "syntax error" otherwise. A molecule with no atoms is an error.
+- several fragments (salts, solvents, mixtures): by default the largest fragment is kept
+  (RDKit's LargestFragmentChooser: most atoms including H, then molecular weight, then SMILES)
+  with a warning naming what was dropped. With largest_fragment=False it is an error: the graph
+  has no edges between fragments, so their relative placement would be meaningless noise.
+- elements the model was not trained on (the checkpoint's `trained_elements`; H, C, N, O, F
+  for old checkpoints): an error unless allow_unknown_elements. Atomic numbers beyond the model's
+  embedding table are always an error.
+- charged species: allowed. The graph is charge-blind (atomic numbers and bond types only), so
+  an ion is sampled as its neutral skeleton would be; formal charges are kept on the output Mol.
+- single atoms: every conformer is the atom at the origin, the only honest answer; no sampling,
+  so any element is fine. (They have no edges; the sampler is never asked to move them.)
+- more than max_heavy_atoms heavy (non-hydrogen) atoms: an error, checked before hydrogens are
+  added and before the O(n^2) graph is built, so a giant input costs nothing.
+- a conformer count below 1: an error for that molecule.
+- duplicates: every input is its own molecule (index = input position); nothing is deduplicated.
+- conformers whose coordinates come out non-finite or absurd (|x| > POS_LIMIT angstrom) are
+  resampled in a batch of their own with a fresh seed, up to `retries` times; what still fails
+  is reported as an error of its molecule, which keeps its good conformers. Molecules are
+  independent in the batched graph and the Langevin update is per atom, so a NaN cannot leak from
+  one conformer into another; checking each conformer at the end of sampling is enough.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Container, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
+from itertools import islice
 
+import numpy as np
 import torch
 from rdkit import Chem
 from torch import Tensor
 
-from .checkpoint import load_model
-from .chem import featurize, mol_from_smiles, set_conformers
-from .config import NoiseConfig, SamplerConfig
-from .graph import PackedGraphs
+from .checkpoint import QM9_ELEMENTS, load_model
+from .chem import featurize, set_conformers
+from .config import NUM_ATOM_TYPES, NoiseConfig, SamplerConfig
+from .graph import MolGraph, PackedGraphs
 from .model import ScoreNet
-from .sampler import langevin_sample, plan_batches, progress_bar
+from .sampler import langevin_sample, plan_batches
+
+# Coordinates beyond this (angstrom) count as an exploded conformer: sampling starts at N(0, 1)
+# and real molecules are a few nm at most, so 1e4 is far outside anything a working run produces.
+POS_LIMIT = 1e4
+DEFAULT_MAX_HEAVY_ATOMS = 100
+DEFAULT_CHUNK_SIZE = 1000
+DEFAULT_RETRIES = 2
+
+
+class MoleculeError(ValueError):
+    """One input molecule cannot be used; the message says why (it goes to the user verbatim)."""
+
+
+@dataclass
+class MolInput:
+    """One input molecule with what the caller knows about it.
+
+    source: a SMILES string or an RDKit Mol (None when the record could not be read at all);
+    num_confs: conformers wanted (None: the call's default); text: the input as given (for messages
+    and the SDF `smiles` property; default the SMILES itself); name: an optional title;
+    error: set when the reader already knows the molecule is unusable (e.g. a malformed SDF record).
+    """
+
+    source: str | Chem.Mol | None
+    num_confs: int | None = None
+    text: str | None = None
+    name: str = ""
+    error: str | None = None
+
+    def given(self) -> str:
+        """The input as the user gave it (the SMILES, or a SMILES written from the Mol)."""
+        if self.text is not None:
+            return self.text
+        if isinstance(self.source, str):
+            return self.source
+        if isinstance(self.source, Chem.Mol):
+            try:
+                return Chem.MolToSmiles(Chem.RemoveHs(self.source))
+            except Exception:  # an odd Mol: RemoveHs can fail on unsanitised input
+                return Chem.MolToSmiles(self.source)
+        return ""
+
+
+@dataclass
+class MolOutcome:
+    """What became of input `index`: `mol` (all H, one conformer per success) or None, and `error`.
+
+    A molecule can have both a Mol and an error when some, but not all, of its conformers failed.
+    `warnings` are notes that did not stop it (e.g. fragments dropped from a salt).
+    """
+
+    index: int
+    text: str
+    name: str
+    requested: int
+    mol: Chem.Mol | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def num_confs(self) -> int:
+        """Conformers generated (0 when the molecule failed)."""
+        return self.mol.GetNumConformers() if self.mol is not None else 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 @dataclass
 class GenerationResult:
-    """mols[k]: input k with its generated conformers (None if it failed); errors[k]: why it failed."""
+    """mols[k]: input k with its generated conformers (None if it failed); errors[k]: why it failed
+    (also set when only some conformers failed: mols[k] then holds the others); warnings[k]: notes."""
 
     mols: list[Chem.Mol | None]
     errors: dict[int, str] = field(default_factory=dict)
+    warnings: dict[int, list[str]] = field(default_factory=dict)
 
 
-def _as_mol(x: str | Chem.Mol) -> Chem.Mol:
-    if isinstance(x, Chem.Mol):
-        return Chem.AddHs(x, addCoords=x.GetNumConformers() > 0)
-    return mol_from_smiles(x)
+# ---- one molecule ---------------------------------------------------------------------------------
+def parse_smiles(smiles: str) -> Chem.Mol:
+    """SMILES -> sanitised Mol (no explicit H yet); MoleculeError with the reason when RDKit refuses."""
+    if not smiles.strip():
+        raise MoleculeError("empty SMILES")
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is not None:
+        return mol
+    # Parse again without sanitising only to say why: a valence or aromaticity problem comes back
+    # as an exception with a readable message; a syntax error gives no Mol at all.
+    raw = Chem.MolFromSmiles(smiles, sanitize=False)
+    if raw is None:
+        raise MoleculeError(f"invalid SMILES {smiles!r} (syntax error)")
+    try:
+        Chem.SanitizeMol(raw)
+    except Exception as exc:  # RDKit's AtomValenceException, KekulizeException, ...
+        raise MoleculeError(f"invalid SMILES {smiles!r}: {exc}") from None
+    raise MoleculeError(f"invalid SMILES {smiles!r}")
 
 
-def generate(inputs: Sequence[str | Chem.Mol], num_confs: int | Sequence[int] = 10, *,
-             model: ScoreNet | None = None, noise: NoiseConfig | None = None, weights: str | None = None,
-             sampler: SamplerConfig | None = None, device: str | torch.device = "cpu", seed: int = 0,
-             max_atoms: int = 20_000, progress: bool = False) -> GenerationResult:
-    """Generate conformers for each input (SMILES or Mol) with annealed Langevin dynamics.
+def _symbols(zs: Iterable[int]) -> str:
+    table = Chem.GetPeriodicTable()
+    return ", ".join("*" if z == 0 else table.GetElementSymbol(z) for z in sorted(zs))
 
-    num_confs: one count for all inputs or one per input. Conformers of many molecules are sampled
-    together in batches of at most `max_atoms` atoms. Deterministic for a given seed, batch plan
-    and device. Without `model`, the checkpoint `weights` (default: the shipped one) is loaded.
+
+def prepare_molecule(source: str | Chem.Mol, *, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
+                     trained_elements: Container[int] = QM9_ELEMENTS, allow_unknown_elements: bool = False,
+                     largest_fragment: bool = True, num_atom_types: int = NUM_ATOM_TYPES,
+                     ) -> tuple[Chem.Mol, list[str]]:
+    """Input -> (Mol with all hydrogens, warnings), or MoleculeError. The policy is in the module
+    docstring; the order of the checks puts the cheap ones before AddHs and the graph."""
+    warnings: list[str] = []
+    if isinstance(source, Chem.Mol):
+        mol = Chem.Mol(source)
+    elif isinstance(source, str):
+        mol = parse_smiles(source)
+    else:
+        raise MoleculeError(f"not a SMILES string or RDKit Mol: {type(source).__name__}")
+    if mol.GetNumAtoms() == 0:
+        raise MoleculeError("molecule has no atoms")
+    frags = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False)
+    if len(frags) > 1:
+        if not largest_fragment:
+            raise MoleculeError(f"{len(frags)} disconnected fragments (a salt or mixture?); "
+                                "use --largest-fragment to keep only the largest one")
+        from rdkit.Chem.MolStandardize import rdMolStandardize
+
+        kept = rdMolStandardize.LargestFragmentChooser(preferOrganic=False).choose(mol)
+        kept_smi = Chem.MolToSmiles(kept)
+        dropped = list(Chem.MolToSmiles(mol).split("."))
+        if kept_smi in dropped:
+            dropped.remove(kept_smi)
+        warnings.append(f"{len(frags)} fragments: kept the largest, {kept_smi}; dropped {'.'.join(dropped)}")
+        mol = kept
+    heavy = mol.GetNumHeavyAtoms()
+    if max_heavy_atoms and heavy > max_heavy_atoms:
+        raise MoleculeError(f"too large: {heavy} heavy atoms, the limit is {max_heavy_atoms} (--max-heavy-atoms)")
+    has_coords = mol.GetNumConformers() > 0
+    mol = Chem.AddHs(mol, addCoords=has_coords)
+    if mol.GetNumAtoms() == 1:
+        return mol, warnings  # no edges and no model involved: any element is fine (see docstring)
+    zs = {a.GetAtomicNum() for a in mol.GetAtoms()}
+    beyond = {z for z in zs if z >= num_atom_types}
+    if beyond:
+        raise MoleculeError(f"element(s) {_symbols(beyond)} beyond the model's atom vocabulary (Z < {num_atom_types})")
+    unknown = {z for z in zs if z not in trained_elements}
+    if unknown and not allow_unknown_elements:
+        raise MoleculeError(f"element(s) {_symbols(unknown)} not in the model's training data "
+                            f"({_symbols(z for z in range(num_atom_types) if z in trained_elements)}); "
+                            "--allow-unknown-elements samples it anyway, with an untrained embedding")
+    if unknown:
+        warnings.append(f"element(s) {_symbols(unknown)} never seen in training: expect poor geometry")
+    return mol, warnings
+
+
+# ---- seeds and checks ---------------------------------------------------------------------------
+def derive_seed(seed: int, chunk: int, batch: int = 0, retry: int = 0) -> int:
+    """A well-mixed 64-bit seed for (chunk, batch, retry) of a run with base `seed`.
+
+    Keys always have the same length and end in a constant, because SeedSequence treats trailing
+    zeros as absent ([s, 1] and [s, 1, 0] would collide otherwise).
+    """
+    key = [seed % 2**64, chunk, batch, retry, 0x5EED]
+    return int(np.random.SeedSequence(key).generate_state(1, dtype=np.uint64)[0])
+
+
+def bad_conformers(pos: Tensor, node_graph: Tensor, num_graphs: int, limit: float = POS_LIMIT) -> Tensor:
+    """[G] bool: conformers with any non-finite coordinate or any |x| > limit.
+
+    pos: [N, 3]; node_graph: [N] conformer of each atom.
+    """
+    bad_atom = ~torch.isfinite(pos).all(1) | (pos.abs() > limit).any(1)  # NaN > limit is False: isfinite catches it
+    hits = torch.zeros(num_graphs, dtype=torch.long, device=pos.device)
+    hits.index_add_(0, node_graph.to(pos.device), bad_atom.long())
+    return hits > 0
+
+
+# ---- streaming generation -----------------------------------------------------------------------
+@dataclass
+class _Entry:
+    """Book-keeping of one molecule of the current chunk."""
+
+    out: MolOutcome
+    mol: Chem.Mol | None = None
+    graph: MolGraph | None = None
+    coords: list[Tensor] = field(default_factory=list)
+    attempted: int = 0  # conformers sampled so far (good or not)
+
+    @property
+    def finished(self) -> bool:
+        return self.out.error is not None or self.attempted >= self.out.requested
+
+
+def _as_input(x: str | Chem.Mol | MolInput) -> MolInput:
+    return x if isinstance(x, MolInput) else MolInput(x)
+
+
+def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 10, *,
+                  model: ScoreNet | None = None, noise: NoiseConfig | None = None, weights: str | None = None,
+                  sampler: SamplerConfig | None = None, device: str | torch.device = "cpu", seed: int = 0,
+                  max_atoms: int = 20_000, progress: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                  retries: int = DEFAULT_RETRIES, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
+                  allow_unknown_elements: bool = False, largest_fragment: bool = True,
+                  trained_elements: Iterable[int] | None = None, skip: Container[int] = (),
+                  ) -> Iterator[MolOutcome]:
+    """Generate conformers for a stream of inputs; yield one MolOutcome per input, in input order.
+
+    inputs: SMILES, Mols or MolInput (per-molecule counts, names, known errors); read lazily,
+    `chunk_size` at a time, so memory stays bounded for any input length. Within a chunk,
+    conformers of many molecules are sampled together in batches of at most `max_atoms` atoms,
+    and a molecule is yielded as soon as it and every molecule before it are finished.
+    skip: input indices not to process and not to yield (what a resumed run already has).
+
+    Seeds: chunk c samples with a generator seeded by `seed` (c = 0, as earlier versions did for
+    the whole input) or derive_seed(seed, c); retry r of batch b by derive_seed(seed, c, b, r). So
+    the output depends on seed, input, chunk_size, max_atoms, device and the skipped set.
+    trained_elements: atomic numbers the model knows (default: `model.trained_elements` as set by
+    load_model, else H, C, N, O, F). See the module docstring for the per-molecule policy.
     """
     if model is None:
         model, noise = load_model(weights, device)
     noise = noise or NoiseConfig()
     sampler = sampler or SamplerConfig()
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be >= 1")
+    if retries < 0:
+        raise ValueError("retries must be >= 0")
+    known = frozenset(trained_elements if trained_elements is not None
+                      else getattr(model, "trained_elements", QM9_ELEMENTS))
+    num_atom_types = getattr(getattr(model, "config", None), "num_atom_types", NUM_ATOM_TYPES)
+
+    def prepare(k: int, x: str | Chem.Mol | MolInput) -> _Entry:
+        inp = _as_input(x)
+        count = inp.num_confs if inp.num_confs is not None else num_confs
+        e = _Entry(MolOutcome(index=k, text=inp.given(), name=inp.name, requested=count))
+        if inp.error is not None:
+            e.out.error = inp.error
+        elif count < 1:
+            e.out.error = f"conformer count must be at least 1 (got {count})"
+        else:
+            try:
+                e.mol, e.out.warnings = prepare_molecule(
+                    inp.source, max_heavy_atoms=max_heavy_atoms, trained_elements=known,
+                    allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
+                    num_atom_types=num_atom_types)
+                if e.mol.GetNumAtoms() == 1:
+                    e.coords = [torch.zeros(1, 3) for _ in range(count)]
+                    e.attempted = count
+                else:
+                    e.graph = featurize(e.mol)
+            except MoleculeError as exc:
+                e.out.error = str(exc)
+            except Exception as exc:  # RDKit raises plain RuntimeError/ValueError from C++ per molecule
+                e.out.error = f"cannot featurise: {type(exc).__name__}: {exc}"
+        return e
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(inputs) if isinstance(inputs, Sized) else None, desc="generate", unit="mol",
+               disable=not progress, file=sys.stderr)
+    try:
+        stream = enumerate(inputs)
+        for chunk_no in range(sys.maxsize):
+            # Chunks are fixed ranges of input positions, whatever is skipped or fails, so the
+            # seeds of later chunks do not depend on earlier molecules.
+            chunk = list(islice(stream, chunk_size))
+            if not chunk:
+                break
+            entries = [prepare(k, x) for k, x in chunk if k not in skip]
+            for out in _sample_chunk(entries, model, noise, sampler, device, seed, chunk_no, max_atoms, retries):
+                bar.update(1)
+                yield out
+    finally:
+        bar.close()
+
+
+def _sample_chunk(entries: list[_Entry], model: ScoreNet, noise: NoiseConfig, sampler: SamplerConfig,
+                  device: str | torch.device, seed: int, chunk_no: int, max_atoms: int,
+                  retries: int) -> Iterator[MolOutcome]:
+    """Sample every entry with a graph; yield finished outcomes in order as soon as possible."""
+    todo = [e for e in entries if e.graph is not None and e.out.error is None]
+    next_out = 0
+
+    def ready() -> Iterator[MolOutcome]:
+        nonlocal next_out
+        while next_out < len(entries) and entries[next_out].finished:
+            e = entries[next_out]
+            next_out += 1
+            out = _finish(e, retries)
+            e.coords, e.mol, e.graph = [], None, None  # the outcome owns the result now; free the rest
+            yield out
+
+    yield from ready()
+    if not todo:
+        return
+    packed = PackedGraphs([e.graph for e in todo])
+    plan = plan_batches([e.graph.num_atoms for e in todo], [e.out.requested for e in todo], max_atoms)
+    gen = torch.Generator(device=device).manual_seed(seed if chunk_no == 0 else derive_seed(seed, chunk_no))
+    for b, pieces in enumerate(plan):
+        mol_ids = torch.cat([torch.full((c,), m, dtype=torch.long) for m, c in pieces])
+        pos = _sample(model, packed, mol_ids, noise, sampler, device, gen)
+        for r in range(1, retries + 1):
+            failed = [g for g, p in enumerate(pos) if p is None]
+            if not failed:
+                break
+            # Only the failed conformers, in a batch of their own with a seed of their own: the good
+            # ones are kept as they are, and the retry is reproducible.
+            retry_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, chunk_no, b, r))
+            again = _sample(model, packed, mol_ids[failed], noise, sampler, device, retry_gen)
+            for g, p in zip(failed, again):
+                pos[g] = p
+        for m, p in zip(mol_ids.tolist(), pos):
+            e = todo[m]
+            e.attempted += 1
+            if p is not None:
+                e.coords.append(p)
+        yield from ready()
+
+
+def _sample(model: ScoreNet, packed: PackedGraphs, mol_ids: Tensor, noise: NoiseConfig, sampler: SamplerConfig,
+            device: str | torch.device, gen: torch.Generator) -> list[Tensor | None]:
+    """Sample one batch; per conformer its [n, 3] CPU coordinates, or None if they are bad."""
+    batch = packed.batch(mol_ids).to(device)
+    pos = langevin_sample(model, batch, noise, sampler, generator=gen)
+    bad = bad_conformers(pos, batch.node_graph, batch.num_graphs).cpu().tolist()
+    pos = pos.cpu()
+    ptr = batch.atom_ptr.cpu().tolist()
+    return [None if bad[g] else pos[ptr[g]:ptr[g + 1]] for g in range(len(bad))]
+
+
+def _finish(e: _Entry, retries: int) -> MolOutcome:
+    out = e.out
+    if out.error is not None:
+        return out
+    missing = out.requested - len(e.coords)
+    why = f"non-finite or exploded coordinates (NaN/inf or |x| > {POS_LIMIT:g} A) after {retries} retries"
+    if len(e.coords) == 0:
+        out.error = f"all {out.requested} conformers failed: {why}"
+        return out
+    if missing:
+        out.error = f"{missing} of {out.requested} conformers missing ({len(e.coords)} written): {why}"
+    out.mol = set_conformers(e.mol, e.coords)
+    return out
+
+
+def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Sequence[int] = 10, *,
+             model: ScoreNet | None = None, noise: NoiseConfig | None = None, weights: str | None = None,
+             sampler: SamplerConfig | None = None, device: str | torch.device = "cpu", seed: int = 0,
+             max_atoms: int = 20_000, progress: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
+             retries: int = DEFAULT_RETRIES, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
+             allow_unknown_elements: bool = False, largest_fragment: bool = True,
+             trained_elements: Iterable[int] | None = None) -> GenerationResult:
+    """Generate conformers for each input (SMILES or Mol) with annealed Langevin dynamics.
+
+    num_confs: one count for all inputs or one per input. Conformers of many molecules are sampled
+    together in batches of at most `max_atoms` atoms. Deterministic for a given seed, batch plan
+    and device. Without `model`, the checkpoint `weights` (default: the shipped one) is loaded.
+    All results are held in memory; for large inputs stream with generate_iter. The remaining
+    options are generate_iter's.
+    """
     counts = [num_confs] * len(inputs) if isinstance(num_confs, int) else list(num_confs)
     if len(counts) != len(inputs):
         raise ValueError("num_confs must be an int or have one entry per input")
-    mols: list[Chem.Mol | None] = [None] * len(inputs)
-    errors: dict[int, str] = {}
-    ok, graphs = [], []
-    for k, x in enumerate(inputs):
-        try:
-            mol = _as_mol(x)
-            graphs.append(featurize(mol))
-            mols[k] = mol
-            ok.append(k)
-        except ValueError as exc:
-            errors[k] = str(exc)
-    packed = PackedGraphs(graphs)
-    sizes = [g.num_atoms for g in graphs]
-    plan = plan_batches(sizes, [counts[k] for k in ok], max_atoms)
-    coords: list[list[Tensor]] = [[] for _ in ok]
-    gen = torch.Generator(device=device).manual_seed(seed)
-    total = sum(counts[k] for k in ok)
-    bar = progress_bar(total, "generate", progress)
-    for pieces in plan:
-        mol_ids = torch.cat([torch.full((c,), m, dtype=torch.long) for m, c in pieces])
-        batch = packed.batch(mol_ids).to(device)
-        pos = langevin_sample(model, batch, noise, sampler, generator=gen).cpu()
-        ptr = batch.atom_ptr.cpu()
-        for g, m in enumerate(mol_ids.tolist()):
-            coords[m].append(pos[ptr[g]:ptr[g + 1]])
-        bar.update(mol_ids.numel())
-    bar.close()
-    for j, k in enumerate(ok):
-        mols[k] = set_conformers(mols[k], coords[j])
-    return GenerationResult(mols, errors)
+    items = []
+    for x, c in zip(inputs, counts):
+        inp = _as_input(x)
+        items.append(inp if inp.num_confs is not None else MolInput(inp.source, c, inp.text, inp.name, inp.error))
+    result = GenerationResult([None] * len(items))
+    for out in generate_iter(items, model=model, noise=noise, weights=weights, sampler=sampler, device=device,
+                             seed=seed, max_atoms=max_atoms, progress=progress, chunk_size=chunk_size,
+                             retries=retries, max_heavy_atoms=max_heavy_atoms,
+                             allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
+                             trained_elements=trained_elements):
+        result.mols[out.index] = out.mol
+        if out.error is not None:
+            result.errors[out.index] = out.error
+        if out.warnings:
+            result.warnings[out.index] = out.warnings
+    return result

@@ -72,6 +72,8 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0
         self.history: list[dict] = []
+        # Recorded in checkpoints so generation can refuse elements the network never saw.
+        self.trained_elements: list[int] = sorted(int(z) for z in torch.unique(train_set.graphs.z).tolist())
 
     # ---- resume -----------------------------------------------------------------------------
     def load(self, path: str | Path, reset_optimizer: bool = False) -> None:
@@ -85,6 +87,8 @@ class Trainer:
         self.step = int(state.get("step", 0))
         self.elapsed = float(state.get("elapsed_s", 0.0))
         self.history = list(state.get("history", []))
+        # A resumed run has seen the earlier data's elements as well as this data's.
+        self.trained_elements = sorted(set(self.trained_elements) | set(state.get("trained_elements", [])))
 
     def save(self, path: str | Path) -> None:
         save_checkpoint(
@@ -92,6 +96,7 @@ class Trainer:
             train_config=config_to_dict(self.cfg), optimizer_state=self.opt.state_dict(),
             scheduler_state=self.sched.state_dict(), rng_state=self.gen.get_state(), step=self.step,
             elapsed_s=self.elapsed, history=self.history, device=str(self.device),
+            trained_elements=self.trained_elements,
             data_meta={k: v for k, v in self.train_set.meta.items() if k != "qm9_index"}
             | {"train_molecules": self.train_set.num_molecules, "train_conformers": self.train_set.num_conformers},
         )
