@@ -595,9 +595,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from rdkit import RDLogger
+    try:
+        from rdkit import RDLogger
 
-    RDLogger.DisableLog("rdApp.*")  # per-molecule problems are reported by us, once, on stderr
+        RDLogger.DisableLog("rdApp.*")  # per-molecule problems are reported by us, once, on stderr
+    except ImportError:
+        pass  # `train` on featurised .pt data needs no RDKit (e.g. on a GPU box without it)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # Ctrl-C outside generate's own handling (e.g. while loading)

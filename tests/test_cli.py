@@ -101,3 +101,30 @@ def test_bad_weights_named(tmp_path, capsys):
     rc = main(["generate", "CCO", "--out", str(tmp_path / "x.sdf"), "--weights", str(tmp_path / "missing.pt"), "-q"])
     assert rc == EXIT_FATAL
     assert "missing.pt" in capsys.readouterr().err
+
+
+def test_train_from_featurised_file_without_rdkit(ref_sdf, tmp_path):
+    """The GPU machine has no RDKit: training from a featurised .pt must not import it."""
+    import subprocess
+    import sys
+
+    from confgf_fast.data.dataset import ConformerDataset
+
+    data = tmp_path / "data.pt"
+    ConformerDataset.from_sdf(ref_sdf).save(data)
+    code = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "rdkit" or name.startswith("rdkit."):
+            raise ImportError("rdkit blocked for this test")
+sys.meta_path.insert(0, Block())
+from confgf_fast.cli import main
+rc = main(["train", "--data", {str(data)!r}, "--out", {str(tmp_path / "ck.pt")!r}, "--preset", "tiny",
+           "--steps", "3", "--batch-size", "4", "--val-every", "3", "-q"])
+assert "rdkit" not in sys.modules
+sys.exit(rc)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert torch.load(tmp_path / "ck.pt", weights_only=False)["step"] == 3
