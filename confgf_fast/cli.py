@@ -250,7 +250,8 @@ class _SdfStream:
             props["warnings"] = "; ".join(out.warnings)
         buf = io.StringIO()
         writer = Chem.SDWriter(buf)
-        n = write_sdf(writer, mol, props=props, conf_props=[{"conf_id": c} for c in range(mol.GetNumConformers())])
+        flags = out.conf_flags or [{} for _ in range(mol.GetNumConformers())]
+        n = write_sdf(writer, mol, props=props, conf_props=[{"conf_id": c, **f} for c, f in enumerate(flags)])
         writer.flush()
         self.fh.write(buf.getvalue())
         writer.close()

@@ -82,6 +82,13 @@ class SamplerConfig:
     clip: float = 1000.0
     levels: int | None = None
     backend: str = "auto"
+    # Stereo guidance (stereo.py): keep the input's tetrahedral centres and double-bond cis/trans.
+    # At levels with sigma <= stereo_sigma_max the force -(stereo_strength / sigma^2) grad P of a
+    # flat-bottom stereo penalty P is added to each step; afterwards mostly-inverted conformers
+    # are reflected. stereo=False samples exactly as without it.
+    stereo: bool = True
+    stereo_strength: float = 5.0
+    stereo_sigma_max: float = 0.5
 
     @classmethod
     def preset(cls, name: str) -> SamplerConfig:

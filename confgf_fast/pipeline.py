@@ -32,7 +32,7 @@ never stops the others. The policy, case by case (prepare_molecule and generate_
 from __future__ import annotations
 
 import sys
-from collections.abc import Container, Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -46,7 +46,9 @@ from .chem import featurize, set_conformers
 from .config import NUM_ATOM_TYPES, NoiseConfig, SamplerConfig
 from .graph import MolGraph, PackedGraphs
 from .model import ScoreNet
+from .quality import broken_conformers
 from .sampler import langevin_sample, plan_batches
+from .stereo import StereoConstraints, make_guidance, stereo_constraints
 
 # Coordinates beyond this (angstrom) count as an exploded conformer: sampling starts at N(0, 1)
 # and real molecules are a few nm at most, so 1e4 is far outside anything a working run produces.
@@ -105,6 +107,8 @@ class MolOutcome:
     mol: Chem.Mol | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # Per written conformer: {"stereo_ok": 0/1, "quality": "ok" | "broken: ..."} (SDF properties).
+    conf_flags: list[dict] = field(default_factory=list)
 
     @property
     def num_confs(self) -> int:
@@ -232,6 +236,8 @@ class _Entry:
     mol: Chem.Mol | None = None
     graph: MolGraph | None = None
     coords: list[Tensor] = field(default_factory=list)
+    flags: list[dict] = field(default_factory=list)  # one per kept conformer
+    stereo: StereoConstraints | None = None
     attempted: int = 0  # conformers sampled so far (good or not)
 
     @property
@@ -296,6 +302,8 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
                     e.attempted = count
                 else:
                     e.graph = featurize(e.mol)
+                    if sampler.stereo:
+                        e.stereo = stereo_constraints(e.mol)
             except MoleculeError as exc:
                 e.out.error = str(exc)
             except Exception as exc:  # RDKit raises plain RuntimeError/ValueError from C++ per molecule
@@ -315,7 +323,12 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
             if not chunk:
                 break
             entries = [prepare(k, x) for k, x in chunk if k not in skip]
-            for out in _sample_chunk(entries, model, noise, sampler, device, seed, chunk_no, max_atoms, retries):
+
+            def status(msg: str, chunk_no: int = chunk_no) -> None:
+                bar.set_postfix_str(f"chunk {chunk_no + 1}, {msg}", refresh=True)
+
+            for out in _sample_chunk(entries, model, noise, sampler, device, seed, chunk_no, max_atoms, retries,
+                                     status if progress else None):
                 bar.update(1)
                 yield out
     finally:
@@ -324,7 +337,7 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
 
 def _sample_chunk(entries: list[_Entry], model: ScoreNet, noise: NoiseConfig, sampler: SamplerConfig,
                   device: str | torch.device, seed: int, chunk_no: int, max_atoms: int,
-                  retries: int) -> Iterator[MolOutcome]:
+                  retries: int, status: Callable[[str], None] | None = None) -> Iterator[MolOutcome]:
     """Sample every entry with a graph; yield finished outcomes in order as soon as possible."""
     todo = [e for e in entries if e.graph is not None and e.out.error is None]
     next_out = 0
@@ -342,11 +355,17 @@ def _sample_chunk(entries: list[_Entry], model: ScoreNet, noise: NoiseConfig, sa
     if not todo:
         return
     packed = PackedGraphs([e.graph for e in todo])
+    stereo = [e.stereo if e.stereo is not None else StereoConstraints.empty() for e in todo]
     plan = plan_batches([e.graph.num_atoms for e in todo], [e.out.requested for e in todo], max_atoms)
     gen = torch.Generator(device=device).manual_seed(seed if chunk_no == 0 else derive_seed(seed, chunk_no))
     for b, pieces in enumerate(plan):
         mol_ids = torch.cat([torch.full((c,), m, dtype=torch.long) for m, c in pieces])
-        pos = _sample(model, packed, mol_ids, noise, sampler, device, gen)
+
+        def on_level(done: int, total: int, b: int = b) -> None:
+            if status is not None:
+                status(f"batch {b + 1}/{len(plan)}: step {done}/{total}")
+
+        pos = _sample(model, packed, stereo, mol_ids, noise, sampler, device, gen, on_level)
         for r in range(1, retries + 1):
             failed = [g for g, p in enumerate(pos) if p is None]
             if not failed:
@@ -354,26 +373,37 @@ def _sample_chunk(entries: list[_Entry], model: ScoreNet, noise: NoiseConfig, sa
             # Only the failed conformers, in a batch of their own with a seed of their own: the good
             # ones are kept as they are, and the retry is reproducible.
             retry_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, chunk_no, b, r))
-            again = _sample(model, packed, mol_ids[failed], noise, sampler, device, retry_gen)
+            again = _sample(model, packed, stereo, mol_ids[failed], noise, sampler, device, retry_gen, on_level)
             for g, p in zip(failed, again):
                 pos[g] = p
         for m, p in zip(mol_ids.tolist(), pos):
             e = todo[m]
             e.attempted += 1
             if p is not None:
-                e.coords.append(p)
+                e.coords.append(p[0])
+                e.flags.append(p[1])
         yield from ready()
 
 
-def _sample(model: ScoreNet, packed: PackedGraphs, mol_ids: Tensor, noise: NoiseConfig, sampler: SamplerConfig,
-            device: str | torch.device, gen: torch.Generator) -> list[Tensor | None]:
-    """Sample one batch; per conformer its [n, 3] CPU coordinates, or None if they are bad."""
+def _sample(model: ScoreNet, packed: PackedGraphs, stereo: list[StereoConstraints], mol_ids: Tensor,
+            noise: NoiseConfig, sampler: SamplerConfig, device: str | torch.device, gen: torch.Generator,
+            callback: Callable[[int, int], None] | None = None) -> list[tuple[Tensor, dict] | None]:
+    """Sample one batch; per conformer ([n, 3] CPU coordinates, flags), or None if the coordinates
+    are non-finite / exploded (those are resampled). Stereo guidance acts in the last levels and
+    mirror images are reflected at the end (stereo.py); broken-but-finite conformers (bond lengths,
+    1-3/1-4 clashes: quality.py) and remaining stereo mismatches are kept and flagged."""
     batch = packed.batch(mol_ids).to(device)
-    pos = langevin_sample(model, batch, noise, sampler, generator=gen)
+    guidance, finalize = make_guidance(stereo, batch, sampler)
+    pos = langevin_sample(model, batch, noise, sampler, generator=gen, guidance=guidance, callback=callback)
     bad = bad_conformers(pos, batch.node_graph, batch.num_graphs).cpu().tolist()
+    pos, ok = finalize(pos)
+    broken = broken_conformers(pos, batch).cpu().tolist()
+    ok = ok.cpu().tolist()
     pos = pos.cpu()
     ptr = batch.atom_ptr.cpu().tolist()
-    return [None if bad[g] else pos[ptr[g]:ptr[g + 1]] for g in range(len(bad))]
+    return [None if bad[g] else (pos[ptr[g]:ptr[g + 1]],
+                                 {"stereo_ok": int(ok[g]), "quality": "broken" if broken[g] else "ok"})
+            for g in range(len(bad))]
 
 
 def _finish(e: _Entry, retries: int) -> MolOutcome:
@@ -388,6 +418,7 @@ def _finish(e: _Entry, retries: int) -> MolOutcome:
     if missing:
         out.error = f"{missing} of {out.requested} conformers missing ({len(e.coords)} written): {why}"
     out.mol = set_conformers(e.mol, e.coords)
+    out.conf_flags = list(e.flags)
     return out
 
 

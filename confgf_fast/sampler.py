@@ -43,10 +43,16 @@ def num_evaluations(noise: NoiseConfig, cfg: SamplerConfig) -> int:
 @torch.no_grad()
 def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: SamplerConfig,
                     generator: torch.Generator | None = None, pos_init: Tensor | None = None,
-                    callback: Callable[[int, int], None] | None = None) -> Tensor:
+                    callback: Callable[[int, int], None] | None = None,
+                    guidance: Callable[[Tensor, float, int], Tensor | None] | None = None) -> Tensor:
     """Run the schedule on one GraphBatch (already on the model's device). Returns pos [N, 3].
 
     callback(done_steps, total_steps) is called once per level (for progress bars).
+    guidance(pos, sigma_l, l) -> F [N, 3] or None: an extra force (e.g. stereo.StereoGuidance),
+    evaluated at the same positions as the score; the step becomes
+    R <- langevin_step(R) + alpha_l F, i.e. F is added outside the fused kernel and after the
+    clip (the clip bounds the network score only). None, as argument or as return value, leaves the
+    step exactly as without guidance.
     """
     dev = batch.z.device
     sigmas = noise.sigmas(dev)
@@ -58,12 +64,16 @@ def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg:
     done = 0
     for li in idx:
         sigma = sigmas[li]
-        alpha = step_size(cfg, float(sigma), sigma_min)
+        sigma_f = float(sigma)  # one host sync per level, not per step
+        alpha = step_size(cfg, sigma_f, sigma_min)
         for _ in range(cfg.steps_per_level):
             d = ops.pairwise_distance(pos, ei, backend=cfg.backend)
             s = model(z, ei, et, d, sigma)
             noise_z = torch.randn(pos.shape, generator=generator, device=dev)
+            extra = guidance(pos, sigma_f, li) if guidance is not None else None
             pos = ops.langevin_step(pos, ei, s, noise_z, alpha, cfg.clip, backend=cfg.backend, rowptr=batch.rowptr)
+            if extra is not None:
+                pos = pos + alpha * extra
         done += cfg.steps_per_level
         if callback is not None:
             callback(done, total)

@@ -128,3 +128,14 @@ sys.exit(rc)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert torch.load(tmp_path / "ck.pt", weights_only=False)["step"] == 3
+
+
+def test_generate_flags_stereo_and_quality(tiny_ckpt, tmp_path):
+    out = tmp_path / "chiral.sdf"
+    rc = main(["generate", "C[C@H](N)O", "-n", "3", "--out", str(out), "--weights", str(tiny_ckpt), *FAST])
+    assert rc == EXIT_OK
+    recs = read_sdf(out)
+    assert len(recs) == 3
+    for r in recs:
+        assert r.GetProp("stereo_ok") in ("0", "1")
+        assert r.GetProp("quality") in ("ok", "broken")
