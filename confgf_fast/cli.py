@@ -381,6 +381,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.eps is not None:
         sampler.eps = args.eps
     sampler.backend = args.backend
+    sampler.stereo = not args.no_stereo
 
     out_path = Path(args.out)
     done: dict[int, int] = {}
@@ -532,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--levels", type=_positive, default=None, help="use this many of the noise levels (evenly spaced)")
     g.add_argument("--steps-per-level", type=_positive, default=None)
     g.add_argument("--eps", type=float, default=None, help="base step size (paper 2.4e-6)")
+    g.add_argument("--no-stereo", action="store_true",
+                   help="no stereo guidance / mirror fix (the official ConfGF: random handedness)")
     g.add_argument("--max-atoms", type=_positive, default=20_000, help="atoms per sampling batch")
     g.add_argument("--max-heavy-atoms", type=_non_negative, default=100,
                    help="molecules with more heavy (non-H) atoms fail with an error; 0 = no limit (default 100)")
