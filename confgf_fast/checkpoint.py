@@ -129,3 +129,20 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     except Exception as exc:
         raise WeightsError(f"{path} has an unusable noise config {state['noise_config']!r}: {exc}") from exc
     return model, noise
+
+
+# Training-only state: needed to resume, not to sample.
+_TRAINING_KEYS = ("optimizer_state", "scheduler_state", "rng_state")
+
+
+def export_weights(src: str | Path, dst: str | Path) -> dict:
+    """Write a sampling-only copy of a training checkpoint (no optimizer/scheduler/RNG state, ~1/3
+    of the size); config, step, learning curve and data description are kept. Returns the state."""
+    state = read_checkpoint(src)
+    slim = {k: v for k, v in state.items() if k not in _TRAINING_KEYS}
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    torch.save(slim, tmp)
+    tmp.replace(dst)
+    return slim

@@ -514,6 +514,18 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def cmd_export_weights(args: argparse.Namespace) -> int:
+    from .checkpoint import WeightsError, export_weights
+
+    try:
+        state = export_weights(args.checkpoint, args.out)
+    except WeightsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    print(f"wrote {args.out} (step {state.get('step', '?')})", file=sys.stderr)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="confgf-fast", description="Fast ConfGF molecular conformer generation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -594,6 +606,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=2021)
     b.add_argument("--quiet", "-q", action="store_true")
     b.set_defaults(func=cmd_build_qm9)
+
+    x = sub.add_parser("export-weights", help="sampling-only copy of a training checkpoint (for shipping)")
+    x.add_argument("checkpoint")
+    x.add_argument("out")
+    x.set_defaults(func=cmd_export_weights)
     return p
 
 
