@@ -17,6 +17,13 @@ def pytest_addoption(parser):
                     help="torch.set_num_threads for CPU benchmarks (default: torch's default)")
     group.addoption("--bench-backends", default=None,
                     help="comma-separated backends to run, e.g. 'reference,cpp' (default: all available)")
+    # bench_sampler.py
+    group.addoption("--bench-levels", type=int, default=5, help="sampler benchmarks: noise levels visited (default 5)")
+    group.addoption("--bench-steps", type=int, default=10, help="sampler benchmarks: steps per level (default 10)")
+    group.addoption("--bench-rounds", type=int, default=3, help="sampler benchmarks: timed rounds each (default 3)")
+    group.addoption("--bench-sampler-device", default="cpu", help="sampler benchmarks: cpu or cuda (default cpu)")
+    group.addoption("--bench-json", default=None,
+                    help="sampler benchmarks: JSON to write (default bench/results/sampler_<device>_<date>.json)")
 
 
 def pytest_configure(config):
@@ -40,7 +47,18 @@ def results():
     return _RESULTS
 
 
-def pytest_terminal_summary(terminalreporter):
+_SAMPLER: dict = {}
+
+
+@pytest.fixture(scope="session")
+def sampler_results():
+    """bench_sampler.py's measurements: {"results": {size: {method: row}}, "memory": {size: row}}."""
+    return _SAMPLER
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if _SAMPLER:
+        _sampler_summary(terminalreporter, config)
     if not _RESULTS:
         return
     tr = terminalreporter
@@ -64,3 +82,103 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "note": os.environ.get("CONFGF_BENCH_NOTE", ""),
     }
+
+
+# ---- bench_sampler.py: summary table and JSON ---------------------------------------------------------
+PAPER_EVALS = 5000
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def _sampler_line(size: str, method: str, row: dict) -> str:
+    if "conformer_steps_per_s" in row:
+        rate = row["paper_schedule_conformers_per_s"]
+        return (f"{size:6s} {method:20s} {row['median_s']:8.2f} s {row['conformer_steps_per_s']:9.0f} conf-steps/s"
+                f"  paper schedule: {rate:7.3f} conf/s = {1 / rate:6.2f} s/conf")
+    return f"{size:6s} {method:20s} {row['median_s']:8.2f} s {row['conformers_per_s']:9.1f} conf/s"
+
+
+def _speedups(rows: dict) -> dict:
+    """Ratios of every `ours*` row to the baselines measured in the same run (> 1: ours faster)."""
+    out = {}
+    for name, ours in rows.items():
+        if not name.startswith("ours"):
+            continue
+        if "eager_official" in rows:
+            out[f"{name}_vs_eager_official"] = (ours["conformer_steps_per_s"]
+                                                / rows["eager_official"]["conformer_steps_per_s"])
+        for m in ("etkdg_1thread", "etkdg_allcores"):
+            if m in rows:
+                base = rows[m]["conformers_per_s"]
+                out[f"{name}_paper_schedule_vs_{m}"] = ours["paper_schedule_conformers_per_s"] / base
+                out[f"{name}_fast_schedule_vs_{m}"] = ours["fast_schedule_conformers_per_s"] / base
+    return out
+
+
+def _sampler_summary(tr, config) -> None:
+    """Print bench_sampler.py's table and write its JSON (machine, schedule, results, memory)."""
+    import datetime as dt
+    import json
+    import os
+    import platform
+    from pathlib import Path
+
+    device = config.getoption("--bench-sampler-device")
+    levels, steps = config.getoption("--bench-levels"), config.getoption("--bench-steps")
+    tr.section(f"confgf_fast sampler throughput ({levels} levels x {steps} steps timed, "
+               f"extrapolated to the paper schedule of {PAPER_EVALS} steps)")
+    results = _SAMPLER.get("results", {})
+    for size, rows in results.items():
+        for method, row in rows.items():
+            tr.write_line(_sampler_line(size, method, row))
+        for name, ratio in _speedups(rows).items():
+            tr.write_line(f"{size:6s}   {name}: {ratio:.4g}x")
+    for size, row in _SAMPLER.get("memory", {}).items():
+        tr.write_line(f"{size:6s} bytes/atom: ours step peak {row['ours_step_peak_bytes_per_atom'] / 1e3:.1f} KB"
+                      f" + state {row['ours_state_bytes_per_atom'] / 1e3:.2f} KB; eager step peak "
+                      f"{row['eager_step_peak_bytes_per_atom'] / 1e3:.1f} KB + trajectory 12 B per step "
+                      f"({12 * PAPER_EVALS / 1e3:.0f} KB at {PAPER_EVALS} steps)")
+    if not results:
+        return
+    from rdkit import rdBase
+
+    now = dt.datetime.now()
+    out = {
+        "date": now.isoformat(timespec="seconds"),
+        "machine": {
+            "cpu_model": _cpu_model(),
+            "logical_cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "rdkit": rdBase.rdkitVersion,
+            "note": os.environ.get("CONFGF_BENCH_NOTE", ""),
+        },
+        "schedule": {"levels": levels, "steps_per_level": steps, "evaluations_per_conformer": levels * steps,
+                     "paper_evaluations": PAPER_EVALS, "fast_evaluations": 1000,
+                     "extrapolation": "conformers/s at S evaluations = conformer-steps/s / S; the timed short runs "
+                                      "include set-up (featurisation, batching), so this is slightly pessimistic"},
+        "workloads": _SAMPLER.get("workloads", {}),
+        "results": results,
+        "speedups": {size: _speedups(rows) for size, rows in results.items()},
+        "memory": _SAMPLER.get("memory", {}),
+    }
+    path = config.getoption("--bench-json") or str(
+        Path(__file__).parent / "results" / f"sampler_{device.split(':')[0]}_{now:%Y-%m-%d}.json")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=2) + "\n")
+    tr.write_line(f"written: {path}")

@@ -3,6 +3,7 @@ Langevin dynamics, Shi et al., ICML 2021).
 
 Public API:
     generate(inputs, num_confs, ...) -> GenerationResult   SMILES/Mols in, RDKit conformers out
+    generate_tensors(graphs_or_mols, num_confs, ...) -> TensorConformers   conformers as device tensors
     load_model(path=None, device="cpu") -> (ScoreNet, NoiseConfig)
     featurize(mol) -> MolGraph;  PackedGraphs(graphs).batch(mol_ids) -> GraphBatch
     langevin_sample(model, batch, noise, sampler_cfg) -> positions [N, 3]
@@ -26,6 +27,10 @@ def __getattr__(name: str):
         from . import pipeline as _g
 
         return getattr(_g, name)
+    if name in ("generate_tensors", "TensorConformers"):
+        from . import tensors as _t
+
+        return getattr(_t, name)
     if name == "featurize":
         from .chem import featurize
 
@@ -50,9 +55,11 @@ __all__ = [
     "PackedGraphs",
     "SamplerConfig",
     "ScoreNet",
+    "TensorConformers",
     "TrainConfig",
     "featurize",
     "generate",
+    "generate_tensors",
     "langevin_sample",
     "load_model",
     "ops",

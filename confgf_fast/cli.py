@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -130,31 +130,39 @@ def _read_sdf_record(k: int, block: bytes, default_count: int) -> MolInput:
     return MolInput(rec, default_count, text=text, name=title)
 
 
-def iter_inputs(spec: str, default_count: int) -> Iterator[MolInput]:
+def iter_inputs(spec: str, default_count: int, keep: Callable[[int], bool] | None = None) -> Iterator[MolInput]:
     """INPUT -> MolInput per molecule, streaming (a file is read one line / record at a time).
 
     INPUT is an .sdf file (one molecule per record; unreadable records become per-molecule errors),
     a text file with one SMILES per line and optional columns `count` (that molecule's conformer
     count) and `name` (whitespace or comma separated), or else a SMILES string. Blank lines and
     lines starting with '#' are skipped and do not count as molecules.
+    keep(k) False: molecule k is yielded as an unparsed placeholder (a sharded run's other ranks'
+    molecules: positions stay global, and no rank parses every SDF record).
     """
     from .pipeline import MolInput
 
     kind = input_kind(spec)
+    placeholder = MolInput(None, default_count, text="", error="not read (another shard's molecule)")
     if kind == "smiles":
-        yield MolInput(spec, default_count)
+        yield MolInput(spec, default_count) if keep is None or keep(0) else placeholder
     elif kind == "sdf":
         for k, block in enumerate(_sdf_records(Path(spec))):
-            yield _read_sdf_record(k, block, default_count)
+            yield _read_sdf_record(k, block, default_count) if keep is None or keep(k) else placeholder
     else:
         # errors="replace": a stray non-UTF-8 byte makes that line an invalid SMILES, not a crash.
         with open(spec, encoding="utf-8", errors="replace") as fh:
+            k = 0
             for line in fh:
                 line = line.strip()
                 if not line or line.startswith("#"):
                     continue
-                smi, count, name = _split_line(line, default_count)
-                yield MolInput(smi, count, name=name)
+                if keep is None or keep(k):
+                    smi, count, name = _split_line(line, default_count)
+                    yield MolInput(smi, count, name=name)
+                else:
+                    yield placeholder
+                k += 1
 
 
 def read_inputs(spec: str, default_count: int) -> list[tuple[str, object, int]]:
@@ -352,10 +360,16 @@ def _checked_against(items: Iterator[MolInput], done: dict[int, int], out: Path)
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
+    from . import distributed
     from .checkpoint import WeightsError, load_model
     from .config import SamplerConfig
     from .pipeline import generate_iter
 
+    # Under torchrun (WORLD_SIZE > 1) distributed.py runs this command once per rank on that
+    # rank's share of the input (`args.shard`), then merges the shards into --out.
+    shard: distributed.Shard | None = getattr(args, "shard", None)
+    if shard is None and distributed.world_size() > 1:
+        return distributed.generate_sharded(args, cmd_generate)
     t0 = time.time()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda requested but no CUDA device is available", file=sys.stderr)
@@ -392,6 +406,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
             print(f"error: cannot resume: {exc}", file=sys.stderr)
             return EXIT_FATAL
         print(f"resume: {len(done)} molecules already complete in {out_path}", file=sys.stderr)
+    if shard is not None:
+        try:
+            done = shard.adopt(done)  # plus this rank's molecules complete in a resumed --out
+        except ResumeError as exc:
+            print(f"error: cannot resume: {exc}", file=sys.stderr)
+            return EXIT_FATAL
     errors_path = Path(args.errors) if args.errors else Path(str(out_path) + ".errors.tsv")
     try:
         sdf = _SdfStream(out_path, append=bool(args.resume and out_path.is_file()))
@@ -402,15 +422,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     n_in = n_ok = n_partial = n_failed = n_confs = 0
     code = EXIT_OK
-    items = _checked_against(iter_inputs(args.input, args.num_confs), done, out_path)
+    items = _checked_against(iter_inputs(args.input, args.num_confs, shard and shard.owns), done, out_path)
+    # A shard's chunks span world_size times the positions, so each rank samples ~chunk_size per chunk.
+    chunk_size = args.chunk_size * (shard.world if shard else 1)
     try:
         with _SignalGuard() as guard:
             for res in generate_iter(items, args.num_confs, model=model, noise=noise, sampler=sampler,
                                      device=args.device, seed=args.seed, max_atoms=args.max_atoms,
-                                     progress=not args.quiet, chunk_size=args.chunk_size, retries=args.retries,
+                                     progress=not args.quiet, chunk_size=chunk_size, retries=args.retries,
                                      max_heavy_atoms=args.max_heavy_atoms or None,
                                      allow_unknown_elements=args.allow_unknown_elements,
-                                     largest_fragment=args.largest_fragment, skip=done):
+                                     largest_fragment=args.largest_fragment,
+                                     skip=shard.skip(done) if shard else done):
                 with guard.critical():
                     n_in += 1
                     for w in res.warnings:
@@ -443,7 +466,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         sdf.close()
         errlog.close()
 
-    if code == EXIT_OK and n_in == 0 and not done:
+    if code == EXIT_OK and n_in == 0 and not done and shard is None:  # a shard may be empty: checked globally
         print(f"error: no molecules in {args.input} (empty, or only blank and comment lines)", file=sys.stderr)
         return EXIT_FATAL
     if code == EXIT_OK and (n_failed or n_partial):

@@ -46,13 +46,12 @@ from .chem import featurize, set_conformers
 from .config import NUM_ATOM_TYPES, NoiseConfig, SamplerConfig
 from .graph import MolGraph, PackedGraphs
 from .model import ScoreNet
-from .quality import broken_conformers
-from .sampler import langevin_sample, plan_batches
-from .stereo import StereoConstraints, make_guidance, stereo_constraints
+from .sampler import plan_batches
+from .stereo import StereoConstraints, stereo_constraints
 
-# Coordinates beyond this (angstrom) count as an exploded conformer: sampling starts at N(0, 1)
-# and real molecules are a few nm at most, so 1e4 is far outside anything a working run produces.
-POS_LIMIT = 1e4
+# The RDKit-free device-side pieces live in tensors.py (generate_tensors shares them); re-exported.
+from .tensors import POS_LIMIT, bad_conformers, model_vocabulary, sample_batch  # noqa: F401 (re-export)
+
 DEFAULT_MAX_HEAVY_ATOMS = 100
 DEFAULT_CHUNK_SIZE = 1000
 DEFAULT_RETRIES = 2
@@ -216,17 +215,6 @@ def derive_seed(seed: int, chunk: int, batch: int = 0, retry: int = 0) -> int:
     return int(np.random.SeedSequence(key).generate_state(1, dtype=np.uint64)[0])
 
 
-def bad_conformers(pos: Tensor, node_graph: Tensor, num_graphs: int, limit: float = POS_LIMIT) -> Tensor:
-    """[G] bool: conformers with any non-finite coordinate or any |x| > limit.
-
-    pos: [N, 3]; node_graph: [N] conformer of each atom.
-    """
-    bad_atom = ~torch.isfinite(pos).all(1) | (pos.abs() > limit).any(1)  # NaN > limit is False: isfinite catches it
-    hits = torch.zeros(num_graphs, dtype=torch.long, device=pos.device)
-    hits.index_add_(0, node_graph.to(pos.device), bad_atom.long())
-    return hits > 0
-
-
 # ---- streaming generation -----------------------------------------------------------------------
 @dataclass
 class _Entry:
@@ -247,6 +235,42 @@ class _Entry:
 
 def _as_input(x: str | Chem.Mol | MolInput) -> MolInput:
     return x if isinstance(x, MolInput) else MolInput(x)
+
+
+def prepare_entry(k: int, x: str | Chem.Mol | MolInput, num_confs: int, *, sampler: SamplerConfig,
+                  max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
+                  trained_elements: Container[int] = QM9_ELEMENTS,
+                  allow_unknown_elements: bool = False, largest_fragment: bool = True,
+                  num_atom_types: int = NUM_ATOM_TYPES) -> _Entry:
+    """Input k -> its _Entry: the Mol with all H, graph and stereo constraints (when sampler.stereo),
+    or out.error saying why it cannot be sampled. A lone atom gets its conformers (the origin) here
+    and no graph. num_confs is the default count (a MolInput's own count wins). Shared by
+    generate_iter and tensors.generate_tensors, so both apply the same per-molecule policy."""
+    inp = _as_input(x)
+    count = inp.num_confs if inp.num_confs is not None else num_confs
+    e = _Entry(MolOutcome(index=k, text=inp.given(), name=inp.name, requested=count))
+    if inp.error is not None:
+        e.out.error = inp.error
+    elif count < 1:
+        e.out.error = f"conformer count must be at least 1 (got {count})"
+    else:
+        try:
+            e.mol, e.out.warnings = prepare_molecule(
+                inp.source, max_heavy_atoms=max_heavy_atoms, trained_elements=trained_elements,
+                allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
+                num_atom_types=num_atom_types)
+            if e.mol.GetNumAtoms() == 1:
+                e.coords = [torch.zeros(1, 3) for _ in range(count)]
+                e.attempted = count
+            else:
+                e.graph = featurize(e.mol)
+                if sampler.stereo:
+                    e.stereo = stereo_constraints(e.mol)
+        except MoleculeError as exc:
+            e.out.error = str(exc)
+        except Exception as exc:  # RDKit raises plain RuntimeError/ValueError from C++ per molecule
+            e.out.error = f"cannot featurise: {type(exc).__name__}: {exc}"
+    return e
 
 
 def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 10, *,
@@ -279,36 +303,12 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
         raise ValueError("chunk_size must be >= 1")
     if retries < 0:
         raise ValueError("retries must be >= 0")
-    known = frozenset(trained_elements if trained_elements is not None
-                      else getattr(model, "trained_elements", QM9_ELEMENTS))
-    num_atom_types = getattr(getattr(model, "config", None), "num_atom_types", NUM_ATOM_TYPES)
+    known, num_atom_types = model_vocabulary(model, trained_elements)
 
     def prepare(k: int, x: str | Chem.Mol | MolInput) -> _Entry:
-        inp = _as_input(x)
-        count = inp.num_confs if inp.num_confs is not None else num_confs
-        e = _Entry(MolOutcome(index=k, text=inp.given(), name=inp.name, requested=count))
-        if inp.error is not None:
-            e.out.error = inp.error
-        elif count < 1:
-            e.out.error = f"conformer count must be at least 1 (got {count})"
-        else:
-            try:
-                e.mol, e.out.warnings = prepare_molecule(
-                    inp.source, max_heavy_atoms=max_heavy_atoms, trained_elements=known,
-                    allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
-                    num_atom_types=num_atom_types)
-                if e.mol.GetNumAtoms() == 1:
-                    e.coords = [torch.zeros(1, 3) for _ in range(count)]
-                    e.attempted = count
-                else:
-                    e.graph = featurize(e.mol)
-                    if sampler.stereo:
-                        e.stereo = stereo_constraints(e.mol)
-            except MoleculeError as exc:
-                e.out.error = str(exc)
-            except Exception as exc:  # RDKit raises plain RuntimeError/ValueError from C++ per molecule
-                e.out.error = f"cannot featurise: {type(exc).__name__}: {exc}"
-        return e
+        return prepare_entry(k, x, num_confs, sampler=sampler, max_heavy_atoms=max_heavy_atoms,
+                             trained_elements=known, allow_unknown_elements=allow_unknown_elements,
+                             largest_fragment=largest_fragment, num_atom_types=num_atom_types)
 
     from tqdm import tqdm
 
@@ -392,15 +392,12 @@ def _sample(model: ScoreNet, packed: PackedGraphs, stereo: list[StereoConstraint
     are non-finite / exploded (those are resampled). Stereo guidance acts in the last levels and
     mirror images are reflected at the end (stereo.py); broken-but-finite conformers (bond lengths,
     1-3/1-4 clashes: quality.py) and remaining stereo mismatches are kept and flagged."""
-    batch = packed.batch(mol_ids).to(device)
-    guidance, finalize = make_guidance(stereo, batch, sampler)
-    pos = langevin_sample(model, batch, noise, sampler, generator=gen, guidance=guidance, callback=callback)
-    bad = bad_conformers(pos, batch.node_graph, batch.num_graphs).cpu().tolist()
-    pos, ok = finalize(pos)
-    broken = broken_conformers(pos, batch).cpu().tolist()
-    ok = ok.cpu().tolist()
-    pos = pos.cpu()
-    ptr = batch.atom_ptr.cpu().tolist()
+    out = sample_batch(model, packed, mol_ids, noise, sampler, device, gen, stereo, callback)
+    bad = out.bad.cpu().tolist()
+    broken = out.broken.cpu().tolist()
+    ok = out.stereo_ok.cpu().tolist()
+    pos = out.pos.cpu()
+    ptr = out.batch.atom_ptr.cpu().tolist()
     return [None if bad[g] else (pos[ptr[g]:ptr[g + 1]],
                                  {"stereo_ok": int(ok[g]), "quality": "broken" if broken[g] else "ok"})
             for g in range(len(bad))]

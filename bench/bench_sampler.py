@@ -1,0 +1,306 @@
+"""Sampler throughput: conformers per second, ours against the official way and against RDKit ETKDG.
+
+Three ways to get the same conformers (M molecules x K conformers each):
+- ours:  confgf_fast.tensors.generate_tensors on all M x K at once (featurise, stereo constraints,
+         batches of <= max_atoms atoms, fused ops, quality flags), only the state kept; with
+         generate's default max_atoms=20,000 ("ours") and with 1,000 ("ours_max_atoms_1000",
+         better on a CPU: see CPU_MAX_ATOMS);
+- eager: a faithful per-molecule loop like the official ConfGF (DefaultRunner.generate_samples_
+         from_testset + position_Langevin_Dynamics): one molecule at a time, its K conformers as one
+         repeated graph, eager PyTorch ops (distance, chain rule with index_add_ = torch_scatter's
+         scatter_add, clip_norm), a Python loop and, as the official code does, the whole
+         trajectory kept (a list of every step's positions, stacked at the end). Same network,
+         same shipped weights;
+- ETKDG: RDKit EmbedMultipleConfs(ETKDGv3) per molecule, numThreads=1 and numThreads=0 (all cores),
+         no force-field clean-up.
+Workloads (as bench_ops.py): "qm9" = 50 x 20 conformers of CC(C)C1=CC=CO1 (18 atoms with H),
+"drugs" = 20 x 20 conformers of metoprolol (44 atoms). Speed does not depend on model quality,
+so the shipped weights (checkpoint.default_weights_path()) are used.
+
+The Langevin runs use a short schedule (default 5 levels x 10 steps = 50 network evaluations) and
+report conformer-steps per second; the summary extrapolates to the paper schedule (5000
+evaluations per conformer: conformers/s = conformer-steps/s / 5000) and to the `fast` schedule
+(1000). The timed runs include featurisation and set-up, so the extrapolation is slightly
+pessimistic for both samplers.
+
+Memory: peak bytes of the tensors alive during sampling steps (counted exactly with a
+TorchDispatchMode: every storage an op creates, until it is freed), per atom, for ours (one
+max-size batch) and for the eager loop (one molecule's batch), plus the state that persists
+between steps (positions, graph index tensors) and, for the eager loop, the trajectory
+(12 bytes per atom per step: 60 KB per atom at 5000 steps).
+
+    pytest bench/bench_sampler.py --bench-threads=1                  # writes bench/results/sampler_cpu_<date>.json
+    pytest bench/bench_sampler.py --bench-threads=1 --bench-levels=5 --bench-steps=10 --benchmark-columns=median
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+import weakref
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from confgf_fast import ops
+from confgf_fast.checkpoint import default_weights_path, load_model
+from confgf_fast.config import SamplerConfig
+from confgf_fast.graph import GraphBatch, PackedGraphs
+from confgf_fast.sampler import level_indices
+from confgf_fast.tensors import generate_tensors
+
+WORKLOADS = {
+    # name: (smiles, molecules, conformers per molecule)
+    "qm9": ("CC(C)C1=CC=CO1", 50, 20),
+    "drugs": ("COCCc1ccc(OCC(O)CNC(C)C)cc1", 20, 20),
+}
+PAPER_EVALS, FAST_EVALS = 5000, 1000
+MAX_ATOMS = 20_000  # generate's default: big batches, made for a GPU
+# On a CPU the network's [E, hidden] activations of a 20,000-atom batch (~96 MB each for qm9) do
+# not fit in cache and every step is memory-bound: measured here (1 thread, AMD EPYC), 1,000-atom
+# batches were 2.2-2.5x faster per conformer-step. So ours runs both ways.
+CPU_MAX_ATOMS = 1_000
+
+
+@functools.cache
+def shipped(device: str):
+    model, noise = load_model(default_weights_path(), device)
+    return model.eval(), noise
+
+
+def schedule(config) -> SamplerConfig:
+    return SamplerConfig(levels=config.getoption("--bench-levels"), steps_per_level=config.getoption("--bench-steps"))
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+# ---- the official way -----------------------------------------------------------------------------
+def eager_official(model, noise, smiles: str, num_confs: int, cfg: SamplerConfig, device: str,
+                   generator: torch.Generator, keep_traj: bool = True) -> torch.Tensor:
+    """One molecule, the official position_Langevin_Dynamics: K repeated graphs, eager ops, Python
+    loop, every step's positions appended to a list (stacked at the end). Returns [K * n, 3]."""
+    from confgf_fast.chem import featurize, mol_from_smiles
+
+    graph = featurize(mol_from_smiles(smiles))  # the official smiles_to_data + repeat_data
+    batch = PackedGraphs([graph]).batch(torch.zeros(num_confs, dtype=torch.long)).to(device)
+    src, dst = batch.edge_index
+    sigmas = noise.sigmas(device)
+    idx = level_indices(noise.num_levels, cfg.levels)
+    pos = torch.randn(batch.num_atoms, 3, generator=generator, device=device)
+    traj = []
+    with torch.no_grad():
+        for li in idx:
+            sigma = sigmas[li]
+            alpha = cfg.eps * (sigma / sigmas[-1]) ** 2  # a tensor, as in the official code
+            for _ in range(cfg.steps_per_level):
+                d = (pos[src] - pos[dst]).norm(dim=-1)  # utils.get_d_from_pos
+                noise_z = torch.randn(pos.shape, generator=generator, device=device) * torch.sqrt(alpha * 2)
+                score_d = model(batch.z, batch.edge_index, batch.edge_type, d, sigma).unsqueeze(-1)
+                dd_dr = (1.0 / d).unsqueeze(-1) * (pos[src] - pos[dst])  # convert_score_d
+                score_pos = torch.zeros_like(pos).index_add_(0, src, dd_dr * score_d)
+                norm = score_pos.norm(dim=-1, keepdim=True)  # utils.clip_norm
+                score_pos = score_pos * torch.where(norm > cfg.clip, cfg.clip / norm, torch.ones_like(norm))
+                pos = pos + alpha * score_pos + noise_z
+                if keep_traj:
+                    traj.append(pos)
+    return torch.stack(traj)[-1] if keep_traj else pos
+
+
+# ---- memory ---------------------------------------------------------------------------------------
+class LiveTensorBytes(TorchDispatchMode):
+    """Counts the bytes of every storage created by an op inside the mode until it is freed;
+    `peak` is the most alive at once. Tensors created before entering are not counted."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self._seen: set[int] = set()
+
+    def _free(self, key: int, nbytes: int) -> None:
+        self.live -= nbytes
+        self._seen.discard(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type != "meta":
+                st = t.untyped_storage()
+                key, nbytes = st.data_ptr(), st.nbytes()
+                if nbytes == 0 or key in self._seen:
+                    continue  # a view or an in-place result: already counted
+                self._seen.add(key)
+                self.live += nbytes
+                self.peak = max(self.peak, self.live)
+                weakref.finalize(st, self._free, key, nbytes)
+        return out
+
+
+def state_bytes(batch: GraphBatch) -> int:
+    """Bytes that persist between Langevin steps: positions + graph (z, edge_index, edge_type,
+    rev, rowptr, atom_ptr, node_graph, edge_graph, mol_index)."""
+    return 12 * batch.num_atoms + sum(t.numel() * t.element_size() for t in vars(batch).values())
+
+
+def step_peak_bytes(model, noise, batch: GraphBatch, official: bool) -> int:
+    """Peak live tensor bytes of two Langevin steps (one network evaluation each) on `batch`."""
+    pos = torch.randn(batch.num_atoms, 3, device=batch.z.device)
+    sigma = noise.sigmas(batch.z.device)[noise.num_levels // 2]
+    src, dst = batch.edge_index
+    meter = LiveTensorBytes()
+    with torch.no_grad(), meter:
+        for _ in range(2):
+            if official:
+                d = (pos[src] - pos[dst]).norm(dim=-1)
+                s = model(batch.z, batch.edge_index, batch.edge_type, d, sigma).unsqueeze(-1)
+                score = torch.zeros_like(pos).index_add_(0, src, (1.0 / d).unsqueeze(-1) * (pos[src] - pos[dst]) * s)
+                pos = pos + 1e-6 * score + torch.randn_like(pos)
+            else:
+                d = ops.pairwise_distance(pos, batch.edge_index)
+                s = model(batch.z, batch.edge_index, batch.edge_type, d, sigma)
+                pos = ops.langevin_step(pos, batch.edge_index, s, torch.randn_like(pos), 1e-6, 1000.0,
+                                        rowptr=batch.rowptr)
+    return meter.peak
+
+
+# ---- benchmarks -------------------------------------------------------------------------------------
+DEVICE_PARAM = "--bench-sampler-device"
+
+
+@pytest.fixture(scope="module")
+def device(request) -> str:
+    dev = request.config.getoption(DEVICE_PARAM)
+    if dev.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    return dev
+
+
+def _record(sampler_results, size: str, method: str, benchmark, conformers: int, evals: int | None, **extra):
+    """Store one timing (median of the rounds) for conftest's summary table and JSON."""
+    smiles, mols, confs = WORKLOADS[size]
+    sampler_results.setdefault("workloads", {})[size] = {
+        "smiles": smiles, "molecules": mols, "conformers_per_molecule": confs,
+        "weights": default_weights_path().name}
+    st = benchmark.stats.stats
+    row = {"median_s": st.median, "min_s": st.min, "mean_s": st.mean, "rounds": st.rounds,
+           "conformers": conformers, **extra}
+    if evals is not None:
+        row["network_evaluations_per_conformer"] = evals
+        row["conformer_steps_per_s"] = conformers * evals / st.median
+        row["paper_schedule_conformers_per_s"] = row["conformer_steps_per_s"] / PAPER_EVALS
+        row["fast_schedule_conformers_per_s"] = row["conformer_steps_per_s"] / FAST_EVALS
+    else:
+        row["conformers_per_s"] = conformers / st.median
+    sampler_results.setdefault("results", {}).setdefault(size, {})[method] = row
+
+
+@pytest.mark.parametrize("max_atoms", [MAX_ATOMS, CPU_MAX_ATOMS], ids=["default", "small_batches"])
+@pytest.mark.parametrize("size", list(WORKLOADS))
+def test_ours(benchmark, sampler_results, request, device, size, max_atoms):
+    smiles, mols, confs = WORKLOADS[size]
+    model, noise = shipped(device)
+    cfg = schedule(request.config)
+    generate_tensors([smiles], 2, model=model, noise=noise, sampler=SamplerConfig(levels=1, steps_per_level=1),
+                     device=device)  # warm-up: extension load, first-touch pages
+    seed = iter(range(10**6))
+
+    def run():
+        res = generate_tensors([smiles] * mols, confs, model=model, noise=noise, sampler=cfg, device=device,
+                               seed=next(seed), max_atoms=max_atoms)
+        _sync(device)
+        return res
+
+    benchmark.group = f"sampler/{size}/{device}"
+    res = benchmark.pedantic(run, rounds=request.config.getoption("--bench-rounds"), iterations=1)
+    assert res.num_conformers == mols * confs and not res.errors
+    evals = len(level_indices(noise.num_levels, cfg.levels)) * cfg.steps_per_level
+    method = "ours" if max_atoms == MAX_ATOMS else f"ours_max_atoms_{max_atoms}"
+    _record(sampler_results, size, method, benchmark, mols * confs, evals, device=device,
+            backend=ops._resolve("auto", torch.zeros(1, 3, device=device)),
+            max_atoms=max_atoms, ok_fraction=float(res.ok.float().mean()))
+
+
+@pytest.mark.parametrize("size", list(WORKLOADS))
+def test_eager_official(benchmark, sampler_results, request, device, size):
+    smiles, mols, confs = WORKLOADS[size]
+    model, noise = shipped(device)
+    cfg = schedule(request.config)
+    gen = torch.Generator(device=device).manual_seed(0)
+    eager_official(model, noise, smiles, 2, SamplerConfig(levels=1, steps_per_level=1), device, gen)  # warm-up
+
+    def run():
+        out = [eager_official(model, noise, smiles, confs, cfg, device, gen) for _ in range(mols)]
+        _sync(device)
+        return out
+
+    benchmark.group = f"sampler/{size}/{device}"
+    out = benchmark.pedantic(run, rounds=request.config.getoption("--bench-rounds"), iterations=1)
+    assert len(out) == mols
+    evals = len(level_indices(noise.num_levels, cfg.levels)) * cfg.steps_per_level
+    _record(sampler_results, size, "eager_official", benchmark, mols * confs, evals, device=device,
+            trajectory_kept=True)
+
+
+@pytest.mark.parametrize("threads", [1, 0], ids=["1thread", "allcores"])
+@pytest.mark.parametrize("size", list(WORKLOADS))
+def test_etkdg(benchmark, sampler_results, request, size, threads):
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    smiles, mols, confs = WORKLOADS[size]
+
+    def run():
+        n = 0
+        for k in range(mols):
+            mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+            params = AllChem.ETKDGv3()
+            params.randomSeed = k
+            params.numThreads = threads
+            n += len(AllChem.EmbedMultipleConfs(mol, confs, params))
+        return n
+
+    benchmark.group = f"sampler/{size}/cpu"
+    n = benchmark.pedantic(run, rounds=request.config.getoption("--bench-rounds"), iterations=1)
+    assert n == mols * confs
+    _record(sampler_results, size, "etkdg_1thread" if threads == 1 else "etkdg_allcores", benchmark, n, None,
+            numThreads=threads, threads_used=1 if threads == 1 else os.cpu_count())
+
+
+@pytest.mark.parametrize("size", list(WORKLOADS))
+def test_memory(sampler_results, device, size):
+    """Not timed: bytes per atom of the sampling state and of one network evaluation's activations."""
+    from confgf_fast.chem import featurize, mol_from_smiles
+
+    smiles, _, confs = WORKLOADS[size]
+    model, noise = shipped(device)
+    graph = featurize(mol_from_smiles(smiles))
+    packed = PackedGraphs([graph])
+    ours = packed.batch(torch.zeros(MAX_ATOMS // graph.num_atoms, dtype=torch.long)).to(device)
+    eager = packed.batch(torch.zeros(confs, dtype=torch.long)).to(device)
+    t0 = time.perf_counter()
+    peak_ours = step_peak_bytes(model, noise, ours, official=False)
+    peak_eager = step_peak_bytes(model, noise, eager, official=True)
+    n = graph.num_atoms
+    row = {
+        "atoms_per_conformer": n,
+        "edges_per_conformer": graph.num_edges,
+        "hidden_dim": model.config.hidden_dim,
+        "ours_batch_atoms": ours.num_atoms,
+        "ours_step_peak_bytes_per_atom": peak_ours / ours.num_atoms,
+        "ours_state_bytes_per_atom": state_bytes(ours) / ours.num_atoms,
+        "ours_bytes_per_conformer": (peak_ours + state_bytes(ours)) / ours.num_atoms * n,
+        "eager_batch_atoms": eager.num_atoms,
+        "eager_step_peak_bytes_per_atom": peak_eager / eager.num_atoms,
+        "eager_state_bytes_per_atom": state_bytes(eager) / eager.num_atoms,
+        "eager_trajectory_bytes_per_atom_per_step": 12,
+        "eager_trajectory_bytes_per_conformer_paper_schedule": 12 * n * PAPER_EVALS,
+        "measured_in_s": time.perf_counter() - t0,
+    }
+    sampler_results.setdefault("memory", {})[size] = row
+    assert peak_ours > 0 and peak_eager > 0
