@@ -46,7 +46,7 @@ from .chem import featurize, set_conformers
 from .config import NUM_ATOM_TYPES, NoiseConfig, SamplerConfig
 from .graph import MolGraph, PackedGraphs
 from .model import ScoreNet
-from .sampler import plan_batches
+from .sampler import default_max_atoms, plan_batches
 from .stereo import StereoConstraints, stereo_constraints
 
 # The RDKit-free device-side pieces live in tensors.py (generate_tensors shares them); re-exported.
@@ -276,7 +276,7 @@ def prepare_entry(k: int, x: str | Chem.Mol | MolInput, num_confs: int, *, sampl
 def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 10, *,
                   model: ScoreNet | None = None, noise: NoiseConfig | None = None, weights: str | None = None,
                   sampler: SamplerConfig | None = None, device: str | torch.device = "cpu", seed: int = 0,
-                  max_atoms: int = 20_000, progress: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                  max_atoms: int | None = None, progress: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
                   retries: int = DEFAULT_RETRIES, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
                   allow_unknown_elements: bool = False, largest_fragment: bool = True,
                   trained_elements: Iterable[int] | None = None, skip: Container[int] = (),
@@ -356,7 +356,8 @@ def _sample_chunk(entries: list[_Entry], model: ScoreNet, noise: NoiseConfig, sa
         return
     packed = PackedGraphs([e.graph for e in todo])
     stereo = [e.stereo if e.stereo is not None else StereoConstraints.empty() for e in todo]
-    plan = plan_batches([e.graph.num_atoms for e in todo], [e.out.requested for e in todo], max_atoms)
+    plan = plan_batches([e.graph.num_atoms for e in todo], [e.out.requested for e in todo],
+                        max_atoms or default_max_atoms(device))
     gen = torch.Generator(device=device).manual_seed(seed if chunk_no == 0 else derive_seed(seed, chunk_no))
     for b, pieces in enumerate(plan):
         mol_ids = torch.cat([torch.full((c,), m, dtype=torch.long) for m, c in pieces])
@@ -422,7 +423,7 @@ def _finish(e: _Entry, retries: int) -> MolOutcome:
 def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Sequence[int] = 10, *,
              model: ScoreNet | None = None, noise: NoiseConfig | None = None, weights: str | None = None,
              sampler: SamplerConfig | None = None, device: str | torch.device = "cpu", seed: int = 0,
-             max_atoms: int = 20_000, progress: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
+             max_atoms: int | None = None, progress: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
              retries: int = DEFAULT_RETRIES, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
              allow_unknown_elements: bool = False, largest_fragment: bool = True,
              trained_elements: Iterable[int] | None = None) -> GenerationResult:

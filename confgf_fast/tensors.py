@@ -36,7 +36,7 @@ from .config import NUM_ATOM_TYPES, NoiseConfig, SamplerConfig
 from .graph import GraphBatch, MolGraph, PackedGraphs
 from .model import ScoreNet
 from .quality import broken_conformers
-from .sampler import langevin_sample, plan_batches
+from .sampler import default_max_atoms, langevin_sample, plan_batches
 from .stereo import StereoConstraints, make_guidance
 
 # Coordinates beyond this (angstrom) count as an exploded conformer: sampling starts at N(0, 1)
@@ -180,7 +180,7 @@ class _Job:
 def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Sequence[int] = 10, *,
                      model: ScoreNet | None = None, noise: NoiseConfig | None = None, weights: str | None = None,
                      sampler: SamplerConfig | None = None, device: str | torch.device = "cpu", seed: int = 0,
-                     max_atoms: int = 20_000, max_heavy_atoms: int | None = 100,
+                     max_atoms: int | None = None, max_heavy_atoms: int | None = 100,
                      allow_unknown_elements: bool = False, largest_fragment: bool = True,
                      trained_elements: Iterable[int] | None = None) -> TensorConformers:
     """Sample conformers for every input and return them as device tensors (TensorConformers).
@@ -247,7 +247,8 @@ def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Seque
         stereo = None
         if any(j.stereo is not None for j in todo):
             stereo = [j.stereo if j.stereo is not None else StereoConstraints.empty() for j in todo]
-        plan = plan_batches([j.graph.num_atoms for j in todo], [j.count for j in todo], max_atoms)
+        plan = plan_batches([j.graph.num_atoms for j in todo], [j.count for j in todo],
+                            max_atoms or default_max_atoms(device))
         # One generator through all batches, as generate_iter's first chunk (same coordinates).
         gen = torch.Generator(device=device).manual_seed(seed)
         for pieces in plan:
