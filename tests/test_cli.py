@@ -5,39 +5,11 @@ import json
 import pytest
 import torch
 from rdkit import Chem
-from rdkit.Chem import AllChem
 
 from confgf_fast.checkpoint import WeightsError, load_model
-from confgf_fast.chem import mol_from_smiles
 from confgf_fast.cli import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, main, read_inputs
 
 FAST = ["--levels", "3", "--steps-per-level", "3", "-q"]
-
-
-@pytest.fixture(scope="module")
-def ref_sdf(tmp_path_factory):
-    """Reference SDF: 2 molecules x 3 ETKDG conformers, with smiles/mol_id/conf_id props."""
-    path = tmp_path_factory.mktemp("ref") / "ref.sdf"
-    w = Chem.SDWriter(str(path))
-    for k, smi in enumerate(["CCO", "CC(=O)N"]):
-        mol = mol_from_smiles(smi)
-        AllChem.EmbedMultipleConfs(mol, 3, randomSeed=k)
-        for c in mol.GetConformers():
-            mol.SetProp("smiles", smi)
-            mol.SetProp("mol_id", str(k))
-            mol.SetProp("conf_id", str(c.GetId()))
-            w.write(mol, confId=c.GetId())
-    w.close()
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(ref_sdf, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ck") / "tiny.pt"
-    rc = main(["train", "--data", str(ref_sdf), "--out", str(out), "--preset", "tiny", "--steps", "6",
-               "--batch-size", "4", "--val-fraction", "0", "--save-every", "3", "--val-every", "3", "-q"])
-    assert rc == EXIT_OK
-    return out
 
 
 def read_sdf(path):

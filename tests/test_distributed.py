@@ -20,25 +20,6 @@ INPUT = "CCO 2\nCCO 1\nnot_a_smiles 2\nCC(=O)N 3\nCN\nC[C@H](N)C(=O)O 2 alanine\
 MORE = "OCCO 2\nC#N 1\n"
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    """A tiny model trained for 6 steps on ETKDG conformers (speed only; quality is irrelevant)."""
-    root = tmp_path_factory.mktemp("dist")
-    ref = root / "ref.sdf"
-    w = Chem.SDWriter(str(ref))
-    for k, smi in enumerate(["CCO", "CC(=O)N"]):
-        mol = mol_from_smiles(smi)
-        AllChem.EmbedMultipleConfs(mol, 3, randomSeed=k)
-        mol.SetProp("smiles", smi)
-        for c in mol.GetConformers():
-            w.write(mol, confId=c.GetId())
-    w.close()
-    out = root / "tiny.pt"
-    assert main(["train", "--data", str(ref), "--out", str(out), "--preset", "tiny", "--steps", "6",
-                 "--batch-size", "4", "--val-fraction", "0", "-q"]) == EXIT_OK
-    return out
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -38,26 +38,6 @@ FAST = ["--levels", "3", "--steps-per-level", "3", "-q"]
 CALLS_PER_RUN = 9  # network evaluations per langevin_sample call under FAST
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    """A tiny model trained on CCO and CC(=O)N: trained_elements = H, C, N, O."""
-    d = tmp_path_factory.mktemp("faults")
-    ref = d / "ref.sdf"
-    w = Chem.SDWriter(str(ref))
-    for k, smi in enumerate(["CCO", "CC(=O)N"]):
-        mol = mol_from_smiles(smi)
-        AllChem.EmbedMultipleConfs(mol, 3, randomSeed=k)
-        for c in mol.GetConformers():
-            mol.SetProp("smiles", smi)
-            w.write(mol, confId=c.GetId())
-    w.close()
-    out = d / "tiny.pt"
-    rc = main(["train", "--data", str(ref), "--out", str(out), "--preset", "tiny", "--steps", "6",
-               "--batch-size", "4", "--val-fraction", "0", "-q"])
-    assert rc == EXIT_OK
-    return out
-
-
 def run(ckpt, inp, out, *extra):
     return main(["generate", str(inp), "--out", str(out), "--weights", str(ckpt), *FAST, *extra])
 
