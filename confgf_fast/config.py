@@ -94,13 +94,17 @@ class SamplerConfig:
     def preset(cls, name: str) -> SamplerConfig:
         """`paper`: 50 levels x 100 steps, eps 2.4e-6 (5000 network evaluations).
 
-        `fast`: 50 levels x 20 steps with eps scaled x5 to keep the same total drift per level
-        (1000 evaluations). Provisional: its quality is measured and tuned in bench/.
+        `fast`: 25 levels (every other one) x 40 steps, eps 6e-6 (1000 evaluations). Of three
+        1000-evaluation schedules measured with the shipped weights on 10 dev-benchmark molecules
+        (bench/eval_dev.py --sample 10; bench/results/dev_s10_step10250_*.json), COV-R / MAT-R /
+        MAT-P: 50x20 eps x5 85.9 % / 0.337 / 1.37 A (outliers); 50x20 eps x3 88.3 % / 0.318 /
+        0.373 A; 25x40 eps x2.5 92.4 % / 0.321 / 0.385 A (paper: 95.2 % / 0.263 / 0.320 A).
+        Provisional: a 10-molecule sample, an under-trained model.
         """
         if name == "paper":
             return cls()
         if name == "fast":
-            return cls(steps_per_level=20, eps=2.4e-6 * 5)
+            return cls(steps_per_level=40, eps=6e-6, levels=25)
         raise ValueError(f"unknown schedule {name!r}; choose 'paper' or 'fast'")
 
 
