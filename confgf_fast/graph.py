@@ -93,6 +93,20 @@ def rowptr_from_sorted(src: Tensor, num_nodes: int) -> Tensor:
     return out
 
 
+def pair_edges(edge_index: Tensor, rev: Tensor) -> tuple[Tensor, Tensor]:
+    """edge_index: [2, E] symmetric; rev: [E] -> (half_edges [E/2], edge_pair [E]).
+
+    half_edges lists the edges with src < dst; edge_pair[k] is the position in half_edges of edge k
+    or of its reverse. Built once per batch on the host, so the model needs no data-dependent
+    shapes (no nonzero, no host sync) inside the sampling loop.
+    """
+    fwd = edge_index[0] < edge_index[1]
+    half_edges = fwd.nonzero().squeeze(1)
+    slot = torch.cumsum(fwd, 0) - 1
+    edge_pair = torch.where(fwd, slot, slot[rev])
+    return half_edges, edge_pair
+
+
 @dataclass
 class GraphBatch:
     """G conformers (of possibly different molecules) as one flat graph of N atoms and E edges.
@@ -102,6 +116,9 @@ class GraphBatch:
     atom_ptr: [G+1] atoms of conformer g are atom_ptr[g]:atom_ptr[g+1];
     node_graph: [N] conformer of each atom; edge_graph: [E] conformer of each edge;
     mol_index: [G] which input molecule each conformer belongs to.
+    half_edges: [E/2] the edges with src < dst (one per undirected pair), ascending;
+    edge_pair: [E] position in half_edges of each edge's pair, so edge_pair[k] == edge_pair[rev[k]].
+    The score network evaluates its per-edge MLPs on half_edges only (see model.ScoreNet).
     """
 
     z: Tensor
@@ -113,6 +130,8 @@ class GraphBatch:
     node_graph: Tensor
     edge_graph: Tensor
     mol_index: Tensor
+    half_edges: Tensor
+    edge_pair: Tensor
 
     @property
     def num_graphs(self) -> int:
@@ -186,6 +205,7 @@ class PackedGraphs:
         edge_src = self.edge_ptr[mol_ids][edge_graph] + edge_local
         edge_index = self.edge_index[:, edge_src] + atom_ptr[edge_graph].unsqueeze(0)
         rev = self.rev[edge_src] + edge_ptr[edge_graph]
+        half_edges, edge_pair = pair_edges(edge_index, rev)
         return GraphBatch(
             z=self.z[atom_src],
             edge_index=edge_index,
@@ -196,6 +216,8 @@ class PackedGraphs:
             node_graph=node_graph,
             edge_graph=edge_graph,
             mol_index=mol_ids.clone(),
+            half_edges=half_edges,
+            edge_pair=edge_pair,
         )
 
     def state_dict(self) -> dict:

@@ -68,7 +68,7 @@ def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg:
         alpha = step_size(cfg, sigma_f, sigma_min)
         for _ in range(cfg.steps_per_level):
             d = ops.pairwise_distance(pos, ei, backend=cfg.backend)
-            s = model(z, ei, et, d, sigma)
+            s = model(z, ei, et, d, sigma, batch.half_edges, batch.edge_pair)
             noise_z = torch.randn(pos.shape, generator=generator, device=dev)
             extra = guidance(pos, sigma_f, li) if guidance is not None else None
             pos = ops.langevin_step(pos, ei, s, noise_z, alpha, cfg.clip, backend=cfg.backend, rowptr=batch.rowptr)

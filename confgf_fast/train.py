@@ -49,7 +49,7 @@ def dsm_loss(model: ScoreNet, batch: GraphBatch, pos: Tensor, sigmas: Tensor,
     eps = symmetric_noise(batch, generator).to(dev)
     d_tilde = d + sigma_edge * eps
     target = -eps / sigma_edge
-    s = model(batch.z, batch.edge_index, batch.edge_type, d_tilde, sigma_edge)
+    s = model(batch.z, batch.edge_index, batch.edge_type, d_tilde, sigma_edge, batch.half_edges, batch.edge_pair)
     per_edge = 0.5 * sigma_edge.pow(2) * (s - target).pow(2)
     return torch.zeros(G, device=dev, dtype=per_edge.dtype).index_add_(0, batch.edge_graph, per_edge)
 
