@@ -89,6 +89,13 @@ class SamplerConfig:
     stereo: bool = True
     stereo_strength: float = 5.0
     stereo_sigma_max: float = 0.5
+    # How the score network runs (sampler.score_function). compile: "auto" compiles it with
+    # torch.compile when a batch has at least sampler.COMPILE_MIN_EVALS conformer-evaluations
+    # (compiling costs ~15 s once per process; on the dev CPU it made the forward 3-4x faster),
+    # "on" always, "off" never. precision: "fp32"; "bf16" (autocast of the MLPs, CPU or CUDA) or
+    # "tf32" (CUDA matmuls) trade accuracy of the score for speed; measured effect in MODEL_CARD.md.
+    compile: str = "auto"
+    precision: str = "fp32"
 
     @classmethod
     def preset(cls, name: str) -> SamplerConfig:

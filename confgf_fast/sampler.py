@@ -11,7 +11,9 @@ Only the current state is kept (the official code stores the whole trajectory).
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -40,12 +42,87 @@ def num_evaluations(noise: NoiseConfig, cfg: SamplerConfig) -> int:
     return len(level_indices(noise.num_levels, cfg.levels)) * cfg.steps_per_level
 
 
+# torch.compile pays for itself (~15 s) above about this many conformer-evaluations in a batch:
+# measured on the dev CPU (1 thread, QM9 batches of 360-990 atoms) the compiled forward ran
+# 3.5-4x faster than eager (~2,500 conformer-evaluations/s), so break-even is ~50k.
+COMPILE_MIN_EVALS = 50_000
+PRECISIONS = ("fp32", "bf16", "tf32")
+
+ScoreFn = Callable[..., Tensor]
+
+
+def score_function(model: ScoreNet, cfg: SamplerConfig, device: torch.device, evals: int) -> ScoreFn:
+    """The network as the sampler calls it, fn(z, edge_index, edge_type, d, sigma, half, pair) ->
+    s [E] float32: eager or torch.compile'd (cfg.compile, with `evals` = conformer-evaluations of
+    the batch for "auto"), in cfg.precision. Compiled functions are cached per model and precision;
+    if compiling fails (no C++ compiler, an unsupported platform) the sampler warns once and runs
+    eager."""
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {cfg.precision!r}")
+    if cfg.precision == "tf32" and device.type != "cuda":
+        raise ValueError("precision 'tf32' is a CUDA matmul mode; on a CPU use 'fp32' or 'bf16'")
+    if cfg.compile not in ("auto", "on", "off"):
+        raise ValueError(f"compile must be 'auto', 'on' or 'off', not {cfg.compile!r}")
+
+    bf16 = cfg.precision == "bf16"
+    # The matmul mode is a global flag, so it is set around the call, never inside compiled code.
+    mode = _tf32 if cfg.precision == "tf32" else contextlib.nullcontext
+
+    def net(*args: Tensor) -> Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            return model(*args).float()
+
+    def eager(*args: Tensor) -> Tensor:
+        with mode():
+            return net(*args)
+
+    use = cfg.compile == "on" or (cfg.compile == "auto" and evals >= COMPILE_MIN_EVALS)
+    if not use:
+        return eager
+    # {precision: compiled callable, or None once compiling failed}, kept on the model itself (a
+    # reference cycle the garbage collector frees with the model).
+    cache = model.__dict__.setdefault("_confgf_compiled", {})
+    if cfg.precision not in cache:
+        cache[cfg.precision] = torch.compile(net, dynamic=True)
+    if cache[cfg.precision] is None:
+        return eager
+
+    def compiled(*args: Tensor) -> Tensor:
+        fn = cache.get(cfg.precision)
+        if fn is None:
+            return eager(*args)
+        try:
+            with mode():
+                return fn(*args)
+        except Exception as exc:  # the compiler stack can fail in many ways; eager is always right
+            warnings.warn(f"torch.compile of the score network failed ({type(exc).__name__}: {exc}); "
+                          "running it eager", RuntimeWarning, stacklevel=2)
+            cache[cfg.precision] = None
+            return eager(*args)
+
+    return compiled
+
+
+@contextlib.contextmanager
+def _tf32():
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+
+
 @torch.no_grad()
 def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: SamplerConfig,
                     generator: torch.Generator | None = None, pos_init: Tensor | None = None,
                     callback: Callable[[int, int], None] | None = None,
                     guidance: Callable[[Tensor, float, int], Tensor | None] | None = None) -> Tensor:
     """Run the schedule on one GraphBatch (already on the model's device). Returns pos [N, 3].
+
+    model is called as model(z, edge_index, edge_type, d, sigma, half_edges, edge_pair) (the
+    ScoreNet signature; a custom score model may ignore the last two) through score_function, so
+    cfg.compile and cfg.precision apply.
 
     callback(done_steps, total_steps) is called once per level (for progress bars).
     guidance(pos, sigma_l, l) -> F [N, 3] or None: an extra force (e.g. stereo.StereoGuidance),
@@ -61,6 +138,7 @@ def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg:
     pos = pos_init if pos_init is not None else torch.randn(batch.num_atoms, 3, generator=generator, device=dev)
     ei, et, z = batch.edge_index, batch.edge_type, batch.z
     total = len(idx) * cfg.steps_per_level
+    score = score_function(model, cfg, pos.device, total * batch.num_graphs)
     done = 0
     for li in idx:
         sigma = sigmas[li]
@@ -68,7 +146,7 @@ def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg:
         alpha = step_size(cfg, sigma_f, sigma_min)
         for _ in range(cfg.steps_per_level):
             d = ops.pairwise_distance(pos, ei, backend=cfg.backend)
-            s = model(z, ei, et, d, sigma, batch.half_edges, batch.edge_pair)
+            s = score(z, ei, et, d, sigma, batch.half_edges, batch.edge_pair)
             noise_z = torch.randn(pos.shape, generator=generator, device=dev)
             extra = guidance(pos, sigma_f, li) if guidance is not None else None
             pos = ops.langevin_step(pos, ei, s, noise_z, alpha, cfg.clip, backend=cfg.backend, rowptr=batch.rowptr)

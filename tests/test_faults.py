@@ -277,7 +277,7 @@ class NaNScores(torch.nn.Module):
         super().__init__()
         self.inner, self.mode, self.first_atoms, self.calls = inner, mode, first_atoms, 0
 
-    def forward(self, z, edge_index, edge_type, d, sigma):
+    def forward(self, z, edge_index, edge_type, d, sigma, half_edges=None, edge_pair=None):
         s = self.inner(z, edge_index, edge_type, d, sigma)
         first_run = self.calls < CALLS_PER_RUN
         self.calls += 1

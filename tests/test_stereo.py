@@ -266,7 +266,7 @@ class OracleScore(torch.nn.Module):
         super().__init__()
         self.d0 = d0
 
-    def forward(self, z, edge_index, edge_type, d, sigma):
+    def forward(self, z, edge_index, edge_type, d, sigma, half_edges=None, edge_pair=None):
         return -(d - self.d0) / sigma**2
 
 
