@@ -89,8 +89,9 @@ setup(
     include_package_data=False,
     install_requires=["torch", "numpy", "rdkit", "tqdm"],
     extras_require={
-        "test": ["pytest", "pytest-benchmark", "hypothesis", "triton"],
+        "test": ["pytest", "pytest-benchmark", "hypothesis", "triton", "tblite", "scipy"],
         "triton": ["triton"],
+        "xtb": ["tblite", "scipy"],  # build-qm9 --xtb
     },
     entry_points={"console_scripts": ["confgf-fast = confgf_fast.cli:main"]},
     ext_modules=ext_modules,

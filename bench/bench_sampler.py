@@ -2,9 +2,9 @@
 
 Three ways to get the same conformers (M molecules x K conformers each):
 - ours:  confgf_fast.tensors.generate_tensors on all M x K at once (featurise, stereo constraints,
-         batches of <= max_atoms atoms, fused ops, quality flags), only the state kept; with
-         generate's default max_atoms=20,000 ("ours") and with 1,000 ("ours_max_atoms_1000",
-         better on a CPU: see CPU_MAX_ATOMS);
+         batches of generate's default max_atoms for the device, the edge MLPs once per undirected
+         pair, fused ops, quality flags), only the state kept; the network eager ("ours_eager"),
+         torch.compile'd ("ours_compiled") and compiled with bf16 autocast ("ours_compiled_bf16");
 - eager: a faithful per-molecule loop like the official ConfGF (DefaultRunner.generate_samples_
          from_testset + position_Langevin_Dynamics): one molecule at a time, its K conformers as one
          repeated graph, eager PyTorch ops (distance, chain rule with index_add_ = torch_scatter's
@@ -50,7 +50,7 @@ from confgf_fast import ops
 from confgf_fast.checkpoint import default_weights_path, load_model
 from confgf_fast.config import SamplerConfig
 from confgf_fast.graph import GraphBatch, PackedGraphs
-from confgf_fast.sampler import level_indices
+from confgf_fast.sampler import default_max_atoms, level_indices
 from confgf_fast.tensors import generate_tensors
 
 WORKLOADS = {
@@ -59,11 +59,7 @@ WORKLOADS = {
     "drugs": ("COCCc1ccc(OCC(O)CNC(C)C)cc1", 20, 20),
 }
 PAPER_EVALS, FAST_EVALS = 5000, 1000
-MAX_ATOMS = 20_000  # generate's default: big batches, made for a GPU
-# On a CPU the network's [E, hidden] activations of a 20,000-atom batch (~96 MB each for qm9) do
-# not fit in cache and every step is memory-bound: measured here (1 thread, AMD EPYC), 1,000-atom
-# batches were 2.2-2.5x faster per conformer-step. So ours runs both ways.
-CPU_MAX_ATOMS = 1_000
+MAX_ATOMS = 20_000  # the batch test_memory measures: generate's default on a GPU
 
 
 @functools.cache
@@ -163,7 +159,7 @@ def step_peak_bytes(model, noise, batch: GraphBatch, official: bool) -> int:
                 pos = pos + 1e-6 * score + torch.randn_like(pos)
             else:
                 d = ops.pairwise_distance(pos, batch.edge_index)
-                s = model(batch.z, batch.edge_index, batch.edge_type, d, sigma)
+                s = model(batch.z, batch.edge_index, batch.edge_type, d, sigma, batch.half_edges, batch.edge_pair)
                 pos = ops.langevin_step(pos, batch.edge_index, s, torch.randn_like(pos), 1e-6, 1000.0,
                                         rowptr=batch.rowptr)
     return meter.peak
@@ -200,14 +196,24 @@ def _record(sampler_results, size: str, method: str, benchmark, conformers: int,
     sampler_results.setdefault("results", {}).setdefault(size, {})[method] = row
 
 
-@pytest.mark.parametrize("max_atoms", [MAX_ATOMS, CPU_MAX_ATOMS], ids=["default", "small_batches"])
+# name: (compile, precision). All at generate's default batch size for the device.
+VARIANTS = {"ours_eager": ("off", "fp32"), "ours_compiled": ("on", "fp32"), "ours_compiled_bf16": ("on", "bf16")}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("size", list(WORKLOADS))
-def test_ours(benchmark, sampler_results, request, device, size, max_atoms):
+def test_ours(benchmark, sampler_results, request, device, size, variant):
     smiles, mols, confs = WORKLOADS[size]
     model, noise = shipped(device)
+    compile_mode, precision = VARIANTS[variant]
     cfg = schedule(request.config)
-    generate_tensors([smiles], 2, model=model, noise=noise, sampler=SamplerConfig(levels=1, steps_per_level=1),
-                     device=device)  # warm-up: extension load, first-touch pages
+    cfg.compile, cfg.precision = compile_mode, precision
+    max_atoms = default_max_atoms(device)
+    # warm-up: extension load, first-touch pages and, for the compiled variants, compilation (one
+    # dynamic-shape graph per model and precision, reused by every later batch)
+    warm = SamplerConfig(levels=1, steps_per_level=1, compile=compile_mode, precision=precision)
+    generate_tensors([smiles] * mols, confs, model=model, noise=noise, sampler=warm, device=device,
+                     max_atoms=max_atoms)
     seed = iter(range(10**6))
 
     def run():
@@ -220,10 +226,9 @@ def test_ours(benchmark, sampler_results, request, device, size, max_atoms):
     res = benchmark.pedantic(run, rounds=request.config.getoption("--bench-rounds"), iterations=1)
     assert res.num_conformers == mols * confs and not res.errors
     evals = len(level_indices(noise.num_levels, cfg.levels)) * cfg.steps_per_level
-    method = "ours" if max_atoms == MAX_ATOMS else f"ours_max_atoms_{max_atoms}"
-    _record(sampler_results, size, method, benchmark, mols * confs, evals, device=device,
+    _record(sampler_results, size, variant, benchmark, mols * confs, evals, device=device,
             backend=ops._resolve("auto", torch.zeros(1, 3, device=device)),
-            max_atoms=max_atoms, ok_fraction=float(res.ok.float().mean()))
+            max_atoms=max_atoms, compile=compile_mode, precision=precision)
 
 
 @pytest.mark.parametrize("size", list(WORKLOADS))

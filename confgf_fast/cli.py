@@ -521,7 +521,13 @@ def cmd_build_qm9(args: argparse.Namespace) -> int:
     if heldout is None:
         print("error: --heldout is required (the csv of molecules never to train on)", file=sys.stderr)
         return EXIT_USAGE
-    cfg = QM9BuildConfig(extra_confs=args.extra_confs, seed=args.seed)
+    if args.xtb:
+        from .data.xtb import available
+
+        if not available():
+            print("error: --xtb needs the tblite package (pip install tblite)", file=sys.stderr)
+            return EXIT_USAGE
+    cfg = QM9BuildConfig(extra_confs=args.extra_confs, seed=args.seed, xtb=args.xtb)
     stats = build_qm9(args.out, heldout, num_chunks=args.chunks, workers=args.workers, cache_dir=args.cache_dir,
                       cfg=cfg, progress=not args.quiet)
     print(json.dumps(stats))
@@ -639,6 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cache-dir", default=None)
     b.add_argument("--extra-confs", type=int, default=4, help="ETKDG+MMFF conformers tried per molecule")
     b.add_argument("--seed", type=int, default=2021)
+    b.add_argument("--xtb", action="store_true",
+                   help="refine the ETKDG+MMFF conformers with GFN2-xTB (tblite; ~1 s per conformer per core)")
     b.add_argument("--quiet", "-q", action="store_true")
     b.set_defaults(func=cmd_build_qm9)
 

@@ -36,6 +36,7 @@ class QM9BuildConfig:
     dedup_rmsd: float = 0.125  # angstrom, heavy-atom GetBestRMS
     chunk_size: int = 1000
     seed: int = 2021
+    xtb: bool = False  # refine the extra conformers with GFN2-xTB (data/xtb.py; needs tblite)
 
 
 def qm9pack_data_dir() -> Path:
@@ -113,9 +114,11 @@ def mol_from_qm9(smiles: str, elements: list[str], xyz_json: str):
     return mol
 
 
-def add_etkdg_conformers(mol, n: int, seed: int, dedup_rmsd: float):
+def add_etkdg_conformers(mol, n: int, seed: int, dedup_rmsd: float, xtb: bool = False):
     """Add up to n ETKDGv3+MMFF conformers to `mol` (which keeps its first conformer), dropping any
-    within dedup_rmsd (heavy atoms, symmetry-aware) of one already kept, or with changed stereo."""
+    within dedup_rmsd (heavy atoms, symmetry-aware) of one already kept, or with changed stereo.
+    xtb: refine each with GFN2-xTB after MMFF (before the checks); one whose optimisation fails or
+    changes the bonding is dropped."""
     from rdkit import Chem
     from rdkit.Chem import AllChem, rdMolAlign
 
@@ -133,6 +136,11 @@ def add_etkdg_conformers(mol, n: int, seed: int, dedup_rmsd: float):
         return mol
     with contextlib.suppress(Exception):
         AllChem.MMFFOptimizeMoleculeConfs(trial, maxIters=500)
+    if xtb:
+        from .xtb import refine_conformer
+
+        failed = [cid for cid in cids if refine_conformer(trial, cid) is None]
+        cids = [cid for cid in cids if cid not in failed]
     heavy_ref = Chem.RemoveHs(mol)
     heavy_trial = Chem.RemoveHs(trial)
     kept_heavy = [heavy_ref.GetConformers()[0].GetId()]
@@ -177,7 +185,7 @@ def _build_chunk(args) -> dict:
         if mol is None:
             stats["mismatch"] += 1
             continue
-        mol = add_etkdg_conformers(mol, cfg.extra_confs, cfg.seed + idx, cfg.dedup_rmsd)
+        mol = add_etkdg_conformers(mol, cfg.extra_confs, cfg.seed + idx, cfg.dedup_rmsd, xtb=cfg.xtb)
         mol.SetProp("qm9_index", str(idx))
         stats["kept"] += 1
         stats["conformers"] += mol.GetNumConformers()
@@ -209,7 +217,7 @@ def build_qm9(out: str | Path, heldout_csv: str | Path, num_chunks: int | None =
     total_chunks = (len(rows) + cfg.chunk_size - 1) // cfg.chunk_size
     num_chunks = total_chunks if num_chunks is None else min(num_chunks, total_chunks)
     heldout = heldout_keys(heldout_csv)
-    tag = f"v2_e{cfg.extra_confs}_r{cfg.dedup_rmsd}_s{cfg.seed}_c{cfg.chunk_size}"
+    tag = f"v2_e{cfg.extra_confs}_r{cfg.dedup_rmsd}_s{cfg.seed}_c{cfg.chunk_size}" + ("_xtb" if cfg.xtb else "")
     paths = [cache_dir / f"qm9_{tag}_{k:04d}.pt" for k in range(num_chunks)]
     todo = [
         ([rows[i] for i in perm[k * cfg.chunk_size:(k + 1) * cfg.chunk_size]], heldout, asdict(cfg), paths[k])
