@@ -4,7 +4,8 @@ Three ways to get the same conformers (M molecules x K conformers each):
 - ours:  confgf_fast.tensors.generate_tensors on all M x K at once (featurise, stereo constraints,
          batches of generate's default max_atoms for the device, the edge MLPs once per undirected
          pair, fused ops, quality flags), only the state kept; the network eager ("ours_eager"),
-         torch.compile'd ("ours_compiled") and compiled with bf16 autocast ("ours_compiled_bf16");
+         torch.compile'd ("ours_compiled"), compiled with bf16 autocast ("ours_compiled_bf16") and,
+         on CUDA, compiled with every level's step replayed as a CUDA graph ("ours_compiled_cuda_graphs");
 - eager: a faithful per-molecule loop like the official ConfGF (DefaultRunner.generate_samples_
          from_testset + position_Langevin_Dynamics): one molecule at a time, its K conformers as one
          repeated graph, eager PyTorch ops (distance, chain rule with index_add_ = torch_scatter's
@@ -196,8 +197,9 @@ def _record(sampler_results, size: str, method: str, benchmark, conformers: int,
     sampler_results.setdefault("results", {}).setdefault(size, {})[method] = row
 
 
-# name: (compile, precision). All at generate's default batch size for the device.
-VARIANTS = {"ours_eager": ("off", "fp32"), "ours_compiled": ("on", "fp32"), "ours_compiled_bf16": ("on", "bf16")}
+# name: (compile, precision, cuda_graphs). All at generate's default batch size for the device.
+VARIANTS = {"ours_eager": ("off", "fp32", False), "ours_compiled": ("on", "fp32", False),
+            "ours_compiled_bf16": ("on", "bf16", False), "ours_compiled_cuda_graphs": ("on", "fp32", True)}
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -205,13 +207,15 @@ VARIANTS = {"ours_eager": ("off", "fp32"), "ours_compiled": ("on", "fp32"), "our
 def test_ours(benchmark, sampler_results, request, device, size, variant):
     smiles, mols, confs = WORKLOADS[size]
     model, noise = shipped(device)
-    compile_mode, precision = VARIANTS[variant]
+    compile_mode, precision, graphs = VARIANTS[variant]
+    if graphs and not device.startswith("cuda"):
+        pytest.skip("CUDA graphs need a CUDA device")
     cfg = schedule(request.config)
-    cfg.compile, cfg.precision = compile_mode, precision
+    cfg.compile, cfg.precision, cfg.cuda_graphs = compile_mode, precision, graphs
     max_atoms = default_max_atoms(device)
     # warm-up: extension load, first-touch pages and, for the compiled variants, compilation (one
     # dynamic-shape graph per model and precision, reused by every later batch)
-    warm = SamplerConfig(levels=1, steps_per_level=1, compile=compile_mode, precision=precision)
+    warm = SamplerConfig(levels=1, steps_per_level=1, compile=compile_mode, precision=precision, cuda_graphs=graphs)
     generate_tensors([smiles] * mols, confs, model=model, noise=noise, sampler=warm, device=device,
                      max_atoms=max_atoms)
     seed = iter(range(10**6))
@@ -228,7 +232,7 @@ def test_ours(benchmark, sampler_results, request, device, size, variant):
     evals = len(level_indices(noise.num_levels, cfg.levels)) * cfg.steps_per_level
     _record(sampler_results, size, variant, benchmark, mols * confs, evals, device=device,
             backend=ops._resolve("auto", torch.zeros(1, 3, device=device)),
-            max_atoms=max_atoms, compile=compile_mode, precision=precision)
+            max_atoms=max_atoms, compile=compile_mode, precision=precision, cuda_graphs=graphs)
 
 
 @pytest.mark.parametrize("size", list(WORKLOADS))

@@ -96,6 +96,9 @@ class SamplerConfig:
     # "tf32" (CUDA matmuls) trade accuracy of the score for speed; measured effect in MODEL_CARD.md.
     compile: str = "auto"
     precision: str = "fp32"
+    # On CUDA: record each level's step (network + guidance + fused update) as a CUDA graph and
+    # replay it (sampler._capture_level). Off by default until measured on a GPU.
+    cuda_graphs: bool = False
 
     @classmethod
     def preset(cls, name: str) -> SamplerConfig:
