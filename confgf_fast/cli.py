@@ -397,6 +397,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     sampler.backend = args.backend
     sampler.stereo = not args.no_stereo
     sampler.compile = args.compile
+    sampler.cuda_graphs = args.cuda_graphs
     sampler.precision = args.precision
     if sampler.precision == "tf32" and not str(args.device).startswith("cuda"):
         print("error: --precision tf32 needs a CUDA device (on a CPU use fp32 or bf16)", file=sys.stderr)
@@ -585,6 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "tf32"],
                    help="score-network arithmetic: fp32 (default), bf16 autocast (CPU/CUDA), tf32 matmuls (CUDA); "
                         "measured quality effect in MODEL_CARD.md")
+    g.add_argument("--cuda-graphs", action="store_true",
+                   help="on CUDA, replay each level's Langevin step as a CUDA graph (experimental: not yet measured)")
     g.add_argument("--no-stereo", action="store_true",
                    help="no stereo guidance / mirror fix (the official ConfGF: random handedness)")
     g.add_argument("--max-atoms", type=_positive, default=None,
