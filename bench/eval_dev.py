@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         "weights": args.weights or "shipped", "schedule": args.schedule, "sampler": vars(sampler),
         "network_evaluations": num_evaluations(noise, sampler),
         "ours": {**ours, "stereo_match": stereo_match_rate(res.mols, [s for s, _ in refs]),
+                 "broken_fraction": sum(f["quality"] != "ok" for fl in res.flags.values() for f in fl)
+                 / max(1, sum(len(fl) for fl in res.flags.values())),
                  "seconds": t_ours, "conformers": sum(counts)},
         "per_molecule": {"ours": ours_eval.row_dicts()},
     }

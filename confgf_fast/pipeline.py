@@ -122,11 +122,13 @@ class MolOutcome:
 @dataclass
 class GenerationResult:
     """mols[k]: input k with its generated conformers (None if it failed); errors[k]: why it failed
-    (also set when only some conformers failed: mols[k] then holds the others); warnings[k]: notes."""
+    (also set when only some conformers failed: mols[k] then holds the others); warnings[k]: notes;
+    flags[k]: per conformer of mols[k], {"stereo_ok": 0/1, "quality": "ok" | "broken"}."""
 
     mols: list[Chem.Mol | None]
     errors: dict[int, str] = field(default_factory=dict)
     warnings: dict[int, list[str]] = field(default_factory=dict)
+    flags: dict[int, list[dict]] = field(default_factory=dict)
 
 
 # ---- one molecule ---------------------------------------------------------------------------------
@@ -449,6 +451,7 @@ def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Seque
                              allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
                              trained_elements=trained_elements):
         result.mols[out.index] = out.mol
+        result.flags[out.index] = out.conf_flags
         if out.error is not None:
             result.errors[out.index] = out.error
         if out.warnings:
