@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--levels", type=int, default=None)
     ap.add_argument("--steps-per-level", type=int, default=None)
     ap.add_argument("--eps", type=float, default=None)
+    ap.add_argument("--bands", default=None, help="SamplerConfig.bands spec, e.g. '2:6x20,0.1:21x36,0:6x20'")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "tf32"])
     ap.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
     ap.add_argument("--offset", type=int, default=0)
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     model, noise = load_model(args.weights, args.device)
     sampler = SamplerConfig.preset(args.schedule)
     sampler.precision, sampler.compile = args.precision, args.compile
-    for key, val in (("levels", args.levels), ("steps_per_level", args.steps_per_level), ("eps", args.eps)):
+    for key, val in (("levels", args.levels), ("steps_per_level", args.steps_per_level), ("eps", args.eps),
+                     ("bands", args.bands)):
         if val is not None:
             setattr(sampler, key, val)
 

@@ -364,6 +364,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .checkpoint import WeightsError, load_model
     from .config import SamplerConfig
     from .pipeline import generate_iter
+    from .sampler import parse_bands
 
     # Under torchrun (WORLD_SIZE > 1) distributed.py runs this command once per rank on that
     # rank's share of the input (`args.shard`), then merges the shards into --out.
@@ -394,6 +395,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         sampler.steps_per_level = args.steps_per_level
     if args.eps is not None:
         sampler.eps = args.eps
+    if args.bands is not None:
+        try:
+            parse_bands(args.bands)
+        except ValueError as exc:
+            print(f"error: --bands: {exc}", file=sys.stderr)
+            return EXIT_FATAL
+        sampler.bands = args.bands
     sampler.backend = args.backend
     sampler.stereo = not args.no_stereo
     sampler.compile = args.compile
@@ -580,6 +588,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--levels", type=_positive, default=None, help="use this many of the noise levels (evenly spaced)")
     g.add_argument("--steps-per-level", type=_positive, default=None)
     g.add_argument("--eps", type=float, default=None, help="base step size (paper 2.4e-6)")
+    g.add_argument("--bands", default=None, metavar="SPEC",
+                   help="levels and steps per sigma band, largest sigma first, e.g. '2:6x20,0.1:21x36,0:6x20' "
+                        "(floor:NxS = N levels with sigma above floor, S steps each); replaces --levels and "
+                        "--steps-per-level")
     g.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
                    help="torch.compile the score network: auto = when a batch has >= 50k conformer-evaluations "
                         "(compiling takes ~15 s once; 3-4x faster forward measured on CPU)")

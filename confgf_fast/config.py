@@ -75,12 +75,16 @@ class SamplerConfig:
     Level l uses sigma_l and step size alpha_l = eps * (sigma_l / sigma_L)^2; each of the
     `steps_per_level` steps moves R <- R + alpha_l * clip(S(R)) + sqrt(2 alpha_l) z.
     `levels` picks a subset of the model's noise levels (evenly spaced indices); None = all.
+    `bands` (when set) replaces both: a spec like "2:6x20,0.1:21x36,0:6x20" read left to right from
+    the largest sigma, each item "floor:NxS" = of the levels with floor < sigma_l (and below the
+    previous item's floor) visit N evenly spaced ones with S steps each (sampler.level_plan).
     """
 
     steps_per_level: int = 100
     eps: float = 2.4e-6
     clip: float = 1000.0
     levels: int | None = None
+    bands: str | None = None
     backend: str = "auto"
     # Stereo guidance (stereo.py): keep the input's tetrahedral centres and double-bond cis/trans.
     # At levels with sigma <= stereo_sigma_max the force -(stereo_strength / sigma^2) grad P of a

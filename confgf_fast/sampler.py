@@ -37,9 +37,54 @@ def level_indices(num_levels: int, levels: int | None) -> list[int]:
     return sorted({round(k * (num_levels - 1) / (levels - 1)) for k in range(levels)})
 
 
+def parse_bands(spec: str) -> list[tuple[float, int, int]]:
+    """"2:6x20,0.1:21x36,0:6x20" -> [(2.0, 6, 20), (0.1, 21, 36), (0.0, 6, 20)] (SamplerConfig.bands).
+    Floors must decrease; N >= 1 levels and S >= 1 steps per item."""
+    bands = []
+    for item in spec.split(","):
+        try:
+            floor, rest = item.split(":")
+            n, steps = rest.lower().split("x")
+            band = (float(floor), int(n), int(steps))
+        except ValueError:
+            raise ValueError(f"bad band {item!r} in {spec!r}; expected 'floor:NxS', e.g. '0.1:21x36'") from None
+        if band[1] < 1 or band[2] < 1:
+            raise ValueError(f"band {item!r}: levels and steps must be >= 1")
+        if bands and band[0] >= bands[-1][0]:
+            raise ValueError(f"band floors must decrease left to right: {spec!r}")
+        bands.append(band)
+    if not bands:
+        raise ValueError("empty bands spec")
+    return bands
+
+
+def level_plan(noise: NoiseConfig, cfg: SamplerConfig) -> list[tuple[int, int]]:
+    """[(level index, steps)] in the order the sampler visits them (largest sigma first).
+
+    Uniform schedules visit level_indices(L, cfg.levels) with cfg.steps_per_level steps each;
+    cfg.bands spends a different number of levels and steps in each sigma band. A band always
+    includes its smallest-sigma level, so the last band ends on the model's last level when its
+    floor is below sigma_L."""
+    if cfg.bands is None:
+        return [(i, cfg.steps_per_level) for i in level_indices(noise.num_levels, cfg.levels)]
+    sig = noise.sigmas("cpu").tolist()
+    plan, ceiling = [], float("inf")
+    for floor, n, steps in parse_bands(cfg.bands):
+        members = [i for i, s in enumerate(sig) if floor < s <= ceiling]
+        ceiling = floor
+        if not members:
+            continue
+        # evenly spaced, always keeping the band's smallest sigma (its last member)
+        picks = [members[i] for i in level_indices(len(members), n)] if n < len(members) else members
+        plan += [(i, steps) for i in picks]
+    if not plan:
+        raise ValueError(f"bands {cfg.bands!r} select none of the {noise.num_levels} noise levels")
+    return plan
+
+
 def num_evaluations(noise: NoiseConfig, cfg: SamplerConfig) -> int:
     """Network evaluations per conformer for this schedule."""
-    return len(level_indices(noise.num_levels, cfg.levels)) * cfg.steps_per_level
+    return sum(steps for _, steps in level_plan(noise, cfg))
 
 
 # torch.compile pays for itself (~15 s) above about this many conformer-evaluations in a batch:
@@ -134,18 +179,18 @@ def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg:
     dev = batch.z.device
     sigmas = noise.sigmas(dev)
     host_sigmas = noise.sigmas("cpu").tolist()  # python floats without a device sync
-    idx = level_indices(noise.num_levels, cfg.levels)
+    plan = level_plan(noise, cfg)
     sigma_min = host_sigmas[-1]
     pos = pos_init if pos_init is not None else torch.randn(batch.num_atoms, 3, generator=generator, device=dev)
     ei, et, z = batch.edge_index, batch.edge_type, batch.z
-    total = len(idx) * cfg.steps_per_level
+    total = sum(steps for _, steps in plan)
     score = score_function(model, cfg, pos.device, total * batch.num_graphs)
     graphs = cfg.cuda_graphs and dev.type == "cuda"
     noise_z = torch.empty_like(pos) if graphs else None
     if graphs:
         pos = pos.clone()  # the graphs update it in place; never the caller's pos_init
     done = 0
-    for li in idx:
+    for li, steps in plan:
         sigma, sigma_f = sigmas[li], host_sigmas[li]
         alpha = step_size(cfg, sigma_f, sigma_min)
 
@@ -158,13 +203,13 @@ def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg:
 
         replay = _capture_level(step, pos, noise_z) if graphs else None
         if replay is None:
-            for _ in range(cfg.steps_per_level):
+            for _ in range(steps):
                 pos = step(pos, torch.randn(pos.shape, generator=generator, device=dev))
         else:
-            for _ in range(cfg.steps_per_level):
+            for _ in range(steps):
                 torch.randn(pos.shape, generator=generator, device=dev, out=noise_z)
                 replay()  # pos <- step(pos, noise_z), in place, one graph launch
-        done += cfg.steps_per_level
+        done += steps
         if callback is not None:
             callback(done, total)
     return pos

@@ -13,7 +13,14 @@ from confgf_fast.data.dataset import ConformerDataset
 from confgf_fast.graph import PackedGraphs
 from confgf_fast.model import ScoreNet
 from confgf_fast.ops import reference
-from confgf_fast.sampler import langevin_sample, level_indices, num_evaluations, plan_batches
+from confgf_fast.sampler import (
+    langevin_sample,
+    level_indices,
+    level_plan,
+    num_evaluations,
+    parse_bands,
+    plan_batches,
+)
 from confgf_fast.train import Trainer, dsm_loss, symmetric_noise
 
 
@@ -130,6 +137,39 @@ def test_level_indices_and_evaluations():
     assert idx[0] == 0 and idx[-1] == 49 and len(idx) == 10
     assert num_evaluations(NoiseConfig(), SamplerConfig()) == 5000
     assert num_evaluations(NoiseConfig(), SamplerConfig(levels=10, steps_per_level=20)) == 200
+
+
+def test_bands_plan():
+    noise = NoiseConfig()
+    sig = noise.sigmas().tolist()
+    plan = level_plan(noise, SamplerConfig(bands="2:6x20,0.1:21x36,0:6x20"))
+    levels = [i for i, _ in plan]
+    assert levels == sorted(set(levels)) and levels[0] == 0 and levels[-1] == 49
+    for i, steps in plan:  # each visited level gets its band's step count
+        assert steps == (20 if sig[i] > 2 or sig[i] <= 0.1 else 36)
+    assert sum(1 for i, _ in plan if 0.1 < sig[i] <= 2) == 21  # all 21 levels of the middle band
+    assert sum(1 for i, _ in plan if sig[i] > 2) == 6 and sum(1 for i, _ in plan if sig[i] <= 0.1) == 6
+    assert num_evaluations(noise, SamplerConfig(bands="2:6x20,0.1:21x36,0:6x20")) == 12 * 20 + 21 * 36
+    # one band over every level is the uniform schedule
+    assert level_plan(noise, SamplerConfig(bands="0:50x7")) == level_plan(noise, SamplerConfig(steps_per_level=7))
+    for bad in ("", "0.1:3", "0.1:0x5", "0.1:3x5,0.5:2x2", "a:1x1"):
+        with pytest.raises(ValueError):
+            parse_bands(bad)
+    with pytest.raises(ValueError, match="select none"):
+        level_plan(noise, SamplerConfig(bands="20:3x3"))
+
+
+def test_bands_sample_like_uniform_schedule():
+    """A one-band spec over all levels must reproduce the uniform schedule exactly (same steps,
+    same random stream)."""
+    model = ScoreNet(ModelConfig(16, 2)).eval()
+    g = featurize(mol_from_smiles("CCO"))
+    batch = PackedGraphs([g]).batch(torch.zeros(2, dtype=torch.long))
+    noise = NoiseConfig(num_levels=4)
+    gen = [torch.Generator().manual_seed(1) for _ in range(2)]
+    a = langevin_sample(model, batch, noise, SamplerConfig(steps_per_level=3), generator=gen[0])
+    b = langevin_sample(model, batch, noise, SamplerConfig(bands="0:4x3"), generator=gen[1])
+    assert torch.equal(a, b)
 
 
 def test_plan_batches_covers_all_jobs():
