@@ -47,4 +47,25 @@ inline void check_noise(const at::Tensor& noise, const at::Tensor& pos) {
   TORCH_CHECK(noise.device() == pos.device(), "noise is on ", noise.device(), " but pos is on ", pos.device());
 }
 
+// gine_aggregate: node features h [N, H], edge features [P, H] of the P = E/2 undirected pairs
+// (same dtype as h), edge_pair [E] mapping each directed edge to its pair.
+inline void check_node_features(const at::Tensor& h, const at::Tensor& edge_index, const at::Tensor& edge_attr,
+                                const at::Tensor& edge_pair) {
+  TORCH_CHECK(h.dim() == 2, "h must have shape [N, H], got ", h.sizes());
+  TORCH_CHECK(h.scalar_type() == at::kFloat || h.scalar_type() == at::kDouble, "h must be float32 or float64, got ",
+              h.scalar_type());
+  check_edge_index(edge_index, h);
+  const int64_t E = edge_index.size(1);
+  TORCH_CHECK(edge_attr.dim() == 2 && edge_attr.size(1) == h.size(1) && 2 * edge_attr.size(0) == E,
+              "edge_attr must have shape [E/2=", E / 2, ", H=", h.size(1), "] (one row per undirected pair), got ",
+              edge_attr.sizes());
+  TORCH_CHECK(edge_attr.scalar_type() == h.scalar_type(), "edge_attr must have h's dtype ", h.scalar_type(),
+              ", got ", edge_attr.scalar_type());
+  TORCH_CHECK(edge_attr.device() == h.device(), "edge_attr is on ", edge_attr.device(), " but h is on ", h.device());
+  TORCH_CHECK(edge_pair.dim() == 1 && edge_pair.size(0) == E, "edge_pair must have shape [E=", E, "], got ",
+              edge_pair.sizes());
+  TORCH_CHECK(edge_pair.scalar_type() == at::kLong, "edge_pair must be int64, got ", edge_pair.scalar_type());
+  TORCH_CHECK(edge_pair.device() == h.device(), "edge_pair is on ", edge_pair.device(), " but h is on ", h.device());
+}
+
 }  // namespace confgf_fast

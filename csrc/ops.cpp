@@ -29,4 +29,13 @@ TORCH_LIBRARY(confgf_fast, m) {
       "langevin_step(Tensor pos, Tensor edge_index, Tensor edge_score, Tensor noise, Tensor? rowptr, "
       "float step_size, float clip) -> Tensor",
       {at::Tag::pt2_compliant_tag});
+  // GINE neighbourhood sum with per-pair edge features (h [N, H], edge_attr [E/2, H], edge_pair [E]):
+  // out_i = h_i + sum_{e in rowptr[i]:rowptr[i+1]} ReLU(h_dst(e) + edge_attr[edge_pair[e]])  -> [N, H]
+  m.def("gine_aggregate(Tensor h, Tensor edge_index, Tensor edge_attr, Tensor edge_pair, Tensor? rowptr) -> Tensor",
+        {at::Tag::pt2_compliant_tag});
+  // its gradients w.r.t. h and edge_attr (each pair used by exactly its two directed edges)
+  m.def(
+      "gine_aggregate_backward(Tensor grad_out, Tensor h, Tensor edge_index, Tensor edge_attr, Tensor edge_pair, "
+      "Tensor? rowptr) -> (Tensor, Tensor)",
+      {at::Tag::pt2_compliant_tag});
 }

@@ -31,9 +31,10 @@ import torch
 from torch import Tensor
 
 from . import _backends, reference
-from ._registration import register_cpp_fakes, register_pairwise_distance_autograd
+from ._registration import register_cpp_fakes, register_gine_aggregate_autograd, register_pairwise_distance_autograd
 
-__all__ = ["BACKENDS", "available_backends", "coord_score", "langevin_step", "pairwise_distance", "reference"]
+__all__ = ["BACKENDS", "available_backends", "coord_score", "gine_aggregate", "langevin_step", "pairwise_distance",
+           "reference"]
 
 BACKENDS = ("auto", "reference", "cpp", "cuda", "triton")
 _FAST_DTYPES = (torch.float32, torch.float64)
@@ -42,6 +43,9 @@ if _backends.EXTENSION_LOADED:
     register_cpp_fakes()
     register_pairwise_distance_autograd(torch.ops.confgf_fast.pairwise_distance.default,
                                         torch.ops.confgf_fast.coord_score.default)
+if _backends.GINE_CPU_AVAILABLE:
+    register_gine_aggregate_autograd(torch.ops.confgf_fast.gine_aggregate.default,
+                                     torch.ops.confgf_fast.gine_aggregate_backward.default)
 
 
 def available_backends(device: torch.device | str) -> list[str]:
@@ -190,3 +194,35 @@ def langevin_step(pos: Tensor, edge_index: Tensor, edge_score: Tensor, noise: Te
                                                        float(step_size), float(clip))
     return torch.ops.confgf_fast.langevin_step(pos, edge_index, edge_score, noise, rowptr,
                                                float(step_size), float(clip))
+
+
+def gine_aggregate(h: Tensor, edge_index: Tensor, edge_attr: Tensor, edge_pair: Tensor, backend: str = "auto", *,
+                   rowptr: Tensor | None = None) -> Tensor:
+    """GINE neighbourhood sum of the score network: out_i = h_i + sum_{(i,j)} ReLU(h_j + a_pair(ij)).
+
+    The edge features come one row per undirected atom pair (graph.pair_edges) and are read
+    through edge_pair, never copied to [E, H]. Differentiable w.r.t. h and edge_attr.
+
+    h: Tensor  # [N, H] float node states
+    edge_index: Tensor  # [2, E] int64, sorted by source, both directions present
+    edge_attr: Tensor  # [E/2, H] per-pair edge features (cast to h's dtype)
+    edge_pair: Tensor  # [E] int64, the pair of each directed edge; each pair used by its two edges
+    rowptr: Tensor | None  # [N+1] int64 CSR row pointers of edge_index[0], optional
+    returns: Tensor  # [N, H]
+
+    backend: "auto" runs the C++ kernel for float32/float64 CPU tensors and the reference
+    otherwise (there is no CUDA/Triton kernel: on a GPU the sampler's torch.compile fuses the
+    reference); "cpp" or "reference" ask for one.
+    """
+    if backend not in ("auto", "cpp", "reference"):
+        raise ValueError(f"gine_aggregate: backend must be 'auto', 'cpp' or 'reference', got {backend!r}")
+    fast = (_backends.GINE_CPU_AVAILABLE and h.device.type == "cpu" and h.dtype in _FAST_DTYPES
+            and 2 * edge_attr.shape[0] == edge_pair.shape[0])
+    if backend == "cpp" and not fast:
+        raise RuntimeError("confgf_fast.ops: the cpp gine_aggregate needs the extension built with it, float32/64 "
+                           f"CPU tensors and one edge_attr row per pair; got h {h.dtype} on {h.device}, edge_attr "
+                           f"{tuple(edge_attr.shape)}, E={edge_pair.shape[0]}, extension "
+                           f"{'loaded' if _backends.EXTENSION_LOADED else _backends.EXTENSION_ERROR}")
+    if backend == "reference" or not fast:
+        return reference.gine_aggregate(h, edge_index, edge_attr, edge_pair)
+    return torch.ops.confgf_fast.gine_aggregate(h, edge_index, edge_attr.to(h.dtype), edge_pair, rowptr)

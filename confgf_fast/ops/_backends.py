@@ -62,6 +62,11 @@ def has_kernel(op: str, dispatch_key: str) -> bool:
 # keeps the public functions traceable by torch.compile.
 CPP_AVAILABLE = all(has_kernel(op, "CPU") for op in OPS)
 CUDA_KERNELS_AVAILABLE = all(has_kernel(op, "CUDA") for op in OPS)
+# The score network's GINE aggregation has a CPU kernel only (CUDA tensors use the reference, which
+# torch.compile fuses). Checked separately so an extension built before the op existed still
+# serves the geometric ops.
+GINE_CPU_AVAILABLE = (EXTENSION_LOADED and hasattr(torch.ops.confgf_fast, "gine_aggregate")
+                      and has_kernel("gine_aggregate", "CPU") and has_kernel("gine_aggregate_backward", "CPU"))
 
 
 def triton_installed() -> bool:

@@ -33,6 +33,37 @@ def register_cpp_fakes() -> None:
         torch._check(edge_score.shape[0] == edge_index.shape[1], lambda: "edge_score must be [E]")
         return pos.new_empty(pos.shape)
 
+    if hasattr(torch.ops.confgf_fast, "gine_aggregate"):
+        @torch.library.register_fake("confgf_fast::gine_aggregate")
+        def _gine_aggregate_fake(h: Tensor, edge_index: Tensor, edge_attr: Tensor, edge_pair: Tensor,
+                                 rowptr: Tensor | None) -> Tensor:
+            torch._check(h.dim() == 2, lambda: f"h must be [N, H], got {tuple(h.shape)}")
+            torch._check(edge_pair.shape[0] == edge_index.shape[1], lambda: "edge_pair must be [E]")
+            return h.new_empty(h.shape)
+
+        @torch.library.register_fake("confgf_fast::gine_aggregate_backward")
+        def _gine_aggregate_backward_fake(grad_out: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor,
+                                          edge_pair: Tensor, rowptr: Tensor | None) -> tuple[Tensor, Tensor]:
+            return h.new_empty(h.shape), edge_attr.new_empty(edge_attr.shape)
+
+
+def register_gine_aggregate_autograd(gine_op, backward_op) -> None:
+    """Gradients of out_i = h_i + sum_{e in row i} ReLU(h_dst(e) + a_pair(e)) w.r.t. h and a, by
+    the backward kernel (it relies on each pair being used by exactly its two directed edges; see
+    csrc/cpu/gine_aggregate_cpu.cpp). First order only: nothing here differentiates twice."""
+
+    def setup_context(ctx, inputs, output):
+        h, edge_index, edge_attr, edge_pair, rowptr = inputs
+        ctx.save_for_backward(h, edge_index, edge_attr, edge_pair)
+        ctx.rowptr = rowptr
+
+    def backward(ctx, grad_out: Tensor):
+        h, edge_index, edge_attr, edge_pair = ctx.saved_tensors
+        grad_h, grad_a = backward_op(grad_out, h, edge_index, edge_attr, edge_pair, ctx.rowptr)
+        return grad_h, None, grad_a, None, None
+
+    torch.library.register_autograd(gine_op, backward, setup_context=setup_context)
+
 
 def register_pairwise_distance_autograd(pairwise_distance_op, coord_score_op) -> None:
     """d_e = |r_src - r_dst|, so with u_e = (r_src - r_dst) / d_e (0 when d_e = 0) and incoming

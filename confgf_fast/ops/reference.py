@@ -52,3 +52,14 @@ def langevin_step(pos: Tensor, edge_index: Tensor, edge_score: Tensor, noise: Te
     """
     S = clip_norm(coord_score(pos, edge_index, edge_score), clip)
     return pos + step_size * S + math.sqrt(2.0 * step_size) * noise.to(pos.dtype)
+
+
+def gine_aggregate(h: Tensor, edge_index: Tensor, edge_attr: Tensor, edge_pair: Tensor) -> Tensor:
+    """h: [N, H], edge_index: [2, E], edge_attr: [P, H], edge_pair: [E] in [0, P) -> [N, H].
+
+    out_i = h_i + sum_{(i,j)} ReLU(h_j + a_pair(ij)): the GINE neighbourhood sum of the score
+    network, with each directed edge's features read from its undirected pair's row.
+    """
+    src, dst = edge_index
+    msg = torch.relu(h[dst] + edge_attr[edge_pair].to(h.dtype))  # [E, H]
+    return h.index_add(0, src, msg)
