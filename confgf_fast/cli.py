@@ -389,6 +389,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print("note: the checkpoint does not record its training elements; assuming H, C, N, O, F (QM9)",
               file=sys.stderr)
     sampler = SamplerConfig.preset(args.schedule)
+    if args.levels is not None or args.steps_per_level is not None:
+        sampler.bands = None  # a uniform schedule asked for explicitly replaces the preset's bands
     if args.levels is not None:
         sampler.levels = args.levels
     if args.steps_per_level is not None:

@@ -108,18 +108,22 @@ class SamplerConfig:
     def preset(cls, name: str) -> SamplerConfig:
         """`paper`: 50 levels x 100 steps, eps 2.4e-6 (5000 network evaluations).
 
-        `fast`: 25 levels (every other one) x 40 steps, eps 6e-6 (1000 evaluations). Of three
-        1000-evaluation schedules measured with the shipped weights on 10 dev-benchmark molecules
-        (bench/eval_dev.py --sample 10; bench/results/dev_s10_step10250_*.json), COV-R / MAT-R /
-        MAT-P: 50x20 eps x5 85.9 % / 0.337 / 1.37 A (outliers); 50x20 eps x3 88.3 % / 0.318 /
-        0.373 A; 25x40 eps x2.5 92.4 % / 0.321 / 0.385 A (paper: 95.2 % / 0.263 / 0.320 A).
-        Provisional: chosen on a 10-molecule sample; on a 60-molecule sample with the step-32,750
-        weights it is 6.5 COV-R points below the paper schedule (81.1 vs 87.5 %, MODEL_CARD.md).
+        `fast`: 816 evaluations spent where the conformation is decided. The middle band
+        (0.1 < sigma <= 2 A: torsions and ring shapes form there) keeps all 21 of its levels at 36
+        steps; the 12 levels above 2 A (the start is noise anyway) and the 17 below 0.1 A (bond-
+        length polishing, far below the 0.5 A COV threshold) get 3 levels x 10 steps each; eps 6e-6.
+        Measured with the step-32,750 weights on a 60-molecule dev sample (bench/eval_dev.py
+        --sample 60; bench/schedule_table.py over bench/results/schedule_sweep/), COV-R % / MAT-R A
+        and the paired per-molecule COV-R difference from the paper schedule (+- standard error):
+        paper 87.5 / 0.292; this schedule 86.1 / 0.313 (-1.4 +- 2.3); 996 evaluations with 6 levels
+        x 20 steps outside the band 86.1 / 0.309; 624 evaluations (24 steps, eps 9e-6) 85.2 / 0.315
+        (-2.3); the band at the paper's 100 steps and eps (2340 evaluations) 85.9 / 0.310; the
+        previous uniform preset, 25 levels x 40 steps (1000 evaluations), 81.1 / 0.333 (-6.5).
         """
         if name == "paper":
             return cls()
         if name == "fast":
-            return cls(steps_per_level=40, eps=6e-6, levels=25)
+            return cls(steps_per_level=36, eps=6e-6, bands="2:3x10,0.1:21x36,0:3x10")
         raise ValueError(f"unknown schedule {name!r}; choose 'paper' or 'fast'")
 
 

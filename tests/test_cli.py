@@ -40,6 +40,30 @@ def test_generate_smiles(tiny_ckpt, tmp_path):
         assert r.GetConformer().Is3D()
 
 
+def test_generate_bands_and_schedule_overrides(tiny_ckpt, tmp_path, monkeypatch):
+    """--bands reaches the sampler; --levels/--steps-per-level replace the fast preset's bands; a
+    malformed spec is refused before any work."""
+    import confgf_fast.tensors as tensors
+
+    seen = []
+    real = tensors.langevin_sample
+
+    def spy(model, batch, noise, cfg, *a, **k):
+        seen.append((cfg.bands, cfg.levels, cfg.steps_per_level))
+        return real(model, batch, noise, cfg, *a, **k)
+
+    monkeypatch.setattr(tensors, "langevin_sample", spy)
+    out = tmp_path / "out.sdf"
+    common = ["generate", "CCO", "-n", "1", "--out", str(out), "--weights", str(tiny_ckpt), "-q"]
+    assert main([*common, "--bands", "1:2x2,0:1x1"]) == EXIT_OK
+    assert seen[-1][0] == "1:2x2,0:1x1"
+    assert main([*common, "--schedule", "fast", "--levels", "2", "--steps-per-level", "2"]) == EXIT_OK
+    assert seen[-1] == (None, 2, 2)
+    n = len(seen)
+    assert main([*common, "--bands", "1:2"]) == EXIT_FATAL
+    assert len(seen) == n
+
+
 def test_generate_file_with_counts_and_bad_line(tiny_ckpt, tmp_path):
     inp = tmp_path / "in.smi"
     inp.write_text("CCO 2\n\nc1ccccc1,1\nnot_a_smiles 2\nCN\n")
