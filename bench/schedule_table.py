@@ -53,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
           "dCOV-R vs baseline | dMAT-R vs baseline | seconds |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, d in runs:
+        if "ours" not in d:  # an ETKDG-only file (--no-ours): baseline material, no row
+            continue
         o = d["ours"]
-        rows = d["per_molecule"]["ours"]
+        rows = d.get("per_molecule", {}).get("ours", [])  # older files have no per-molecule rows
         dc, sc, _ = paired(rows, base, "cov_r")
         dm, sm, _ = paired(rows, base, "mat_r")
         print(f"| {name} | {describe(d)} | {d['network_evaluations']} | {d['sampler'].get('precision', 'fp32')} | "
