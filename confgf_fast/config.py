@@ -108,22 +108,23 @@ class SamplerConfig:
     def preset(cls, name: str) -> SamplerConfig:
         """`paper`: 50 levels x 100 steps, eps 2.4e-6 (5000 network evaluations).
 
-        `fast`: 816 evaluations spent where the conformation is decided. The middle band
-        (0.1 < sigma <= 2 A: torsions and ring shapes form there) keeps all 21 of its levels at 36
-        steps; the 12 levels above 2 A (the start is noise anyway) and the 17 below 0.1 A (bond-
-        length polishing, far below the 0.5 A COV threshold) get 3 levels x 10 steps each; eps 6e-6.
-        Measured with the step-32,750 weights on a 60-molecule dev sample (bench/eval_dev.py
-        --sample 60; bench/schedule_table.py over bench/results/schedule_sweep/), COV-R % / MAT-R A
-        and the paired per-molecule COV-R difference from the paper schedule (+- standard error):
-        paper 87.5 / 0.292; this schedule 86.1 / 0.313 (-1.4 +- 2.3); 996 evaluations with 6 levels
-        x 20 steps outside the band 86.1 / 0.309; 624 evaluations (24 steps, eps 9e-6) 85.2 / 0.315
-        (-2.3); the band at the paper's 100 steps and eps (2340 evaluations) 85.9 / 0.310; the
-        previous uniform preset, 25 levels x 40 steps (1000 evaluations), 81.1 / 0.333 (-6.5).
+        `fast`: 966 evaluations spent where they pay. The middle band (0.1 < sigma <= 2 A:
+        torsions and ring shapes form there) keeps all 21 of its levels at 36 steps; the 12 levels
+        above 2 A (the start is noise anyway) get 3 levels x 10 steps; the 17 below 0.1 A get 3
+        levels x 60 steps (final refinement: cutting them to 3 x 10 cost ~4 COV-R points with the
+        better weights); eps 6e-6. Measured on a 60-molecule dev sample (bench/eval_dev.py
+        --sample 60; bench/schedule_table.py; bench/README.md has the whole sweep), COV-R % /
+        MAT-R A, paired per-molecule COV-R difference from the paper schedule +- standard error:
+        step-97,500 weights: paper 89.1 / 0.256; this schedule 90.6 / 0.270 (+1.5 +- 2.4); with
+        3 x 10 steps below 0.1 A (816 evaluations) 86.0 / 0.286 (-3.1 +- 2.7). Step-32,750
+        weights: paper 87.5 / 0.292; 816 evaluations 86.1 / 0.313 (-1.4 +- 2.3); 6 x 20 / 21 x 36 /
+        6 x 60 (1,236) 87.4 / 0.302 (-0.1 +- 2.7); the previous uniform preset, 25 levels x 40 steps
+        (1000 evaluations), 81.1 / 0.333 (-6.5 +- 2.8).
         """
         if name == "paper":
             return cls()
         if name == "fast":
-            return cls(steps_per_level=36, eps=6e-6, bands="2:3x10,0.1:21x36,0:3x10")
+            return cls(steps_per_level=36, eps=6e-6, bands="2:3x10,0.1:21x36,0:3x60")
         raise ValueError(f"unknown schedule {name!r}; choose 'paper' or 'fast'")
 
 
