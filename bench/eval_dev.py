@@ -95,12 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     model, noise = load_model(args.weights, args.device)
     sampler = SamplerConfig.preset(args.schedule)
     sampler.precision, sampler.compile = args.precision, args.compile
-    if args.levels is not None or args.steps_per_level is not None:
-        sampler.bands = None  # uniform schedule asked for explicitly
-    for key, val in (("levels", args.levels), ("steps_per_level", args.steps_per_level), ("eps", args.eps),
-                     ("bands", args.bands)):
-        if val is not None:
-            setattr(sampler, key, val)
+    sampler.override(args.levels, args.steps_per_level, args.eps, args.bands)
 
     inputs = []
     for _, m in refs:

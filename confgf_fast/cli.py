@@ -364,7 +364,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .checkpoint import WeightsError, load_model
     from .config import SamplerConfig
     from .pipeline import generate_iter
-    from .sampler import parse_bands
 
     # Under torchrun (WORLD_SIZE > 1) distributed.py runs this command once per rank on that
     # rank's share of the input (`args.shard`), then merges the shards into --out.
@@ -389,21 +388,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print("note: the checkpoint does not record its training elements; assuming H, C, N, O, F (QM9)",
               file=sys.stderr)
     sampler = SamplerConfig.preset(args.schedule)
-    if args.levels is not None or args.steps_per_level is not None:
-        sampler.bands = None  # a uniform schedule asked for explicitly replaces the preset's bands
-    if args.levels is not None:
-        sampler.levels = args.levels
-    if args.steps_per_level is not None:
-        sampler.steps_per_level = args.steps_per_level
-    if args.eps is not None:
-        sampler.eps = args.eps
-    if args.bands is not None:
-        try:
-            parse_bands(args.bands)
-        except ValueError as exc:
-            print(f"error: --bands: {exc}", file=sys.stderr)
-            return EXIT_FATAL
-        sampler.bands = args.bands
+    try:
+        sampler.override(args.levels, args.steps_per_level, args.eps, args.bands)
+    except ValueError as exc:
+        print(f"error: --bands: {exc}", file=sys.stderr)
+        return EXIT_FATAL
     sampler.backend = args.backend
     sampler.stereo = not args.no_stereo
     sampler.compile = args.compile

@@ -68,6 +68,28 @@ class TrainConfig:
     seed: int = 2021
 
 
+def parse_bands(spec: str) -> list[tuple[float, int, int]]:
+    """"2:6x20,0.1:21x36,0:6x20" -> [(2.0, 6, 20), (0.1, 21, 36), (0.0, 6, 20)] (SamplerConfig.bands).
+    Floors must decrease; N >= 1 levels and S >= 1 steps per item."""
+    bands = []
+    for item in spec.split(","):
+        try:
+            floor, rest = item.split(":")
+            n, steps = rest.lower().split("x")
+            band = (float(floor), int(n), int(steps))
+        except ValueError:
+            raise ValueError(f"bad band {item!r} in {spec!r}; expected 'floor:NxS', e.g. '0.1:21x36'") from None
+        if band[1] < 1 or band[2] < 1:
+            raise ValueError(f"band {item!r}: levels and steps must be >= 1")
+        if bands and band[0] >= bands[-1][0]:
+            raise ValueError(f"band floors must decrease left to right: {spec!r}")
+        bands.append(band)
+    if not bands:
+        raise ValueError("empty bands spec")
+    return bands
+
+
+
 @dataclass
 class SamplerConfig:
     """Annealed Langevin dynamics (sampler.py).
@@ -103,6 +125,24 @@ class SamplerConfig:
     # On CUDA: record each level's step (network + guidance + fused update) as a CUDA graph and
     # replay it (sampler._capture_level). Off by default until measured on a GPU.
     cuda_graphs: bool = False
+
+    def override(self, levels: int | None = None, steps_per_level: int | None = None, eps: float | None = None,
+                 bands: str | None = None) -> None:
+        """Apply schedule overrides (command-line options) in place; None leaves a field as it is.
+
+        Asking for a uniform schedule (levels or steps_per_level) drops the preset's bands; bands,
+        checked here (ValueError if malformed), replace the uniform schedule."""
+        if levels is not None or steps_per_level is not None:
+            self.bands = None
+        if levels is not None:
+            self.levels = levels
+        if steps_per_level is not None:
+            self.steps_per_level = steps_per_level
+        if eps is not None:
+            self.eps = eps
+        if bands is not None:
+            parse_bands(bands)
+            self.bands = bands
 
     @classmethod
     def preset(cls, name: str) -> SamplerConfig:
@@ -146,4 +186,5 @@ __all__ = [
     "NoiseConfig",
     "SamplerConfig",
     "TrainConfig",
+    "parse_bands",
 ]

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from . import ops
-from .config import NoiseConfig, SamplerConfig
+from .config import NoiseConfig, SamplerConfig, parse_bands
 from .graph import GraphBatch
 from .model import ScoreNet
 
@@ -35,27 +35,6 @@ def level_indices(num_levels: int, levels: int | None) -> list[int]:
     if levels == 1:
         return [num_levels - 1]
     return sorted({round(k * (num_levels - 1) / (levels - 1)) for k in range(levels)})
-
-
-def parse_bands(spec: str) -> list[tuple[float, int, int]]:
-    """"2:6x20,0.1:21x36,0:6x20" -> [(2.0, 6, 20), (0.1, 21, 36), (0.0, 6, 20)] (SamplerConfig.bands).
-    Floors must decrease; N >= 1 levels and S >= 1 steps per item."""
-    bands = []
-    for item in spec.split(","):
-        try:
-            floor, rest = item.split(":")
-            n, steps = rest.lower().split("x")
-            band = (float(floor), int(n), int(steps))
-        except ValueError:
-            raise ValueError(f"bad band {item!r} in {spec!r}; expected 'floor:NxS', e.g. '0.1:21x36'") from None
-        if band[1] < 1 or band[2] < 1:
-            raise ValueError(f"band {item!r}: levels and steps must be >= 1")
-        if bands and band[0] >= bands[-1][0]:
-            raise ValueError(f"band floors must decrease left to right: {spec!r}")
-        bands.append(band)
-    if not bands:
-        raise ValueError("empty bands spec")
-    return bands
 
 
 def level_plan(noise: NoiseConfig, cfg: SamplerConfig) -> list[tuple[int, int]]:
