@@ -379,6 +379,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL
+    if args.threads:
+        torch.set_num_threads(args.threads)  # also bounds OpenMP in the C++ kernels (same runtime)
     try:
         model, noise = load_model(args.weights, args.device)
     except WeightsError as exc:
@@ -610,6 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the complete molecules of an existing OUT (from an interrupted run) and append the rest")
     g.add_argument("--chunk-size", type=_positive, default=1000,
                    help="molecules read and sampled at a time (bounds memory; default 1000)")
+    g.add_argument("--threads", type=_positive, default=None,
+                   help="CPU threads for torch and the C++ kernels (default: torch's, one per core); on a machine "
+                        "shared with other jobs, fewer threads avoid OpenMP oversubscription")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
 

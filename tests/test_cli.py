@@ -40,6 +40,23 @@ def test_generate_smiles(tiny_ckpt, tmp_path):
         assert r.GetConformer().Is3D()
 
 
+def test_generate_threads_sets_torch_threads_and_output_is_unchanged(tiny_ckpt, tmp_path):
+    """--threads bounds torch's (and the C++ kernels') CPU threads; the conformers do not depend on it."""
+    before = torch.get_num_threads()
+    a, b = tmp_path / "a.sdf", tmp_path / "b.sdf"
+    try:
+        torch.set_num_threads(2)  # so that the assertion below sees --threads act
+        assert main(["generate", "CCO", "-n", "2", "--out", str(a), "--weights", str(tiny_ckpt), *FAST]) == EXIT_OK
+        assert main(["generate", "CCO", "-n", "2", "--out", str(b), "--weights", str(tiny_ckpt), "--threads", "1",
+                     *FAST]) == EXIT_OK
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    pa = [m.GetConformer().GetPositions() for m in read_sdf(a)]
+    pb = [m.GetConformer().GetPositions() for m in read_sdf(b)]
+    assert all(abs(x - y).max() < 1e-3 for x, y in zip(pa, pb))
+
+
 def test_generate_bands_and_schedule_overrides(tiny_ckpt, tmp_path, monkeypatch):
     """--bands reaches the sampler; --levels/--steps-per-level replace the fast preset's bands; a
     malformed spec is refused before any work."""
