@@ -47,6 +47,24 @@ inline void check_noise(const at::Tensor& noise, const at::Tensor& pos) {
   TORCH_CHECK(noise.device() == pos.device(), "noise is on ", noise.device(), " but pos is on ", pos.device());
 }
 
+// coord_score / langevin_step arguments (one place, so the CPU and CUDA kernels refuse the same inputs).
+inline void check_coord_score_args(const at::Tensor& pos, const at::Tensor& edge_index, const at::Tensor& edge_score,
+                                   const std::optional<at::Tensor>& rowptr) {
+  check_pos(pos);
+  check_edge_index(edge_index, pos);
+  check_edge_score(edge_score, edge_index, pos);
+  check_rowptr(rowptr, pos);
+}
+
+inline void check_langevin_step_args(const at::Tensor& pos, const at::Tensor& edge_index,
+                                     const at::Tensor& edge_score, const at::Tensor& noise,
+                                     const std::optional<at::Tensor>& rowptr, double step_size, double clip) {
+  check_coord_score_args(pos, edge_index, edge_score, rowptr);
+  check_noise(noise, pos);
+  TORCH_CHECK(step_size >= 0.0, "step_size must be >= 0, got ", step_size);
+  TORCH_CHECK(clip >= 0.0, "clip must be >= 0, got ", clip);
+}
+
 // gine_aggregate: node features h [N, H], edge features [P, H] of the P = E/2 undirected pairs
 // (same dtype as h), edge_pair [E] mapping each directed edge to its pair.
 inline void check_node_features(const at::Tensor& h, const at::Tensor& edge_index, const at::Tensor& edge_attr,

@@ -19,10 +19,7 @@ at::Tensor coord_score_cpu(const at::Tensor& pos,                       // [N, 3
                            const at::Tensor& edge_index,                // [2, E] int64, sorted by source
                            const at::Tensor& edge_score,                // [E]
                            const std::optional<at::Tensor>& rowptr) {  // [N+1] int64
-  check_pos(pos);
-  check_edge_index(edge_index, pos);
-  check_edge_score(edge_score, edge_index, pos);
-  check_rowptr(rowptr, pos);
+  check_coord_score_args(pos, edge_index, edge_score, rowptr);
   const at::Tensor pos_c = pos.contiguous();
   const at::Tensor ei = edge_index.contiguous();
   const at::Tensor score = edge_score.to(pos_c.scalar_type()).contiguous();

@@ -23,13 +23,7 @@ at::Tensor langevin_step_cpu(const at::Tensor& pos,                     // [N, 3
                              const at::Tensor& noise,                   // [N, 3]
                              const std::optional<at::Tensor>& rowptr,  // [N+1] int64
                              double step_size, double clip) {
-  check_pos(pos);
-  check_edge_index(edge_index, pos);
-  check_edge_score(edge_score, edge_index, pos);
-  check_noise(noise, pos);
-  check_rowptr(rowptr, pos);
-  TORCH_CHECK(step_size >= 0.0, "step_size must be >= 0, got ", step_size);
-  TORCH_CHECK(clip >= 0.0, "clip must be >= 0, got ", clip);
+  check_langevin_step_args(pos, edge_index, edge_score, noise, rowptr, step_size, clip);
   const at::Tensor pos_c = pos.contiguous();
   const at::Tensor ei = edge_index.contiguous();
   const at::Tensor score = edge_score.to(pos_c.scalar_type()).contiguous();
