@@ -14,8 +14,23 @@ import torch
 from torch import Tensor
 
 
+class _GraphSizes:
+    """Atom and edge counts of any graph holding `z` [n] and `edge_index` [2, e]."""
+
+    z: Tensor
+    edge_index: Tensor
+
+    @property
+    def num_atoms(self) -> int:
+        return int(self.z.numel())
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_index.shape[1])
+
+
 @dataclass
-class MolGraph:
+class MolGraph(_GraphSizes):
     """One molecule's extended graph (all atoms, pairs within 3 bonds).
 
     z: [n] int64 atomic numbers
@@ -28,14 +43,6 @@ class MolGraph:
     edge_index: Tensor
     edge_type: Tensor
     rev: Tensor
-
-    @property
-    def num_atoms(self) -> int:
-        return int(self.z.numel())
-
-    @property
-    def num_edges(self) -> int:
-        return int(self.edge_index.shape[1])
 
     @property
     def rowptr(self) -> Tensor:
@@ -108,7 +115,7 @@ def pair_edges(edge_index: Tensor, rev: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @dataclass
-class GraphBatch:
+class GraphBatch(_GraphSizes):
     """G conformers (of possibly different molecules) as one flat graph of N atoms and E edges.
 
     z: [N] int64; edge_index: [2, E] int64 (global atom indices, sorted by src); edge_type: [E];
@@ -136,14 +143,6 @@ class GraphBatch:
     @property
     def num_graphs(self) -> int:
         return int(self.atom_ptr.numel() - 1)
-
-    @property
-    def num_atoms(self) -> int:
-        return int(self.z.numel())
-
-    @property
-    def num_edges(self) -> int:
-        return int(self.edge_index.shape[1])
 
     def to(self, device: torch.device | str) -> GraphBatch:
         return GraphBatch(**{k: v.to(device) for k, v in self.__dict__.items()})
