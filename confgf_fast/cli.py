@@ -586,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(floor:NxS = N levels with sigma above floor, S steps each); replaces --levels and "
                         "--steps-per-level")
     g.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
-                   help="torch.compile the score network: auto = when a batch has >= 50k conformer-evaluations "
+                   help="torch.compile the score network: auto = when a batch has >= 150k conformer-evaluations "
                         "(compiling takes ~15 s once; 3-4x faster forward measured on CPU)")
     g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "tf32"],
                    help="score-network arithmetic: fp32 (default), bf16 autocast (CPU/CUDA), tf32 matmuls (CUDA); "

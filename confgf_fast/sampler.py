@@ -66,10 +66,13 @@ def num_evaluations(noise: NoiseConfig, cfg: SamplerConfig) -> int:
     return sum(steps for _, steps in level_plan(noise, cfg))
 
 
-# torch.compile pays for itself (~15 s) above about this many conformer-evaluations in a batch:
-# measured on the dev CPU (1 thread, QM9 batches of 360-990 atoms) the compiled forward ran
-# 3.5-4x faster than eager (~2,500 conformer-evaluations/s), so break-even is ~50k.
-COMPILE_MIN_EVALS = 50_000
+# torch.compile pays for itself above about this many conformer-evaluations in a batch. On the dev
+# CPU (1 thread, QM9 batches of 360-990 atoms) the compiled forward ran 3.5-4x faster than eager
+# (~2,000-2,500 conformer-evaluations/s), but compiling costs 15-20 s with a warm inductor cache and
+# more when cold. At 50k (the README's 10 paracetamol conformers, paper schedule) eager took 27 s
+# and compiled 36 s (warm cache, loaded 2-core machine, 2026-11-24), so the bar is 150k, where eager
+# needs ~60-75 s.
+COMPILE_MIN_EVALS = 150_000
 PRECISIONS = ("fp32", "bf16", "tf32")
 
 ScoreFn = Callable[..., Tensor]
