@@ -25,7 +25,7 @@ import torch
 from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 
-from confgf_fast.checkpoint import default_weights_path, load_model, read_checkpoint
+from confgf_fast.checkpoint import load_model
 from confgf_fast.config import SamplerConfig
 from confgf_fast.evaluate import EvalResult, evaluate, format_table, stereo_match_rate
 from confgf_fast.pipeline import generate
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads, "
                    f"device {args.device}",
         "weights": args.weights or "shipped",
-        "weights_step": read_checkpoint(args.weights or default_weights_path()).get("step"),
+        "weights_step": model.trained_steps,
         "schedule": args.schedule, "sampler": vars(sampler),
         "network_evaluations": num_evaluations(noise, sampler), "per_molecule": {},
     }

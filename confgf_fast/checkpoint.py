@@ -93,8 +93,9 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
 
     Raises WeightsError naming the file when it is missing, unreadable, not a checkpoint, has
     weights that do not fit its model config (the mismatching keys / shapes are listed) or holds
-    NaN / inf weights. The returned model carries `trained_elements` (tuple of atomic numbers) and
-    `trained_elements_assumed` (True for old checkpoints without the record; see trained_elements()).
+    NaN / inf weights. The returned model carries `trained_elements` (tuple of atomic numbers),
+    `trained_elements_assumed` (True for old checkpoints without the record; see trained_elements())
+    and `trained_steps` (the checkpoint's training step, None if it has none).
     """
     path = Path(path) if path is not None else default_weights_path()
     state = read_checkpoint(path)
@@ -123,6 +124,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     # not change the state_dict layout of existing checkpoints.
     model.trained_elements = elements
     model.trained_elements_assumed = assumed
+    model.trained_steps = state.get("step")
     try:
         noise = config_from_dict(NoiseConfig, state["noise_config"])
         noise.sigmas()
