@@ -10,7 +10,8 @@
 #include <optional>
 
 #include "../checks.h"
-#include "atom_score.h"
+#include "../kernel_math.h"
+#include "csr_rows.h"
 
 namespace confgf_fast {
 namespace {
@@ -35,7 +36,7 @@ at::Tensor coord_score_cpu(const at::Tensor& pos,                       // [N, 3
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, N, cpu::kAtomGrain, [&](int64_t begin, int64_t end) {
       cpu::for_each_row(r, src, E, begin, end,
-                        [&](int64_t i, int64_t e0, int64_t e1) { cpu::atom_score(p, dst, s, i, e0, e1, o + 3 * i); });
+                        [&](int64_t i, int64_t e0, int64_t e1) { atom_score(p, dst, s, i, e0, e1, o + 3 * i); });
     });
   });
   return out;

@@ -12,7 +12,8 @@
 #include <optional>
 
 #include "../checks.h"
-#include "atom_score.h"
+#include "../kernel_math.h"
+#include "csr_rows.h"
 
 namespace confgf_fast {
 namespace {
@@ -45,13 +46,8 @@ at::Tensor langevin_step_cpu(const at::Tensor& pos,                     // [N, 3
     at::parallel_for(0, N, cpu::kAtomGrain, [&](int64_t begin, int64_t end) {
       cpu::for_each_row(r, src, E, begin, end, [&](int64_t i, int64_t e0, int64_t e1) {
         scalar_t S[3];
-        cpu::atom_score(p, dst, s, i, e0, e1, S);
-        const scalar_t norm = std::sqrt(S[0] * S[0] + S[1] * S[1] + S[2] * S[2]);
-        // clip_norm: rescale to length `limit` only when longer (norm > limit >= 0 => norm > 0).
-        const scalar_t as = a * (norm > limit ? limit / norm : scalar_t(1));
-        for (int k = 0; k < 3; ++k) {
-          o[3 * i + k] = p[3 * i + k] + as * S[k] + noise_scale * z[3 * i + k];
-        }
+        atom_score(p, dst, s, i, e0, e1, S);
+        langevin_update(p + 3 * i, S, z + 3 * i, a, noise_scale, limit, o + 3 * i);
       });
     });
   });

@@ -6,10 +6,9 @@
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
-#include <cmath>
-
 #include "../checks.h"
-#include "atom_score.h"
+#include "../kernel_math.h"
+#include "csr_rows.h"
 
 namespace confgf_fast {
 namespace {
@@ -29,9 +28,7 @@ at::Tensor pairwise_distance_cpu(const at::Tensor& pos,          // [N, 3]
     scalar_t* d = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, E, cpu::kEdgeGrain, [&](int64_t begin, int64_t end) {
       for (int64_t e = begin; e < end; ++e) {
-        const int64_t i = src[e], j = dst[e];
-        const scalar_t dx = p[3 * i] - p[3 * j], dy = p[3 * i + 1] - p[3 * j + 1], dz = p[3 * i + 2] - p[3 * j + 2];
-        d[e] = std::sqrt(dx * dx + dy * dy + dz * dz);
+        d[e] = edge_length(p, src[e], dst[e]);
       }
     });
   });

@@ -12,7 +12,8 @@
 #include <optional>
 
 #include "../checks.h"
-#include "atom_score.cuh"
+#include "../kernel_math.h"
+#include "csr_rows.cuh"
 
 namespace confgf_fast {
 namespace {
@@ -26,11 +27,11 @@ __global__ void coord_score_kernel(const scalar_t* __restrict__ pos,    // [N, 3
                                    int64_t N) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= N) return;
-  scalar_t sx, sy, sz;
-  cuda::atom_score(pos, dst, score, i, rowptr[i], rowptr[i + 1], sx, sy, sz);
-  out[3 * i] = sx;
-  out[3 * i + 1] = sy;
-  out[3 * i + 2] = sz;
+  scalar_t S[3];
+  atom_score(pos, dst, score, i, rowptr[i], rowptr[i + 1], S);
+  out[3 * i] = S[0];
+  out[3 * i + 1] = S[1];
+  out[3 * i + 2] = S[2];
 }
 
 at::Tensor coord_score_cuda(const at::Tensor& pos,         // [N, 3]

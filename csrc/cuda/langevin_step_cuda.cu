@@ -14,7 +14,8 @@
 #include <optional>
 
 #include "../checks.h"
-#include "atom_score.cuh"
+#include "../kernel_math.h"
+#include "csr_rows.cuh"
 
 namespace confgf_fast {
 namespace {
@@ -29,14 +30,9 @@ __global__ void langevin_step_kernel(const scalar_t* __restrict__ pos,    // [N,
                                      int64_t N, scalar_t a, scalar_t noise_scale, scalar_t limit) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= N) return;
-  scalar_t sx, sy, sz;
-  cuda::atom_score(pos, dst, score, i, rowptr[i], rowptr[i + 1], sx, sy, sz);
-  const scalar_t norm = cuda::sqrt_(sx * sx + sy * sy + sz * sz);
-  // clip_norm: rescale to length `limit` only when longer (norm > limit >= 0 => norm > 0).
-  const scalar_t as = a * (norm > limit ? limit / norm : scalar_t(1));
-  out[3 * i] = pos[3 * i] + as * sx + noise_scale * noise[3 * i];
-  out[3 * i + 1] = pos[3 * i + 1] + as * sy + noise_scale * noise[3 * i + 1];
-  out[3 * i + 2] = pos[3 * i + 2] + as * sz + noise_scale * noise[3 * i + 2];
+  scalar_t S[3];
+  atom_score(pos, dst, score, i, rowptr[i], rowptr[i + 1], S);
+  langevin_update(pos + 3 * i, S, noise + 3 * i, a, noise_scale, limit, out + 3 * i);
 }
 
 at::Tensor langevin_step_cuda(const at::Tensor& pos,         // [N, 3]

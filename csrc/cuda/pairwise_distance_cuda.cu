@@ -9,7 +9,8 @@
 #include <torch/library.h>
 
 #include "../checks.h"
-#include "atom_score.cuh"
+#include "../kernel_math.h"
+#include "csr_rows.cuh"
 
 namespace confgf_fast {
 namespace {
@@ -22,11 +23,7 @@ __global__ void pairwise_distance_kernel(const scalar_t* __restrict__ pos,  // [
                                          int64_t E) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= E) return;
-  const int64_t i = src[e], j = dst[e];
-  const scalar_t dx = __ldg(pos + 3 * i) - __ldg(pos + 3 * j);
-  const scalar_t dy = __ldg(pos + 3 * i + 1) - __ldg(pos + 3 * j + 1);
-  const scalar_t dz = __ldg(pos + 3 * i + 2) - __ldg(pos + 3 * j + 2);
-  out[e] = cuda::sqrt_(dx * dx + dy * dy + dz * dz);
+  out[e] = edge_length(pos, src[e], dst[e]);
 }
 
 at::Tensor pairwise_distance_cuda(const at::Tensor& pos,          // [N, 3]

@@ -1,11 +1,11 @@
-// The per-atom segment reduction shared by coord_score_cpu.cpp and langevin_step_cpu.cpp.
+// How the CPU kernels find each atom's CSR row of edges and spread atoms over threads. The
+// arithmetic done on a row is in ../kernel_math.h, shared with the CUDA kernels.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <optional>
 
@@ -16,31 +16,6 @@ namespace cpu {
 // atoms cost more in OpenMP fork/join than they save.
 constexpr int64_t kAtomGrain = 2048;
 constexpr int64_t kEdgeGrain = 16384;
-
-// S_i = sum_{e in [e0, e1)} s_e (r_i - r_dst(e)) / d_e over the CSR row of atom i.
-// Edges in the row are visited in storage order, so the result does not depend on the thread
-// count (deterministic). An edge with d_e == 0 has no direction and adds nothing (the reference's
-// convention), instead of the NaN that 0/0 would give.
-template <typename scalar_t>
-inline void atom_score(const scalar_t* __restrict__ pos,    // [N, 3]
-                       const int64_t* __restrict__ dst,     // [E]
-                       const scalar_t* __restrict__ score,  // [E]
-                       int64_t i, int64_t e0, int64_t e1, scalar_t out[3]) {
-  const scalar_t xi = pos[3 * i], yi = pos[3 * i + 1], zi = pos[3 * i + 2];
-  scalar_t sx = 0, sy = 0, sz = 0;
-  for (int64_t e = e0; e < e1; ++e) {
-    const int64_t j = dst[e];
-    const scalar_t dx = xi - pos[3 * j], dy = yi - pos[3 * j + 1], dz = zi - pos[3 * j + 2];
-    const scalar_t d = std::sqrt(dx * dx + dy * dy + dz * dz);
-    const scalar_t w = d > scalar_t(0) ? score[e] / d : scalar_t(0);
-    sx += w * dx;
-    sy += w * dy;
-    sz += w * dz;
-  }
-  out[0] = sx;
-  out[1] = sy;
-  out[2] = sz;
-}
 
 // Calls f(i, e0, e1) for each atom i in [begin, end) with its CSR row [e0, e1).
 // With rowptr the rows are read from it. Without, one binary search finds the chunk's first edge

@@ -1,4 +1,5 @@
-// Per-atom segment reduction shared by coord_score_cuda.cu and langevin_step_cuda.cu.
+// How the CUDA kernels find each atom's CSR row of edges (one thread per atom). The arithmetic
+// done on a row is in ../kernel_math.h, shared with the CPU kernels.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -11,30 +12,6 @@
 
 namespace confgf_fast {
 namespace cuda {
-
-__device__ __forceinline__ float sqrt_(float x) { return sqrtf(x); }
-__device__ __forceinline__ double sqrt_(double x) { return sqrt(x); }
-
-// S_i = sum_{e in [e0, e1)} s_e (r_i - r_dst(e)) / d_e, in storage order (deterministic), with
-// the reference's convention that an edge with d_e == 0 contributes 0.
-template <typename scalar_t>
-__device__ __forceinline__ void atom_score(const scalar_t* __restrict__ pos,    // [N, 3]
-                                           const int64_t* __restrict__ dst,     // [E]
-                                           const scalar_t* __restrict__ score,  // [E]
-                                           int64_t i, int64_t e0, int64_t e1, scalar_t& sx, scalar_t& sy,
-                                           scalar_t& sz) {
-  const scalar_t xi = pos[3 * i], yi = pos[3 * i + 1], zi = pos[3 * i + 2];
-  sx = sy = sz = scalar_t(0);
-  for (int64_t e = e0; e < e1; ++e) {
-    const int64_t j = __ldg(dst + e);
-    const scalar_t dx = xi - __ldg(pos + 3 * j), dy = yi - __ldg(pos + 3 * j + 1), dz = zi - __ldg(pos + 3 * j + 2);
-    const scalar_t d = sqrt_(dx * dx + dy * dy + dz * dz);
-    const scalar_t w = d > scalar_t(0) ? __ldg(score + e) / d : scalar_t(0);
-    sx += w * dx;
-    sy += w * dy;
-    sz += w * dz;
-  }
-}
 
 // One thread per atom: a row is ~10 edges on molecular graphs, too short to split over a warp.
 constexpr int kThreads = 256;
