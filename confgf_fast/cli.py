@@ -536,6 +536,35 @@ def cmd_build_qm9(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_build_drugs(args: argparse.Namespace) -> int:
+    from .data.build import format_composition
+    from .data.drugs import DrugsBuildConfig, build_drugs, default_exclusion_files
+
+    exclude = args.exclude if args.exclude else default_exclusion_files()
+    if not exclude and not args.no_exclude:
+        print("error: no exclusion files found beside the repo (../shared/data/drugs_test_smiles.csv, ...): "
+              "pass --exclude FILE ... (or --no-exclude)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.xtb:
+        from .data.xtb import available
+
+        if not available():
+            print("error: --xtb needs the tblite package (pip install tblite)", file=sys.stderr)
+            return EXIT_USAGE
+    cfg = DrugsBuildConfig(confs=args.confs, dedup_rmsd=args.dedup_rmsd, chunk_size=args.chunk_size, seed=args.seed,
+                           embed_timeout=args.embed_timeout, xtb=args.xtb)
+    try:
+        stats, ds = build_drugs(args.out, exclude, num_chunks=args.chunks, workers=args.workers,
+                                cache_dir=args.cache_dir, cfg=cfg, wheel=args.wheel, progress=not args.quiet)
+    except RuntimeError as exc:  # the molsets wheel cannot be found or downloaded
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    print(f"wrote {args.out}: conformers by {ds.meta['conformer_method']}", file=sys.stderr)
+    print(format_composition(ds.meta["composition"]), file=sys.stderr)
+    print(json.dumps(stats))
+    return EXIT_OK
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -660,6 +689,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refine the ETKDG+MMFF conformers with GFN2-xTB (tblite; ~1 s per conformer per core)")
     b.add_argument("--quiet", "-q", action="store_true")
     b.set_defaults(func=cmd_build_qm9)
+
+    d = sub.add_parser("build-drugs", help="build the featurised drug-like training set (MOSES SMILES, ETKDG+MMFF)")
+    d.add_argument("--out", required=True)
+    d.add_argument("--chunks", type=_positive, default=None, help="chunks of --chunk-size molecules (default all)")
+    d.add_argument("--chunk-size", type=_positive, default=500, help="molecules per cached chunk")
+    d.add_argument("--workers", type=_non_negative, default=0, help="processes (default all cores)")
+    d.add_argument("--cache-dir", default=None, help="folder of the cached chunks (default beside --out)")
+    d.add_argument("--confs", type=_positive, default=5, help="ETKDGv3+MMFF94 conformers tried per molecule")
+    d.add_argument("--dedup-rmsd", type=float, default=0.5, help="heavy-atom RMSD (A) below which a conformer "
+                   "is a duplicate")
+    d.add_argument("--embed-timeout", type=_non_negative, default=10,
+                   help="seconds per ETKDG embedding call of one molecule (0: none)")
+    d.add_argument("--seed", type=int, default=2024)
+    d.add_argument("--exclude", nargs="+", default=None, help="csv/sdf files of molecules never to include "
+                   "(default ../shared: drugs_test_smiles.csv, qm9_heldout_smiles.csv, geom_drugs_10.sdf)")
+    d.add_argument("--no-exclude", action="store_true", help="allow a build without any exclusion file")
+    d.add_argument("--wheel", default=None, help="the molsets 0.3.1 wheel (default: data_cache/wheels, "
+                   "downloaded with pip if missing)")
+    d.add_argument("--xtb", action="store_true",
+                   help="refine the conformers with GFN2-xTB (tblite; several s per drug-size conformer per core)")
+    d.add_argument("--quiet", "-q", action="store_true")
+    d.set_defaults(func=cmd_build_drugs)
 
     x = sub.add_parser("export-weights", help="sampling-only copy of a training checkpoint (for shipping)")
     x.add_argument("checkpoint")

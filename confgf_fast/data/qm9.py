@@ -5,27 +5,24 @@ SMILES (stereo-free canonical SMILES must agree; mismatches are dropped and coun
 is perceived from the DFT geometry, and up to `extra_confs` more conformers are added from ETKDGv3 +
 MMFF94, deduplicated at `dedup_rmsd` heavy-atom RMSD. Molecules of the held-out list are skipped.
 
-Work is split into chunks of a fixed, seeded permutation of QM9 (so any prefix of chunks is a
-random subset), each chunk cached as its own featurised file; the build is deterministic, resumable
-and runs chunks in parallel processes.
+Chunking, caching, resuming, exclusion and the ETKDG conformers are data/build.py's, shared with
+the drug-like builder (data/drugs.py): chunks of a fixed, seeded permutation of QM9 (so any prefix
+of chunks is a random subset), each cached as its own featurised file; the build is deterministic,
+resumable and runs chunks in parallel processes.
 """
 
 from __future__ import annotations
 
 import ast
-import contextlib
 import csv
 import importlib.util
 import json
-import os
-import sys
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
+from .build import add_etkdg_conformers, build_chunked, heldout_keys
 
-from .dataset import ConformerDataset
+__all__ = ["QM9BuildConfig", "add_etkdg_conformers", "build_qm9", "heldout_keys", "mol_from_qm9", "read_qm9_rows"]
 
 QM9_CSVS = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
 
@@ -58,21 +55,6 @@ def read_qm9_rows(data_dir: Path | None = None) -> list[tuple[int, str, list[str
             for r in csv.DictReader(f):
                 rows.append((int(r["Index"]), r["SMILES"], ast.literal_eval(r["Elements"]), r["XYZ_Ang"]))
     return rows
-
-
-def heldout_keys(path: str | Path) -> set[str]:
-    """Stereo-free canonical SMILES of every molecule in a held-out csv (all SMILES columns)."""
-    from ..chem import canonical_smiles
-
-    keys = set()
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            for col in ("smiles", "corrected_smiles", "SMILES"):
-                s = r.get(col)
-                if s:
-                    with contextlib.suppress(ValueError):
-                        keys.add(canonical_smiles(s))
-    return keys
 
 
 def mol_from_qm9(smiles: str, elements: list[str], xyz_json: str):
@@ -114,88 +96,15 @@ def mol_from_qm9(smiles: str, elements: list[str], xyz_json: str):
     return mol
 
 
-def add_etkdg_conformers(mol, n: int, seed: int, dedup_rmsd: float, xtb: bool = False):
-    """Add up to n ETKDGv3+MMFF conformers to `mol` (which keeps its first conformer), dropping any
-    within dedup_rmsd (heavy atoms, symmetry-aware) of one already kept, or with changed stereo.
-    xtb: refine each with GFN2-xTB after MMFF (before the checks); one whose optimisation fails or
-    changes the bonding is dropped."""
-    from rdkit import Chem
-    from rdkit.Chem import AllChem, rdMolAlign
-
-    from ..chem import stereo_smiles_from_3d
-
-    if n <= 0:
-        return mol
-    want = stereo_smiles_from_3d(mol, mol.GetConformers()[0].GetId())
-    trial = Chem.Mol(mol)
-    trial.RemoveAllConformers()
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
-    cids = list(AllChem.EmbedMultipleConfs(trial, numConfs=n, params=params))
-    if not cids:
-        return mol
-    with contextlib.suppress(Exception):
-        AllChem.MMFFOptimizeMoleculeConfs(trial, maxIters=500)
-    if xtb:
-        from .xtb import refine_conformer
-
-        failed = [cid for cid in cids if refine_conformer(trial, cid) is None]
-        cids = [cid for cid in cids if cid not in failed]
-    heavy_ref = Chem.RemoveHs(mol)
-    heavy_trial = Chem.RemoveHs(trial)
-    kept_heavy = [heavy_ref.GetConformers()[0].GetId()]
-    for cid in cids:
-        if stereo_smiles_from_3d(trial, cid) != want:
-            continue
-        dup = False
-        for kid in kept_heavy:
-            probe = Chem.Mol(heavy_trial, confId=cid)
-            ref = Chem.Mol(heavy_ref, confId=kid)
-            if rdMolAlign.GetBestRMS(probe, ref) < dedup_rmsd:
-                dup = True
-                break
-        if dup:
-            continue
-        new_id = mol.AddConformer(trial.GetConformer(cid), assignId=True)
-        heavy_ref.AddConformer(heavy_trial.GetConformer(cid), assignId=True)
-        kept_heavy.append(new_id)
-    return mol
-
-
-def _build_chunk(args) -> dict:
-    rows, heldout, cfg_dict, out_path = args
-    from rdkit import RDLogger
-
-    RDLogger.DisableLog("rdApp.*")
-    from ..chem import canonical_smiles
-
-    cfg = QM9BuildConfig(**cfg_dict)
-    mols, stats = [], {"total": 0, "heldout": 0, "mismatch": 0, "kept": 0, "conformers": 0}
-    for idx, smiles, elements, xyz in rows:
-        stats["total"] += 1
-        try:
-            key = canonical_smiles(smiles)
-        except ValueError:
-            stats["mismatch"] += 1
-            continue
-        if key in heldout:
-            stats["heldout"] += 1
-            continue
-        mol = mol_from_qm9(smiles, elements, xyz)
-        if mol is None:
-            stats["mismatch"] += 1
-            continue
-        mol = add_etkdg_conformers(mol, cfg.extra_confs, cfg.seed + idx, cfg.dedup_rmsd, xtb=cfg.xtb)
-        mol.SetProp("qm9_index", str(idx))
-        stats["kept"] += 1
-        stats["conformers"] += mol.GetNumConformers()
-        mols.append(mol)
-    ds = ConformerDataset.from_mols(mols, meta={"qm9_index": [int(m.GetProp("qm9_index")) for m in mols]})
-    ds.meta["stats"] = stats
-    tmp = str(out_path) + ".tmp"
-    ds.save(tmp)
-    os.replace(tmp, out_path)  # atomic: a half-written chunk never looks finished
-    return stats
+def make_qm9_mol(row, cfg: dict):
+    """build_chunked's per-row function: (index, smiles, elements, xyz_json) -> Mol (DFT geometry +
+    ETKDG conformers) or "mismatch"."""
+    idx, smiles, elements, xyz = row
+    cfg = QM9BuildConfig(**cfg)
+    mol = mol_from_qm9(smiles, elements, xyz)
+    if mol is None:
+        return "mismatch"
+    return add_etkdg_conformers(mol, cfg.extra_confs, cfg.seed + idx, cfg.dedup_rmsd, xtb=cfg.xtb)
 
 
 def build_qm9(out: str | Path, heldout_csv: str | Path, num_chunks: int | None = None, workers: int = 0,
@@ -204,40 +113,17 @@ def build_qm9(out: str | Path, heldout_csv: str | Path, num_chunks: int | None =
     """Build (or resume) the featurised QM9 training set and write it to `out`.
 
     num_chunks: how many chunks of `chunk_size` molecules of the seeded permutation to use
-    (None = all of QM9). Finished chunks in cache_dir are reused. Returns the summed stats.
+    (None = all of QM9). Finished chunks in cache_dir are reused. heldout_csv: a file (csv or sdf,
+    build.heldout_keys) or a list of files of molecules never to include. Returns the summed stats.
     """
-    from tqdm import tqdm
-
     cfg = cfg or QM9BuildConfig()
-    out = Path(out)
-    cache_dir = Path(cache_dir or out.with_suffix("").as_posix() + "_chunks")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    rows = read_qm9_rows()
-    perm = np.random.default_rng(cfg.seed).permutation(len(rows))
-    total_chunks = (len(rows) + cfg.chunk_size - 1) // cfg.chunk_size
-    num_chunks = total_chunks if num_chunks is None else min(num_chunks, total_chunks)
-    heldout = heldout_keys(heldout_csv)
+    files = [heldout_csv] if isinstance(heldout_csv, (str, Path)) else list(heldout_csv)
+    exclude = set().union(*(heldout_keys(f) for f in files))
     tag = f"v2_e{cfg.extra_confs}_r{cfg.dedup_rmsd}_s{cfg.seed}_c{cfg.chunk_size}" + ("_xtb" if cfg.xtb else "")
-    paths = [cache_dir / f"qm9_{tag}_{k:04d}.pt" for k in range(num_chunks)]
-    todo = [
-        ([rows[i] for i in perm[k * cfg.chunk_size:(k + 1) * cfg.chunk_size]], heldout, asdict(cfg), paths[k])
-        for k in range(num_chunks) if not paths[k].exists()
-    ]
-    workers = workers or max(1, (os.cpu_count() or 1))
-    bar = tqdm(total=num_chunks, initial=num_chunks - len(todo), desc="qm9 chunks", disable=not progress,
-               file=sys.stderr)
-    if todo:
-        with get_context("spawn").Pool(workers) as pool:
-            for _ in pool.imap_unordered(_build_chunk, todo):
-                bar.update(1)
-    bar.close()
-    parts = [ConformerDataset.load(p) for p in paths]
-    stats: dict = {}
-    for p in parts:
-        for k, v in p.meta["stats"].items():
-            stats[k] = stats.get(k, 0) + v
-    qm9_index = [i for p in parts for i in p.meta["qm9_index"]]
-    ds = ConformerDataset.concat(parts, meta={"source": "qm9pack", "build": asdict(cfg), "chunks": num_chunks,
-                                              "stats": stats, "qm9_index": qm9_index})
-    ds.save(out)
+    method = "dft (qm9pack) + etkdgv3+mmff94" + ("+gfn2-xtb" if cfg.xtb else "")
+    stats, _ = build_chunked(out, read_qm9_rows(), make_qm9_mol, asdict(cfg), name="qm9", tag=tag,
+                             chunk_size=cfg.chunk_size, seed=cfg.seed, num_chunks=num_chunks, workers=workers,
+                             cache_dir=cache_dir, exclude=exclude, index_key="qm9_index", progress=progress,
+                             meta={"source": "qm9pack", "conformer_method": method,
+                                   "excluded_files": [str(f) for f in files]})
     return stats
