@@ -21,6 +21,12 @@ Asking explicitly for a backend that is unavailable raises RuntimeError saying w
 The fast backends treat each atom's edges as one CSR row (segment reduction: no atomics,
 deterministic). They find the rows from edge_index[0]; a caller that already has the row
 pointers (GraphBatch.rowptr, [N+1]) can pass `rowptr=` to skip that.
+
+Graph inputs that break the contract (indices out of range, sources not sorted, a rowptr that does
+not match edge_index[0]) are caught the same way on every backend in validation mode:
+`validate=True` on a call, or process-wide `CONFGF_FAST_VALIDATE=1` / `set_validation(True)`; then
+the op raises GraphInputError (a ValueError) before dispatch. It is off by default because it
+costs a host sync on a GPU; validation.py says what each backend checks without it.
 """
 
 from __future__ import annotations
@@ -32,9 +38,10 @@ from torch import Tensor
 
 from . import _backends, reference
 from ._registration import register_cpp_fakes, register_gine_aggregate_autograd, register_pairwise_distance_autograd
+from .validation import GraphInputError, check_graph, check_pairing, set_validation, should_validate
 
-__all__ = ["BACKENDS", "available_backends", "coord_score", "gine_aggregate", "langevin_step", "pairwise_distance",
-           "reference"]
+__all__ = ["BACKENDS", "GraphInputError", "available_backends", "check_graph", "coord_score", "gine_aggregate",
+           "langevin_step", "pairwise_distance", "reference", "set_validation"]
 
 BACKENDS = ("auto", "reference", "cpp", "cuda", "triton")
 _FAST_DTYPES = (torch.float32, torch.float64)
@@ -43,7 +50,7 @@ if _backends.EXTENSION_LOADED:
     register_cpp_fakes()
     register_pairwise_distance_autograd(torch.ops.confgf_fast.pairwise_distance.default,
                                         torch.ops.confgf_fast.coord_score.default)
-if _backends.GINE_CPU_AVAILABLE:
+if _backends.GINE_CPU_AVAILABLE or _backends.GINE_CUDA_AVAILABLE:
     register_gine_aggregate_autograd(torch.ops.confgf_fast.gine_aggregate.default,
                                      torch.ops.confgf_fast.gine_aggregate_backward.default)
 
@@ -132,7 +139,8 @@ def _resolve(backend: str, pos: Tensor) -> str:
     return backend
 
 
-def pairwise_distance(pos: Tensor, edge_index: Tensor, backend: str = "auto") -> Tensor:
+def pairwise_distance(pos: Tensor, edge_index: Tensor, backend: str = "auto", *,
+                      validate: bool | None = None) -> Tensor:
     """Edge lengths d_e = |r_src(e) - r_dst(e)|.
 
     pos: Tensor  # [N, 3] float
@@ -141,7 +149,11 @@ def pairwise_distance(pos: Tensor, edge_index: Tensor, backend: str = "auto") ->
 
     Differentiable w.r.t. pos on every backend: dL/dr_i = sum_{e: src=i} g_e u_e - sum_{e: dst=i} g_e u_e
     with u_e = (r_src - r_dst) / d_e (0 where d_e = 0).
+    validate: check the indices are in [0, N) first (None: the process-wide setting); any order
+    of edges is fine here.
     """
+    if should_validate(validate, pos):
+        check_graph(edge_index, pos.shape[0], sorted_by_source=False)
     b = _resolve(backend, pos)
     if b == "reference":
         return reference.pairwise_distance(pos, edge_index)
@@ -151,7 +163,7 @@ def pairwise_distance(pos: Tensor, edge_index: Tensor, backend: str = "auto") ->
 
 
 def coord_score(pos: Tensor, edge_index: Tensor, edge_score: Tensor, backend: str = "auto", *,
-                rowptr: Tensor | None = None) -> Tensor:
+                rowptr: Tensor | None = None, validate: bool | None = None) -> Tensor:
     """Per-atom score by the chain rule: S_i = sum_{(i,j)} s_ij (r_i - r_j) / d_ij.
 
     That is dR of sum_e s_e d_e with s held fixed (d d_ij / d r_i = (r_i - r_j) / d_ij). An edge
@@ -161,8 +173,11 @@ def coord_score(pos: Tensor, edge_index: Tensor, edge_score: Tensor, backend: st
     edge_index: Tensor  # [2, E] int64, sorted by source, both directions present
     edge_score: Tensor  # [E] s_ij (cast to pos' dtype)
     rowptr: Tensor | None  # [N+1] int64 CSR row pointers of edge_index[0], optional (fast backends)
+    validate: check the graph against the contract first (None: the process-wide setting)
     returns: Tensor  # [N, 3]
     """
+    if should_validate(validate, pos):
+        check_graph(edge_index, pos.shape[0], rowptr)
     b = _resolve(backend, pos)
     if b == "reference":
         return reference.coord_score(pos, edge_index, edge_score)
@@ -172,7 +187,8 @@ def coord_score(pos: Tensor, edge_index: Tensor, edge_score: Tensor, backend: st
 
 
 def langevin_step(pos: Tensor, edge_index: Tensor, edge_score: Tensor, noise: Tensor, step_size: float,
-                  clip: float = 1000.0, backend: str = "auto", *, rowptr: Tensor | None = None) -> Tensor:
+                  clip: float = 1000.0, backend: str = "auto", *, rowptr: Tensor | None = None,
+                  validate: bool | None = None) -> Tensor:
     """One Langevin update: r_i <- r_i + a * clip(S_i) + sqrt(2 a) * z_i, as a new tensor.
 
     S_i = sum_{(i,j)} s_ij (r_i - r_j) / d_ij (coord_score), clip(S_i) = S_i * min(1, clip / |S_i|)
@@ -184,8 +200,11 @@ def langevin_step(pos: Tensor, edge_index: Tensor, edge_score: Tensor, noise: Te
     edge_score: Tensor  # [E] s_ij (cast to pos' dtype)
     noise: Tensor  # [N, 3] z ~ N(0, I), an input so the step is deterministic and testable
     rowptr: Tensor | None  # [N+1] int64 CSR row pointers of edge_index[0], optional (fast backends)
+    validate: check the graph against the contract first (None: the process-wide setting)
     returns: Tensor  # [N, 3]
     """
+    if should_validate(validate, pos):
+        check_graph(edge_index, pos.shape[0], rowptr)
     b = _resolve(backend, pos)
     if b == "reference":
         return reference.langevin_step(pos, edge_index, edge_score, noise, step_size, clip)
@@ -197,7 +216,7 @@ def langevin_step(pos: Tensor, edge_index: Tensor, edge_score: Tensor, noise: Te
 
 
 def gine_aggregate(h: Tensor, edge_index: Tensor, edge_attr: Tensor, edge_pair: Tensor, backend: str = "auto", *,
-                   rowptr: Tensor | None = None) -> Tensor:
+                   rowptr: Tensor | None = None, validate: bool | None = None) -> Tensor:
     """GINE neighbourhood sum of the score network: out_i = h_i + sum_{(i,j)} ReLU(h_j + a_pair(ij)).
 
     The edge features come one row per undirected atom pair (graph.pair_edges) and are read
@@ -208,20 +227,29 @@ def gine_aggregate(h: Tensor, edge_index: Tensor, edge_attr: Tensor, edge_pair: 
     edge_attr: Tensor  # [E/2, H] per-pair edge features (cast to h's dtype)
     edge_pair: Tensor  # [E] int64, the pair of each directed edge; each pair used by its two edges
     rowptr: Tensor | None  # [N+1] int64 CSR row pointers of edge_index[0], optional
+    validate: check the graph and the pairing first (None: the process-wide setting)
     returns: Tensor  # [N, H]
 
-    backend: "auto" runs the C++ kernel for float32/float64 CPU tensors and the reference
-    otherwise (there is no CUDA/Triton kernel: on a GPU the sampler's torch.compile fuses the
-    reference); "cpp" or "reference" ask for one.
+    backend: "auto" runs the kernel of h's device (C++ on CPU, CUDA on a GPU) for float32/float64
+    and one edge_attr row per pair, and the reference otherwise (there is no Triton kernel: under
+    torch.compile the model uses the reference, which inductor fuses); "cpp", "cuda" or
+    "reference" ask for one.
     """
-    if backend not in ("auto", "cpp", "reference"):
-        raise ValueError(f"gine_aggregate: backend must be 'auto', 'cpp' or 'reference', got {backend!r}")
-    fast = (_backends.GINE_CPU_AVAILABLE and h.device.type == "cpu" and h.dtype in _FAST_DTYPES
-            and 2 * edge_attr.shape[0] == edge_pair.shape[0])
-    if backend == "cpp" and not fast:
-        raise RuntimeError("confgf_fast.ops: the cpp gine_aggregate needs the extension built with it, float32/64 "
-                           f"CPU tensors and one edge_attr row per pair; got h {h.dtype} on {h.device}, edge_attr "
-                           f"{tuple(edge_attr.shape)}, E={edge_pair.shape[0]}, extension "
+    if backend not in ("auto", "cpp", "cuda", "reference"):
+        raise ValueError(f"gine_aggregate: backend must be 'auto', 'cpp', 'cuda' or 'reference', got {backend!r}")
+    paired = 2 * edge_attr.shape[0] == edge_pair.shape[0]
+    if should_validate(validate, h):
+        check_graph(edge_index, h.shape[0], rowptr)
+        if paired:
+            check_pairing(edge_index, edge_pair, edge_attr.shape[0])
+    kernel = {"cpu": ("cpp", _backends.GINE_CPU_AVAILABLE),
+              "cuda": ("cuda", _backends.GINE_CUDA_AVAILABLE)}.get(h.device.type, (None, False))
+    fast = kernel[1] and h.dtype in _FAST_DTYPES and paired
+    if backend in ("cpp", "cuda") and not (fast and kernel[0] == backend):
+        raise RuntimeError(f"confgf_fast.ops: the {backend} gine_aggregate needs the extension built with it, "
+                           f"float32/64 {'CPU' if backend == 'cpp' else 'CUDA'} tensors and one edge_attr row per "
+                           f"pair; got h {h.dtype} on {h.device}, edge_attr {tuple(edge_attr.shape)}, "
+                           f"E={edge_pair.shape[0]}, extension "
                            f"{'loaded' if _backends.EXTENSION_LOADED else _backends.EXTENSION_ERROR}")
     if backend == "reference" or not fast:
         return reference.gine_aggregate(h, edge_index, edge_attr, edge_pair)

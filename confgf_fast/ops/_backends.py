@@ -16,10 +16,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import sys
 import threading
-from pathlib import Path
-from types import ModuleType
 
 import torch
 
@@ -62,11 +59,12 @@ def has_kernel(op: str, dispatch_key: str) -> bool:
 # keeps the public functions traceable by torch.compile.
 CPP_AVAILABLE = all(has_kernel(op, "CPU") for op in OPS)
 CUDA_KERNELS_AVAILABLE = all(has_kernel(op, "CUDA") for op in OPS)
-# The score network's GINE aggregation has a CPU kernel only (CUDA tensors use the reference, which
-# torch.compile fuses). Checked separately so an extension built before the op existed still
-# serves the geometric ops.
-GINE_CPU_AVAILABLE = (EXTENSION_LOADED and hasattr(torch.ops.confgf_fast, "gine_aggregate")
-                      and has_kernel("gine_aggregate", "CPU") and has_kernel("gine_aggregate_backward", "CPU"))
+# The score network's GINE aggregation, forward and backward, per device. Checked separately so an
+# extension built before the op existed still serves the geometric ops.
+GINE_OPS = ("gine_aggregate", "gine_aggregate_backward")
+_HAS_GINE = EXTENSION_LOADED and hasattr(torch.ops.confgf_fast, "gine_aggregate")
+GINE_CPU_AVAILABLE = _HAS_GINE and all(has_kernel(op, "CPU") for op in GINE_OPS)
+GINE_CUDA_AVAILABLE = _HAS_GINE and all(has_kernel(op, "CUDA") for op in GINE_OPS)
 
 
 def triton_installed() -> bool:
@@ -89,28 +87,6 @@ _triton_ops: dict[str, object] | None = None
 TRITON_ERROR: str | None = None if TRITON_INSTALLED else "triton is not installed (pip install triton)"
 
 
-def _import_kernels_package() -> ModuleType:
-    """confgf_fast.kernels; from a source checkout (tests run in the repo without an install) the
-    package lives at <repo>/kernels and is loaded from there under the same name."""
-    try:
-        return importlib.import_module("confgf_fast.kernels")
-    except ModuleNotFoundError as exc:
-        if exc.name != "confgf_fast.kernels":
-            raise
-    src = Path(__file__).resolve().parents[2] / "kernels"
-    if not (src / "__init__.py").is_file():
-        raise ModuleNotFoundError("confgf_fast.kernels is not installed and no source kernels/ was found")
-    spec = importlib.util.spec_from_file_location("confgf_fast.kernels", src / "__init__.py",
-                                                  submodule_search_locations=[str(src)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["confgf_fast.kernels"] = module
-    spec.loader.exec_module(module)
-    import confgf_fast
-
-    confgf_fast.kernels = module
-    return module
-
-
 def triton_ops() -> dict[str, object] | None:
     """{op name: triton_op} (imports Triton and registers the ops on first call), or None with
     TRITON_ERROR set when that fails."""
@@ -120,7 +96,8 @@ def triton_ops() -> dict[str, object] | None:
     with _triton_lock:
         if _triton_ops is None and TRITON_ERROR is None:
             try:
-                _import_kernels_package()
+                # confgf_fast.kernels is the top-level kernels/ installed under that name
+                # (package_dir in setup.py; an editable install maps it the same way).
                 mods = {op: importlib.import_module(f"confgf_fast.kernels.{op}") for op in OPS}
                 ops = {op: getattr(mods[op], op) for op in OPS}
                 from ._registration import register_pairwise_distance_autograd

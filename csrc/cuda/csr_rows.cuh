@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/macros/Macros.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -28,6 +29,13 @@ __global__ void rowptr_kernel(const int64_t* __restrict__ src,  // [E], sorted
                               int64_t N, int64_t E) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e > E) return;
+  // Unsorted or out-of-range sources would leave entries of rowptr unwritten (garbage rows, reads
+  // out of bounds later): stop with a device-side assert instead, as ATen's indexing kernels do.
+  // Free (this thread reads these values anyway) and no host sync, so graph capture stays legal.
+  // The opt-in validation of confgf_fast.ops (validate=True) reports the same inputs as a
+  // ValueError before any kernel runs, on every backend.
+  CUDA_KERNEL_ASSERT(e == E || (src[e] >= 0 && src[e] < N));
+  CUDA_KERNEL_ASSERT(e == 0 || e == E || src[e - 1] <= src[e]);
   const int64_t lo = e == 0 ? 0 : min(src[e - 1] + 1, N + 1);
   const int64_t hi = e == E ? N : min(src[e], N);
   for (int64_t a = lo; a <= hi; ++a) rowptr[a] = e;
