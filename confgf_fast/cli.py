@@ -356,6 +356,23 @@ def _checked_against(items: Iterator[MolInput], done: dict[int, int], out: Path)
                           f"{k + 1} molecules; use another --out or drop --resume")
 
 
+def run_stats_line(stats, method: str) -> str:
+    """The closing summary's second line: per-stage time and the quality / relax counts (RunStats)."""
+    line = f"stages: sampling {stats.sample_s:.1f} s"
+    if method != "none":
+        line += f", relaxing ({method}) {stats.relax_s:.1f} s for {stats.relaxed} conformers"
+    line += (f"; broken conformers: {stats.broken_resampled} resampled, {stats.broken_written} written flagged "
+             "quality=broken")
+    if method != "none":
+        said = {"bonds_changed": "bonds changed", "failed": "relax failed", "energy_window": "--energy-window",
+                "prune_rms": "--prune-rms"}
+        parts = [f"{n} {said.get(k, k)}" for k, n in sorted(stats.dropped.items()) if n]
+        line += f"; dropped after relaxing: {', '.join(parts) if parts else 'none'}"
+        if stats.fallback:
+            line += f"; {stats.fallback} molecule(s) not relaxed with MMFF (UFF or none, see warnings)"
+    return line
+
+
 # ---- commands ---------------------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
@@ -363,7 +380,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from . import distributed
     from .checkpoint import WeightsError, load_model
     from .config import SamplerConfig
-    from .pipeline import generate_iter
+    from .pipeline import RunStats, generate_iter
+    from .relax import RelaxError, RelaxOptions
 
     # Under torchrun (WORLD_SIZE > 1) distributed.py runs this command once per rank on that
     # rank's share of the input (`args.shard`), then merges the shards into --out.
@@ -381,6 +399,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return EXIT_FATAL
     if args.threads:
         torch.set_num_threads(args.threads)  # also bounds OpenMP in the C++ kernels (same runtime)
+    if args.relax == "none" and (args.prune_rms is not None or args.energy_window is not None or args.sort_energy):
+        print("error: --prune-rms, --energy-window and --sort-energy work on energies: add --relax mmff or xtb",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        relax = RelaxOptions(args.relax, args.prune_rms, args.energy_window, args.sort_energy,
+                             threads=args.threads or 0)
+    except RelaxError as exc:  # e.g. --relax xtb without tblite
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         model, noise = load_model(args.weights, args.device)
     except WeightsError as exc:
@@ -428,6 +456,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return EXIT_FATAL
 
     n_in = n_ok = n_partial = n_failed = n_confs = 0
+    stats = RunStats()
     code = EXIT_OK
     items = _checked_against(iter_inputs(args.input, args.num_confs, shard and shard.owns), done, out_path)
     # A shard's chunks span world_size times the positions, so each rank samples ~chunk_size per chunk.
@@ -440,7 +469,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                                      max_heavy_atoms=args.max_heavy_atoms or None,
                                      allow_unknown_elements=args.allow_unknown_elements,
                                      largest_fragment=args.largest_fragment,
-                                     skip=shard.skip(done) if shard else done):
+                                     skip=shard.skip(done) if shard else done, relax=relax, stats=stats):
                 with guard.critical():
                     n_in += 1
                     for w in res.warnings:
@@ -485,6 +514,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if errlog.count:
         summary += f"; errors in {errors_path}"
     print(summary, file=sys.stderr)
+    print(run_stats_line(stats, relax.method), file=sys.stderr)
     return code
 
 
@@ -579,6 +609,13 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
 def cmd_export_weights(args: argparse.Namespace) -> int:
     from .checkpoint import WeightsError, export_weights
 
@@ -599,7 +636,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("input", help="a SMILES string, an .sdf file, or a text file: SMILES [count] [name] per line")
     g.add_argument("--num-confs", "-n", type=_positive, default=10, help="conformers per molecule (default 10)")
     g.add_argument("--out", "-o", required=True,
-                   help="output SDF (all hydrogens; props smiles, mol_id, conf_id, num_confs)")
+                   help="output SDF (all hydrogens; props smiles, mol_id, conf_id, num_confs, stereo_ok, quality; "
+                        "energy, relative_energy, energy_method with --relax)")
     g.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     g.add_argument("--backend", default="auto", choices=["auto", "reference", "cpp", "cuda", "triton"],
                    help="geometric-op backend (default auto)")
@@ -634,7 +672,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multi-fragment inputs (salts): keep the largest fragment with a warning (default), "
                         "or with --no-largest-fragment fail them")
     g.add_argument("--retries", type=_non_negative, default=2,
-                   help="resample conformers with NaN/inf or exploded coordinates this many times (default 2)")
+                   help="resample conformers with NaN/inf or exploded coordinates, or broken ones (quality flags: "
+                        "bond lengths, clashes, changed connectivity), this many times (default 2)")
+    g.add_argument("--relax", default="none", choices=["none", "mmff", "mmff94s", "xtb"],
+                   help="relax every conformer after sampling: mmff = RDKit MMFF94 (UFF where MMFF has no "
+                        "parameters), mmff94s = the MMFF94s variant, xtb = GFN2-xTB (needs tblite; conformers whose "
+                        "bonds change are dropped). Records get energy (kcal/mol), relative_energy, energy_method "
+                        "(default none)")
+    g.add_argument("--prune-rms", type=_non_negative_float, default=None, metavar="R",
+                   help="after --relax: drop conformers within R A heavy-atom RMSD of a lower-energy one")
+    g.add_argument("--energy-window", type=_non_negative_float, default=None, metavar="E",
+                   help="after --relax: drop conformers more than E kcal/mol above the molecule's lowest")
+    g.add_argument("--sort-energy", action="store_true",
+                   help="after --relax: write each molecule's conformers lowest energy first")
     g.add_argument("--errors", default=None, metavar="PATH",
                    help="TSV of failures: mol_id, input, error (default OUT.errors.tsv, only when there are any)")
     g.add_argument("--resume", action="store_true",

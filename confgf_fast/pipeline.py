@@ -27,11 +27,19 @@ never stops the others. The policy, case by case (prepare_molecule and generate_
   is reported as an error of its molecule, which keeps its good conformers. Molecules are
   independent in the batched graph and the Langevin update is per atom, so a NaN cannot leak from
   one conformer into another; checking each conformer at the end of sampling is enough.
+- broken conformers (quality.py: a bond off, atoms >= 3 bonds apart overlapping or close enough to
+  read as bonded) are resampled the same way; one that is still broken after the retries is
+  written flagged `quality` = broken with its `quality_reasons`, and counted (RunStats).
+- with a relax method (relax.py) each molecule's conformers are relaxed after sampling and checked
+  again; conformers dropped there (xTB changed the bonds, energy window, RMSD pruning) are counted,
+  not errors, unless none is left.
 """
 
 from __future__ import annotations
 
 import sys
+import time
+from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from itertools import islice
@@ -46,6 +54,8 @@ from .chem import featurize, set_conformers
 from .config import NUM_ATOM_TYPES, NoiseConfig, SamplerConfig
 from .graph import MolGraph, PackedGraphs
 from .model import ScoreNet
+from .quality import conformer_defects, defect_reasons
+from .relax import RelaxOptions, quality_flags, relax_flags
 from .sampler import default_max_atoms, plan_batches
 from .stereo import StereoConstraints, stereo_constraints
 
@@ -106,7 +116,9 @@ class MolOutcome:
     mol: Chem.Mol | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
-    # Per written conformer: {"stereo_ok": 0/1, "quality": "ok" | "broken: ..."} (SDF properties).
+    # Per written conformer: {"stereo_ok": 0/1, "quality": "ok" | "broken", "quality_reasons" (when
+    # broken): "vdw,connectivity" (quality.DEFECTS), and after a relax "energy" (kcal/mol),
+    # "relative_energy", "energy_method"} (SDF properties).
     conf_flags: list[dict] = field(default_factory=list)
 
     @property
@@ -123,12 +135,35 @@ class MolOutcome:
 class GenerationResult:
     """mols[k]: input k with its generated conformers (None if it failed); errors[k]: why it failed
     (also set when only some conformers failed: mols[k] then holds the others); warnings[k]: notes;
-    flags[k]: per conformer of mols[k], {"stereo_ok": 0/1, "quality": "ok" | "broken"}."""
+    flags[k]: per conformer of mols[k], {"stereo_ok": 0/1, "quality": "ok" | "broken", ...} (see
+    MolOutcome.conf_flags); stats: counts and timings of the run (RunStats)."""
 
     mols: list[Chem.Mol | None]
     errors: dict[int, str] = field(default_factory=dict)
     warnings: dict[int, list[str]] = field(default_factory=dict)
     flags: dict[int, list[dict]] = field(default_factory=dict)
+    stats: RunStats = field(default_factory=lambda: RunStats())
+
+
+@dataclass
+class RunStats:
+    """Counts and timings of one generate_iter run (pass one in as `stats` to have it filled).
+
+    sample_s: seconds inside sampling (featurised batches, Langevin, checks, retries); relax_s:
+    seconds relaxing and selecting; broken_resampled: broken (finite) conformers sent back to
+    sampling, summed over retries; broken_written: conformers written flagged `broken`;
+    relaxed: conformers relaxed; dropped: conformers dropped after relaxing, by reason
+    (bonds_changed / failed under xTB, energy_window, prune_rms); fallback: molecules relaxed
+    with UFF (MMFF had no parameters) or left unrelaxed.
+    """
+
+    sample_s: float = 0.0
+    relax_s: float = 0.0
+    broken_resampled: int = 0
+    broken_written: int = 0
+    relaxed: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    fallback: int = 0
 
 
 # ---- one molecule ---------------------------------------------------------------------------------
@@ -282,6 +317,8 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
                   retries: int = DEFAULT_RETRIES, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
                   allow_unknown_elements: bool = False, largest_fragment: bool = True,
                   trained_elements: Iterable[int] | None = None, skip: Container[int] = (),
+                  relax: str | RelaxOptions = "none", prune_rms: float | None = None,
+                  energy_window: float | None = None, sort_energy: bool = False, stats: RunStats | None = None,
                   ) -> Iterator[MolOutcome]:
     """Generate conformers for a stream of inputs; yield one MolOutcome per input, in input order.
 
@@ -296,7 +333,15 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
     the output depends on seed, input, chunk_size, max_atoms, device and the skipped set.
     trained_elements: atomic numbers the model knows (default: `model.trained_elements` as set by
     load_model, else H, C, N, O, F). See the module docstring for the per-molecule policy.
+    relax: `none`, `mmff`, `mmff94s`, `xtb` or a relax.RelaxOptions: relax each molecule's conformers
+    after sampling (relax.py), then drop those more than `energy_window` kcal/mol above its lowest
+    and those within `prune_rms` A heavy-atom RMSD of a lower-energy one, and write them lowest
+    energy first when `sort_energy`; the flags gain energy, relative_energy and energy_method.
+    stats: a RunStats to fill with counts and per-stage timings.
     """
+    relax_opts = relax if isinstance(relax, RelaxOptions) else RelaxOptions(relax, prune_rms, energy_window,
+                                                                           sort_energy)
+    stats = stats if stats is not None else RunStats()
     if model is None:
         model, noise = load_model(weights, device)
     noise = noise or NoiseConfig()
@@ -329,17 +374,58 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
             def status(msg: str, chunk_no: int = chunk_no) -> None:
                 bar.set_postfix_str(f"chunk {chunk_no + 1}, {msg}", refresh=True)
 
-            for out in _sample_chunk(entries, model, noise, sampler, device, seed, chunk_no, max_atoms, retries,
-                                     status if progress else None):
+            for out in _timed(_sample_chunk(entries, model, noise, sampler, device, seed, chunk_no, max_atoms,
+                                            retries, status if progress else None, stats), stats):
+                if relax_opts.active and progress:
+                    status(f"relaxing molecule {out.index} ({relax_opts.method})")
+                _relax_outcome(out, relax_opts, stats)
                 bar.update(1)
                 yield out
     finally:
         bar.close()
 
 
+def _timed(items: Iterator[MolOutcome], stats: RunStats) -> Iterator[MolOutcome]:
+    """items, with the time spent producing them added to stats.sample_s."""
+    while True:
+        t0 = time.perf_counter()
+        x = next(items, None)
+        stats.sample_s += time.perf_counter() - t0
+        if x is None:
+            return
+        yield x
+
+
+def _relax_outcome(out: MolOutcome, opts: RelaxOptions, stats: RunStats) -> None:
+    """Relax and select out.mol's conformers (opts; relax.py) in place, updating its flags, warnings
+    and `stats`; then count the conformers written flagged broken."""
+    if opts.active and out.mol is not None:
+        t0 = time.perf_counter()
+        n = out.mol.GetNumConformers()
+        try:
+            res, flags = relax_flags(out.mol, out.conf_flags, opts)
+        except Exception as exc:  # RDKit / tblite raising on one odd molecule must not stop the run
+            out.warnings.append(f"relax ({opts.method}) failed, conformers left unrelaxed: {type(exc).__name__}: {exc}")
+            out.conf_flags = [{**f, "energy": "nan", "relative_energy": "nan", "energy_method": "none"}
+                              for f in out.conf_flags]
+            stats.fallback += 1
+        else:
+            stats.relaxed += n
+            stats.dropped.update({k: v for k, v in res.dropped.items() if v})
+            stats.fallback += any(m in ("UFF", "none") for m in res.methods)
+            out.warnings.extend(res.warnings)
+            out.mol, out.conf_flags = res.mol, flags
+            if res.mol is None:
+                why = f"all {n} conformers dropped after relaxing ({'; '.join(res.warnings)})"
+                out.error = why if out.error is None else f"{out.error}; {why}"
+        stats.relax_s += time.perf_counter() - t0
+    stats.broken_written += sum(f.get("quality", "ok") != "ok" for f in out.conf_flags)
+
+
 def _sample_chunk(entries: list[_Entry], model: ScoreNet, noise: NoiseConfig, sampler: SamplerConfig,
                   device: str | torch.device, seed: int, chunk_no: int, max_atoms: int,
-                  retries: int, status: Callable[[str], None] | None = None) -> Iterator[MolOutcome]:
+                  retries: int, status: Callable[[str], None] | None = None,
+                  stats: RunStats | None = None) -> Iterator[MolOutcome]:
     """Sample every entry with a graph; yield finished outcomes in order as soon as possible."""
     todo = [e for e in entries if e.graph is not None and e.out.error is None]
     next_out = 0
@@ -370,15 +456,19 @@ def _sample_chunk(entries: list[_Entry], model: ScoreNet, noise: NoiseConfig, sa
 
         pos = _sample(model, packed, stereo, mol_ids, noise, sampler, device, gen, on_level)
         for r in range(1, retries + 1):
-            failed = [g for g, p in enumerate(pos) if p is None]
+            # Non-finite (None) and broken (quality.py) conformers are resampled alike.
+            failed = [g for g, p in enumerate(pos) if p is None or p[1]["quality"] != "ok"]
             if not failed:
                 break
+            if stats is not None:
+                stats.broken_resampled += sum(pos[g] is not None for g in failed)
             # Only the failed conformers, in a batch of their own with a seed of their own: the good
             # ones are kept as they are, and the retry is reproducible.
             retry_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, chunk_no, b, r))
             again = _sample(model, packed, stereo, mol_ids[failed], noise, sampler, device, retry_gen, on_level)
             for g, p in zip(failed, again):
-                pos[g] = p
+                if p is not None and (pos[g] is None or p[1]["quality"] == "ok"):
+                    pos[g] = p  # a broken conformer is kept (flagged) if its retries do no better
         for m, p in zip(mol_ids.tolist(), pos):
             e = todo[m]
             e.attempted += 1
@@ -393,16 +483,18 @@ def _sample(model: ScoreNet, packed: PackedGraphs, stereo: list[StereoConstraint
             callback: Callable[[int, int], None] | None = None) -> list[tuple[Tensor, dict] | None]:
     """Sample one batch; per conformer ([n, 3] CPU coordinates, flags), or None if the coordinates
     are non-finite / exploded (those are resampled). Stereo guidance acts in the last levels and
-    mirror images are reflected at the end (stereo.py); broken-but-finite conformers (bond lengths,
-    1-3/1-4 clashes: quality.py) and remaining stereo mismatches are kept and flagged."""
+    mirror images are reflected at the end (stereo.py); broken-but-finite conformers (quality.py:
+    bond lengths, clashes, connectivity; resampled by the caller, kept flagged if that fails) and
+    remaining stereo mismatches are flagged, with the failed tests as quality_reasons."""
     out = sample_batch(model, packed, mol_ids, noise, sampler, device, gen, stereo, callback)
     bad = out.bad.cpu().tolist()
     broken = out.broken.cpu().tolist()
+    reasons = defect_reasons(conformer_defects(out.pos, out.batch)) if any(broken) else None
     ok = out.stereo_ok.cpu().tolist()
     pos = out.pos.cpu()
     ptr = out.batch.atom_ptr.cpu().tolist()
     return [None if bad[g] else (pos[ptr[g]:ptr[g + 1]],
-                                 {"stereo_ok": int(ok[g]), "quality": "broken" if broken[g] else "ok"})
+                                 {"stereo_ok": int(ok[g]), **quality_flags(reasons[g] if broken[g] else [])})
             for g in range(len(bad))]
 
 
@@ -428,14 +520,17 @@ def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Seque
              max_atoms: int | None = None, progress: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
              retries: int = DEFAULT_RETRIES, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
              allow_unknown_elements: bool = False, largest_fragment: bool = True,
-             trained_elements: Iterable[int] | None = None) -> GenerationResult:
+             trained_elements: Iterable[int] | None = None, relax: str | RelaxOptions = "none",
+             prune_rms: float | None = None, energy_window: float | None = None,
+             sort_energy: bool = False) -> GenerationResult:
     """Generate conformers for each input (SMILES or Mol) with annealed Langevin dynamics.
 
     num_confs: one count for all inputs or one per input. Conformers of many molecules are sampled
     together in batches of at most `max_atoms` atoms. Deterministic for a given seed, batch plan
     and device. Without `model`, the checkpoint `weights` (default: the shipped one) is loaded.
     All results are held in memory; for large inputs stream with generate_iter. The remaining
-    options are generate_iter's.
+    options are generate_iter's (relax, prune_rms, energy_window, sort_energy: relax.py); the run's
+    counts and timings are in result.stats.
     """
     counts = [num_confs] * len(inputs) if isinstance(num_confs, int) else list(num_confs)
     if len(counts) != len(inputs):
@@ -449,7 +544,8 @@ def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Seque
                              seed=seed, max_atoms=max_atoms, progress=progress, chunk_size=chunk_size,
                              retries=retries, max_heavy_atoms=max_heavy_atoms,
                              allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
-                             trained_elements=trained_elements):
+                             trained_elements=trained_elements, relax=relax, prune_rms=prune_rms,
+                             energy_window=energy_window, sort_energy=sort_energy, stats=result.stats):
         result.mols[out.index] = out.mol
         result.flags[out.index] = out.conf_flags
         if out.error is not None:
