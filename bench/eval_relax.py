@@ -1,0 +1,180 @@
+"""Relaxed conformers on the development benchmark: ours (+ MMFF) vs ETKDGv3 (+ MMFF), same counts.
+
+For each molecule with K GFN2-xTB reference conformers (../shared/benchmarks/qm9_xtb_dev.sdf),
+ours (shipped weights, `--schedule` preset) and ETKDGv3 each make 2K conformers; then every
+conformer of both is relaxed with the same relax.relax_conformers call (MMFF94, the same
+iteration limit, no pruning, so the counts stay 2K). COV/MAT (R and P) at 0.5 A, heavy-atom
+GetBestRMS, mean over molecules, and paired per-molecule differences with standard errors:
+ours+MMFF vs ETKDG+MMFF and ours vs ETKDG. Also: quality flags (broken) and stereo_ok before and
+after relaxing, and conformers per second with the relax included.
+
+    nice -n 10 python bench/eval_relax.py --schedule fast --sample 30 --threads 1 \\
+        --json bench/results/relax_dev_s30_fast_mmff.json
+
+--relax xtb relaxes with GFN2-xTB instead (tblite; ~1-3 s per QM9 conformer per core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from rdkit import Chem, RDLogger
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_dev import DEV_SDF, etkdg, load_reference
+from schedule_table import paired
+
+from confgf_fast.checkpoint import load_model
+from confgf_fast.config import SamplerConfig
+from confgf_fast.evaluate import evaluate, format_table
+from confgf_fast.pipeline import generate
+from confgf_fast.relax import RelaxOptions, check_conformers, relax_conformers
+from confgf_fast.sampler import num_evaluations
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = ("cov_r", "mat_r", "cov_p", "mat_p")
+
+
+def provenance(threads: int) -> dict:
+    """git commit, dirty flag (tracked files only), command line, machine, date."""
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    return {
+        "git_commit": git("rev-parse", "HEAD") or None,
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+                   f"{threads} thread(s), device cpu",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def relax_all(mols: list[Chem.Mol], opts: RelaxOptions) -> tuple[list[Chem.Mol], float, dict]:
+    """relax_conformers on every Mol -> (relaxed Mols, seconds, counts of methods / drops)."""
+    out, counts = [], {"methods": {}, "dropped": {}}
+    t0 = time.perf_counter()
+    for m in mols:
+        if m is None or m.GetNumConformers() == 0:
+            out.append(m)
+            continue
+        r = relax_conformers(m, opts)
+        for name in r.methods:
+            counts["methods"][name] = counts["methods"].get(name, 0) + 1
+        for k, v in r.dropped.items():
+            counts["dropped"][k] = counts["dropped"].get(k, 0) + v
+        out.append(r.mol)
+    return out, time.perf_counter() - t0, counts
+
+
+def flags_summary(mols: list[Chem.Mol]) -> dict:
+    """Fraction of conformers flagged broken (quality.py) and with stereo_ok, from their coordinates."""
+    n = broken = stereo = 0
+    for m in mols:
+        if m is None or m.GetNumConformers() == 0:
+            continue
+        ok, defects = check_conformers(m)
+        n += len(ok)
+        stereo += sum(ok)
+        broken += sum(bool(d) for d in defects)
+    return {"conformers": n, "broken_fraction": broken / max(1, n), "stereo_ok_fraction": stereo / max(1, n)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ref", default=str(DEV_SDF))
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--schedule", default="fast", choices=["paper", "fast"])
+    ap.add_argument("--relax", default="mmff", choices=["mmff", "mmff94s", "xtb"])
+    ap.add_argument("--max-iters", type=int, default=1000, help="MMFF iterations, both methods")
+    ap.add_argument("--sample", type=int, default=30, help="seeded random subset of this many molecules")
+    ap.add_argument("--sample-seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    RDLogger.DisableLog("rdApp.*")
+    torch.set_num_threads(args.threads)
+
+    refs = load_reference(Path(args.ref))
+    if args.sample is not None and args.sample < len(refs):
+        pick = sorted(random.Random(args.sample_seed).sample(range(len(refs)), args.sample))
+        refs = [refs[i] for i in pick]
+    counts = [2 * m.GetNumConformers() for _, m in refs]
+    inputs = []
+    for _, m in refs:
+        x = Chem.Mol(m)
+        x.RemoveAllConformers()
+        inputs.append(x)
+    ref_groups = {s: [m] for s, m in refs}
+    model, noise = load_model(args.weights, "cpu")
+    sampler = SamplerConfig.preset(args.schedule)
+    opts = RelaxOptions(args.relax, max_iters=args.max_iters, threads=args.threads)
+
+    def ev(mols: list[Chem.Mol]):
+        return evaluate({s: [g] for (s, _), g in zip(refs, mols)}, ref_groups, threshold=args.threshold,
+                        progress=False)
+
+    t0 = time.perf_counter()
+    res = generate(inputs, counts, model=model, noise=noise, sampler=sampler, seed=args.seed, progress=True)
+    t_ours = time.perf_counter() - t0
+    ours_relaxed, t_ours_relax, ours_counts = relax_all(res.mols, opts)
+    t0 = time.perf_counter()
+    emb = [etkdg(x, n, args.seed + k) for k, (x, n) in enumerate(zip(inputs, counts))]
+    t_rd = time.perf_counter() - t0
+    rd_relaxed, t_rd_relax, rd_counts = relax_all(emb, opts)
+
+    runs = {
+        "ours": (res.mols, t_ours, None),
+        f"ours_{args.relax}": (ours_relaxed, t_ours + t_ours_relax, ours_counts),
+        "etkdg": (emb, t_rd, None),
+        f"etkdg_{args.relax}": (rd_relaxed, t_rd + t_rd_relax, rd_counts),
+    }
+    out = {
+        "benchmark": Path(args.ref).name, "n_mols": len(refs), "sample": args.sample, "sample_seed": args.sample_seed,
+        "threshold": args.threshold, "weights": args.weights or "shipped", "weights_step": model.trained_steps,
+        "schedule": args.schedule, "network_evaluations": num_evaluations(noise, sampler),
+        "relax": {"method": args.relax, "max_iters": args.max_iters},
+        "seconds": {"ours_sampling": t_ours, "ours_relax": t_ours_relax, "etkdg_embedding": t_rd,
+                    "etkdg_relax": t_rd_relax},
+        "provenance": provenance(args.threads), "methods": {}, "paired": {}, "per_molecule": {},
+    }
+    rows = {}
+    for name, (mols, seconds, extra) in runs.items():
+        e = ev(mols)
+        n_confs = sum(m.GetNumConformers() for m in mols if m is not None)
+        out["methods"][name] = {**e.summary(), **flags_summary(mols), "seconds": seconds,
+                                "conformers_per_s": n_confs / seconds if seconds else math.nan,
+                                **({"relax_counts": extra} if extra else {})}
+        rows[name] = out["per_molecule"][name] = e.row_dicts()
+        print(f"{name}: {n_confs} conformers in {seconds:.1f} s")
+        print(format_table(e.summary()))
+    for a, b in (("ours", "etkdg"), (f"ours_{args.relax}", f"etkdg_{args.relax}"), (f"ours_{args.relax}", "ours")):
+        out["paired"][f"{a} - {b}"] = {}
+        for key in METRICS:
+            mean, se, n = paired(rows[a], rows[b], key)
+            out["paired"][f"{a} - {b}"][key] = {"mean": mean, "se": se, "n": n}
+            print(f"{a} - {b}: {key} {mean:+.3f} +- {se:.3f} (n={n})")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
