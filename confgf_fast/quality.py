@@ -50,10 +50,12 @@ transfer, which `connectivity` catches. With these settings all of the conformer
 clean except 3 of the 4,186 ETKDG ones, which have a collapsed methyl C-H (0.44-0.59 A, `bond`).
 
 The all-pairs tests cost O(n^2) per conformer (n atoms): distances of every pair, built in
-chunks of at most `max_pairs` pairs so memory stays bounded, all vectorised over the batch. For
-QM9 (<= 29 atoms, <= 406 pairs) that is less work than one Langevin step; a 100-heavy-atom drug
-(~200 atoms) has 20k pairs per conformer, still far below the thousands of steps of sampling.
-Reading the per-conformer atom counts to plan the chunks is the only host synchronisation.
+chunks of at most `max_pairs` pairs so memory stays bounded, all vectorised over the batch.
+Measured on one core of a busy 2-core machine: all tests on a batch of 50 conformers of a 23-atom
+QM9 molecule (1,150 atoms) take 23 ms, on 20 conformers of a 55-atom drug-like molecule 35 ms;
+one evaluation of the shipped score network on the first batch took 252 ms, and sampling makes
+966 (`fast`) to 5000 (`paper`) of them. Reading the batch's atom counts and edges to the host to
+build the pair indices is the only host synchronisation.
 """
 
 from __future__ import annotations
