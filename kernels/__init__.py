@@ -5,6 +5,9 @@ One module per op (pairwise_distance, coord_score, langevin_step). Each register
 trace into the kernel. Importing this package does not import Triton: ``confgf_fast.ops`` imports
 the op modules only when the Triton backend is first used (the Triton interpreter is chosen by the
 TRITON_INTERPRET environment variable at Triton's import time, so the import must stay lazy).
+
+``python -m confgf_fast.kernels.aot --arch 90 [--arch 80]`` compiles every kernel here ahead of
+time to cubins without a GPU and reports registers, spills and shared memory (aot.py).
 """
 
 OPS = ("pairwise_distance", "coord_score", "langevin_step")
