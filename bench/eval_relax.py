@@ -11,7 +11,8 @@ after relaxing, and conformers per second with the relax included.
     nice -n 10 python bench/eval_relax.py --schedule fast --sample 30 --threads 1 \\
         --json bench/results/relax_dev_s30_fast_mmff.json
 
---relax xtb relaxes with GFN2-xTB instead (tblite; ~1-3 s per QM9 conformer per core).
+--relax mmff xtb relaxes the same sampled conformers both ways (xtb: GFN2-xTB with tblite,
+~1-3 s per QM9 conformer per core); the paired differences are printed for each.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref", default=str(DEV_SDF))
     ap.add_argument("--weights", default=None)
     ap.add_argument("--schedule", default="fast", choices=["paper", "fast"])
-    ap.add_argument("--relax", default="mmff", choices=["mmff", "mmff94s", "xtb"])
+    ap.add_argument("--relax", nargs="+", default=["mmff"], choices=["mmff", "mmff94s", "xtb"])
     ap.add_argument("--max-iters", type=int, default=1000, help="MMFF iterations, both methods")
     ap.add_argument("--sample", type=int, default=30, help="seeded random subset of this many molecules")
     ap.add_argument("--sample-seed", type=int, default=0)
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     RDLogger.DisableLog("rdApp.*")
     torch.set_num_threads(args.threads)
+    prov = provenance(args.threads)  # before the run: the commit that ran, not one made meanwhile
 
     refs = load_reference(Path(args.ref))
     if args.sample is not None and args.sample < len(refs):
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     ref_groups = {s: [m] for s, m in refs}
     model, noise = load_model(args.weights, "cpu")
     sampler = SamplerConfig.preset(args.schedule)
-    opts = RelaxOptions(args.relax, max_iters=args.max_iters, threads=args.threads)
+    opts = {m: RelaxOptions(m, max_iters=args.max_iters, threads=args.threads) for m in args.relax}
 
     def ev(mols: list[Chem.Mol]):
         return evaluate({s: [g] for (s, _), g in zip(refs, mols)}, ref_groups, threshold=args.threshold,
@@ -133,26 +135,23 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     res = generate(inputs, counts, model=model, noise=noise, sampler=sampler, seed=args.seed, progress=True)
     t_ours = time.perf_counter() - t0
-    ours_relaxed, t_ours_relax, ours_counts = relax_all(res.mols, opts)
     t0 = time.perf_counter()
     emb = [etkdg(x, n, args.seed + k) for k, (x, n) in enumerate(zip(inputs, counts))]
     t_rd = time.perf_counter() - t0
-    rd_relaxed, t_rd_relax, rd_counts = relax_all(emb, opts)
-
-    runs = {
-        "ours": (res.mols, t_ours, None),
-        f"ours_{args.relax}": (ours_relaxed, t_ours + t_ours_relax, ours_counts),
-        "etkdg": (emb, t_rd, None),
-        f"etkdg_{args.relax}": (rd_relaxed, t_rd + t_rd_relax, rd_counts),
-    }
+    runs = {"ours": (res.mols, t_ours, None), "etkdg": (emb, t_rd, None)}
+    seconds = {"ours_sampling": t_ours, "etkdg_embedding": t_rd}
+    for m, o in opts.items():
+        ours_relaxed, t_ours_relax, ours_counts = relax_all(res.mols, o)
+        rd_relaxed, t_rd_relax, rd_counts = relax_all(emb, o)
+        runs[f"ours_{m}"] = (ours_relaxed, t_ours + t_ours_relax, ours_counts)
+        runs[f"etkdg_{m}"] = (rd_relaxed, t_rd + t_rd_relax, rd_counts)
+        seconds.update({f"ours_relax_{m}": t_ours_relax, f"etkdg_relax_{m}": t_rd_relax})
     out = {
         "benchmark": Path(args.ref).name, "n_mols": len(refs), "sample": args.sample, "sample_seed": args.sample_seed,
         "threshold": args.threshold, "weights": args.weights or "shipped", "weights_step": model.trained_steps,
         "schedule": args.schedule, "network_evaluations": num_evaluations(noise, sampler),
-        "relax": {"method": args.relax, "max_iters": args.max_iters},
-        "seconds": {"ours_sampling": t_ours, "ours_relax": t_ours_relax, "etkdg_embedding": t_rd,
-                    "etkdg_relax": t_rd_relax},
-        "provenance": provenance(args.threads), "methods": {}, "paired": {}, "per_molecule": {},
+        "relax": {"methods": args.relax, "max_iters": args.max_iters}, "seconds": seconds,
+        "provenance": prov, "methods": {}, "paired": {}, "per_molecule": {},
     }
     rows = {}
     for name, (mols, seconds, extra) in runs.items():
@@ -164,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         rows[name] = out["per_molecule"][name] = e.row_dicts()
         print(f"{name}: {n_confs} conformers in {seconds:.1f} s")
         print(format_table(e.summary()))
-    for a, b in (("ours", "etkdg"), (f"ours_{args.relax}", f"etkdg_{args.relax}"), (f"ours_{args.relax}", "ours")):
+    pairs = [("ours", "etkdg")] + [p for m in args.relax for p in ((f"ours_{m}", f"etkdg_{m}"), (f"ours_{m}", "ours"))]
+    for a, b in pairs:
         out["paired"][f"{a} - {b}"] = {}
         for key in METRICS:
             mean, se, n = paired(rows[a], rows[b], key)

@@ -16,8 +16,9 @@ Methods:
   quality.py bond / 1-3 clash / connectivity tests on the optimised geometry) or whose
   optimisation failed is dropped and counted; the energy is the GFN2-xTB total energy.
 Energies are in kcal/mol (xTB's hartree x 627.5095). After relaxing, every kept conformer is
-checked again: `stereo_ok` with stereo.stereo_ok (the same geometric check as after sampling, on
-the input's stereo elements) and the quality.py tests, so the flags describe the written geometry.
+checked again: `stereo_ok` with stereo.stereo_ok (the geometric check made after sampling, on the
+input's stereo elements; where it fails, RDKit's 3D perception decides, see check_conformers) and
+the quality.py tests, so the flags describe the written geometry.
 
 Then, on the relaxed energies: `energy_window` E drops conformers more than E kcal/mol above the
 molecule's lowest; `prune_rms` R drops every conformer within R A heavy-atom RMSD (symmetry-aware,
@@ -202,7 +203,9 @@ def _xtb(mol: Chem.Mol, max_steps: int, threads: int) -> tuple[list[float], list
 # ---- checks after relaxing ----------------------------------------------------------------------
 def check_conformers(mol: Chem.Mol) -> tuple[list[int], list[list[str]]]:
     """Every conformer of `mol` (all H) -> (stereo_ok 0/1, quality.py defect names) per conformer:
-    the same checks as after sampling, on these coordinates."""
+    the checks made after sampling, on these coordinates; a conformer that fails the geometric
+    stereo check is passed if RDKit's 3D perception (evaluate.stereo_matches) finds the input's
+    stereo in it."""
     from .chem import conformer_positions, featurize
     from .graph import PackedGraphs
     from .quality import conformer_defects, defect_reasons
@@ -216,7 +219,20 @@ def check_conformers(mol: Chem.Mol) -> tuple[list[int], list[list[str]]]:
         return [1] * C, [[] for _ in range(C)]
     batch = PackedGraphs([featurize(mol)]).batch(torch.zeros(C, dtype=torch.long))
     cons = batch_constraints([stereo_constraints(mol)], batch)
-    ok = stereo_ok(pos, cons, batch.atom_ptr).tolist()
+    ok = [bool(x) for x in stereo_ok(pos, cons, batch.atom_ptr).tolist()]
+    if not all(ok):
+        # stereo.stereo_ok is sufficient, not necessary: it also asks the substituents' tetrahedron
+        # to have the right orientation, which a relaxed strained cage can miss while RDKit perceives
+        # every centre right from 3D (2 of 30 dev molecules after MMFF). Ask RDKit for those.
+        from .chem import remove_hs
+        from .evaluate import stereo_matches
+
+        try:
+            target = Chem.MolToSmiles(remove_hs(mol))
+            perceived = stereo_matches(mol, target)
+            ok = [a or bool(b) for a, b in zip(ok, perceived)]
+        except Exception:  # a Mol RDKit cannot write and read back: keep the geometric verdict
+            pass
     return [int(x) for x in ok], defect_reasons(conformer_defects(pos, batch))
 
 
