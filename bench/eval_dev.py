@@ -31,6 +31,10 @@ from confgf_fast.evaluate import EvalResult, evaluate, format_table, stereo_matc
 from confgf_fast.pipeline import generate
 from confgf_fast.sampler import num_evaluations
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import provenance
+from schedule_table import paired
+
 DEV_SDF = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "qm9_xtb_dev.sdf"
 
 
@@ -70,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps-per-level", type=int, default=None)
     ap.add_argument("--eps", type=float, default=None)
     ap.add_argument("--bands", default=None, help="SamplerConfig.bands spec, e.g. '2:6x20,0.1:21x36,0:6x20'")
+    ap.add_argument("--sampler", default=None, choices=["langevin", "project"])
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="set any SamplerConfig field, e.g. --set num_steps=30 --set noise_scale=0.4")
+    ap.add_argument("--paired", default=None,
+                    help="a result JSON on the same weights (e.g. the paper schedule on all 190 molecules) to "
+                         "print paired per-molecule differences against")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "tf32"])
     ap.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
     ap.add_argument("--offset", type=int, default=0)
@@ -83,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-etkdg", action="store_true")
     ap.add_argument("--no-ours", action="store_true", help="only the ETKDG baseline")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     RDLogger.DisableLog("rdApp.*")
 
@@ -96,6 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     sampler = SamplerConfig.preset(args.schedule)
     sampler.precision, sampler.compile = args.precision, args.compile
     sampler.override(args.levels, args.steps_per_level, args.eps, args.bands)
+    if args.sampler:
+        sampler.sampler = args.sampler
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if not hasattr(sampler, key):
+            ap.error(f"--set: SamplerConfig has no field {key!r}")
+        old = getattr(sampler, key)
+        setattr(sampler, key, type(old)(value) if old is not None else value)
 
     inputs = []
     for _, m in refs:
@@ -112,12 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         "weights_step": model.trained_steps,
         "schedule": args.schedule, "sampler": vars(sampler),
         "network_evaluations": num_evaluations(noise, sampler), "per_molecule": {},
+        "provenance": provenance(args.device),
     }
     ours_eval = None
     if not args.no_ours:
         t0 = time.perf_counter()
         res = generate(inputs, counts, model=model, noise=noise, sampler=sampler, device=args.device,
-                       seed=args.seed, progress=True)
+                       seed=args.seed, progress=not args.quiet)
         t_ours = time.perf_counter() - t0
         ours_eval = evaluate({s: [g] for (s, _), g in zip(refs, res.mols)}, ref_groups, threshold=args.threshold,
                              progress=False)
@@ -148,6 +168,14 @@ def main(argv: list[str] | None = None) -> int:
             out["ours_on_etkdg_molecules"] = same
             print(f"ours on the {len(both)} molecules ETKDG embedded")
             print(format_table(same))
+    if args.paired and "ours" in out:
+        base = json.loads(Path(args.paired).read_text())["per_molecule"]
+        for method in ("ours", "etkdg"):
+            if method in base:
+                rows = out["per_molecule"]["ours"]
+                diffs = [paired(rows, base[method], k) for k in ("cov_r", "mat_r", "cov_p", "mat_p")]
+                print(f"paired vs {Path(args.paired).stem} ({method}), n={diffs[0][2]}: " + ", ".join(
+                    f"d{k} {m:+.3f} +- {e:.3f}" for k, (m, e, _) in zip(("COV-R", "MAT-R", "COV-P", "MAT-P"), diffs)))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))

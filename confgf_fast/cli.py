@@ -243,8 +243,9 @@ class _SdfStream:
     """Appends whole molecules to the output SDF: each molecule's records go out in one write and
     are flushed, so the file is valid after every molecule."""
 
-    def __init__(self, path: Path, append: bool):
+    def __init__(self, path: Path, append: bool, run_props: dict | None = None):
         self.fh = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self.run_props = run_props or {}  # the same on every record, e.g. the `sampler` provenance
 
     def write(self, out: MolOutcome) -> int:
         from rdkit import Chem
@@ -253,7 +254,7 @@ class _SdfStream:
 
         mol = out.mol
         mol.SetProp("_Name", out.name or f"mol{out.index}")
-        props = {"smiles": out.text, "mol_id": out.index, "num_confs": mol.GetNumConformers()}
+        props = {"smiles": out.text, "mol_id": out.index, "num_confs": mol.GetNumConformers(), **self.run_props}
         if out.warnings:
             props["warnings"] = "; ".join(out.warnings)
         buf = io.StringIO()
@@ -373,6 +374,18 @@ def run_stats_line(stats, method: str) -> str:
     return line
 
 
+def sampler_tag(sampler, noise, weights: str | None, model, seed: int) -> str:
+    """The `sampler` SDF property: key=value words saying how the conformers were made, e.g.
+    `sampler=project schedule=quick nfe=44 weights=qm9_small.pt step=148250 seed=0`."""
+    from .checkpoint import default_weights_path
+    from .sampler import num_evaluations
+
+    name = Path(weights).name if weights else default_weights_path().name
+    step = getattr(model, "trained_steps", None)
+    return (f"{sampler.describe()} nfe={num_evaluations(noise, sampler)} weights={name} "
+            f"step={step if step is not None else 'unknown'} seed={seed}")
+
+
 # ---- commands ---------------------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
@@ -382,6 +395,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .config import SamplerConfig
     from .pipeline import RunStats, generate_iter
     from .relax import RelaxError, RelaxOptions
+    from .sampler import num_evaluations
 
     # Under torchrun (WORLD_SIZE > 1) distributed.py runs this command once per rank on that
     # rank's share of the input (`args.shard`), then merges the shards into --out.
@@ -417,12 +431,27 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if getattr(model, "trained_elements_assumed", False):
         print("note: the checkpoint does not record its training elements; assuming H, C, N, O, F (QM9)",
               file=sys.stderr)
-    sampler = SamplerConfig.preset(args.schedule)
+    try:
+        sampler = SamplerConfig.resolve(args.sampler, args.schedule)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    langevin_opts = {"--levels": args.levels, "--steps-per-level": args.steps_per_level, "--eps": args.eps,
+                     "--bands": args.bands}
+    project_opts = {"--num-steps": args.num_steps, "--noise-scale": args.noise_scale}
+    wrong = [k for k, v in (project_opts if sampler.sampler == "langevin" else langevin_opts).items() if v is not None]
+    if wrong:
+        print(f"error: {', '.join(wrong)} do not apply to the {sampler.sampler} sampler", file=sys.stderr)
+        return EXIT_USAGE
     try:
         sampler.override(args.levels, args.steps_per_level, args.eps, args.bands)
     except ValueError as exc:
         print(f"error: --bands: {exc}", file=sys.stderr)
         return EXIT_FATAL
+    if args.num_steps is not None:
+        sampler.num_steps = args.num_steps
+    if args.noise_scale is not None:
+        sampler.noise_scale = args.noise_scale
     sampler.backend = args.backend
     sampler.stereo = not args.no_stereo
     sampler.compile = args.compile
@@ -449,7 +478,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             return EXIT_FATAL
     errors_path = Path(args.errors) if args.errors else Path(str(out_path) + ".errors.tsv")
     try:
-        sdf = _SdfStream(out_path, append=bool(args.resume and out_path.is_file()))
+        sdf = _SdfStream(out_path, append=bool(args.resume and out_path.is_file()),
+                         run_props={"sampler": sampler_tag(sampler, noise, args.weights, model, args.seed)})
         errlog = _ErrorLog(errors_path, always=args.errors is not None)
     except OSError as exc:
         print(f"error: cannot write output: {exc}", file=sys.stderr)
@@ -509,8 +539,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         code = EXIT_PARTIAL
     resumed = f" (+{len(done)} already there)" if done else ""
     state = "stopped" if code in (EXIT_SIGINT, EXIT_SIGTERM, EXIT_FATAL) else "done"
+    elapsed = time.time() - t0
     summary = (f"{state}: {n_ok} ok, {n_partial} with missing conformers, {n_failed} failed of {n_in} molecules"
-               f"{resumed}; {n_confs} conformers written to {out_path} in {time.time() - t0:.1f} s")
+               f"{resumed}; {n_confs} conformers written to {out_path} in {elapsed:.1f} s "
+               f"({n_confs / max(elapsed, 1e-9):.2f} conformers/s, {num_evaluations(noise, sampler)} network "
+               f"evaluations per conformer, {sampler.sampler} sampler, schedule {sampler.schedule})")
     if errlog.count:
         summary += f"; errors in {errors_path}"
     print(summary, file=sys.stderr)
@@ -643,8 +676,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="geometric-op backend (default auto)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--weights", default=None, help="checkpoint (default: the shipped QM9 model)")
-    g.add_argument("--schedule", default="paper", choices=["paper", "fast"],
-                   help="paper: 50 levels x 100 steps; fast: fewer network evaluations")
+    g.add_argument("--sampler", default=None, choices=["langevin", "project"],
+                   help="langevin: annealed Langevin dynamics, as the paper (default); project: projected "
+                        "denoising, one network evaluation per noise level (see README)")
+    g.add_argument("--schedule", default=None, choices=["paper", "fast", "quick", "standard"],
+                   help="langevin: paper (5000 network evaluations, default) or fast (966); project: quick "
+                        "(44, its default) or standard (94)")
+    g.add_argument("--num-steps", type=_positive, default=None,
+                   help="project sampler: noise levels (one network evaluation each)")
+    g.add_argument("--noise-scale", type=float, default=None,
+                   help="project sampler: re-noising between levels, as a fraction of the next sigma")
     g.add_argument("--levels", type=_positive, default=None, help="use this many of the noise levels (evenly spaced)")
     g.add_argument("--steps-per-level", type=_positive, default=None)
     g.add_argument("--eps", type=float, default=None, help="base step size (paper 2.4e-6)")

@@ -124,6 +124,35 @@ class SamplerConfig:
     # On CUDA: record each level's step (network + guidance + fused update) as a CUDA graph and
     # replay it (sampler._capture_level). Off by default until measured on a GPU.
     cuda_graphs: bool = False
+    # Which sampler runs (sampler.sample): "langevin", the annealed Langevin dynamics above
+    # (steps_per_level, eps, levels, bands), or "project", projected denoising
+    # (sampler.project_sample), which uses the fields below and network evaluations =
+    # num_steps + final_steps. Its levels: num_steps values from sigma_max down to sigma_min
+    # (0 = the model's smallest), spaced linearly (rho = 1), geometrically (rho = 0) or
+    # Karras-style (rho > 1). At each level one evaluation gives the Tweedie estimate of every edge
+    # length, d_hat = d + tweedie * sigma^2 * s (the network is told eval_scale * sigma), and
+    # inner_iters stress-majorisation sweeps (no network) move the coordinates to it; then fresh
+    # coordinate noise noise_scale * sigma_next re-noises the state to the next level, except
+    # where sigma_next <= quiet_below; final_steps noise-free evaluations at final_sigma
+    # (0 = the last level) polish the result. The start is N(0, init_scale^2) per atom; the stereo
+    # force acts as stereo_gain * sigma^2 * F after each projection.
+    sampler: str = "langevin"
+    schedule: str = "custom"  # the preset this came from (SamplerConfig.resolve); provenance only
+    num_steps: int = 40
+    sigma_max: float = 2.0
+    sigma_min: float = 0.0
+    rho: float = 1.0
+    tweedie: float = 1.0
+    eval_scale: float = 1.0
+    noise_scale: float = 0.8
+    quiet_below: float = 0.1
+    inner_iters: int = 60
+    final_steps: int = 4
+    final_sigma: float = 0.05
+    init_scale: float = 1.0
+    stereo_gain: float = 0.1
+    embed_dims: int = 4
+    squash_sigma: float = 0.1
 
     def override(self, levels: int | None = None, steps_per_level: int | None = None, eps: float | None = None,
                  bands: str | None = None) -> None:
@@ -166,7 +195,61 @@ class SamplerConfig:
             return cls()
         if name == "fast":
             return cls(steps_per_level=36, eps=6e-6, bands="2:3x10,0.1:21x36,0:3x60")
-        raise ValueError(f"unknown schedule {name!r}; choose 'paper' or 'fast'")
+        if name == "quick":
+            return cls(sampler="project")
+        if name == "standard":
+            return cls(sampler="project", num_steps=90)
+        raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
+
+    @classmethod
+    def resolve(cls, sampler: str | None = None, schedule: str | None = None) -> SamplerConfig:
+        """The preset for a --sampler / --schedule pair: either may be None. No sampler: the
+        schedule's own (paper and fast are Langevin schedules, quick and standard projected
+        ones); no schedule: the sampler's default (DEFAULT_SCHEDULE); neither: `paper`.
+        ValueError for an unknown name or a schedule of another sampler."""
+        if sampler is not None and sampler not in DEFAULT_SCHEDULE:
+            raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(DEFAULT_SCHEDULE)}")
+        if schedule is None:
+            schedule = DEFAULT_SCHEDULE[sampler or "langevin"]
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+        if sampler is not None and SCHEDULES[schedule] != sampler:
+            raise ValueError(f"schedule {schedule!r} belongs to the {SCHEDULES[schedule]} sampler, not {sampler!r}; "
+                             f"{sampler} schedules: {', '.join(k for k, v in SCHEDULES.items() if v == sampler)}")
+        cfg = cls.preset(schedule)
+        cfg.schedule = schedule
+        return cfg
+
+    def describe(self) -> str:
+        """`key=value` words naming the sampler, its schedule preset and every schedule field that
+        differs from the preset (the start of the SDF `sampler` property)."""
+        words = [f"sampler={self.sampler}", f"schedule={self.schedule}"]
+        if self.schedule in SCHEDULES:
+            base = SamplerConfig.preset(self.schedule)
+            words += [f"{f}={getattr(self, f)}" for f in SCHEDULE_FIELDS if getattr(self, f) != getattr(base, f)]
+        return " ".join(words)
+
+
+
+# Every schedule preset and the sampler it belongs to; the default schedule of each sampler.
+SCHEDULES = {"paper": "langevin", "fast": "langevin", "quick": "project", "standard": "project"}
+DEFAULT_SCHEDULE = {"langevin": "paper", "project": "quick"}
+# The fields that change which coordinates a sampler produces (not how fast): named in provenance.
+SCHEDULE_FIELDS = ("steps_per_level", "eps", "clip", "levels", "bands", "stereo", "stereo_strength",
+                   "stereo_sigma_max", "num_steps", "sigma_max", "sigma_min", "rho", "tweedie", "eval_scale",
+                   "noise_scale", "quiet_below", "inner_iters", "final_steps", "final_sigma", "init_scale",
+                   "stereo_gain", "embed_dims", "squash_sigma")
+
+
+def resolve_sampler(sampler: SamplerConfig | str | None, schedule: str | None = None) -> SamplerConfig:
+    """The SamplerConfig of the Python API's `sampler` / `schedule` keywords, named as the CLI's
+    --sampler and --schedule (SamplerConfig.resolve: None and None = Langevin, paper schedule); a
+    SamplerConfig is used as it is."""
+    if isinstance(sampler, SamplerConfig):
+        if schedule is not None:
+            raise ValueError("schedule= picks a preset; with a SamplerConfig, set its fields instead")
+        return sampler
+    return SamplerConfig.resolve(sampler, schedule)
 
 
 def config_to_dict(cfg) -> dict:

@@ -51,7 +51,7 @@ from torch import Tensor
 
 from .checkpoint import QM9_ELEMENTS, load_model
 from .chem import featurize, set_conformers
-from .config import NUM_ATOM_TYPES, NoiseConfig, SamplerConfig
+from .config import NUM_ATOM_TYPES, NoiseConfig, SamplerConfig, resolve_sampler
 from .graph import MolGraph, PackedGraphs
 from .model import ScoreNet
 from .quality import conformer_defects, defect_reasons
@@ -312,7 +312,8 @@ def prepare_entry(k: int, x: str | Chem.Mol | MolInput, num_confs: int, *, sampl
 
 def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 10, *,
                   model: ScoreNet | None = None, noise: NoiseConfig | None = None, weights: str | None = None,
-                  sampler: SamplerConfig | None = None, device: str | torch.device = "cpu", seed: int = 0,
+                  sampler: SamplerConfig | str | None = None, schedule: str | None = None,
+                  device: str | torch.device = "cpu", seed: int = 0,
                   max_atoms: int | None = None, progress: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
                   retries: int = DEFAULT_RETRIES, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
                   allow_unknown_elements: bool = False, largest_fragment: bool = True,
@@ -323,7 +324,9 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
     """Generate conformers for a stream of inputs; yield one MolOutcome per input, in input order.
 
     inputs: SMILES, Mols or MolInput (per-molecule counts, names, known errors); read lazily,
-    `chunk_size` at a time, so memory stays bounded for any input length. Within a chunk,
+    `chunk_size` at a time, so memory stays bounded for any input length. sampler / schedule:
+    names as the CLI's --sampler / --schedule (config.resolve_sampler; default Langevin, paper
+    schedule) or a SamplerConfig. Within a chunk,
     conformers of many molecules are sampled together in batches of at most `max_atoms` atoms,
     and a molecule is yielded as soon as it and every molecule before it are finished.
     skip: input indices not to process and not to yield (what a resumed run already has).
@@ -345,7 +348,7 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
     if model is None:
         model, noise = load_model(weights, device)
     noise = noise or NoiseConfig()
-    sampler = sampler or SamplerConfig()
+    sampler = resolve_sampler(sampler, schedule)
     if chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
     if retries < 0:
@@ -516,7 +519,8 @@ def _finish(e: _Entry, retries: int) -> MolOutcome:
 
 def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Sequence[int] = 10, *,
              model: ScoreNet | None = None, noise: NoiseConfig | None = None, weights: str | None = None,
-             sampler: SamplerConfig | None = None, device: str | torch.device = "cpu", seed: int = 0,
+             sampler: SamplerConfig | str | None = None, schedule: str | None = None,
+             device: str | torch.device = "cpu", seed: int = 0,
              max_atoms: int | None = None, progress: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
              retries: int = DEFAULT_RETRIES, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
              allow_unknown_elements: bool = False, largest_fragment: bool = True,
@@ -540,7 +544,8 @@ def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Seque
         inp = _as_input(x)
         items.append(inp if inp.num_confs is not None else MolInput(inp.source, c, inp.text, inp.name, inp.error))
     result = GenerationResult([None] * len(items))
-    for out in generate_iter(items, model=model, noise=noise, weights=weights, sampler=sampler, device=device,
+    for out in generate_iter(items, model=model, noise=noise, weights=weights, sampler=sampler, schedule=schedule,
+                             device=device,
                              seed=seed, max_atoms=max_atoms, progress=progress, chunk_size=chunk_size,
                              retries=retries, max_heavy_atoms=max_heavy_atoms,
                              allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,

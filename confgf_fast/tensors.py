@@ -32,11 +32,11 @@ import torch
 from torch import Tensor
 
 from .checkpoint import QM9_ELEMENTS, load_model
-from .config import NUM_ATOM_TYPES, NoiseConfig, SamplerConfig
+from .config import NUM_ATOM_TYPES, NoiseConfig, SamplerConfig, resolve_sampler
 from .graph import GraphBatch, MolGraph, PackedGraphs
 from .model import ScoreNet
 from .quality import broken_conformers
-from .sampler import default_max_atoms, langevin_sample, plan_batches
+from .sampler import default_max_atoms, plan_batches, sample
 from .stereo import StereoConstraints, make_guidance
 
 # Coordinates beyond this (angstrom) count as an exploded conformer: sampling starts at N(0, 1)
@@ -98,7 +98,7 @@ def sample_batch(model: ScoreNet, packed: PackedGraphs, mol_ids: Tensor, noise: 
     """
     batch = packed.batch(mol_ids).to(device)
     guidance, finalize = make_guidance(stereo, batch, sampler) if stereo is not None else (None, None)
-    pos = langevin_sample(model, batch, noise, sampler, generator=generator, guidance=guidance, callback=callback)
+    pos = sample(model, batch, noise, sampler, generator=generator, guidance=guidance, callback=callback)
     bad = bad_conformers(pos, batch.node_graph, batch.num_graphs)
     if finalize is not None:
         pos, stereo_ok = finalize(pos)
@@ -179,7 +179,7 @@ class _Job:
 
 def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Sequence[int] = 10, *,
                      model: ScoreNet | None = None, noise: NoiseConfig | None = None, weights: str | None = None,
-                     sampler: SamplerConfig | None = None, device: str | torch.device = "cpu", seed: int = 0,
+                     sampler: SamplerConfig | str | None = None, device: str | torch.device = "cpu", seed: int = 0,
                      max_atoms: int | None = None, max_heavy_atoms: int | None = 100,
                      allow_unknown_elements: bool = False, largest_fragment: bool = True,
                      trained_elements: Iterable[int] | None = None) -> TensorConformers:
@@ -198,7 +198,7 @@ def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Seque
     if model is None:
         model, noise = load_model(weights, device)
     noise = noise or NoiseConfig()
-    sampler = sampler or SamplerConfig()
+    sampler = resolve_sampler(sampler)
     counts = [num_confs] * len(inputs) if isinstance(num_confs, int) else list(num_confs)
     if len(counts) != len(inputs):
         raise ValueError("num_confs must be an int or have one entry per input")

@@ -63,13 +63,13 @@ def test_generate_bands_and_schedule_overrides(tiny_ckpt, tmp_path, monkeypatch)
     import confgf_fast.tensors as tensors
 
     seen = []
-    real = tensors.langevin_sample
+    real = tensors.sample
 
     def spy(model, batch, noise, cfg, *a, **k):
         seen.append((cfg.bands, cfg.levels, cfg.steps_per_level))
         return real(model, batch, noise, cfg, *a, **k)
 
-    monkeypatch.setattr(tensors, "langevin_sample", spy)
+    monkeypatch.setattr(tensors, "sample", spy)
     out = tmp_path / "out.sdf"
     common = ["generate", "CCO", "-n", "1", "--out", str(out), "--weights", str(tiny_ckpt), "-q"]
     assert main([*common, "--bands", "1:2x2,0:1x1"]) == EXIT_OK

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from oracle import OracleScore
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
@@ -256,19 +257,6 @@ def test_make_guidance_off_or_without_stereo_is_none():
 
 
 # ---- sampler hook -------------------------------------------------------------------------------
-
-class OracleScore(torch.nn.Module):
-    """The exact score of the perturbed distances around known clean distances d0 (as in
-    test_train_sampler): s = -(d - d0) / sigma^2. It knows only distances, so it cannot tell a
-    conformer from its mirror image."""
-
-    def __init__(self, d0):
-        super().__init__()
-        self.d0 = d0
-
-    def forward(self, z, edge_index, edge_type, d, sigma, half_edges=None, edge_pair=None):
-        return -(d - self.d0) / sigma**2
-
 
 def test_sampler_hook_default_unchanged_and_adds_alpha_times_force():
     model = ScoreNet(ModelConfig(16, 2)).eval()

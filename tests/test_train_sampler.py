@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from oracle import OracleScore
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
@@ -33,18 +34,6 @@ def embedded(smiles, n=3, seed=0):
 @pytest.fixture(scope="module")
 def tiny_dataset():
     return ConformerDataset.from_mols([embedded(s, 3, k) for k, s in enumerate(["CCO", "c1ccoc1", "CC(=O)N", "CCCC"])])
-
-
-class OracleScore(torch.nn.Module):
-    """Knows the clean distances d0 and returns the exact score of the perturbation kernel:
-    s = -(d~ - d0) / sigma^2."""
-
-    def __init__(self, d0):
-        super().__init__()
-        self.d0 = d0
-
-    def forward(self, z, edge_index, edge_type, d, sigma, half_edges=None, edge_pair=None):
-        return -(d - self.d0) / sigma**2
 
 
 class ZeroScore(torch.nn.Module):
