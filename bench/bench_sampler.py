@@ -21,7 +21,7 @@ so the shipped weights (checkpoint.default_weights_path()) are used.
 The Langevin runs use a short schedule (default 5 levels x 10 steps = 50 network evaluations) and
 report conformer-steps per second; the summary extrapolates to the paper schedule (5000
 evaluations per conformer: conformers/s = conformer-steps/s / 5000) and to the `fast` schedule
-(1000). The timed runs include featurisation and set-up, so the extrapolation is slightly
+(966). The timed runs include featurisation and set-up, so the extrapolation is slightly
 pessimistic for both samplers.
 
 Memory: peak bytes of the tensors alive during sampling steps (counted exactly with a
@@ -49,9 +49,9 @@ from torch.utils._pytree import tree_flatten
 
 from confgf_fast import ops
 from confgf_fast.checkpoint import default_weights_path, load_model
-from confgf_fast.config import SamplerConfig
+from confgf_fast.config import NoiseConfig, SamplerConfig
 from confgf_fast.graph import GraphBatch, PackedGraphs
-from confgf_fast.sampler import default_max_atoms, level_indices
+from confgf_fast.sampler import default_max_atoms, level_indices, num_evaluations
 from confgf_fast.tensors import generate_tensors
 
 WORKLOADS = {
@@ -59,7 +59,9 @@ WORKLOADS = {
     "qm9": ("CC(C)C1=CC=CO1", 50, 20),
     "drugs": ("COCCc1ccc(OCC(O)CNC(C)C)cc1", 20, 20),
 }
-PAPER_EVALS, FAST_EVALS = 5000, 1000
+# evaluations per conformer of the paper and fast Langevin presets (966 for fast)
+PAPER_EVALS = num_evaluations(NoiseConfig(), SamplerConfig.preset("paper"))
+FAST_EVALS = num_evaluations(NoiseConfig(), SamplerConfig.preset("fast"))
 MAX_ATOMS = 20_000  # the batch test_memory measures: generate's default on a GPU
 
 
@@ -233,6 +235,35 @@ def test_ours(benchmark, sampler_results, request, device, size, variant):
     _record(sampler_results, size, variant, benchmark, mols * confs, evals, device=device,
             backend=ops._resolve("auto", torch.zeros(1, 3, device=device)),
             max_atoms=max_atoms, compile=compile_mode, precision=precision, cuda_graphs=graphs)
+
+
+@pytest.mark.parametrize("name", ["quick"])
+@pytest.mark.parametrize("size", list(WORKLOADS))
+def test_project(benchmark, sampler_results, request, device, size, name):
+    """The projected-denoising sampler at a whole schedule preset (no extrapolation: it is short),
+    compiled network, generate's batch size: conformers/s as a user gets them."""
+    smiles, mols, confs = WORKLOADS[size]
+    model, noise = shipped(device)
+    cfg = SamplerConfig.resolve("project", name)
+    cfg.compile = "on"
+    max_atoms = default_max_atoms(device)
+    warm = SamplerConfig.resolve("project", name)
+    warm.compile, warm.num_steps, warm.final_steps = "on", 1, 0
+    generate_tensors([smiles] * mols, confs, model=model, noise=noise, sampler=warm, device=device,
+                     max_atoms=max_atoms)
+    seed = iter(range(10**6))
+
+    def run():
+        res = generate_tensors([smiles] * mols, confs, model=model, noise=noise, sampler=cfg, device=device,
+                               seed=next(seed), max_atoms=max_atoms)
+        _sync(device)
+        return res
+
+    benchmark.group = f"sampler/{size}/{device}"
+    res = benchmark.pedantic(run, rounds=request.config.getoption("--bench-rounds"), iterations=1)
+    assert res.num_conformers == mols * confs and not res.errors
+    _record(sampler_results, size, f"project_{name}_compiled", benchmark, mols * confs, None, device=device,
+            network_evaluations_per_conformer=num_evaluations(noise, cfg), max_atoms=max_atoms)
 
 
 @pytest.mark.parametrize("size", list(WORKLOADS))

@@ -88,6 +88,13 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 PAPER_EVALS = 5000
 
 
+def _fast_evals() -> int:
+    from confgf_fast.config import NoiseConfig, SamplerConfig
+    from confgf_fast.sampler import num_evaluations
+
+    return num_evaluations(NoiseConfig(), SamplerConfig.preset("fast"))
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
@@ -112,6 +119,18 @@ def _sampler_line(size: str, method: str, row: dict) -> str:
 def _speedups(rows: dict) -> dict:
     """Ratios of every `ours*` row to the baselines measured in the same run (> 1: ours faster)."""
     out = {}
+    for name, row in rows.items():  # whole-schedule runs (conformers/s measured, not extrapolated)
+        if not name.startswith("project"):
+            continue
+        for m in ("etkdg_1thread", "etkdg_allcores"):
+            if m in rows:
+                out[f"{name}_vs_{m}"] = row["conformers_per_s"] / rows[m]["conformers_per_s"]
+        for m in ("ours_compiled", "ours_eager"):
+            if m in rows:
+                fast = rows[m]["fast_schedule_conformers_per_s"]
+                out[f"{name}_vs_{m}_fast_schedule"] = row["conformers_per_s"] / fast
+                out[f"{name}_vs_{m}_paper_schedule"] = (row["conformers_per_s"]
+                                                        / rows[m]["paper_schedule_conformers_per_s"])
     for name, ours in rows.items():
         if not name.startswith("ours"):
             continue
@@ -169,7 +188,7 @@ def _sampler_summary(tr, config) -> None:
             "note": os.environ.get("CONFGF_BENCH_NOTE", ""),
         },
         "schedule": {"levels": levels, "steps_per_level": steps, "evaluations_per_conformer": levels * steps,
-                     "paper_evaluations": PAPER_EVALS, "fast_evaluations": 1000,
+                     "paper_evaluations": PAPER_EVALS, "fast_evaluations": _fast_evals(),
                      "extrapolation": "conformers/s at S evaluations = conformer-steps/s / S; the timed short runs "
                                       "include set-up (featurisation, batching), so this is slightly pessimistic"},
         "workloads": _SAMPLER.get("workloads", {}),

@@ -7,7 +7,7 @@ import torch
 from rdkit import Chem
 
 from confgf_fast.checkpoint import WeightsError, load_model
-from confgf_fast.cli import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, main, read_inputs
+from confgf_fast.cli import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main, read_inputs
 
 FAST = ["--levels", "3", "--steps-per-level", "3", "-q"]
 
@@ -79,6 +79,25 @@ def test_generate_bands_and_schedule_overrides(tiny_ckpt, tmp_path, monkeypatch)
     n = len(seen)
     assert main([*common, "--bands", "1:2"]) == EXIT_FATAL
     assert len(seen) == n
+
+
+def test_generate_project_sampler_provenance_and_option_checks(tiny_ckpt, tmp_path, capsys):
+    """--sampler project runs the projected sampler, every record says how it was made (sampler,
+    schedule, evaluations, weights and step, seed), the summary gives evaluations per conformer
+    and conformers/s; options of the other sampler, or a schedule of the other sampler, are
+    usage errors."""
+    out = tmp_path / "out.sdf"
+    common = ["generate", "CCO", "-n", "2", "--out", str(out), "--weights", str(tiny_ckpt), "-q", "--seed", "3"]
+    assert main([*common, "--sampler", "project", "--num-steps", "5"]) == EXIT_OK
+    recs = [m for m in Chem.SDMolSupplier(str(out), removeHs=False)]
+    step = load_model(str(tiny_ckpt))[0].trained_steps
+    want = (f"sampler=project schedule=quick num_steps=5 nfe=9 weights={tiny_ckpt.name} "
+            f"step={step if step is not None else 'unknown'} seed=3")
+    assert len(recs) == 2 and all(r.GetProp("sampler") == want for r in recs)
+    assert "9 network evaluations per conformer" in capsys.readouterr().err
+    assert main([*common, "--sampler", "project", "--bands", "0:1x1"]) == EXIT_USAGE
+    assert main([*common, "--num-steps", "5"]) == EXIT_USAGE  # the default sampler is Langevin
+    assert main([*common, "--sampler", "project", "--schedule", "fast"]) == EXIT_USAGE
 
 
 def test_generate_file_with_counts_and_bad_line(tiny_ckpt, tmp_path):
