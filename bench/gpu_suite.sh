@@ -64,7 +64,9 @@ LOG="$OUT/suite.log"
 export PYTHONUNBUFFERED=1
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"  # H100/H200; one arch keeps the build short
 export MAX_JOBS="${MAX_JOBS:-16}"
-export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
+# torch derives CUDA_HOME from the nvcc on PATH, which may be a wrapper script (as on the dev machines,
+# where the link then fails on -lcudart): point it at the toolkit when one is there.
+if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda; fi
 START=$(date +%s)
 SUMMARY_RESERVE=15  # seconds kept for the summary at the end
 
