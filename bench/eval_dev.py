@@ -26,7 +26,7 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 
 from confgf_fast.checkpoint import load_model
-from confgf_fast.config import SamplerConfig
+from confgf_fast.config import SCHEDULES, SamplerConfig
 from confgf_fast.evaluate import EvalResult, evaluate, format_table, stereo_match_rate
 from confgf_fast.pipeline import generate
 from confgf_fast.sampler import num_evaluations
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ref", default=str(DEV_SDF))
     ap.add_argument("--weights", default=None)
-    ap.add_argument("--schedule", default="paper", choices=["paper", "fast"])
+    ap.add_argument("--schedule", default=None, choices=list(SCHEDULES),
+                    help="a schedule preset (default: the sampler's default; paper for Langevin)")
     ap.add_argument("--levels", type=int, default=None)
     ap.add_argument("--steps-per-level", type=int, default=None)
     ap.add_argument("--eps", type=float, default=None)
@@ -104,11 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         refs = [refs[i] for i in pick]
     counts = [2 * m.GetNumConformers() for _, m in refs]
     model, noise = load_model(args.weights, args.device)
-    sampler = SamplerConfig.preset(args.schedule)
+    sampler = SamplerConfig.resolve(args.sampler, args.schedule)
     sampler.precision, sampler.compile = args.precision, args.compile
     sampler.override(args.levels, args.steps_per_level, args.eps, args.bands)
-    if args.sampler:
-        sampler.sampler = args.sampler
     for item in args.set:
         key, _, value = item.partition("=")
         if not hasattr(sampler, key):
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                    f"device {args.device}",
         "weights": args.weights or "shipped",
         "weights_step": model.trained_steps,
-        "schedule": args.schedule, "sampler": vars(sampler),
+        "schedule": sampler.schedule, "sampler": vars(sampler), "sampler_tag": sampler.describe(),
         "network_evaluations": num_evaluations(noise, sampler), "per_molecule": {},
         "provenance": provenance(args.device),
     }
@@ -147,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                        "broken_fraction": sum(f["quality"] != "ok" for f in flags) / max(1, len(flags)),
                        "seconds": t_ours, "conformers": sum(counts)}
         out["per_molecule"]["ours"] = ours_eval.row_dicts()
-        print(f"ours (ConfGF, {args.schedule} schedule, {out['network_evaluations']} evaluations)")
+        print(f"ours (ConfGF, {sampler.describe()}, {out['network_evaluations']} evaluations)")
         print(format_table(ours))
     if not args.no_etkdg:
         t0 = time.perf_counter()

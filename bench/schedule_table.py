@@ -20,6 +20,9 @@ from pathlib import Path
 
 def describe(d: dict) -> str:
     s = d.get("sampler", {})
+    if s.get("sampler") == "project":
+        return d.get("sampler_tag") or (f"project, {s.get('num_steps')} levels rho {s.get('rho')}, "
+                                        f"noise {s.get('noise_scale')}")
     if s.get("bands"):
         return f"bands {s['bands']}, eps {s['eps']:g}"
     levels = s.get("levels") or 50
