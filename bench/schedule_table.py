@@ -21,8 +21,13 @@ from pathlib import Path
 def describe(d: dict) -> str:
     s = d.get("sampler", {})
     if s.get("sampler") == "project":
-        return d.get("sampler_tag") or (f"project, {s.get('num_steps')} levels rho {s.get('rho')}, "
-                                        f"noise {s.get('noise_scale')}")
+        words = [f"project: {s.get('num_steps')} levels, rho {s.get('rho')}, noise {s.get('noise_scale')}",
+                 f"{s.get('embed_dims', 3)}D"]
+        if s.get("eval_scale", 1.0) != 1.0:
+            words.append(f"eval x{s['eval_scale']}")
+        if s.get("tail_levels"):
+            words.append(f"+ Langevin {s['tail_levels']} x {s.get('tail_steps')} below sigma {s.get('sigma_min')}")
+        return ", ".join(words)
     if s.get("bands"):
         return f"bands {s['bands']}, eps {s['eps']:g}"
     levels = s.get("levels") or 50

@@ -1,0 +1,127 @@
+"""The result tables of README.md and bench/README.md, generated from the committed result JSON
+files so that no figure is copied by hand.
+
+    python bench/doc_tables.py            # rewrite every table region in place
+    python bench/doc_tables.py --check    # exit 1 if a committed table differs (tests/test_doc_tables.py)
+
+A table region is the text between `<!-- table:NAME -->` and `<!-- /table:NAME -->` in a document;
+TABLES maps NAME to the function that writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from schedule_table import describe, paired
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+DOCS = [REPO / "README.md", REPO / "bench" / "README.md"]
+PAPER = "dev_full_paper_step148250.json"
+# The whole-benchmark runs of the sampler table, in row order (missing files are left out).
+SAMPLER_RUNS = [PAPER, "dev_full_fast966_step148250.json", "dev_full_project_standard_step148250.json",
+                "dev_full_project_quick_step148250.json"]
+
+
+def _load(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def _device(d: dict) -> str:
+    prov = d.get("provenance", {})
+    return prov.get("machine") or d.get("machine", "?")
+
+
+def _diff(rows: list[dict], base: list[dict], key: str, fmt: str) -> str:
+    m, se, _ = paired(rows, base, key)
+    return f"{m:{fmt}} ± {se:{fmt[1:]}}"
+
+
+def sampler_table() -> str:
+    """Whole dev benchmark, shipped weights: every sampler preset with a result file, paired per
+    molecule against the paper schedule, plus RDKit ETKDGv3 (from the newest file that has it)."""
+    base = _load(PAPER)["per_molecule"]["ours"]
+    lines = ["| sampler | schedule | network evaluations / conformer | COV-R % | MAT-R Å | COV-P % | MAT-P Å | "
+             "ΔCOV-R vs paper | ΔMAT-R vs paper | ΔCOV-P vs paper | machine |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    etkdg = None
+    for name in SAMPLER_RUNS:
+        if not (RESULTS / name).is_file():
+            continue
+        d = _load(name)
+        o, rows = d["ours"], d["per_molecule"]["ours"]
+        fam = d["sampler"].get("sampler", "langevin")
+        sched = d.get("schedule") or "paper"
+        diffs = ("—", "—", "—") if name == PAPER else (
+            _diff(rows, base, "cov_r", "+.1f"), _diff(rows, base, "mat_r", "+.3f"), _diff(rows, base, "cov_p", "+.1f"))
+        lines.append(f"| {fam} | {sched} | {d['network_evaluations']} | {o['cov_r_mean']:.1f} | "
+                     f"{o['mat_r_mean']:.3f} | {o['cov_p_mean']:.1f} | {o['mat_p_mean']:.3f} | {' | '.join(diffs)} | "
+                     f"{_device(d)} |")
+        if "etkdg" in d:
+            etkdg = d
+    if etkdg is None and (RESULTS / "dev_full_etkdg.json").is_file():
+        etkdg = _load("dev_full_etkdg.json")
+    if etkdg is not None:
+        e, rows = etkdg["etkdg"], etkdg["per_molecule"]["etkdg"]
+        lines.append(f"| RDKit ETKDGv3 | | | {e['cov_r_mean']:.1f} | {e['mat_r_mean']:.3f} | {e['cov_p_mean']:.1f} | "
+                     f"{e['mat_p_mean']:.3f} | {_diff(rows, base, 'cov_r', '+.1f')} | "
+                     f"{_diff(rows, base, 'mat_r', '+.3f')} | {_diff(rows, base, 'cov_p', '+.1f')} | "
+                     f"{_device(etkdg)} |")
+    return "\n".join(lines)
+
+
+def fewstep_sweep_table() -> str:
+    """The 60-molecule sweep of the projected sampler (bench/results/fewstep_sweep), paired
+    against the paper schedule's rows for the same molecules."""
+    base = _load(PAPER)["per_molecule"]["ours"]
+    lines = ["| run | sampler settings | evaluations | COV-R % | MAT-R Å | COV-P % | ΔCOV-R vs paper | "
+             "ΔMAT-R vs paper | ΔCOV-P vs paper |", "|---|---|---|---|---|---|---|---|---|"]
+    runs = sorted((RESULTS / "fewstep_sweep").glob("*.json"))
+    for path in runs:
+        d = json.loads(path.read_text())
+        o, rows = d["ours"], d["per_molecule"]["ours"]
+        lines.append(f"| {path.stem} | {describe(d)} | {d['network_evaluations']} | {o['cov_r_mean']:.1f} | "
+                     f"{o['mat_r_mean']:.3f} | {o['cov_p_mean']:.1f} | {_diff(rows, base, 'cov_r', '+.1f')} | "
+                     f"{_diff(rows, base, 'mat_r', '+.3f')} | {_diff(rows, base, 'cov_p', '+.1f')} |")
+    return "\n".join(lines)
+
+
+TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table}
+
+
+def render(text: str) -> str:
+    """text with every known table region replaced by its generated table."""
+    def fill(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in TABLES:
+            raise KeyError(f"unknown table {name!r} (known: {', '.join(TABLES)})")
+        return f"<!-- table:{name} -->\n{TABLES[name]()}\n<!-- /table:{name} -->"
+
+    return re.sub(r"<!-- table:(\w+) -->.*?<!-- /table:\1 -->", fill, text, flags=re.S)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="only compare; exit 1 if a document is out of date")
+    args = ap.parse_args(argv)
+    stale = []
+    for doc in DOCS:
+        old = doc.read_text()
+        new = render(old)
+        if new != old:
+            stale.append(doc)
+            if not args.check:
+                doc.write_text(new)
+    if args.check and stale:
+        print("out of date (run python bench/doc_tables.py): " + ", ".join(str(p.relative_to(REPO)) for p in stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
