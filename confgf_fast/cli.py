@@ -386,6 +386,27 @@ def sampler_tag(sampler, noise, weights: str | None, model, seed: int) -> str:
             f"step={step if step is not None else 'unknown'} seed={seed}")
 
 
+def cli_wording(message: str) -> str:
+    """A per-molecule error as the CLI says it: the Python keyword arguments it names
+    (pipeline.API_TO_CLI, e.g. allow_unknown_elements=True) become the flags (--allow-unknown-elements)."""
+    from .pipeline import API_TO_CLI
+
+    for api, flag in API_TO_CLI.items():
+        message = message.replace(api, flag)
+    return message
+
+
+def _remove_if_empty(path: Path) -> bool:
+    """Delete `path` if it is a 0-byte file; True if it was deleted."""
+    try:
+        if path.is_file() and path.stat().st_size == 0:
+            path.unlink()
+            return True
+    except OSError:
+        pass  # e.g. a read-only directory: the empty file stays, which is harmless
+    return False
+
+
 # ---- commands ---------------------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
@@ -507,8 +528,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
                     if res.mol is not None:
                         n_confs += sdf.write(res)
                     if res.error is not None:
-                        print(f"error: molecule {res.index} ({res.text!r}): {res.error}", file=sys.stderr)
-                        errlog.add(res.index, res.text, res.error)
+                        why = cli_wording(res.error)
+                        print(f"error: molecule {res.index} ({res.text!r}): {why}", file=sys.stderr)
+                        errlog.add(res.index, res.text, why)
                     if res.error is None:
                         n_ok += 1
                     elif res.mol is not None:
@@ -531,6 +553,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     finally:
         sdf.close()
         errlog.close()
+    # No record written (every molecule failed, no molecules, an early interrupt): no 0-byte OUT is
+    # left behind. A shard's file stays for the merge (distributed.py).
+    dropped_out = shard is None and _remove_if_empty(out_path)
 
     if code == EXIT_OK and n_in == 0 and not done and shard is None:  # a shard may be empty: checked globally
         print(f"error: no molecules in {args.input} (empty, or only blank and comment lines)", file=sys.stderr)
@@ -541,7 +566,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     state = "stopped" if code in (EXIT_SIGINT, EXIT_SIGTERM, EXIT_FATAL) else "done"
     elapsed = time.time() - t0
     summary = (f"{state}: {n_ok} ok, {n_partial} with missing conformers, {n_failed} failed of {n_in} molecules"
-               f"{resumed}; {n_confs} conformers written to {out_path} in {elapsed:.1f} s "
+               f"{resumed}; {n_confs} conformers written to {out_path}"
+               f"{' (no records: the file was not kept)' if dropped_out else ''} in {elapsed:.1f} s "
                f"({n_confs / max(elapsed, 1e-9):.2f} conformers/s, {num_evaluations(noise, sampler)} network "
                f"evaluations per conformer, {sampler.sampler} sampler, schedule {sampler.schedule})")
     if errlog.count:
@@ -569,13 +595,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_files, format_table
+    from .evaluate import EvalInputError, evaluate_files, format_table
 
-    result = evaluate_files(args.generated, args.reference, threshold=args.threshold, workers=args.workers,
-                            progress=not args.quiet)
+    try:
+        result = evaluate_files(args.generated, args.reference, threshold=args.threshold, workers=args.workers,
+                                progress=not args.quiet)
+    except EvalInputError as exc:  # missing / empty / unreadable file, or no molecule in common
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
     print(format_table(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        try:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        except OSError as exc:
+            print(f"error: cannot write --json {args.json}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_FATAL
+    if result["n_mols"] == 0:  # shared molecules, but none with valid conformers on both sides
+        print("error: no molecule could be evaluated: every shared molecule lacks valid generated or reference "
+              "conformers (see the note above)", file=sys.stderr)
+        return EXIT_FATAL
     return EXIT_OK
 
 

@@ -162,15 +162,42 @@ def group_by_molecule(mols: Iterable[Chem.Mol]) -> dict[str, list[Chem.Mol]]:
     return groups
 
 
-def read_sdf(path: str | Path) -> tuple[list[Chem.Mol], int]:
-    """All records of an SDF (.sdf or .sdf.gz) with hydrogens kept -> (mols, unreadable count)."""
-    path = str(path)
-    if path.endswith(".gz"):
-        with gzip.open(path, "rb") as f:
-            recs = list(Chem.ForwardSDMolSupplier(f, removeHs=False))
-    else:
-        recs = list(Chem.SDMolSupplier(path, removeHs=False))
+class EvalInputError(ValueError):
+    """An input file of `evaluate` is missing, empty or unreadable, or the two files share no
+    molecule; the message names the file and the problem (the CLI prints it as one line)."""
+
+
+def read_sdf(path: str | Path, role: str = "input") -> tuple[list[Chem.Mol], int]:
+    """All records of an SDF (.sdf or .sdf.gz) with hydrogens kept -> (mols, unreadable count).
+
+    EvalInputError (naming `role` and the path) when the file is missing, a directory, not
+    readable, empty, or holds no readable record.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise EvalInputError(f"{role} file not found: {p}")
+    if p.is_dir():
+        raise EvalInputError(f"{role} {p} is a directory, not an SDF file")
+    try:
+        with open(p, "rb") as fh:
+            first = fh.read(1)
+    except OSError as exc:
+        raise EvalInputError(f"cannot read {role} file {p}: {exc.strerror or exc}") from None
+    if not first:
+        raise EvalInputError(f"{role} file {p} is empty (0 bytes)")
+    try:
+        with rdBase.BlockLogs():  # unreadable records are counted and reported, not logged one by one
+            if p.name.endswith(".gz"):
+                with gzip.open(p, "rb") as f:
+                    recs = list(Chem.ForwardSDMolSupplier(f, removeHs=False))
+            else:
+                recs = list(Chem.SDMolSupplier(str(p), removeHs=False))
+    except (OSError, EOFError, SystemError, RuntimeError) as exc:  # e.g. a corrupt .gz
+        raise EvalInputError(f"cannot read {role} file {p}: {exc}") from None
     mols = [m for m in recs if m is not None]
+    if not mols:
+        raise EvalInputError(f"{role} file {p} has no readable SDF record ({len(recs)} unreadable): "
+                             "is it an SDF file?")
     return mols, len(recs) - len(mols)
 
 
@@ -326,9 +353,15 @@ def evaluate_files(gen_sdf: str | Path, ref_sdf: str | Path, threshold: float = 
     and further counts (see EvalResult.summary). Per-molecule rows go to `rows_csv` when given;
     call `evaluate` for them as objects.
     """
-    gen_mols, gen_bad = read_sdf(gen_sdf)
-    ref_mols, ref_bad = read_sdf(ref_sdf)
-    result = evaluate(gen_mols, ref_mols, threshold, workers=workers, progress=progress, max_matches=max_matches,
+    gen_mols, gen_bad = read_sdf(gen_sdf, "generated")
+    ref_mols, ref_bad = read_sdf(ref_sdf, "reference")
+    gen_groups, ref_groups = group_by_molecule(gen_mols), group_by_molecule(ref_mols)
+    if not gen_groups.keys() & ref_groups.keys():
+        raise EvalInputError(
+            f"{gen_sdf} and {ref_sdf} share no molecule (matched by stereo-free canonical SMILES: the `smiles` "
+            f"property, else the structure); {len(gen_groups)} generated and {len(ref_groups)} reference "
+            f"molecules, e.g. {next(iter(gen_groups))!r} and {next(iter(ref_groups))!r}")
+    result = evaluate(gen_groups, ref_groups, threshold, workers=workers, progress=progress, max_matches=max_matches,
                       symmetrize_terminal=symmetrize_terminal)
     result.n_unreadable_gen, result.n_unreadable_ref = gen_bad, ref_bad
     if rows_csv is not None:
@@ -472,8 +505,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", default=None)
     p.add_argument("--quiet", "-q", action="store_true")
     a = p.parse_args(argv)
-    s = evaluate_files(a.generated, a.reference, a.threshold, a.workers, not a.quiet, max_matches=a.max_matches,
-                       rows_csv=a.rows_csv)
+    try:
+        s = evaluate_files(a.generated, a.reference, a.threshold, a.workers, not a.quiet, max_matches=a.max_matches,
+                           rows_csv=a.rows_csv)
+    except EvalInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(format_table(s))
     if a.json:
         Path(a.json).write_text(json.dumps(s, indent=2))

@@ -167,20 +167,59 @@ class RunStats:
 
 
 # ---- one molecule ---------------------------------------------------------------------------------
+# How the per-molecule errors name the options that change them: the Python keyword arguments
+# here; the CLI rewrites them to its flags (cli.cli_wording) before printing.
+API_TO_CLI = {"allow_unknown_elements=True": "--allow-unknown-elements",
+              "largest_fragment=True": "--largest-fragment", "max_heavy_atoms=0": "--max-heavy-atoms 0"}
+
+
+def _quiet_rdkit():
+    """A context that keeps RDKit's error log off stderr and, where RDKit can (2025.09+:
+    rdBase.CaptureErrorLog), keeps its messages in `.messages` (the reason goes into our error)."""
+    from rdkit import rdBase
+
+    capture = getattr(rdBase, "CaptureErrorLog", None)
+    return capture() if capture is not None else rdBase.BlockLogs()
+
+
+def _parse_reason(log: object) -> str:
+    """RDKit's SMILES-parser log (captured) -> a short reason, e.g. 'unclosed ring' or 'syntax error
+    around position 3'; '' when nothing was captured."""
+    import re
+
+    reasons = []
+    for line in str(getattr(log, "messages", "") or "").splitlines():
+        line = re.sub(r"^\[[0-9:]+\]\s*", "", line).strip()
+        if not line.startswith("SMILES Parse Error:"):
+            continue  # the echoed input and the ~~^ marker
+        msg = line.removeprefix("SMILES Parse Error:").strip()
+        if msg.startswith("Failed parsing SMILES"):
+            continue  # says nothing more than "invalid"
+        msg = re.sub(r" (for input|while parsing): .*$", "", msg)
+        msg = re.sub(r"^check for mistakes (around position \d+):?$", r"\1", msg)
+        if msg and msg not in reasons:
+            reasons.append(msg)
+    return " ".join(reasons)
+
+
 def parse_smiles(smiles: str) -> Chem.Mol:
-    """SMILES -> sanitised Mol (no explicit H yet); MoleculeError with the reason when RDKit refuses."""
+    """SMILES -> sanitised Mol (no explicit H yet); MoleculeError with the reason when RDKit refuses.
+    RDKit's own log lines are kept off stderr: the reason is in the error, said once."""
     if not smiles.strip():
         raise MoleculeError("empty SMILES")
-    mol = Chem.MolFromSmiles(smiles)
+    with _quiet_rdkit():
+        mol = Chem.MolFromSmiles(smiles)
     if mol is not None:
         return mol
     # Parse again without sanitising only to say why: a valence or aromaticity problem comes back
     # as an exception with a readable message; a syntax error gives no Mol at all.
-    raw = Chem.MolFromSmiles(smiles, sanitize=False)
+    with _quiet_rdkit() as log:
+        raw = Chem.MolFromSmiles(smiles, sanitize=False)
     if raw is None:
-        raise MoleculeError(f"invalid SMILES {smiles!r} (syntax error)")
+        raise MoleculeError(f"invalid SMILES {smiles!r} ({_parse_reason(log) or 'syntax error'})")
     try:
-        Chem.SanitizeMol(raw)
+        with _quiet_rdkit():
+            Chem.SanitizeMol(raw)
     except Exception as exc:  # RDKit's AtomValenceException, KekulizeException, ...
         raise MoleculeError(f"invalid SMILES {smiles!r}: {exc}") from None
     raise MoleculeError(f"invalid SMILES {smiles!r}")
@@ -210,7 +249,7 @@ def prepare_molecule(source: str | Chem.Mol, *, max_heavy_atoms: int | None = DE
     if len(frags) > 1:
         if not largest_fragment:
             raise MoleculeError(f"{len(frags)} disconnected fragments (a salt or mixture?); "
-                                "use --largest-fragment to keep only the largest one")
+                                "largest_fragment=True keeps only the largest one")
         from rdkit.Chem.MolStandardize import rdMolStandardize
 
         kept = rdMolStandardize.LargestFragmentChooser(preferOrganic=False).choose(mol)
@@ -222,7 +261,8 @@ def prepare_molecule(source: str | Chem.Mol, *, max_heavy_atoms: int | None = DE
         mol = kept
     heavy = mol.GetNumHeavyAtoms()
     if max_heavy_atoms and heavy > max_heavy_atoms:
-        raise MoleculeError(f"too large: {heavy} heavy atoms, the limit is {max_heavy_atoms} (--max-heavy-atoms)")
+        raise MoleculeError(f"too large: {heavy} heavy atoms, the limit is {max_heavy_atoms} "
+                            "(max_heavy_atoms=0 lifts it)")
     has_coords = mol.GetNumConformers() > 0
     mol = Chem.AddHs(mol, addCoords=has_coords)
     if mol.GetNumAtoms() == 1:
@@ -235,7 +275,7 @@ def prepare_molecule(source: str | Chem.Mol, *, max_heavy_atoms: int | None = DE
     if unknown and not allow_unknown_elements:
         raise MoleculeError(f"element(s) {_symbols(unknown)} not in the model's training data "
                             f"({_symbols(z for z in range(num_atom_types) if z in trained_elements)}); "
-                            "--allow-unknown-elements samples it anyway, with an untrained embedding")
+                            "allow_unknown_elements=True samples it anyway, with an untrained embedding")
     if unknown:
         warnings.append(f"element(s) {_symbols(unknown)} never seen in training: expect poor geometry")
     return mol, warnings
