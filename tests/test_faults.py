@@ -428,12 +428,19 @@ def test_resume_refuses_foreign_sdf(tiny_ckpt, tmp_path, capsys):
     assert "without a mol_id" in capsys.readouterr().err
 
 
-def test_signal_inside_a_write_waits_for_the_write():
-    guard = _SignalGuard()
-    with guard, pytest.raises(Interrupted) as exc:
-        with guard.critical():
-            os.kill(os.getpid(), signal.SIGINT)
-            written = True  # still running: the signal is held until the block ends
-        pytest.fail("the held signal must be raised when the critical block ends")
-    assert written and exc.value.signum == signal.SIGINT
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+@pytest.mark.parametrize("start", [signal.default_int_handler, signal.SIG_IGN])
+def test_signal_inside_a_write_waits_for_the_write(start):
+    """Independent of how pytest was started: under nohup or `&` SIGINT starts ignored (SIG_IGN)
+    and Python installs no KeyboardInterrupt handler; the guard restores whatever was there."""
+    before = signal.signal(signal.SIGINT, start)
+    try:
+        guard = _SignalGuard()
+        with guard, pytest.raises(Interrupted) as exc:
+            with guard.critical():
+                os.kill(os.getpid(), signal.SIGINT)
+                written = True  # still running: the signal is held until the block ends
+            pytest.fail("the held signal must be raised when the critical block ends")
+        assert written and exc.value.signum == signal.SIGINT
+        assert signal.getsignal(signal.SIGINT) is start
+    finally:
+        signal.signal(signal.SIGINT, before)
