@@ -204,20 +204,13 @@ VARIANTS = {"ours_eager": ("off", "fp32", False), "ours_compiled": ("on", "fp32"
             "ours_compiled_bf16": ("on", "bf16", False), "ours_compiled_cuda_graphs": ("on", "fp32", True)}
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("size", list(WORKLOADS))
-def test_ours(benchmark, sampler_results, request, device, size, variant):
+def _time_generate(benchmark, request, device: str, size: str, cfg: SamplerConfig, warm: SamplerConfig):
+    """Time generate_tensors on the workload with `cfg` (generate's batch size for the device),
+    after one untimed run with `warm`: extension load, first-touch pages and, for compiled
+    networks, compilation (one dynamic-shape graph per model and precision, reused afterwards)."""
     smiles, mols, confs = WORKLOADS[size]
     model, noise = shipped(device)
-    compile_mode, precision, graphs = VARIANTS[variant]
-    if graphs and not device.startswith("cuda"):
-        pytest.skip("CUDA graphs need a CUDA device")
-    cfg = schedule(request.config)
-    cfg.compile, cfg.precision, cfg.cuda_graphs = compile_mode, precision, graphs
     max_atoms = default_max_atoms(device)
-    # warm-up: extension load, first-touch pages and, for the compiled variants, compilation (one
-    # dynamic-shape graph per model and precision, reused by every later batch)
-    warm = SamplerConfig(levels=1, steps_per_level=1, compile=compile_mode, precision=precision, cuda_graphs=graphs)
     generate_tensors([smiles] * mols, confs, model=model, noise=noise, sampler=warm, device=device,
                      max_atoms=max_atoms)
     seed = iter(range(10**6))
@@ -231,8 +224,21 @@ def test_ours(benchmark, sampler_results, request, device, size, variant):
     benchmark.group = f"sampler/{size}/{device}"
     res = benchmark.pedantic(run, rounds=request.config.getoption("--bench-rounds"), iterations=1)
     assert res.num_conformers == mols * confs and not res.errors
-    evals = len(level_indices(noise.num_levels, cfg.levels)) * cfg.steps_per_level
-    _record(sampler_results, size, variant, benchmark, mols * confs, evals, device=device,
+    return mols * confs, max_atoms
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("size", list(WORKLOADS))
+def test_ours(benchmark, sampler_results, request, device, size, variant):
+    compile_mode, precision, graphs = VARIANTS[variant]
+    if graphs and not device.startswith("cuda"):
+        pytest.skip("CUDA graphs need a CUDA device")
+    cfg = schedule(request.config)
+    cfg.compile, cfg.precision, cfg.cuda_graphs = compile_mode, precision, graphs
+    warm = SamplerConfig(levels=1, steps_per_level=1, compile=compile_mode, precision=precision, cuda_graphs=graphs)
+    n, max_atoms = _time_generate(benchmark, request, device, size, cfg, warm)
+    evals = len(level_indices(shipped(device)[1].num_levels, cfg.levels)) * cfg.steps_per_level
+    _record(sampler_results, size, variant, benchmark, n, evals, device=device,
             backend=ops._resolve("auto", torch.zeros(1, 3, device=device)),
             max_atoms=max_atoms, compile=compile_mode, precision=precision, cuda_graphs=graphs)
 
@@ -242,28 +248,12 @@ def test_ours(benchmark, sampler_results, request, device, size, variant):
 def test_project(benchmark, sampler_results, request, device, size, name):
     """The projected-denoising sampler at a whole schedule preset (no extrapolation: it is short),
     compiled network, generate's batch size: conformers/s as a user gets them."""
-    smiles, mols, confs = WORKLOADS[size]
-    model, noise = shipped(device)
-    cfg = SamplerConfig.resolve("project", name)
+    cfg, warm = SamplerConfig.resolve("project", name), SamplerConfig.resolve("project", name)
     cfg.compile = "on"
-    max_atoms = default_max_atoms(device)
-    warm = SamplerConfig.resolve("project", name)
     warm.compile, warm.num_steps, warm.final_steps = "on", 1, 0
-    generate_tensors([smiles] * mols, confs, model=model, noise=noise, sampler=warm, device=device,
-                     max_atoms=max_atoms)
-    seed = iter(range(10**6))
-
-    def run():
-        res = generate_tensors([smiles] * mols, confs, model=model, noise=noise, sampler=cfg, device=device,
-                               seed=next(seed), max_atoms=max_atoms)
-        _sync(device)
-        return res
-
-    benchmark.group = f"sampler/{size}/{device}"
-    res = benchmark.pedantic(run, rounds=request.config.getoption("--bench-rounds"), iterations=1)
-    assert res.num_conformers == mols * confs and not res.errors
-    _record(sampler_results, size, f"project_{name}_compiled", benchmark, mols * confs, None, device=device,
-            network_evaluations_per_conformer=num_evaluations(noise, cfg), max_atoms=max_atoms)
+    n, max_atoms = _time_generate(benchmark, request, device, size, cfg, warm)
+    _record(sampler_results, size, f"project_{name}_compiled", benchmark, n, None, device=device,
+            network_evaluations_per_conformer=num_evaluations(shipped(device)[1], cfg), max_atoms=max_atoms)
 
 
 @pytest.mark.parametrize("size", list(WORKLOADS))

@@ -24,7 +24,7 @@ RESULTS = REPO / "bench" / "results"
 DOCS = [REPO / "README.md", REPO / "bench" / "README.md"]
 PAPER = "dev_full_paper_step148250.json"
 # The whole-benchmark runs of the sampler table, in row order (missing files are left out).
-SAMPLER_RUNS = [PAPER, "dev_full_fast966_step148250.json", "dev_full_project_standard_step148250.json",
+SAMPLER_RUNS = [PAPER, "dev_full_fast966_step148250.json",
                 "dev_full_project_quick_step148250.json"]
 
 

@@ -32,6 +32,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,17 +76,117 @@ def input_kind(spec: str) -> str:
     return "smiles"
 
 
-def _split_line(line: str, default_count: int) -> tuple[str, int, str]:
-    """'SMILES [count] [name]' (whitespace or comma separated) -> (smiles, count, name)."""
-    parts = [p for p in re.split(r"[,\s]+", line) if p]
-    count, name = default_count, ""
-    if len(parts) >= 2:
-        try:
-            count = int(parts[1])
-            name = " ".join(parts[2:])
-        except ValueError:
-            name = " ".join(parts[1:])  # a second column that is not a count is the molecule's name
-    return parts[0], count, name
+# Header names recognised in a text input's first line (case-insensitive): the SMILES column (any
+# name ending in "smiles" also counts) and a name column.
+_SMILES_HEADERS = ("smiles", "smi", "canonical_smiles", "isomeric_smiles")
+_NAME_HEADERS = ("name", "title", "id", "mol_name", "molecule", "molecule_name", "compound", "compound_id",
+                 "identifier")
+_COUNT_HINTS = ("count", "n_conformers", "num_confs", "n_confs", "num_conformers", "confs", "conformers")
+
+
+def _parses_as_smiles(text: str) -> bool:
+    from rdkit import Chem, rdBase
+
+    with rdBase.BlockLogs():
+        return Chem.MolFromSmiles(text, sanitize=False) is not None
+
+
+def _split_fields(line: str, delimiter: str | None) -> list[str]:
+    """A line's fields: split on `delimiter` (',' or tab, csv quoting), or None: on any run of
+    commas and whitespace (a header-less file, as earlier versions read it)."""
+    if delimiter is None:
+        return [p for p in re.split(r"[,\s]+", line) if p]
+    return [f.strip() for f in next(csv.reader([line], delimiter=delimiter))]
+
+
+@dataclass
+class _Columns:
+    """Where a text input keeps what (0-based column indices)."""
+
+    delimiter: str | None = None  # see _split_fields
+    smiles: int = 0
+    name: int | None = None  # None: no name with a header, else the rest of the line (but the count)
+    header: bool = False
+    count: int | None = None  # an explicit count column; None: see auto_count
+    count_label: str = ""
+    auto_count: bool = False  # header-less `SMILES [count] [name]`: an integer second field is the count
+    announce: Callable[[str], None] | None = None  # told once, at the first count read (auto_count)
+
+    def parse(self, line: str, default_count: int) -> MolInput:
+        from .pipeline import MolInput
+
+        fields = _split_fields(line, self.delimiter)
+        smi = fields[self.smiles] if self.smiles < len(fields) else ""
+        count, error, count_at = default_count, None, self.count
+        if self.auto_count and len(fields) >= 2 and re.fullmatch(r"[+-]?\d+", fields[1]):
+            count_at = 1
+            if self.announce is not None:
+                self.announce(f"the second column holds numbers: read as each molecule's conformer count, in place "
+                              f"of -n {default_count} (--count-column none reads it as the name instead)")
+                self.announce = None
+        if count_at is not None and count_at < len(fields) and fields[count_at]:
+            try:
+                count = int(fields[count_at])
+            except ValueError:
+                error = f"count column {self.count_label}: {fields[count_at]!r} is not an integer"
+        if self.name is not None:
+            name = fields[self.name] if self.name < len(fields) else ""
+        elif self.header:
+            name = ""
+        else:
+            name = " ".join(f for i, f in enumerate(fields) if i not in (self.smiles, count_at))
+        return MolInput(smi, count, name=name, error=error)
+
+
+def _columns(first: str, spec: str, count_column: str | None,
+             note: Callable[[str], None] | None) -> tuple[_Columns, bool]:
+    """A text input's layout from its first line -> (columns, whether that line is a header).
+
+    A header is a first line whose first field does not parse as a SMILES and which names a SMILES
+    column (_SMILES_HEADERS, or a name ending in "smiles"). count_column: None or "auto" (a file
+    without a header: an integer second field is the count, announced through `note`; with a
+    header: no counts, with a note on a column that looks like them), "none" (no counts), a 1-based
+    column number, or (with a header) a column name. InputError for a column that is not there."""
+    delimiter = "\t" if "\t" in first else "," if "," in first else None
+    fields = _split_fields(first, delimiter)
+    lower = [f.lower() for f in fields]
+    smiles_col = next((i for i, f in enumerate(lower) if f in _SMILES_HEADERS), None)
+    if smiles_col is None:
+        smiles_col = next((i for i, f in enumerate(lower) if f.endswith("smiles")), None)
+    header = smiles_col is not None and not _parses_as_smiles(fields[0])
+    cols = _Columns() if not header else _Columns(
+        delimiter=delimiter, smiles=smiles_col, name=next((i for i, f in enumerate(lower) if f in _NAME_HEADERS), None),
+        header=True)
+    mode = (count_column or "auto").lower()
+    if mode == "auto":
+        if not header:
+            cols.auto_count, cols.count_label = True, "2"
+            cols.announce = None if note is None else (lambda msg: note(f"{spec}: {msg}"))
+        elif note is not None:
+            hint = next((f for f in fields if f.lower() in _COUNT_HINTS), None)
+            if hint is not None:
+                note(f"column {hint!r} of {spec} is not read as conformer counts (every molecule gets -n); "
+                     f"--count-column {hint} reads it")
+    elif mode == "none":
+        pass
+    elif mode.isdigit():
+        cols.count = int(mode) - 1
+        if cols.count < 0 or cols.count == cols.smiles:
+            raise InputError(f"--count-column {count_column}: not a column apart from the SMILES (columns are "
+                             "numbered from 1)")
+        cols.count_label = mode + (f" ({fields[cols.count]})" if header and cols.count < len(fields) else "")
+    elif not header:
+        raise InputError(f"--count-column {count_column}: {spec} has no header line naming its columns; give "
+                         "the column's number (e.g. --count-column 2)")
+    elif mode in lower:
+        cols.count = lower.index(mode)
+        cols.count_label = repr(fields[cols.count])
+    else:
+        raise InputError(f"--count-column {count_column}: no such column in the header of {spec} "
+                         f"({', '.join(fields)})")
+    if cols.count is not None and cols.name == cols.count:
+        cols.name = None
+    return cols, header
 
 
 def _sdf_records(path: Path) -> Iterator[bytes]:
@@ -130,19 +231,31 @@ def _read_sdf_record(k: int, block: bytes, default_count: int) -> MolInput:
     return MolInput(rec, default_count, text=text, name=title)
 
 
-def iter_inputs(spec: str, default_count: int, keep: Callable[[int], bool] | None = None) -> Iterator[MolInput]:
+def iter_inputs(spec: str, default_count: int, keep: Callable[[int], bool] | None = None, *,
+                count_column: str | None = None, note: Callable[[str], None] | None = None) -> Iterator[MolInput]:
     """INPUT -> MolInput per molecule, streaming (a file is read one line / record at a time).
 
     INPUT is an .sdf file (one molecule per record; unreadable records become per-molecule errors),
-    a text file with one SMILES per line and optional columns `count` (that molecule's conformer
-    count) and `name` (whitespace or comma separated), or else a SMILES string. Blank lines and
-    lines starting with '#' are skipped and do not count as molecules.
+    a text file with one SMILES per line, or else a SMILES string. Text files: blank lines and lines
+    starting with '#' are skipped and do not count as molecules. A first line that names its
+    columns (a header: its first field is no SMILES and one field is `smiles`, see _columns) is
+    read as such, not as a molecule: the columns are then split at its delimiter (comma, tab or
+    whitespace), the SMILES come from the `smiles` column and names from a `name` / `id` / `title`
+    column. Without a header the line is `SMILES [count] [name]`: an integer second field is that
+    molecule's conformer count (announced once through `note`), the rest of the line the name.
+    count_column (--count-column): None / "auto" as just said, "none" (no counts: the second
+    field is part of the name), or the column, by 1-based number or header name, that holds each
+    molecule's conformer count (an empty field: default_count). With a header, counts are read
+    only from a named count column; `note` hears of a column that looks like counts.
     keep(k) False: molecule k is yielded as an unparsed placeholder (a sharded run's other ranks'
     molecules: positions stay global, and no rank parses every SDF record).
     """
     from .pipeline import MolInput
 
     kind = input_kind(spec)
+    if (count_column or "auto").lower() not in ("auto", "none") and kind != "text":
+        what = "an SDF file" if kind == "sdf" else "a SMILES string"
+        raise InputError(f"--count-column applies to a text file of SMILES, not to {what}")
     placeholder = MolInput(None, default_count, text="", error="not read (another shard's molecule)")
     if kind == "smiles":
         yield MolInput(spec, default_count) if keep is None or keep(0) else placeholder
@@ -152,22 +265,22 @@ def iter_inputs(spec: str, default_count: int, keep: Callable[[int], bool] | Non
     else:
         # errors="replace": a stray non-UTF-8 byte makes that line an invalid SMILES, not a crash.
         with open(spec, encoding="utf-8", errors="replace") as fh:
-            k = 0
+            k, cols = 0, None
             for line in fh:
                 line = line.strip()
                 if not line or line.startswith("#"):
                     continue
-                if keep is None or keep(k):
-                    smi, count, name = _split_line(line, default_count)
-                    yield MolInput(smi, count, name=name)
-                else:
-                    yield placeholder
+                if cols is None:
+                    cols, header = _columns(line, spec, count_column, note)
+                    if header:
+                        continue
+                yield cols.parse(line, default_count) if keep is None or keep(k) else placeholder
                 k += 1
 
 
-def read_inputs(spec: str, default_count: int) -> list[tuple[str, object, int]]:
+def read_inputs(spec: str, default_count: int, count_column: str | None = None) -> list[tuple[str, object, int]]:
     """INPUT -> [(smiles_as_given, smiles_or_mol, num_confs)] (all of it in memory; see iter_inputs)."""
-    return [(m.given(), m.source, m.num_confs) for m in iter_inputs(spec, default_count)]
+    return [(m.given(), m.source, m.num_confs) for m in iter_inputs(spec, default_count, count_column=count_column)]
 
 
 # ---- output: streaming SDF, errors file, resume ---------------------------------------------------
@@ -432,6 +545,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL
+    try:  # a --count-column that is not there is said now, before the model loads (reads one line)
+        next(iter_inputs(args.input, 1, keep=lambda k: False, count_column=args.count_column), None)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if "--count-column" in str(exc) else EXIT_FATAL
     if args.threads:
         torch.set_num_threads(args.threads)  # also bounds OpenMP in the C++ kernels (same runtime)
     if args.relax == "none" and (args.prune_rms is not None or args.energy_window is not None or args.sort_energy):
@@ -509,7 +627,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     n_in = n_ok = n_partial = n_failed = n_confs = 0
     stats = RunStats()
     code = EXIT_OK
-    items = _checked_against(iter_inputs(args.input, args.num_confs, shard and shard.owns), done, out_path)
+    def note(msg: str) -> None:
+        if shard is None or shard.rank == 0:
+            print(f"note: {msg}", file=sys.stderr)
+
+    items = _checked_against(iter_inputs(args.input, args.num_confs, shard and shard.owns,
+                                         count_column=args.count_column, note=note), done, out_path)
     # A shard's chunks span world_size times the positions, so each rank samples ~chunk_size per chunk.
     chunk_size = args.chunk_size * (shard.world if shard else 1)
     try:
@@ -704,8 +827,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="generate conformers for SMILES / SDF input, write SDF")
-    g.add_argument("input", help="a SMILES string, an .sdf file, or a text file: SMILES [count] [name] per line")
+    g.add_argument("input", help="a SMILES string, an .sdf file, or a text file: SMILES [name] per line, or a CSV / "
+                                 "TSV with a header line naming a smiles column")
     g.add_argument("--num-confs", "-n", type=_positive, default=10, help="conformers per molecule (default 10)")
+    g.add_argument("--count-column", default="auto", metavar="COL",
+                   help="text input: the column (number from 1, or header name) holding each molecule's conformer "
+                        "count, which replaces -n for that molecule; none: no count column; auto (default): an "
+                        "integer second column of a file without a header line (announced on stderr)")
     g.add_argument("--out", "-o", required=True,
                    help="output SDF (all hydrogens; props smiles, mol_id, conf_id, num_confs, stereo_ok, quality; "
                         "energy, relative_energy, energy_method with --relax)")
@@ -717,9 +845,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sampler", default=None, choices=["langevin", "project"],
                    help="langevin: annealed Langevin dynamics, as the paper (default); project: projected "
                         "denoising, one network evaluation per noise level (see README)")
-    g.add_argument("--schedule", default=None, choices=["paper", "fast", "quick", "standard"],
-                   help="langevin: paper (5000 network evaluations, default) or fast (966); project: quick "
-                        "(44, its default) or standard (94)")
+    g.add_argument("--schedule", default=None, choices=["paper", "fast", "quick"],
+                   help="langevin: paper (5000 network evaluations, default) or fast (966); project: quick (44)")
     g.add_argument("--num-steps", type=_positive, default=None,
                    help="project sampler: noise levels (one network evaluation each)")
     g.add_argument("--noise-scale", type=float, default=None,

@@ -201,15 +201,13 @@ class SamplerConfig:
             return cls(steps_per_level=36, eps=6e-6, bands="2:3x10,0.1:21x36,0:3x60")
         if name == "quick":
             return cls(sampler="project")
-        if name == "standard":
-            return cls(sampler="project", num_steps=90)
         raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
 
     @classmethod
     def resolve(cls, sampler: str | None = None, schedule: str | None = None) -> SamplerConfig:
         """The preset for a --sampler / --schedule pair: either may be None. No sampler: the
-        schedule's own (paper and fast are Langevin schedules, quick and standard projected
-        ones); no schedule: the sampler's default (DEFAULT_SCHEDULE); neither: `paper`.
+        schedule's own (paper and fast are Langevin schedules, quick a projected one); no
+        schedule: the sampler's default (DEFAULT_SCHEDULE); neither: `paper`.
         ValueError for an unknown name or a schedule of another sampler."""
         if sampler is not None and sampler not in DEFAULT_SCHEDULE:
             raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(DEFAULT_SCHEDULE)}")
@@ -236,7 +234,7 @@ class SamplerConfig:
 
 
 # Every schedule preset and the sampler it belongs to; the default schedule of each sampler.
-SCHEDULES = {"paper": "langevin", "fast": "langevin", "quick": "project", "standard": "project"}
+SCHEDULES = {"paper": "langevin", "fast": "langevin", "quick": "project"}
 DEFAULT_SCHEDULE = {"langevin": "paper", "project": "quick"}
 # The fields that change which coordinates a sampler produces (not how fast): named in provenance.
 SCHEDULE_FIELDS = ("steps_per_level", "eps", "clip", "levels", "bands", "stereo", "stereo_strength",

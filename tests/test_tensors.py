@@ -102,13 +102,13 @@ def test_no_progress_callback_in_the_loop(shipped, monkeypatch):
     """The sampler loop only syncs with the host through its callback: the tensors path passes none."""
     model, noise = shipped
     seen = []
-    real = tensors.langevin_sample
+    real = tensors.sample
 
     def spy(*args, **kwargs):
         seen.append(kwargs.get("callback"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tensors, "langevin_sample", spy)
+    monkeypatch.setattr(tensors, "sample", spy)
     generate_tensors(["CCO", "CN"], 2, model=model, noise=noise, sampler=FAST, max_atoms=10)
     assert len(seen) >= 2 and all(cb is None for cb in seen)
 
@@ -146,9 +146,9 @@ def test_molgraph_path_imports_no_rdkit(tmp_path):
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU")
 def test_cuda_stays_on_device_without_sync_in_loop(monkeypatch):
     """On a GPU: outputs on the device, and torch's sync debug mode raises on any synchronising
-    call inside langevin_sample (the loop)."""
+    call inside the sampler loop."""
     model = ScoreNet(ModelConfig.preset("tiny")).cuda()
-    real = tensors.langevin_sample
+    real = tensors.sample
 
     def strict(*args, **kwargs):
         torch.cuda.set_sync_debug_mode("error")
@@ -157,7 +157,7 @@ def test_cuda_stays_on_device_without_sync_in_loop(monkeypatch):
         finally:
             torch.cuda.set_sync_debug_mode("default")
 
-    monkeypatch.setattr(tensors, "langevin_sample", strict)
+    monkeypatch.setattr(tensors, "sample", strict)
     graphs = [featurize(mol_from_smiles(s)) for s in ("CCO", "CC(=O)N")]
     res = generate_tensors(graphs, 4, model=model, sampler=FAST, device="cuda", max_atoms=40)
     for name in ("pos", "atom_ptr", "mol_index", "z", "ok", "stereo_ok"):
