@@ -136,3 +136,116 @@ def test_option_named_as_the_caller_can_change_it(tiny_model, tiny_ckpt, tmp_pat
     for flag in ("--allow-unknown-elements", "--largest-fragment", "--max-heavy-atoms 0"):
         assert flag in text
     assert "=True" not in text and "max_heavy_atoms" not in text
+
+
+# ---- 2. inputs --------------------------------------------------------------------------------------
+def test_csv_header_is_not_a_molecule_and_counts_are_opt_in(tiny_ckpt, tmp_path, capsys):
+    from confgf_fast.cli import read_inputs
+
+    csv = tmp_path / "heldout.csv"  # the layout of ../shared/data/qm9_heldout_smiles.csv
+    csv.write_text("smiles,n_conformers,corrected_smiles\nCCO,29,CCO\nCC(=O)N,10,CC(N)=O\n")
+    assert [(s, c) for s, _, c in read_inputs(str(csv), 2)] == [("CCO", 2), ("CC(=O)N", 2)]
+    assert [(s, c) for s, _, c in read_inputs(str(csv), 2, "n_conformers")] == [("CCO", 29), ("CC(=O)N", 10)]
+    out = tmp_path / "out.sdf"
+    assert main(["generate", str(csv), "-n", "2", "-o", str(out), "--weights", str(tiny_ckpt), *FAST]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "'n_conformers'" in err and "--count-column n_conformers" in err  # told about, not used
+    recs = records(out)
+    assert [(r.GetProp("mol_id"), r.GetProp("smiles"), r.GetProp("_Name")) for r in recs] == (
+        [("0", "CCO", "mol0")] * 2 + [("1", "CC(=O)N", "mol1")] * 2)
+
+
+def test_tsv_header_with_name_and_count_columns(tmp_path):
+    from confgf_fast.cli import iter_inputs
+
+    tsv = tmp_path / "in.tsv"
+    tsv.write_text("ID\tSMILES\tconfs\nm 1\tCCO\t3\nm2\tCN\t\nm3\tCC\tmany\n")
+    got = [(m.source, m.num_confs, m.name, m.error) for m in iter_inputs(str(tsv), 7, count_column="confs")]
+    assert got == [("CCO", 3, "m 1", None), ("CN", 7, "m2", None),
+                   ("CC", 7, "m3", "count column 'confs': 'many' is not an integer")]
+    assert [m.num_confs for m in iter_inputs(str(tsv), 7, count_column="3")] == [3, 7, 7]
+    assert [m.num_confs for m in iter_inputs(str(tsv), 7)] == [7, 7, 7]  # a header: counts only on request
+
+
+def test_headerless_count_column_is_announced_and_can_be_turned_off(tiny_ckpt, tmp_path, capsys):
+    from confgf_fast.cli import iter_inputs
+
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO 2 ethanol\nCN methylamine\n")
+    notes = []
+    got = [(m.source, m.num_confs, m.name) for m in iter_inputs(str(smi), 5, note=notes.append)]
+    assert got == [("CCO", 2, "ethanol"), ("CN", 5, "methylamine")]
+    assert len(notes) == 1 and "conformer count" in notes[0] and "--count-column none" in notes[0]
+    got = [(m.source, m.num_confs, m.name) for m in iter_inputs(str(smi), 5, count_column="none")]
+    assert got == [("CCO", 5, "2 ethanol"), ("CN", 5, "methylamine")]
+    out = tmp_path / "out.sdf"
+    assert main(["generate", str(smi), "-n", "1", "-o", str(out), "--weights", str(tiny_ckpt), *FAST]) == EXIT_OK
+    assert "note: " in capsys.readouterr().err and len(records(out)) == 3
+    assert main(["generate", str(smi), "-n", "1", "-o", str(out), "--weights", str(tiny_ckpt), "--count-column",
+                 "none", *FAST]) == EXIT_OK
+    assert "note: " not in capsys.readouterr().err and len(records(out)) == 2
+
+
+@pytest.mark.parametrize(("content", "col", "why"), [
+    ("CCO 2\n", "count", "no header line"),
+    ("smiles,n\nCCO,2\n", "count", "no such column"),
+    ("smiles,n\nCCO,2\n", "1", "apart from the SMILES"),
+    (None, "2", "not to an SDF file"),
+])
+def test_bad_count_column_is_a_usage_error(tiny_ckpt, ref_sdf, tmp_path, capsys, content, col, why):
+    from confgf_fast.cli import EXIT_USAGE
+
+    if content is None:
+        inp = ref_sdf
+    else:
+        inp = tmp_path / "in.csv"
+        inp.write_text(content)
+    out = tmp_path / "o.sdf"
+    assert main(["generate", str(inp), "-o", str(out), "--weights", str(tiny_ckpt), "--count-column", col,
+                 *FAST]) == EXIT_USAGE
+    assert why in one_line_error(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def quick_start_lines() -> list[str]:
+    """The command lines of the README's Quick start block."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_quick_start_lines_write_distinct_files():
+    import shlex
+
+    lines = quick_start_lines()
+    assert len(lines) >= 4 and all(line.startswith("confgf-fast ") for line in lines)
+    outs = []
+    for line in lines:
+        argv = shlex.split(line, comments=True)
+        for flag in ("-o", "--out", "--json"):
+            if flag in argv:
+                outs.append(argv[argv.index(flag) + 1])
+    assert len(outs) == len(set(outs)), outs
+
+
+def test_quick_start_runs_as_written(tmp_path, monkeypatch, capsys):
+    """Every Quick start line, from a directory laid out like the repo root (examples/), with the
+    shipped weights and a tiny schedule appended so that it takes seconds."""
+    import shlex
+
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    monkeypatch.chdir(tmp_path)
+    for line in quick_start_lines():
+        argv = shlex.split(line, comments=True)
+        assert argv[0] == "confgf-fast"
+        extra = []
+        if argv[1] == "generate":
+            project = "project" in argv or any(s in argv for s in ("quick", "standard"))
+            extra = ["--num-steps", "2"] if project else ["--levels", "2", "--steps-per-level", "2"]
+        rc = main([*argv[1:], *extra, "-q"])
+        err = capsys.readouterr().err
+        assert rc == EXIT_OK, f"{line}\n{err}"
+    assert len(records(tmp_path / "dev3.sdf")) == 30
+    assert [r.GetProp("_Name") for r in records(tmp_path / "dev3.sdf")][::10] == [
+        "glycidol", "N,N-diethylacetamide", "3-amino-2-methoxypropanenitrile"]
+    assert len(records(tmp_path / "table.sdf")) == 3 + 5 + 4
