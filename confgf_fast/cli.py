@@ -333,8 +333,8 @@ def scan_for_resume(path: Path) -> dict[int, int]:
                     raise ResumeError(f"{path}: unreadable mol_id/num_confs property ({exc})") from None
                 if group is None or group["id"] != mol_id:
                     close_group(at_eof=False)
-                    group = {"id": mol_id, "fp": _fingerprint(props.get("smiles", "")), "n": 0,
-                             "expected": expected}
+                    given = props.get("input_smiles", props.get("smiles", ""))  # the input as given
+                    group = {"id": mol_id, "fp": _fingerprint(given), "n": 0, "expected": expected}
                 group["n"] += 1
                 group["end"] = offset
                 in_data, key, props = False, None, {}
@@ -367,7 +367,10 @@ class _SdfStream:
 
         mol = out.mol
         mol.SetProp("_Name", out.name or f"mol{out.index}")
-        props = {"smiles": out.text, "mol_id": out.index, "num_confs": mol.GetNumConformers(), **self.run_props}
+        props = {"smiles": out.sampled_smiles or out.text, "mol_id": out.index, "num_confs": mol.GetNumConformers(),
+                 **self.run_props}
+        if out.sampled_smiles is not None:  # a salt's kept fragment was sampled: the input is kept beside it
+            props["input_smiles"] = out.text
         if out.warnings:
             props["warnings"] = "; ".join(out.warnings)
         buf = io.StringIO()
@@ -835,8 +838,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "count, which replaces -n for that molecule; none: no count column; auto (default): an "
                         "integer second column of a file without a header line (announced on stderr)")
     g.add_argument("--out", "-o", required=True,
-                   help="output SDF (all hydrogens; props smiles, mol_id, conf_id, num_confs, stereo_ok, quality; "
-                        "energy, relative_energy, energy_method with --relax)")
+                   help="output SDF, all hydrogens, title = name; properties smiles (what was sampled), input_smiles "
+                        "(a salt's input, when a fragment was kept), mol_id, conf_id, num_confs, sampler, stereo_ok, "
+                        "quality, quality_reasons (broken ones), warnings (where any); energy, relative_energy, "
+                        "energy_method with --relax")
     g.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     g.add_argument("--backend", default="auto", choices=["auto", "reference", "cpp", "cuda", "triton"],
                    help="geometric-op backend (default auto)")

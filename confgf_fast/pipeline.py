@@ -63,6 +63,7 @@ from .stereo import StereoConstraints, stereo_constraints
 from .tensors import POS_LIMIT, bad_conformers, model_vocabulary, sample_batch  # noqa: F401 (re-export)
 
 DEFAULT_MAX_HEAVY_ATOMS = 100
+SAMPLED_SMILES_PROP = "_confgf_sampled_smiles"  # on a prepared Mol: the kept fragment's SMILES
 DEFAULT_CHUNK_SIZE = 1000
 DEFAULT_RETRIES = 2
 
@@ -120,6 +121,9 @@ class MolOutcome:
     # broken): "vdw,connectivity" (quality.DEFECTS), and after a relax "energy" (kcal/mol),
     # "relative_energy", "energy_method"} (SDF properties).
     conf_flags: list[dict] = field(default_factory=list)
+    # What was sampled when it is not the input itself: the kept fragment's SMILES of a salt or
+    # mixture (the SDF's `smiles`; the input then goes to `input_smiles`). None: the input.
+    sampled_smiles: str | None = None
 
     @property
     def num_confs(self) -> int:
@@ -259,12 +263,20 @@ def prepare_molecule(source: str | Chem.Mol, *, max_heavy_atoms: int | None = DE
             dropped.remove(kept_smi)
         warnings.append(f"{len(frags)} fragments: kept the largest, {kept_smi}; dropped {'.'.join(dropped)}")
         mol = kept
+        try:
+            sampled = Chem.MolToSmiles(Chem.RemoveHs(kept))
+        except Exception:  # RemoveHs can refuse odd hydrogens; the SMILES is a label here
+            sampled = kept_smi
+    else:
+        sampled = None
     heavy = mol.GetNumHeavyAtoms()
     if max_heavy_atoms and heavy > max_heavy_atoms:
         raise MoleculeError(f"too large: {heavy} heavy atoms, the limit is {max_heavy_atoms} "
                             "(max_heavy_atoms=0 lifts it)")
     has_coords = mol.GetNumConformers() > 0
     mol = Chem.AddHs(mol, addCoords=has_coords)
+    if sampled is not None:
+        mol.SetProp(SAMPLED_SMILES_PROP, sampled)  # private (not written to SDF); read by prepare_entry
     if mol.GetNumAtoms() == 1:
         return mol, warnings  # no edges and no model involved: any element is fine (see docstring)
     zs = {a.GetAtomicNum() for a in mol.GetAtoms()}
@@ -336,6 +348,8 @@ def prepare_entry(k: int, x: str | Chem.Mol | MolInput, num_confs: int, *, sampl
                 inp.source, max_heavy_atoms=max_heavy_atoms, trained_elements=trained_elements,
                 allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
                 num_atom_types=num_atom_types)
+            if e.mol.HasProp(SAMPLED_SMILES_PROP):
+                e.out.sampled_smiles = e.mol.GetProp(SAMPLED_SMILES_PROP)
             if e.mol.GetNumAtoms() == 1:
                 e.coords = [torch.zeros(1, 3) for _ in range(count)]
                 e.attempted = count

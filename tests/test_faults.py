@@ -133,7 +133,8 @@ def test_bad_inputs_fail_alone_and_the_batch_completes(tiny_ckpt, tmp_path, caps
         assert r.GetNumAtoms() == 1 and r.GetConformer().GetPositions().tolist() == [[0.0, 0.0, 0.0]]
     assert by_id[7][0].GetNumAtoms() == 2 and by_id[6][0].GetNumAtoms() == 5
     salt = by_id[4][0]
-    assert salt.GetNumAtoms() == 7 and salt.GetProp("smiles") == "CC(=O)[O-].[Na+]"  # acetate + 3 H
+    assert salt.GetNumAtoms() == 7 and salt.GetProp("smiles") == "CC(=O)[O-]"  # what was sampled: acetate + 3 H
+    assert salt.GetProp("input_smiles") == "CC(=O)[O-].[Na+]"
     assert "dropped [Na+]" in salt.GetProp("warnings")
     assert sum(a.GetFormalCharge() for a in by_id[11][0].GetAtoms()) == 1
     errors = errors_tsv(tmp_path / "out.sdf.errors.tsv")

@@ -249,3 +249,47 @@ def test_quick_start_runs_as_written(tmp_path, monkeypatch, capsys):
     assert [r.GetProp("_Name") for r in records(tmp_path / "dev3.sdf")][::10] == [
         "glycidol", "N,N-diethylacetamide", "3-amino-2-methoxypropanenitrile"]
     assert len(records(tmp_path / "table.sdf")) == 3 + 5 + 4
+
+
+# ---- 3. salts ---------------------------------------------------------------------------------------
+def test_salt_record_says_what_was_sampled_and_evaluates_against_the_parent(tiny_ckpt, tmp_path, capsys):
+    from rdkit.Chem import AllChem
+
+    inp = tmp_path / "in.smi"
+    inp.write_text("CC(=O)[O-].[Na+] sodium-acetate\nCCO ethanol\n")
+    out = tmp_path / "out.sdf"
+    common = ["generate", str(inp), "-n", "2", "-o", str(out), "--weights", str(tiny_ckpt), *FAST]
+    assert main(common) == EXIT_OK
+    recs = records(out)
+    assert [r.GetProp("smiles") for r in recs] == ["CC(=O)[O-]"] * 2 + ["CCO"] * 2
+    assert [r.GetProp("input_smiles") for r in recs[:2]] == ["CC(=O)[O-].[Na+]"] * 2
+    assert not recs[2].HasProp("input_smiles")  # only where something was dropped
+    # --resume recognises the salt's records as this input's (by input_smiles)
+    assert main([*common, "--resume"]) == EXIT_OK
+    assert "resume: 2 molecules already complete" in capsys.readouterr().err and len(records(out)) == 4
+    # a reference of the parent (the acetate) is matched
+    ref = tmp_path / "ref.sdf"
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(=O)[O-]"))
+    AllChem.EmbedMultipleConfs(mol, 2, randomSeed=0)
+    with Chem.SDWriter(str(ref)) as w:
+        for c in mol.GetConformers():
+            w.write(mol, confId=c.GetId())
+    js = tmp_path / "m.json"
+    assert main(["evaluate", str(out), str(ref), "--json", str(js), "-q"]) == EXIT_OK
+    import json
+
+    assert json.loads(js.read_text())["n_mols"] == 1
+
+
+def test_out_help_lists_every_property_written(tiny_ckpt, tmp_path):
+    from confgf_fast.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    out_help = next(a.help for a in sub.choices["generate"]._actions if a.dest == "out")
+    out = tmp_path / "out.sdf"
+    # a salt (input_smiles, warnings) and the tiny model's broken conformers (quality_reasons)
+    assert main(["generate", "CC(=O)[O-].[Na+]", "-n", "3", "-o", str(out), "--weights", str(tiny_ckpt),
+                 "--retries", "0", *FAST]) == EXIT_OK
+    written = set().union(*(r.GetPropNames() for r in records(out)))
+    assert {"smiles", "input_smiles", "warnings", "quality"} <= written
+    assert [p for p in written if p not in out_help] == []
