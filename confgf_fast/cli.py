@@ -278,6 +278,71 @@ def iter_inputs(spec: str, default_count: int, keep: Callable[[int], bool] | Non
                 k += 1
 
 
+def _count_sdf_records(path: Path, block_size: int = 1 << 24) -> int:
+    """The records of an SDF as _sdf_records reads them, counted in large blocks: `$$$$` lines, plus
+    a last record without its terminator."""
+    n, carry = 0, b"\n"  # carry: the end of the previous block, so a terminator split across blocks is seen
+    with open(path, "rb") as fh:
+        while block := fh.read(block_size):
+            data = carry + block
+            for term in (b"\n$$$$\n", b"\n$$$$\r\n"):
+                n += data.count(term) - carry.count(term)  # those inside `carry` were counted before
+            carry = data[-6:]
+    if carry.endswith((b"\n$$$$", b"\n$$$$\r")):
+        n += 1  # the last terminator has no newline
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - (1 << 20)))
+        end = b"\n" + fh.read()
+    cut = max(end.rfind(b"\n$$$$\n"), end.rfind(b"\n$$$$\r\n"), end.rfind(b"\n$$$$"))
+    rest = end[cut + 5:] if cut >= 0 else end
+    if (cut >= 0 or n == 0 or size > 1 << 20) and rest.strip():
+        n += 1  # a last record without $$$$
+    return n
+
+
+def count_inputs(spec: str) -> int | None:
+    """How many molecules INPUT holds, by a cheap pass over the file (SDF: its `$$$$` lines plus
+    an unterminated last record; text: non-blank, non-comment lines less a header), for the
+    progress bar's total; None if the file cannot be read."""
+    try:
+        kind = input_kind(spec)
+        if kind == "smiles":
+            return 1
+        if kind == "sdf":
+            return _count_sdf_records(Path(spec))
+        n, header_checked = 0, False
+        with open(spec, "rb") as fh:
+            for raw in fh:
+                line = raw.strip()
+                if not line or line.startswith(b"#"):
+                    continue
+                if not header_checked:
+                    header_checked = True
+                    if _columns(line.decode("utf-8", "replace"), spec, None, None)[1]:
+                        continue
+                n += 1
+        return n
+    except (OSError, InputError):
+        return None
+
+
+class _Counted:
+    """An iterator that knows its length (so generate_iter's progress bar shows a total)."""
+
+    def __init__(self, items: Iterator[MolInput], n: int):
+        self.items, self.n = items, n
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> MolInput:
+        return next(self.items)
+
+    def __len__(self) -> int:
+        return self.n
+
+
 def read_inputs(spec: str, default_count: int, count_column: str | None = None) -> list[tuple[str, object, int]]:
     """INPUT -> [(smiles_as_given, smiles_or_mol, num_confs)] (all of it in memory; see iter_inputs)."""
     return [(m.given(), m.source, m.num_confs) for m in iter_inputs(spec, default_count, count_column=count_column)]
@@ -630,12 +695,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     n_in = n_ok = n_partial = n_failed = n_confs = 0
     stats = RunStats()
     code = EXIT_OK
+
     def note(msg: str) -> None:
         if shard is None or shard.rank == 0:
             print(f"note: {msg}", file=sys.stderr)
 
     items = _checked_against(iter_inputs(args.input, args.num_confs, shard and shard.owns,
                                          count_column=args.count_column, note=note), done, out_path)
+    total = None if args.quiet else count_inputs(args.input)
+    if total is not None:  # the progress bar's total: the molecules this run will yield
+        skipped = shard.skip(done) if shard else done
+        items = _Counted(items, sum(k not in skipped for k in range(total)))
     # A shard's chunks span world_size times the positions, so each rank samples ~chunk_size per chunk.
     chunk_size = args.chunk_size * (shard.world if shard else 1)
     try:
@@ -826,7 +896,10 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="confgf-fast", description="Fast ConfGF molecular conformer generation.")
+    p.add_argument("--version", action="version", version=f"confgf-fast {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="generate conformers for SMILES / SDF input, write SDF")

@@ -293,3 +293,51 @@ def test_out_help_lists_every_property_written(tiny_ckpt, tmp_path):
     written = set().union(*(r.GetPropNames() for r in records(out)))
     assert {"smiles", "input_smiles", "warnings", "quality"} <= written
     assert [p for p in written if p not in out_help] == []
+
+
+# ---- 4. CLI surface ---------------------------------------------------------------------------------
+def test_version(capsys):
+    import confgf_fast
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"confgf-fast {confgf_fast.__version__}"
+
+
+def test_progress_bar_shows_the_total(tiny_ckpt, tmp_path, capsys):
+    inp = tmp_path / "in.csv"
+    inp.write_text("smiles\n# a comment\nCCO\n\nCN\nCC\n")
+    out = tmp_path / "out.sdf"
+    common = ["generate", str(inp), "-n", "1", "-o", str(out), "--weights", str(tiny_ckpt), "--levels", "2",
+              "--steps-per-level", "2"]
+    assert main(common) == EXIT_OK
+    assert "3/3" in capsys.readouterr().err
+    inp.write_text("smiles\nCCO\nCN\nCC\nCCC\n")  # --resume: the bar counts what is left
+    assert main([*common, "--resume"]) == EXIT_OK
+    assert "1/1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["a.sdf", "crlf.sdf", "unterminated.sdf", "no_newline.sdf"])
+def test_count_inputs_sdf_matches_the_reader(tmp_path, name):
+    from confgf_fast.cli import _count_sdf_records, _sdf_records
+
+    data = (REPO / "examples" / "reference.sdf").read_bytes()
+    data = {"a.sdf": data, "crlf.sdf": data.replace(b"\n", b"\r\n"),
+            "unterminated.sdf": data + data.split(b"$$$$\n")[0], "no_newline.sdf": data.rstrip(b"\n")}[name]
+    p = tmp_path / name
+    p.write_bytes(data)
+    want = sum(1 for _ in _sdf_records(p))
+    assert [_count_sdf_records(p, block_size=bs) for bs in (1, 3, 7, 1 << 20)] == [want] * 4
+
+
+def test_export_weights_in_the_readme_cli_reference():
+    text = (REPO / "README.md").read_text()
+    ref = text.split("## CLI reference", 1)[1].split("\n## ", 1)[0]
+    from confgf_fast.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert "export-weights" in sub.choices
+    for command in sub.choices:  # every command, export-weights included
+        assert f"`confgf-fast {command} " in ref, command
+    assert "`confgf-fast --version`" in ref
