@@ -429,8 +429,9 @@ class _SdfStream:
         from rdkit import Chem
 
         from .chem import write_sdf
+        from .pipeline import center_conformers
 
-        mol = out.mol
+        mol = center_conformers(Chem.Mol(out.mol))  # written centred at the origin (centroid of all atoms)
         mol.SetProp("_Name", out.name or f"mol{out.index}")
         props = {"smiles": out.sampled_smiles or out.text, "mol_id": out.index, "num_confs": mol.GetNumConformers(),
                  **self.run_props}

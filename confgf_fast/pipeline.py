@@ -442,6 +442,20 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
         bar.close()
 
 
+def center_conformers(mol: Chem.Mol) -> Chem.Mol:
+    """Translate every conformer of `mol` (in place) so that the centroid of all its atoms,
+    hydrogens included and unweighted, is at the origin. Returns `mol`. The CLI writes its SDF
+    so; generate / generate_iter return the sampler's frame (as generate_tensors does)."""
+    from rdkit.Chem import rdMolTransforms
+
+    for conf in mol.GetConformers():
+        c = rdMolTransforms.ComputeCentroid(conf, ignoreHs=False)
+        shift = np.eye(4)
+        shift[:3, 3] = [-c.x, -c.y, -c.z]
+        rdMolTransforms.TransformConformer(conf, shift)
+    return mol
+
+
 def _timed(items: Iterator[MolOutcome], stats: RunStats) -> Iterator[MolOutcome]:
     """items, with the time spent producing them added to stats.sample_s."""
     while True:

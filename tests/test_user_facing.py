@@ -341,3 +341,33 @@ def test_export_weights_in_the_readme_cli_reference():
     for command in sub.choices:  # every command, export-weights included
         assert f"`confgf-fast {command} " in ref, command
     assert "`confgf-fast --version`" in ref
+
+
+# ---- 5. centred output ------------------------------------------------------------------------------
+@pytest.mark.parametrize("relax", ["none", "mmff"])
+def test_conformers_are_written_centred(tiny_ckpt, tmp_path, relax):
+    out = tmp_path / "out.sdf"
+    assert main(["generate", "CC(=O)N", "-n", "3", "-o", str(out), "--weights", str(tiny_ckpt), "--relax", relax,
+                 *FAST]) == EXIT_OK
+    for r in records(out):
+        pos = r.GetConformer().GetPositions()
+        assert abs(pos.mean(axis=0)).max() < 1e-3  # the SDF keeps 4 decimals
+        assert abs(pos).max() > 0.5  # a real conformer, not collapsed
+
+
+def test_center_conformers_helper(tiny_model):
+    """The Python API keeps the sampler's frame (as generate_tensors); center_conformers centres."""
+    import numpy as np
+
+    from confgf_fast import generate
+    from confgf_fast.pipeline import center_conformers
+
+    model, noise = tiny_model
+    res = generate(["CCO", "[He]"], [2, 1], model=model, noise=noise,
+                   sampler=SamplerConfig(levels=3, steps_per_level=3))
+    for mol in res.mols:
+        before = [c.GetPositions() for c in mol.GetConformers()]
+        center_conformers(mol)
+        for conf, pos in zip(mol.GetConformers(), before):
+            assert np.abs(conf.GetPositions().mean(axis=0)).max() < 1e-9
+            np.testing.assert_allclose(conf.GetPositions(), pos - pos.mean(axis=0), atol=1e-9)
