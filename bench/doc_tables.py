@@ -25,7 +25,7 @@ DOCS = [REPO / "README.md", REPO / "bench" / "README.md"]
 PAPER = "dev_full_paper_step148250.json"
 # The whole-benchmark runs of the sampler table, in row order (missing files are left out).
 SAMPLER_RUNS = [PAPER, "dev_full_fast966_step148250.json",
-                "dev_full_project_quick_step148250.json"]
+                "dev_full_project_quick_step148250.json", "dev_full_project_k24_step148250.json"]
 
 
 def _load(name: str) -> dict:
