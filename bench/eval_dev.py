@@ -32,7 +32,7 @@ from confgf_fast.pipeline import generate
 from confgf_fast.sampler import num_evaluations
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import provenance
+from provenance import provenance, write_json
 from schedule_table import paired
 
 DEV_SDF = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "qm9_xtb_dev.sdf"
@@ -176,8 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"paired vs {Path(args.paired).stem} ({method}), n={diffs[0][2]}: " + ", ".join(
                     f"d{k} {m:+.3f} +- {e:.3f}" for k, (m, e, _) in zip(("COV-R", "MAT-R", "COV-P", "MAT-P"), diffs)))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+        write_json(args.json, out)
     return 0
 
 

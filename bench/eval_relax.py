@@ -18,13 +18,8 @@ after relaxing, and conformers per second with the relax included.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
-import os
-import platform
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +29,7 @@ from rdkit import Chem, RDLogger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_dev import DEV_SDF, etkdg, load_reference
+from provenance import provenance, write_json
 from schedule_table import paired
 
 from confgf_fast.checkpoint import load_model
@@ -45,24 +41,6 @@ from confgf_fast.sampler import num_evaluations
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("cov_r", "mat_r", "cov_p", "mat_p")
-
-
-def provenance(threads: int) -> dict:
-    """git commit, dirty flag (tracked files only), command line, machine, date."""
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    return {
-        "git_commit": git("rev-parse", "HEAD") or None,
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                   f"{threads} thread(s), device cpu",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def relax_all(mols: list[Chem.Mol], opts: RelaxOptions) -> tuple[list[Chem.Mol], float, dict]:
@@ -111,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     RDLogger.DisableLog("rdApp.*")
     torch.set_num_threads(args.threads)
-    prov = provenance(args.threads)  # before the run: the commit that ran, not one made meanwhile
+    prov = provenance("cpu")  # before the run: the commit that ran, not one made meanwhile
 
     refs = load_reference(Path(args.ref))
     if args.sample is not None and args.sample < len(refs):
@@ -171,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             out["paired"][f"{a} - {b}"][key] = {"mean": mean, "se": se, "n": n}
             print(f"{a} - {b}: {key} {mean:+.3f} +- {se:.3f} (n={n})")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+        write_json(args.json, out)
     return 0
 
 

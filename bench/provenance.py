@@ -6,6 +6,7 @@ Every result JSON under bench/results records this block (DESIGN.md: results you
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -37,3 +38,9 @@ def provenance(device: str = "cpu") -> dict:
                    f"{torch.get_num_threads()} threads, device {device}",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def write_json(path: str | Path, obj: dict) -> None:
+    """Write a result file (parent folders created; non-JSON values as str)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(obj, indent=2, default=str))
