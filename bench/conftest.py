@@ -173,7 +173,13 @@ def _sampler_summary(tr, config) -> None:
     from rdkit import rdBase
 
     now = dt.datetime.now()
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from provenance import provenance
+
     out = {
+        "provenance": provenance(device),
         "date": now.isoformat(timespec="seconds"),
         "machine": {
             "cpu_model": _cpu_model(),
