@@ -91,7 +91,34 @@ def fewstep_sweep_table() -> str:
     return "\n".join(lines)
 
 
-TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table}
+def sampler_speed_table() -> str:
+    """Conformers per second of the newest bench_sampler.py result that timed the projected
+    sampler: every method of its QM9 workload, measured in the same run."""
+    files = [p for p in sorted(RESULTS.glob("sampler_cpu_*.json"))
+             if "project_quick_compiled" in json.loads(p.read_text()).get("results", {}).get("qm9", {})]
+    if not files:
+        return "(no bench_sampler.py result with the projected sampler yet)"
+    d = json.loads(files[-1].read_text())
+    rows, work = d["results"]["qm9"], d["workloads"]["qm9"]
+    lines = [f"`{files[-1].name}`: {work['molecules']} x {work['conformers_per_molecule']} conformers of "
+             f"`{work['smiles']}`, {d['machine']['cpu_model']}, {d['machine']['torch_threads']} thread(s), "
+             f"commit {str(d.get('provenance', {}).get('git_commit'))[:7]}", "",
+             "| method | network evaluations / conformer | conformers/s | how |", "|---|---|---|---|"]
+    for name, row in rows.items():
+        if "conformers_per_s" in row:
+            evals = row.get("network_evaluations_per_conformer", "—")
+            how = "measured, whole schedule" if name.startswith("project") else "RDKit, measured"
+            lines.append(f"| {name} | {evals} | {row['conformers_per_s']:.1f} | {how} |")
+        else:
+            lines.append(f"| {name}, `fast` | {d['schedule']['fast_evaluations']} | "
+                         f"{row['fast_schedule_conformers_per_s']:.2f} | extrapolated from "
+                         f"{row['network_evaluations_per_conformer']} timed evaluations |")
+            lines.append(f"| {name}, `paper` | {d['schedule']['paper_evaluations']} | "
+                         f"{row['paper_schedule_conformers_per_s']:.3f} | extrapolated |")
+    return "\n".join(lines)
+
+
+TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table, "sampler_speed": sampler_speed_table}
 
 
 def render(text: str) -> str:
