@@ -896,6 +896,19 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import_official(args: argparse.Namespace) -> int:
+    from .official import OfficialImportError, import_official
+
+    try:
+        meta = import_official(args.checkpoint, args.out, dataset=args.dataset)
+    except OfficialImportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    print(f"wrote {args.out} ({meta['source']}, config {meta['official_config']}, data {meta['official_dataset']}, "
+          f"sigmas {meta['sigma_begin']:g}..{meta['sigma_end']:g} x {meta['num_levels']})", file=sys.stderr)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -1051,6 +1064,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("checkpoint")
     x.add_argument("out")
     x.set_defaults(func=cmd_export_weights)
+
+    o = sub.add_parser("import-official", help="convert a checkpoint of the official ConfGF code to our format")
+    o.add_argument("checkpoint", help="official checkpoint file (e.g. checkpoint284 of qm9_default)")
+    o.add_argument("--out", required=True, help="confgf_fast checkpoint to write")
+    o.add_argument("--dataset", choices=["qm9", "drugs", "iso17"], default=None,
+                   help="training data of the model, when the checkpoint holds no config naming it")
+    o.set_defaults(func=cmd_import_official)
     return p
 
 
