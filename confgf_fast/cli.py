@@ -778,6 +778,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .config import ModelConfig, NoiseConfig, TrainConfig
     from .train import train_from_files
 
+    if args.resume and args.init:
+        print("error: --resume continues a run and --init starts a new one from weights: give one", file=sys.stderr)
+        return EXIT_USAGE
     model_cfg = ModelConfig.preset(args.preset)
     if args.hidden:
         model_cfg.hidden_dim = args.hidden
@@ -787,7 +790,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                             val_every=args.val_every, save_every=args.save_every, seed=args.seed)
     train_from_files(args.data, args.out, model_cfg, NoiseConfig(), train_cfg, device=args.device,
                      resume=args.resume, val_fraction=args.val_fraction, log_path=args.log,
-                     progress=not args.quiet, time_limit_s=args.time_limit, threads=args.threads)
+                     progress=not args.quiet, time_limit_s=args.time_limit, threads=args.threads, init=args.init)
     return EXIT_OK
 
 
@@ -1006,6 +1009,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--device", default="cpu")
     t.add_argument("--resume", default=None, help="checkpoint to resume from (model, optimizer, step, curve)")
+    t.add_argument("--init", default=None,
+                   help="start from this checkpoint's weights (shape, noise levels, trained elements) with a fresh "
+                        "optimizer and step 0: fine-tuning, e.g. the shipped QM9 model on drug-like data")
     t.add_argument("--val-fraction", type=float, default=0.02, help="molecules held out for validation loss")
     t.add_argument("--val-every", type=int, default=1000)
     t.add_argument("--save-every", type=int, default=1000)

@@ -90,13 +90,22 @@ class Trainer:
         # A resumed run has seen the earlier data's elements as well as this data's.
         self.trained_elements = sorted(set(self.trained_elements) | set(state.get("trained_elements", [])))
 
+    def init_from(self, path: str | Path) -> None:
+        """Start from another checkpoint's weights (fine-tuning, e.g. a QM9 model on drug-like data):
+        the weights and the elements they were trained on are taken, the optimizer, scheduler,
+        step and learning curve start fresh."""
+        state = read_checkpoint(path)
+        self.model.load_state_dict(state["model_state"])
+        self.trained_elements = sorted(set(self.trained_elements) | set(state.get("trained_elements", [])))
+        self.init_source = str(path)
+
     def save(self, path: str | Path) -> None:
         save_checkpoint(
             path, self.model, self.noise_cfg,
             train_config=config_to_dict(self.cfg), optimizer_state=self.opt.state_dict(),
             scheduler_state=self.sched.state_dict(), rng_state=self.gen.get_state(), step=self.step,
             elapsed_s=self.elapsed, history=self.history, device=str(self.device),
-            trained_elements=self.trained_elements,
+            trained_elements=self.trained_elements, init_from=getattr(self, "init_source", None),
             data_meta={k: v for k, v in self.train_set.meta.items() if k != "qm9_index"}
             | {"train_molecules": self.train_set.num_molecules, "train_conformers": self.train_set.num_conformers},
         )
@@ -175,23 +184,29 @@ def train_from_files(data: list[str], out: str, model_cfg: ModelConfig | None = 
                      noise_cfg: NoiseConfig | None = None, train_cfg: TrainConfig | None = None,
                      device: str = "cpu", resume: str | None = None, val_fraction: float = 0.02,
                      log_path: str | None = None, progress: bool = True, time_limit_s: float | None = None,
-                     threads: int | None = None) -> Trainer:
+                     threads: int | None = None, init: str | None = None) -> Trainer:
     """Train from featurised datasets (.pt from the data builders) or SDF files.
 
-    With `resume`, model shape, noise levels and optimizer state come from that checkpoint.
+    With `resume`, model shape, noise levels and optimizer state come from that checkpoint. With
+    `init`, model shape, noise levels and weights come from that checkpoint and the optimizer,
+    step and curve start fresh (Trainer.init_from).
     """
+    if resume and init:
+        raise ValueError("resume and init exclude each other: resume continues a run, init starts a new one")
     if threads:
         torch.set_num_threads(threads)
     parts = [ConformerDataset.load(p) if p.endswith(".pt") else ConformerDataset.from_sdf(p) for p in data]
     ds = parts[0] if len(parts) == 1 else ConformerDataset.concat(parts, meta={"sources": data})
     train_set, val_set = ds.split(val_fraction, seed=0) if val_fraction > 0 else (ds, None)
     train_cfg = train_cfg or TrainConfig()
-    if resume:
-        state = read_checkpoint(resume)
+    if resume or init:
+        state = read_checkpoint(resume or init)
         model_cfg = config_from_dict(ModelConfig, state["model_config"])
         noise_cfg = config_from_dict(NoiseConfig, state["noise_config"])
     trainer = Trainer(train_set, val_set, model_cfg or ModelConfig(), noise_cfg or NoiseConfig(), train_cfg, device)
     if resume:
         trainer.load(resume)
+    elif init:
+        trainer.init_from(init)
     trainer.train(train_cfg.max_steps, out, log_path, progress, time_limit_s)
     return trainer

@@ -120,6 +120,29 @@ def test_training_reduces_loss_and_resumes(tiny_dataset, tmp_path):
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 3
 
 
+def test_init_fine_tunes_from_weights_with_a_fresh_run(tiny_dataset, tmp_path):
+    """train --init: the weights, shape and trained elements of the source, but step 0, an empty
+    curve and a fresh optimizer; the new data's elements are added (S here, as drug data adds)."""
+    from confgf_fast.checkpoint import load_model
+    from confgf_fast.train import train_from_files
+
+    cfg = TrainConfig(batch_size=8, lr=3e-3, val_every=20, save_every=20, log_every=10, val_batches=2)
+    src = tmp_path / "src.pt"
+    Trainer(tiny_dataset, tiny_dataset, ModelConfig(32, 2), NoiseConfig(), cfg).train(20, src, progress=False)
+    drug_like = tmp_path / "s.pt"
+    ConformerDataset.from_mols([embedded("CSC(=O)N", 3, 0), embedded("CCSC", 3, 1)]).save(drug_like)
+    out = tmp_path / "ft.pt"
+    cfg.max_steps = 0
+    tr = train_from_files([str(drug_like)], str(out), None, None, cfg, init=str(src), val_fraction=0, progress=False)
+    assert tr.step == 0 and tr.history == [] and not tr.opt.state_dict()["state"]
+    assert tr.model.config.hidden_dim == 32
+    for a, b in zip(tr.model.parameters(), load_model(src)[0].parameters()):
+        assert torch.equal(a, b)
+    assert 16 in tr.trained_elements and {1, 6, 7, 8}.issubset(tr.trained_elements)
+    with pytest.raises(ValueError, match="exclude each other"):
+        train_from_files([str(drug_like)], str(out), train_cfg=cfg, init=str(src), resume=str(src))
+
+
 def test_level_indices_and_evaluations():
     assert level_indices(50, None) == list(range(50))
     idx = level_indices(50, 10)
