@@ -51,6 +51,16 @@ def load_reference(path: Path) -> list[tuple[str, Chem.Mol]]:
     return list(groups.values())
 
 
+def benchmark_inputs(refs: list[tuple[str, Chem.Mol]]) -> tuple[list[Chem.Mol], dict[str, list[Chem.Mol]]]:
+    """(the molecules to generate for, without coordinates; {smiles: [reference Mol]} for evaluate)."""
+    inputs = []
+    for _, m in refs:
+        x = Chem.Mol(m)
+        x.RemoveAllConformers()
+        inputs.append(x)
+    return inputs, {s: [m] for s, m in refs}
+
+
 def etkdg(mol: Chem.Mol, n: int, seed: int) -> Chem.Mol:
     m = Chem.Mol(mol)
     m.RemoveAllConformers()
@@ -115,12 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         old = getattr(sampler, key)
         setattr(sampler, key, type(old)(value) if old is not None else value)
 
-    inputs = []
-    for _, m in refs:
-        x = Chem.Mol(m)
-        x.RemoveAllConformers()
-        inputs.append(x)
-    ref_groups = {s: [m] for s, m in refs}
+    inputs, ref_groups = benchmark_inputs(refs)
     out = {
         "benchmark": Path(args.ref).name, "n_mols": len(refs), "offset": args.offset, "sample": args.sample,
         "sample_seed": args.sample_seed, "threshold": args.threshold,

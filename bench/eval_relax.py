@@ -28,7 +28,7 @@ import torch
 from rdkit import Chem, RDLogger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_dev import DEV_SDF, etkdg, load_reference
+from eval_dev import DEV_SDF, benchmark_inputs, etkdg, load_reference
 from provenance import provenance, write_json
 from schedule_table import paired
 
@@ -96,12 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         pick = sorted(random.Random(args.sample_seed).sample(range(len(refs)), args.sample))
         refs = [refs[i] for i in pick]
     counts = [2 * m.GetNumConformers() for _, m in refs]
-    inputs = []
-    for _, m in refs:
-        x = Chem.Mol(m)
-        x.RemoveAllConformers()
-        inputs.append(x)
-    ref_groups = {s: [m] for s, m in refs}
+    inputs, ref_groups = benchmark_inputs(refs)
     model, noise = load_model(args.weights, "cpu")
     sampler = SamplerConfig.preset(args.schedule)
     opts = {m: RelaxOptions(m, max_iters=args.max_iters, threads=args.threads) for m in args.relax}

@@ -89,6 +89,20 @@ def exclusion_keys(paths: Sequence[str | Path]) -> set[str]:
 
 
 # ---- conformer generation ---------------------------------------------------------------------
+def etkdg_params(seed: int, max_iterations: int = 0, embed_timeout: int = 0):
+    """RDKit ETKDGv3 parameters with a seed and, where > 0, an iteration cap and a per-call
+    timeout (seconds; some embeddings of strained systems otherwise run for minutes)."""
+    from rdkit.Chem import AllChem
+
+    params = AllChem.ETKDGv3()
+    params.randomSeed = seed
+    if max_iterations:
+        params.maxIterations = max_iterations
+    if embed_timeout:
+        params.timeout = embed_timeout
+    return params
+
+
 def add_etkdg_conformers(mol, n: int, seed: int, dedup_rmsd: float, xtb: bool = False, *,
                          want_stereo: str | None = None, mmff_iters: int = 500,
                          max_iterations: int = 0, embed_timeout: int = 0, max_matches: int = 1_000_000,
@@ -121,12 +135,7 @@ def add_etkdg_conformers(mol, n: int, seed: int, dedup_rmsd: float, xtb: bool = 
         want = stereo_smiles_from_3d(mol, mol.GetConformers()[0].GetId())
     trial = Chem.Mol(mol)
     trial.RemoveAllConformers()
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
-    if max_iterations:
-        params.maxIterations = max_iterations
-    if embed_timeout:
-        params.timeout = embed_timeout
+    params = etkdg_params(seed, max_iterations, embed_timeout)
     # With a timeout RDKit reports a failed embedding as id -1.
     cids = [cid for cid in AllChem.EmbedMultipleConfs(trial, numConfs=n, params=params) if cid >= 0]
     if not cids:

@@ -26,7 +26,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .build import add_etkdg_conformers, build_chunked, exclusion_keys
+from .build import add_etkdg_conformers, build_chunked, etkdg_params, exclusion_keys
 
 MOLSETS_VERSION = "0.3.1"
 MOSES_TRAIN = "moses/dataset/data/train.csv.gz"
@@ -120,12 +120,7 @@ def fix_stereo(mol, seed: int, max_iterations: int = 0, embed_timeout: int = 0):
 
     probe = Chem.Mol(mol)
     probe.RemoveAllConformers()
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
-    if max_iterations:
-        params.maxIterations = max_iterations
-    if embed_timeout:
-        params.timeout = embed_timeout
+    params = etkdg_params(seed, max_iterations, embed_timeout)
     if AllChem.EmbedMolecule(probe, params) < 0 or probe.GetNumConformers() == 0:
         return None
     want = stereo_smiles_from_3d(probe)
