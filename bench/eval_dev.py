@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(sampler, key):
             ap.error(f"--set: SamplerConfig has no field {key!r}")
         old = getattr(sampler, key)
+        if isinstance(old, bool):  # bool("False") is True: read booleans by name
+            value = value.lower() in ("1", "true", "yes", "on")
         setattr(sampler, key, type(old)(value) if old is not None else value)
 
     inputs, ref_groups = benchmark_inputs(refs)

@@ -10,12 +10,13 @@ at most `max_atoms` atoms (sampler.plan_batches), one torch.Generator seeded wit
 through them in order, exactly as generate_iter samples its first chunk; so SMILES in gives the
 same coordinates as `generate(..., seed)` before any retry.
 
-Device residency: the sampler loop itself never waits on the host (langevin_sample is called
+Device residency: the sampler loop itself never waits on the host (sampler.sample is called
 without a progress callback; guidance and the fused step are pure device work). Per batch there
 is host work before the loop (building the batch; with stereo constraints, make_guidance reads
-the batch's molecule ids back) and none after it: the flags of every batch are kept on the device
-and concatenated at the end. Nothing is resampled: `ok` says which conformers are usable (the
-CLI / generate resample non-finite ones, which needs the host to know which).
+the batch's molecule ids back) and one after it: quality.py reads the per-conformer atom counts to
+plan its all-pairs checks. The flags of every batch are kept on the device and concatenated at the
+end. Nothing is resampled: `ok` says which conformers are usable (the CLI / generate resample
+non-finite and broken ones, which needs the host to know which).
 
 Stereo: with Mols / SMILES the input's tetrahedral centres and cis/trans double bonds guide the
 last levels and mirror images are reflected, as in `generate` (when sampler.stereo). A bare
@@ -94,7 +95,7 @@ def sample_batch(model: ScoreNet, packed: PackedGraphs, mol_ids: Tensor, noise: 
 
     stereo[m]: constraints of packed molecule m (None: no stereo information at all, no guidance
     and stereo_ok all True). Shared by pipeline.generate_iter and generate_tensors, so both sample
-    exactly alike; callback goes to langevin_sample (None keeps the loop free of host syncs).
+    exactly alike; callback goes to sampler.sample (None keeps the loop free of host syncs).
     """
     batch = packed.batch(mol_ids).to(device)
     guidance, finalize = make_guidance(stereo, batch, sampler) if stereo is not None else (None, None)
