@@ -1,5 +1,6 @@
-"""The result tables of README.md and bench/README.md, generated from the committed result JSON
-files so that no figure is copied by hand.
+"""The result tables of README.md, bench/README.md and the model card
+(confgf_fast/weights/MODEL_CARD.md), generated from the committed result JSON files so that no
+figure is copied by hand.
 
     python bench/doc_tables.py            # rewrite every table region in place
     python bench/doc_tables.py --check    # exit 1 if a committed table differs (tests/test_doc_tables.py)
@@ -21,7 +22,7 @@ from schedule_table import describe, paired
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-DOCS = [REPO / "README.md", REPO / "bench" / "README.md"]
+DOCS = [REPO / "README.md", REPO / "bench" / "README.md", REPO / "confgf_fast" / "weights" / "MODEL_CARD.md"]
 PAPER = "dev_full_paper_step148250.json"
 # The whole-benchmark runs of the sampler table, in row order (missing files are left out).
 SAMPLER_RUNS = [PAPER, "dev_full_fast966_step148250.json",
@@ -118,7 +119,98 @@ def sampler_speed_table() -> str:
     return "\n".join(lines)
 
 
-TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table, "sampler_speed": sampler_speed_table}
+# ---- model card ---------------------------------------------------------------------------------
+# Rows of the model card's quality tables: (result file, label). The labels say which weights and
+# which schedule a file holds (its step is in the file name, not always in the file); every figure
+# of a row comes from the file. "{evals}", "{bands}", "{levels}", "{spl}" and "{precision}" in a label
+# are filled from the file.
+CARD_FULL_RUNS = [
+    ("dev_full_paper_step148250.json", "**ours, step 148,250 (shipped), paper schedule** ({evals} evaluations)"),
+    ("dev_full_fast966_step148250.json",
+     "**ours, step 148,250 (shipped), fast schedule** ({evals} evaluations, bands `{bands}`)"),
+    ("dev_full_bands966_step97500.json", "ours, step 97,500 (shipped before), fast schedule ({evals})"),
+    ("dev_full_bands816_step97500.json", "ours, step 97,500, banded {evals} evaluations (`{bands}`)"),
+    ("dev_full_step72000_fast_bf16.json",
+     "ours, step 72,000, previous fast preset ({levels} × {spl} = {evals} evaluations), {precision}"),
+    ("dev_full_step32750_fast.json", "ours, step 32,750 (shipped before), previous fast preset"),
+    ("dev_full_step10250_fast.json", "ours, step 10,250, previous fast preset"),
+]
+CARD_FULL_ETKDG = "dev_full_etkdg.json"
+# (file, label, the file of the same weights' paper schedule on the same molecules, for ΔCOV-R)
+CARD_S60_RUNS = [
+    ("dev_s60_paper_step97500.json", "**step 97,500, paper schedule** ({evals} evaluations)",
+     "dev_s60_paper_step97500.json"),
+    ("schedule_sweep/K97500_bands966.json", "step 97,500, fast schedule ({evals}, bands)",
+     "dev_s60_paper_step97500.json"),
+    ("dev_s60_bands816_step97500.json", "step 97,500, banded {evals}", "dev_s60_paper_step97500.json"),
+    ("dev_s60_step32750_paper.json", "step 32,750, paper schedule", "dev_s60_step32750_paper.json"),
+    ("schedule_sweep/H_bands816.json", "step 32,750, banded {evals}", "dev_s60_step32750_paper.json"),
+    ("dev_s60_step32750_fast.json",
+     "step 32,750, previous fast preset ({levels} × {spl} = {evals}), {precision}", "dev_s60_step32750_paper.json"),
+    ("dev_s60_step32750_fast_bf16.json", "step 32,750, previous fast preset, bf16 autocast",
+     "dev_s60_step32750_paper.json"),
+]
+CARD_S60_ETKDG = "dev_s60_step32750_paper.json"  # the 60-molecule run that also timed ETKDG
+
+
+def _pct(x: float) -> str:
+    """A percentage as the card writes it: 100 % whole, else one decimal."""
+    return "100 %" if round(x, 1) == 100.0 else f"{x:.1f} %"
+
+
+def _label(template: str, d: dict) -> str:
+    s = d.get("sampler", {})
+    return template.format(evals=d.get("network_evaluations"), bands=s.get("bands"), levels=s.get("levels") or 50,
+                           spl=s.get("steps_per_level"), precision=s.get("precision", "fp32"))
+
+
+def _seconds(m: dict, d: dict | None) -> str:
+    compiled = d is not None and d.get("sampler", {}).get("compile") == "on"
+    return f"{m['seconds']:,.0f} s" + (" (compiled)" if compiled else "")
+
+
+def _quality_cells(m: dict) -> list[str]:
+    return [f"{_pct(m['cov_r_mean'])} / {_pct(m['cov_r_median'])}", f"{m['mat_r_mean']:.3f} / {m['mat_r_median']:.3f}",
+            f"{_pct(m['cov_p_mean'])} / {_pct(m['cov_p_median'])}", f"{m['mat_p_mean']:.3f} / {m['mat_p_median']:.3f}"]
+
+
+def card_full_table() -> str:
+    """The model card's whole-benchmark table: every listed run, then RDKit ETKDGv3."""
+    lines = ["| method | COV-R mean / median | MAT-R mean / median (Å) | COV-P mean / median | "
+             "MAT-P mean / median (Å) | stereo kept | time, conformers |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, label in CARD_FULL_RUNS:
+        d = _load(name)
+        o = d["ours"]
+        lines.append(f"| {_label(label, d)} | {' | '.join(_quality_cells(o))} | {_pct(100 * o['stereo_match'])} | "
+                     f"{_seconds(o, d)}, {o['conformers']:,} |")
+    d = _load(CARD_FULL_ETKDG)
+    e = d["etkdg"]
+    lines.append(f"| RDKit ETKDGv3 ({e['n_mols']} molecules: it embeds nothing for {e['n_missing']}) | "
+                 f"{' | '.join(_quality_cells(e))} | {_pct(100 * e['stereo_match'])} | {_seconds(e, None)}, "
+                 f"{e['conformers']:,} |")
+    return "\n".join(lines)
+
+
+def card_sample_table() -> str:
+    """The model card's 60-molecule table: each run with its paired ΔCOV-R against the paper
+    schedule of the same weights, then RDKit ETKDGv3 on the same molecules."""
+    lines = ["| method | COV-R mean / median | MAT-R mean / median (Å) | COV-P mean / median | "
+             "MAT-P mean / median (Å) | ΔCOV-R vs paper | time |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, label, paper in CARD_S60_RUNS:
+        d = _load(name)
+        o = d["ours"]
+        delta = "0" if name == paper else _diff(d["per_molecule"]["ours"], _load(paper)["per_molecule"]["ours"],
+                                                "cov_r", "+.1f")
+        lines.append(f"| {_label(label, d)} | {' | '.join(_quality_cells(o))} | {delta} | {o['seconds']:,.0f} s |")
+    e = _load(CARD_S60_ETKDG)["etkdg"]
+    lines.append(f"| RDKit ETKDGv3 | {' | '.join(_quality_cells(e))} | | {e['seconds']:,.0f} s |")
+    return "\n".join(lines)
+
+
+TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table, "sampler_speed": sampler_speed_table,
+          "card_dev_full": card_full_table, "card_dev_s60": card_sample_table}
 
 
 def render(text: str) -> str:
