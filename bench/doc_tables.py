@@ -123,7 +123,7 @@ def sampler_speed_table() -> str:
 # Rows of the model card's quality tables: (result file, label). The labels say which weights and
 # which schedule a file holds (its step is in the file name, not always in the file); every figure
 # of a row comes from the file. "{evals}", "{bands}", "{levels}", "{spl}" and "{precision}" in a label
-# are filled from the file.
+# are filled from the file; "{times}" is the multiplication sign.
 CARD_FULL_RUNS = [
     ("dev_full_paper_step148250.json", "**ours, step 148,250 (shipped), paper schedule** ({evals} evaluations)"),
     ("dev_full_fast966_step148250.json",
@@ -131,7 +131,7 @@ CARD_FULL_RUNS = [
     ("dev_full_bands966_step97500.json", "ours, step 97,500 (shipped before), fast schedule ({evals})"),
     ("dev_full_bands816_step97500.json", "ours, step 97,500, banded {evals} evaluations (`{bands}`)"),
     ("dev_full_step72000_fast_bf16.json",
-     "ours, step 72,000, previous fast preset ({levels} × {spl} = {evals} evaluations), {precision}"),
+     "ours, step 72,000, previous fast preset ({levels} {times} {spl} = {evals} evaluations), {precision}"),
     ("dev_full_step32750_fast.json", "ours, step 32,750 (shipped before), previous fast preset"),
     ("dev_full_step10250_fast.json", "ours, step 10,250, previous fast preset"),
 ]
@@ -146,7 +146,8 @@ CARD_S60_RUNS = [
     ("dev_s60_step32750_paper.json", "step 32,750, paper schedule", "dev_s60_step32750_paper.json"),
     ("schedule_sweep/H_bands816.json", "step 32,750, banded {evals}", "dev_s60_step32750_paper.json"),
     ("dev_s60_step32750_fast.json",
-     "step 32,750, previous fast preset ({levels} × {spl} = {evals}), {precision}", "dev_s60_step32750_paper.json"),
+     "step 32,750, previous fast preset ({levels} {times} {spl} = {evals}), {precision}",
+     "dev_s60_step32750_paper.json"),
     ("dev_s60_step32750_fast_bf16.json", "step 32,750, previous fast preset, bf16 autocast",
      "dev_s60_step32750_paper.json"),
 ]
@@ -161,7 +162,8 @@ def _pct(x: float) -> str:
 def _label(template: str, d: dict) -> str:
     s = d.get("sampler", {})
     return template.format(evals=d.get("network_evaluations"), bands=s.get("bands"), levels=s.get("levels") or 50,
-                           spl=s.get("steps_per_level"), precision=s.get("precision", "fp32"))
+                           spl=s.get("steps_per_level"), precision=s.get("precision", "fp32"),
+                           times="\N{MULTIPLICATION SIGN}")
 
 
 def _seconds(m: dict, d: dict | None) -> str:
