@@ -65,6 +65,24 @@ inline void check_langevin_step_args(const at::Tensor& pos, const at::Tensor& ed
   TORCH_CHECK(clip >= 0.0, "clip must be >= 0, got ", clip);
 }
 
+// project_sweeps: target [E] wanted edge lengths, step [N] per-atom steps, iters >= 0.
+inline void check_project_sweeps_args(const at::Tensor& pos, const at::Tensor& edge_index, const at::Tensor& target,
+                                      const at::Tensor& step, const std::optional<at::Tensor>& rowptr,
+                                      int64_t iters) {
+  check_pos(pos);
+  check_edge_index(edge_index, pos);
+  TORCH_CHECK(target.dim() == 1 && target.size(0) == edge_index.size(1), "target must have shape [E=",
+              edge_index.size(1), "], got ", target.sizes());
+  TORCH_CHECK(target.is_floating_point(), "target must be floating point, got ", target.scalar_type());
+  TORCH_CHECK(target.device() == pos.device(), "target is on ", target.device(), " but pos is on ", pos.device());
+  TORCH_CHECK(step.dim() == 1 && step.size(0) == pos.size(0), "step must have shape [N=", pos.size(0), "], got ",
+              step.sizes());
+  TORCH_CHECK(step.is_floating_point(), "step must be floating point, got ", step.scalar_type());
+  TORCH_CHECK(step.device() == pos.device(), "step is on ", step.device(), " but pos is on ", pos.device());
+  check_rowptr(rowptr, pos);
+  TORCH_CHECK(iters >= 0, "iters must be >= 0, got ", iters);
+}
+
 // gine_aggregate: node features h [N, H], edge features [P, H] of the P = E/2 undirected pairs
 // (same dtype as h), edge_pair [E] mapping each directed edge to its pair.
 inline void check_node_features(const at::Tensor& h, const at::Tensor& edge_index, const at::Tensor& edge_attr,

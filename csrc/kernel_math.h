@@ -1,6 +1,7 @@
 // The arithmetic of the kernels, written once for both backends: the per-atom score over a CSR
-// row and the clipped Langevin update (coord_score, langevin_step), the edge length
-// (pairwise_distance) and the GINE message and its gradient (gine_aggregate).
+// row and the clipped Langevin update (coord_score, langevin_step), one atom's stress-majorisation
+// sweep (project_sweeps), the edge length (pairwise_distance) and the GINE message and its
+// gradient (gine_aggregate).
 //
 // Every function here is C10_HOST_DEVICE and inline: csrc/cpu/*.cpp call it from OpenMP loops,
 // csrc/cuda/*.cu from one-thread-per-atom kernels (as ATen writes lerp once for CPU and CUDA), so
@@ -74,6 +75,37 @@ C10_HOST_DEVICE inline void langevin_update(const scalar_t* __restrict__ r,  // 
   const scalar_t norm = sqrt_(S[0] * S[0] + S[1] * S[1] + S[2] * S[2]);
   const scalar_t as = a * (norm > limit ? limit / norm : scalar_t(1));
   for (int k = 0; k < 3; ++k) out[k] = r[k] + as * S[k] + noise_scale * z[k];
+}
+
+// One damped Jacobi sweep of stress majorisation for atom i (project_sweeps), over its CSR row
+// [e0, e1):
+//   r_i' = r_i + step_i * sum_e (t_e - d_e) (r_i - r_dst(e)) / d_e,   d_e = |r_i - r_dst(e)|,
+// an edge with d_e == 0 adding 0 (as in atom_score). The weight is formed as (t - d) / d, the
+// order in which the unfused loop (pairwise_distance, then coord_score with s = t - d) rounds it.
+// Reads only `pos` (the previous sweep) and writes only out[3i..3i+2]: the two are different
+// buffers, so all atoms of a sweep may run at once in any order (Jacobi) and the result does not
+// depend on how atoms are spread over threads.
+template <typename scalar_t>
+C10_HOST_DEVICE inline void stress_sweep_atom(const scalar_t* __restrict__ pos,     // [N, 3] previous sweep
+                                              const int64_t* __restrict__ dst,      // [E]
+                                              const scalar_t* __restrict__ target,  // [E] t_e
+                                              scalar_t step, int64_t i, int64_t e0, int64_t e1,
+                                              scalar_t* __restrict__ out) {  // [N, 3] this sweep
+  const scalar_t xi = pos[3 * i], yi = pos[3 * i + 1], zi = pos[3 * i + 2];
+  scalar_t ax = 0, ay = 0, az = 0;
+  for (int64_t e = e0; e < e1; ++e) {
+    const int64_t j = load_ro(dst + e);
+    const scalar_t dx = xi - load_ro(pos + 3 * j), dy = yi - load_ro(pos + 3 * j + 1),
+                   dz = zi - load_ro(pos + 3 * j + 2);
+    const scalar_t d = sqrt_(dx * dx + dy * dy + dz * dz);
+    const scalar_t w = d > scalar_t(0) ? (load_ro(target + e) - d) / d : scalar_t(0);
+    ax += w * dx;
+    ay += w * dy;
+    az += w * dz;
+  }
+  out[3 * i] = xi + step * ax;
+  out[3 * i + 1] = yi + step * ay;
+  out[3 * i + 2] = zi + step * az;
 }
 
 // d_e = |r_i - r_j| of one edge (pairwise_distance).

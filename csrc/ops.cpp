@@ -10,6 +10,8 @@
 //   edge_index [2, E] int64, sorted by source atom (row 0), both directions present
 //   edge_score [E]    converted to pos' dtype
 //   noise      [N, 3] converted to pos' dtype
+//   target     [E]    converted to pos' dtype (project_sweeps: wanted edge lengths)
+//   step       [N]    converted to pos' dtype (project_sweeps: per-atom step, 0.5 / degree)
 //   rowptr     [N+1]  int64 CSR row pointers of the sorted sources, optional: the edges leaving
 //                     atom i are rowptr[i]:rowptr[i+1]. Every kernel is a segment reduction over
 //                     these rows (no atomics, deterministic). When None, the kernels find the rows
@@ -38,4 +40,9 @@ TORCH_LIBRARY(confgf_fast, m) {
       "gine_aggregate_backward(Tensor grad_out, Tensor h, Tensor edge_index, Tensor edge_attr, Tensor edge_pair, "
       "Tensor? rowptr) -> (Tensor, Tensor)",
       {at::Tag::pt2_compliant_tag});
+  // `iters` damped Jacobi sweeps of stress majorisation towards the edge lengths `target`, with
+  // per-atom steps: r_i <- r_i + step_i * sum_{e in rowptr[i]:rowptr[i+1]} (t_e - d_e) (r_i - r_dst(e)) / d_e,
+  // 0 for d_e == 0, every atom reading the previous sweep's positions  -> new [N, 3] (inputs untouched)
+  m.def("project_sweeps(Tensor pos, Tensor edge_index, Tensor target, Tensor step, Tensor? rowptr, int iters) -> Tensor",
+        {at::Tag::pt2_compliant_tag});
 }

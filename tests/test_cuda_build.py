@@ -24,7 +24,8 @@ pytestmark = pytest.mark.skipif(torch.version.cuda is None,
 NAMESPACE = "confgf_fast::"
 # Every op of csrc/ops.cpp; the test also compares against what the dispatcher knows, so a new op
 # without a CUDA kernel fails here even if this list is not updated.
-OPS = ("pairwise_distance", "coord_score", "langevin_step", "gine_aggregate", "gine_aggregate_backward")
+OPS = ("pairwise_distance", "coord_score", "langevin_step", "gine_aggregate", "gine_aggregate_backward",
+       "project_sweeps")
 
 
 def _namespace_ops() -> list[str]:
@@ -41,7 +42,7 @@ def test_extension_is_the_cuda_build():
     # A source tree on sys.path (python -m pytest from the repo root) would shadow the installed
     # CUDA build with the CPU venv's extension: run pytest's script, or from another directory.
     assert _backends.EXTENSION_LOADED, f"{_backends.EXTENSION_ERROR} (confgf_fast from {confgf_fast.__file__})"
-    assert _backends.CUDA_KERNELS_AVAILABLE and _backends.GINE_CUDA_AVAILABLE
+    assert _backends.CUDA_KERNELS_AVAILABLE and _backends.GINE_CUDA_AVAILABLE and _backends.PROJECT_CUDA_AVAILABLE
 
 
 def test_every_op_has_a_cuda_kernel():
@@ -109,3 +110,4 @@ def test_fake_kernels_on_meta_tensors():
     assert lib.gine_aggregate(h, ei, a, pair, None).shape == (N, H)
     gh, ga = lib.gine_aggregate_backward(h, h, ei, a, pair, None)
     assert gh.shape == (N, H) and ga.shape == (E // 2, H)
+    assert lib.project_sweeps(pos, ei, s, torch.empty(N, device="meta"), None, 3).shape == (N, 3)

@@ -17,6 +17,11 @@
 //   out0 = h0 + ReLU(h1 + a0) + ReLU(h2 + a1) = (1,-1) + (0.5,1.5) + (0,1.5) = (1.5, 2)
 //   out1 = h1 + ReLU(h0 + a0) + ReLU(h2 + a2) = (0,2) + (1.5,0) + (0,0.5)    = (1.5, 2.5)
 //   out2 = h2 + ReLU(h0 + a1) + ReLU(h1 + a2) = (-3,0.5) + (2,0) + (0,2)     = (-1, 2.5)
+//
+// project_sweeps on the same edges with targets t01 = t10 = 4 (d = 3), t02 = t20 = 4, t12 = t21 = 5
+// (d already right) and step 0.25 = 0.5 / degree: one sweep moves only along the 0-1 edge,
+//   acc0 = (4-3)/3 * (-3,0,0) = (-1,0,0), acc1 = (1,0,0), acc2 = 0
+//   -> r0' = (-0.25,0,0), r1' = (3.25,0,0), r2' = (0,4,0).
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/torch.h>
 
@@ -89,6 +94,16 @@ int main() {
   const at::Tensor want_gine = torch::tensor({1.5, 2., 1.5, 2.5, -1., 2.5}, dbl).view({3, 2});
   expect_close(gine.call(h, edge_index, attr, pair, rowptr), want_gine, 1e-12, "gine_aggregate, rowptr given");
   expect_close(gine.call(h, edge_index, attr, pair, std::nullopt), want_gine, 1e-12, "gine_aggregate, rows found");
+
+  auto sweeps = dispatcher.findSchemaOrThrow("confgf_fast::project_sweeps", "")
+                    .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                      const std::optional<at::Tensor>&, int64_t)>();
+  const at::Tensor target = torch::tensor({4., 4., 4., 5., 4., 5.}, dbl);
+  const at::Tensor step = torch::full({3}, 0.25, dbl);
+  expect_close(sweeps.call(pos, edge_index, target, step, rowptr, 1),
+               torch::tensor({-0.25, 0., 0., 3.25, 0., 0., 0., 4., 0.}, dbl).view({3, 3}), 1e-12,
+               "project_sweeps, one sweep");
+  expect_close(sweeps.call(pos, edge_index, target, step, std::nullopt, 0), pos, 0.0, "project_sweeps, no sweep");
 
   // A rowptr that does not close at E is refused (one read on the CPU), not read past the edges.
   bool threw = false;
