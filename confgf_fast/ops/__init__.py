@@ -7,6 +7,8 @@ edge_index [2, E] int64 sorted by source atom with both directions present, d_ij
 - coord_score:       S_i = sum_{(i,j)} s_ij (r_i - r_j) / d_ij  (edges with d_ij = 0 add 0) -> [N, 3]
 - langevin_step:     r_i + a * clip(S_i) + sqrt(2 a) * noise_i, clip(S) = S * min(1, clip / |S|),
                      in one pass over the edges, into a new buffer                          -> [N, 3]
+- project_sweeps:    `iters` damped Jacobi sweeps of stress majorisation towards edge lengths t,
+                     r_i <- r_i + step_i * sum_{(i,j)} (t_ij - d_ij) (r_i - r_j) / d_ij     -> [N, 3]
 
 backend: "auto" | "reference" | "cpp" | "cuda" | "triton".
 - "reference": plain PyTorch (reference.py), any device and dtype; the truth in tests.
@@ -31,6 +33,7 @@ costs a host sync on a GPU; validation.py says what each backend checks without 
 
 from __future__ import annotations
 
+import operator
 import warnings
 
 import torch
@@ -41,7 +44,7 @@ from ._registration import register_cpp_fakes, register_gine_aggregate_autograd,
 from .validation import GraphInputError, check_graph, check_pairing, set_validation, should_validate
 
 __all__ = ["BACKENDS", "GraphInputError", "available_backends", "check_graph", "coord_score", "gine_aggregate",
-           "langevin_step", "pairwise_distance", "reference", "set_validation"]
+           "langevin_step", "pairwise_distance", "project_sweeps", "reference", "set_validation"]
 
 BACKENDS = ("auto", "reference", "cpp", "cuda", "triton")
 _FAST_DTYPES = (torch.float32, torch.float64)
@@ -254,3 +257,95 @@ def gine_aggregate(h: Tensor, edge_index: Tensor, edge_attr: Tensor, edge_pair: 
     if backend == "reference" or not fast:
         return reference.gine_aggregate(h, edge_index, edge_attr, edge_pair)
     return torch.ops.confgf_fast.gine_aggregate(h, edge_index, edge_attr.to(h.dtype), edge_pair, rowptr)
+
+
+def _why_no_project(backend: str, device: torch.device) -> str:
+    """Why the project_sweeps kernel of `backend` cannot run on `device`."""
+    if backend in ("cpp", "cuda") and _backends.EXTENSION_LOADED and not hasattr(torch.ops.confgf_fast,
+                                                                               "project_sweeps"):
+        return ("confgf_fast._C was built before project_sweeps existed; rebuild it "
+                "(pip install --no-build-isolation -e .)")
+    if backend == "triton" and device.type == "cuda" and _backends.PROJECT_TRITON_ERROR is not None:
+        return _backends.PROJECT_TRITON_ERROR
+    return _why_unavailable(backend, device)
+
+
+def _resolve_project(backend: str, pos: Tensor) -> str:
+    """The backend project_sweeps runs for `pos`: the rules of _resolve, with its own kernel table
+    (an extension built before the op still serves the other ops)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    device = pos.device
+    cpu_ok = device.type == "cpu" and _backends.PROJECT_CPU_AVAILABLE
+    cuda_ok = device.type == "cuda" and _backends.PROJECT_CUDA_AVAILABLE
+
+    def triton_ok() -> bool:  # imports Triton: only asked once the C++/CUDA kernels are ruled out
+        return "triton" in available_backends(device) and _backends.triton_project_sweeps() is not None
+
+    if backend == "auto":
+        if pos.dtype not in _FAST_DTYPES:
+            return "reference"
+        if cuda_ok:
+            return "cuda"
+        if cpu_ok:
+            return "cpp"
+        if device.type == "cuda":
+            if triton_ok():
+                _warn_once("project_sweeps-cuda", "confgf_fast.ops.project_sweeps: CUDA kernel unavailable ("
+                           f"{_why_no_project('cuda', device)}); using the Triton kernel")
+                return "triton"
+            _warn_once("project_sweeps-cuda", "confgf_fast.ops.project_sweeps: no fast CUDA kernel ("
+                       f"cuda: {_why_no_project('cuda', device)}; triton: {_why_no_project('triton', device)}); "
+                       "falling back to the pure-PyTorch reference")
+        elif device.type == "cpu":
+            _warn_once("project_sweeps-cpu", "confgf_fast.ops.project_sweeps: C++ kernel unavailable ("
+                       f"{_why_no_project('cpp', device)}); falling back to the pure-PyTorch reference")
+        return "reference"
+    if backend == "reference" or (backend == "cpp" and cpu_ok) or (backend == "cuda" and cuda_ok):
+        return backend
+    if backend == "triton" and triton_ok():
+        return backend
+    raise RuntimeError(f"confgf_fast.ops: backend {backend!r} is unavailable for project_sweeps on {device}: "
+                       f"{_why_no_project(backend, device)}")
+
+
+def project_sweeps(pos: Tensor, edge_index: Tensor, target: Tensor, step: Tensor, iters: int,
+                   backend: str = "auto", *, rowptr: Tensor | None = None, validate: bool | None = None) -> Tensor:
+    """`iters` damped Jacobi sweeps of stress majorisation towards the edge lengths `target`.
+
+    Each sweep, every atom reading the previous sweep's positions (Jacobi):
+        r_i <- r_i + step_i * sum_{(i,j)} (t_ij - d_ij) (r_i - r_j) / d_ij,   d_ij = |r_i - r_j|,
+    an edge with d_ij = 0 adding 0. That is pos + step * coord_score(pos, edge_index, target - d),
+    `iters` times, fused: the fast backends keep two [N, 3] buffers and write nothing E-length.
+    With step_i = 1 / (2 deg_i) (the caller passes 0.5 / degree) and t >= 0 a sweep never increases
+    the stress sum_e (d_e - t_e)^2: the sweep is a diagonally preconditioned gradient step,
+    -D^-1 g / 4, on the SMACOF majoriser at the current positions z,
+        tau(r) = sum_pairs |r_i - r_j|^2 - 2 t_ij (r_i - r_j).(z_i - z_j) / |z_i - z_j| + const
+    (>= the stress, equal at r = z), and as its Hessian 2L (L the graph Laplacian, D = diag(deg))
+    satisfies L <= 2D, the step lowers tau by at least g' D^-1 g / 8, hence the stress too.
+
+    pos: Tensor  # [N, 3] float
+    edge_index: Tensor  # [2, E] int64, sorted by source, both directions present
+    target: Tensor  # [E] t_ij, wanted edge lengths (cast to pos' dtype)
+    step: Tensor  # [N] per-atom step (cast to pos' dtype); a [N, 1] column is accepted
+    iters: int  # >= 0 sweeps; 0 returns a copy of pos
+    rowptr: Tensor | None  # [N+1] int64 CSR row pointers of edge_index[0], optional (fast backends)
+    validate: check the graph against the contract first (None: the process-wide setting)
+    returns: Tensor  # [N, 3], a new tensor; not differentiable (the sampler runs it under no_grad)
+
+    backend: as the other ops ("auto": cuda > triton > cpp > reference for the tensor's device and
+    float32/float64; a missing fast kernel warns once and falls back to the reference).
+    """
+    iters = operator.index(iters)
+    if iters < 0:
+        raise ValueError(f"iters must be >= 0, got {iters}")
+    if step.dim() == 2 and step.shape[1] == 1:
+        step = step.reshape(-1)  # [N, 1] -> [N]: project_distances keeps the degree as a column
+    if should_validate(validate, pos):
+        check_graph(edge_index, pos.shape[0], rowptr)
+    b = _resolve_project(backend, pos)
+    if b == "reference":
+        return reference.project_sweeps(pos, edge_index, target, step, iters)
+    if b == "triton":
+        return _backends.triton_project_sweeps()(pos, edge_index, target, step, rowptr, iters)
+    return torch.ops.confgf_fast.project_sweeps(pos, edge_index, target, step, rowptr, iters)

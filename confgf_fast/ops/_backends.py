@@ -65,6 +65,11 @@ GINE_OPS = ("gine_aggregate", "gine_aggregate_backward")
 _HAS_GINE = EXTENSION_LOADED and hasattr(torch.ops.confgf_fast, "gine_aggregate")
 GINE_CPU_AVAILABLE = _HAS_GINE and all(has_kernel(op, "CPU") for op in GINE_OPS)
 GINE_CUDA_AVAILABLE = _HAS_GINE and all(has_kernel(op, "CUDA") for op in GINE_OPS)
+# project_sweeps, per device, checked on its own for the same reason: an extension built before the
+# op still serves the others, and ops.project_sweeps falls back to the reference (with a warning).
+_HAS_PROJECT = EXTENSION_LOADED and hasattr(torch.ops.confgf_fast, "project_sweeps")
+PROJECT_CPU_AVAILABLE = _HAS_PROJECT and has_kernel("project_sweeps", "CPU")
+PROJECT_CUDA_AVAILABLE = _HAS_PROJECT and has_kernel("project_sweeps", "CUDA")
 
 
 def triton_installed() -> bool:
@@ -107,3 +112,23 @@ def triton_ops() -> dict[str, object] | None:
             except Exception as exc:
                 TRITON_ERROR = f"the Triton kernels failed to load ({type(exc).__name__}: {exc})"
     return _triton_ops
+
+
+_project_triton = None
+PROJECT_TRITON_ERROR: str | None = None
+
+
+def triton_project_sweeps():
+    """The Triton project_sweeps op (confgf_fast.kernels.project_sweeps, imported on first call
+    like the other Triton kernels), or None with PROJECT_TRITON_ERROR set when that fails. Kept
+    apart from triton_ops(): that set is the three ops every Triton build must have."""
+    global _project_triton, PROJECT_TRITON_ERROR
+    if _project_triton is not None or not TRITON_INSTALLED:
+        return _project_triton
+    with _triton_lock:
+        if _project_triton is None and PROJECT_TRITON_ERROR is None:
+            try:
+                _project_triton = importlib.import_module("confgf_fast.kernels.project_sweeps").project_sweeps
+            except Exception as exc:
+                PROJECT_TRITON_ERROR = f"the Triton project_sweeps kernel failed to load ({type(exc).__name__}: {exc})"
+    return _project_triton

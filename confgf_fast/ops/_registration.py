@@ -2,7 +2,8 @@
 
 Fake kernels give output shapes/dtypes without running anything, which torch.compile, FakeTensor
 and torch.library.opcheck need. Autograd is registered for pairwise_distance (the op that sits
-inside the score network's forward); coord_score and langevin_step are used without gradients.
+inside the score network's forward); coord_score, langevin_step and project_sweeps are used
+without gradients.
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ def register_cpp_fakes() -> None:
         def _gine_aggregate_backward_fake(grad_out: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor,
                                           edge_pair: Tensor, rowptr: Tensor | None) -> tuple[Tensor, Tensor]:
             return h.new_empty(h.shape), edge_attr.new_empty(edge_attr.shape)
+
+    if hasattr(torch.ops.confgf_fast, "project_sweeps"):
+        @torch.library.register_fake("confgf_fast::project_sweeps")
+        def _project_sweeps_fake(pos: Tensor, edge_index: Tensor, target: Tensor, step: Tensor,
+                                 rowptr: Tensor | None, iters: int) -> Tensor:
+            torch._check(pos.dim() == 2 and pos.shape[1] == 3, lambda: f"pos must be [N, 3], got {tuple(pos.shape)}")
+            torch._check(target.shape[0] == edge_index.shape[1], lambda: "target must be [E]")
+            torch._check(step.dim() == 1 and step.shape[0] == pos.shape[0], lambda: "step must be [N]")
+            return pos.new_empty(pos.shape)
 
 
 def register_gine_aggregate_autograd(gine_op, backward_op) -> None:

@@ -7,6 +7,7 @@ Conventions shared by every backend:
   direction and contributes 0 (instead of NaN).
 - clip: S_i <- S_i * min(1, clip / |S_i|) (per-atom L2 norm, as the official clip_norm).
 - langevin_step: r_i <- r_i + a * clip(S_i) + sqrt(2 a) * noise_i.
+- project_sweeps: `iters` Jacobi sweeps r_i <- r_i + step_i * sum_{(i,j)} (t_ij - d_ij) (r_i - r_j) / d_ij.
 """
 
 from __future__ import annotations
@@ -52,6 +53,27 @@ def langevin_step(pos: Tensor, edge_index: Tensor, edge_score: Tensor, noise: Te
     """
     S = clip_norm(coord_score(pos, edge_index, edge_score), clip)
     return pos + step_size * S + math.sqrt(2.0 * step_size) * noise.to(pos.dtype)
+
+
+def project_sweeps(pos: Tensor, edge_index: Tensor, target: Tensor, step: Tensor, iters: int) -> Tensor:
+    """pos: [N, 3], edge_index: [2, E], target: [E], step: [N] -> new pos [N, 3].
+
+    `iters` damped Jacobi sweeps of stress majorisation on sum_e (d_e - t_e)^2: in each sweep,
+    from the previous sweep's positions,
+        r_i <- r_i + step_i * sum_{(i,j)} (t_ij - d_ij) (r_i - r_j) / d_ij,
+    an edge with d_ij == 0 adding 0. This is coord_score with s = t - d, applied `iters` times.
+    Returns a new tensor (a copy of pos for iters == 0).
+    """
+    src, dst = edge_index
+    t = target.to(pos.dtype)  # [E]
+    a = step.to(pos.dtype).reshape(-1, 1)  # [N, 1]
+    pos = pos.clone()
+    for _ in range(iters):
+        vec = pos[src] - pos[dst]  # [E, 3]
+        d = vec.norm(dim=-1)  # [E]
+        w = torch.where(d > 0, (t - d) / d.clamp_min(torch.finfo(pos.dtype).tiny), torch.zeros_like(d))  # [E]
+        pos = pos + a * torch.zeros_like(pos).index_add_(0, src, w.unsqueeze(-1) * vec)
+    return pos
 
 
 def gine_aggregate(h: Tensor, edge_index: Tensor, edge_attr: Tensor, edge_pair: Tensor) -> Tensor:
