@@ -27,7 +27,8 @@ import sys
 import torch
 
 from confgf_fast import ops
-from confgf_fast.ops.testing import replicate, rowptr_of, synthetic_molecule
+from confgf_fast.graph import rowptr_from_sorted
+from confgf_fast.ops.testing import replicate, synthetic_molecule
 
 SIZES = {
     # name: (smiles, conformers, atoms per conformer, edges per conformer: the RDKit graph's counts,
@@ -65,7 +66,7 @@ def batch(size: str, device: str = "cpu", dtype: torch.dtype = torch.float32):
     noise = torch.randn(N, 3, generator=g)
     t = [x.to(device=device, dtype=dtype) for x in (pos, score, noise)]
     ei = ei.to(device)
-    return t[0], ei, t[1], t[2], rowptr_of(ei, N), source
+    return t[0], ei, t[1], t[2], rowptr_from_sorted(ei[0], N), source
 
 
 def langevin_bytes(N: int, E: int, dtype: torch.dtype = torch.float32, index_bytes: int = 8) -> int:

@@ -8,12 +8,11 @@ from pathlib import Path
 import torch
 
 from .config import ModelConfig, NoiseConfig, config_from_dict, config_to_dict
+from .elements import QM9_ELEMENTS
 from .model import ScoreNet
 
 CHECKPOINT_FORMAT = "confgf_fast/1"
 DEFAULT_WEIGHTS = "qm9_small.pt"
-# Elements assumed for checkpoints that do not record theirs (all of them were trained on QM9).
-QM9_ELEMENTS = (1, 6, 7, 8, 9)
 
 
 class WeightsError(RuntimeError):

@@ -7,7 +7,6 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 from rdkit import Chem
-from rdkit.Chem import rdMolAlign
 from rdkit.Geometry import Point3D
 
 from .config import EDGE_AROMATIC, EDGE_DOUBLE, EDGE_SINGLE, EDGE_TRIPLE
@@ -105,15 +104,6 @@ def stereo_smiles_from_3d(mol: Chem.Mol, conf_id: int = -1) -> str:
     m.AddConformer(conf, assignId=True)
     Chem.AssignStereochemistryFrom3D(m)
     return canonical_smiles(m, stereo=True)
-
-
-def heavy_atom_rmsd(probe: Chem.Mol, ref: Chem.Mol, probe_conf: int = -1, ref_conf: int = -1) -> float:
-    """Symmetry-aware optimally aligned RMSD on heavy atoms (RDKit GetBestRMS), as in the paper.
-
-    Both molecules are passed without hydrogens; GetBestRMS does not move its inputs' coordinates
-    (it aligns a copy of the probe).
-    """
-    return rdMolAlign.GetBestRMS(probe, ref, prbId=probe_conf, refId=ref_conf)
 
 
 def write_sdf(path_or_writer, mol: Chem.Mol, props: dict | None = None, conf_ids: Iterable[int] | None = None,

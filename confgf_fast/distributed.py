@@ -49,8 +49,22 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from .generate_io import (
+    EXIT_FATAL,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    InputError,
+    ResumeError,
+    input_kind,
+    iter_inputs,
+    scan_for_resume,
+    sdf_records,
+)
+from .seeds import SHARD_PURPOSE, derive_seed
 
 # Collectives wait for the slowest rank; generation can take days, so the process group's
 # timeout (default 30 min in torch) must be long. Override with CONFGF_DIST_TIMEOUT_S.
@@ -75,7 +89,7 @@ def shard_errors_path(out: Path, rank: int) -> Path:
 
 def shard_seed(seed: int, rank: int, world: int) -> int:
     """A well-mixed 64-bit seed of rank `rank` of `world` for a run with base `seed`."""
-    return int(np.random.SeedSequence([seed % 2**64, rank, world, 0xD157]).generate_state(1, dtype=np.uint64)[0])
+    return derive_seed(seed, rank, world, purpose=SHARD_PURPOSE)
 
 
 @dataclass
@@ -95,10 +109,8 @@ class Shard:
 
     def adopt(self, done: dict[int, int]) -> dict[int, int]:
         """The molecules this rank need not sample: `done` (complete in its own shard file, from
-        cli.scan_for_resume) plus its molecules complete in a resumed OUT. A shard holding another
+        generate_io.scan_for_resume) plus its molecules complete in a resumed OUT. A shard holding another
         rank's molecule was written with another world size: ResumeError (it would be duplicated)."""
-        from .cli import ResumeError
-
         foreign = next((k for k in done if not self.owns(k)), None)
         if foreign is not None:
             raise ResumeError(f"the shard of rank {self.rank} holds molecule {foreign}, which belongs to rank "
@@ -122,9 +134,7 @@ class _Skip:
 # ---- merging ----------------------------------------------------------------------------------------
 def _keyed_records(path: Path) -> Iterator[tuple[int, bytes]]:
     """(mol_id, raw record) for every record of an SDF written by `generate`, streaming."""
-    from .cli import _sdf_records
-
-    for rec in _sdf_records(path):
+    for rec in sdf_records(path):
         m = _MOL_ID.search(rec, max(rec.find(b"M  END"), 0))  # data items follow the mol block
         if m is None:
             raise ValueError(f"{path}: a record without a mol_id property")
@@ -187,8 +197,6 @@ def merge_errors(sources: list[Path], dest: Path, always: bool) -> int:
 def _checks(args: argparse.Namespace) -> tuple[str | None, dict[int, int], bool]:
     """Rank 0, before any sampling: (fatal message or None, complete molecules of a resumed OUT,
     whether OUT is resumed)."""
-    from .cli import InputError, ResumeError, input_kind, iter_inputs, scan_for_resume
-
     try:
         input_kind(args.input)
         if next(iter_inputs(args.input, 1, keep=lambda k: False), None) is None:
@@ -209,9 +217,6 @@ def _checks(args: argparse.Namespace) -> tuple[str | None, dict[int, int], bool]
 def generate_sharded(args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) -> int:
     """Run `run` (cli.cmd_generate) on this rank's shard, agree on the outcome, merge on rank 0."""
     import torch.distributed as dist
-
-    from .cli import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL
-
     rank, world = int(os.environ["RANK"]), world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     cuda = str(args.device).startswith("cuda")
@@ -254,8 +259,6 @@ def generate_sharded(args: argparse.Namespace, run: Callable[[argparse.Namespace
 def _run_rank(args: argparse.Namespace, run: Callable[[argparse.Namespace], int], shard: Shard,
               device: torch.device) -> int:
     """cli.cmd_generate on this rank's shard; never raises, so every rank reaches the agreement."""
-    from .cli import EXIT_FATAL, EXIT_SIGINT
-
     out = Path(args.out)
     ns = copy.copy(args)
     ns.shard = shard
@@ -276,9 +279,6 @@ def _run_rank(args: argparse.Namespace, run: Callable[[argparse.Namespace], int]
 def _agree(code: int, device: torch.device) -> int:
     """The run's exit code from every rank's: interrupted > fatal > some molecules failed > ok."""
     import torch.distributed as dist
-
-    from .cli import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM
-
     order = [EXIT_OK, EXIT_PARTIAL, EXIT_FATAL, EXIT_SIGINT, EXIT_SIGTERM]
     t = torch.tensor([order.index(code) if code in order else order.index(EXIT_FATAL)], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
@@ -287,8 +287,6 @@ def _agree(code: int, device: torch.device) -> int:
 
 def _finish(args: argparse.Namespace, world: int, code: int, from_out: bool) -> int:
     """Rank 0 after the agreement: merge the shards into OUT (and the errors files), or keep them."""
-    from .cli import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL
-
     out = Path(args.out)
     shards = [shard_path(out, r) for r in range(world)]
     errors = [shard_errors_path(out, r) for r in range(world)]

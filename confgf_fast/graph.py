@@ -93,10 +93,23 @@ def extended_graph(z: Tensor, bond_index: Tensor, bond_type: Tensor, order: int 
 
 
 def rowptr_from_sorted(src: Tensor, num_nodes: int) -> Tensor:
-    """src: [E] sorted source indices -> [num_nodes+1] CSR row pointers."""
-    counts = torch.bincount(src, minlength=num_nodes)
-    out = torch.zeros(num_nodes + 1, dtype=torch.long, device=src.device)
-    torch.cumsum(counts, 0, out=out[1:])
+    """src: [E] int64 source atoms sorted ascending -> [num_nodes+1] int64 CSR row pointers: the
+    edges leaving atom i are rowptr[i]:rowptr[i+1].
+
+    The one implementation for the package, the op validation and the Triton kernels. A binary
+    search per row boundary rather than bincount + cumsum: on CUDA bincount reads its maximum back
+    to the host, which would break CUDA graph capture; searchsorted never syncs. The result is
+    only meaningful for sorted `src` (ops.validation checks that separately).
+    """
+    targets = torch.arange(num_nodes + 1, device=src.device, dtype=src.dtype)
+    return torch.searchsorted(src.contiguous(), targets)
+
+
+def offsets(counts: Tensor) -> Tensor:
+    """counts: [G] int64 sizes -> [G+1] int64 start offsets (exclusive prefix sum, 0 first), so item
+    g spans offsets[g]:offsets[g+1]. Per-conformer atom and edge pointers are built with this."""
+    out = torch.zeros(counts.numel() + 1, dtype=torch.long, device=counts.device)
+    torch.cumsum(counts.long(), 0, out=out[1:])
     return out
 
 
@@ -165,8 +178,8 @@ class PackedGraphs:
                           else torch.zeros(2, 0, dtype=torch.long))
             edge_type = torch.cat([g.edge_type for g in graphs]) if graphs else torch.zeros(0, dtype=torch.long)
             rev = torch.cat([g.rev for g in graphs]) if graphs else torch.zeros(0, dtype=torch.long)
-            atom_ptr = torch.cat([torch.zeros(1, dtype=torch.long), n.cumsum(0)])
-            edge_ptr = torch.cat([torch.zeros(1, dtype=torch.long), e.cumsum(0)])
+            atom_ptr = offsets(n)
+            edge_ptr = offsets(e)
         # Local (per-molecule) indices are stored; global ones are made in batch().
         self.z = z.long()
         self.atom_ptr = atom_ptr.long()
@@ -192,10 +205,8 @@ class PackedGraphs:
         n = self.atom_ptr[mol_ids + 1] - self.atom_ptr[mol_ids]  # [G]
         e = self.edge_ptr[mol_ids + 1] - self.edge_ptr[mol_ids]  # [G]
         G = mol_ids.numel()
-        atom_ptr = torch.zeros(G + 1, dtype=torch.long)
-        torch.cumsum(n, 0, out=atom_ptr[1:])
-        edge_ptr = torch.zeros(G + 1, dtype=torch.long)
-        torch.cumsum(e, 0, out=edge_ptr[1:])
+        atom_ptr = offsets(n)  # [G+1]
+        edge_ptr = offsets(e)  # [G+1]
         node_graph = torch.repeat_interleave(torch.arange(G), n)
         edge_graph = torch.repeat_interleave(torch.arange(G), e)
         # Source position in the packed arrays of every batch atom / edge.

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import QM9_ELEMENTS, save_checkpoint
+from .checkpoint import save_checkpoint
 from .config import (
     EDGE_ANGLE,
     EDGE_AROMATIC,
@@ -48,6 +48,7 @@ from .config import (
     ModelConfig,
     NoiseConfig,
 )
+from .elements import QM9_ELEMENTS
 from .model import ScoreNet
 
 SOURCE = "official ConfGF (DeepGraphLearning/ConfGF, DistanceScoreMatch)"

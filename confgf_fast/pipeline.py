@@ -5,23 +5,8 @@ The one place that joins chem (RDKit) -> graph batch -> model -> sampler -> RDKi
 Every input molecule ends either with conformers or with an error that says why; one bad molecule
 never stops the others. The policy, case by case (prepare_molecule and generate_iter):
 
-- invalid SMILES or unreadable record: an error with RDKit's reason where RDKit gives one
-  (valence, kekulisation); "syntax error" otherwise. A molecule with no atoms is an error.
-- several fragments (salts, solvents, mixtures): by default the largest fragment is kept
-  (RDKit's LargestFragmentChooser: most atoms including H, then molecular weight, then SMILES)
-  with a warning naming what was dropped. With largest_fragment=False it is an error: the graph
-  has no edges between fragments, so their relative placement would be meaningless noise.
-- elements the model was not trained on (the checkpoint's `trained_elements`; H, C, N, O, F
-  for old checkpoints): an error unless allow_unknown_elements. Atomic numbers beyond the model's
-  embedding table are always an error.
-- charged species: allowed. The graph is charge-blind (atomic numbers and bond types only), so
-  an ion is sampled as its neutral skeleton would be; formal charges are kept on the output Mol.
-- single atoms: every conformer is the atom at the origin, the only honest answer; no sampling,
-  so any element is fine. (They have no edges; the sampler is never asked to move them.)
-- more than max_heavy_atoms heavy (non-hydrogen) atoms: an error, checked before hydrogens are
-  added and before the O(n^2) graph is built, so a giant input costs nothing.
-- a conformer count below 1: an error for that molecule.
-- duplicates: every input is its own molecule (index = input position); nothing is deduplicated.
+- how each kind of input is prepared or refused (invalid SMILES, salts, elements, size, single
+  atoms, counts, duplicates): prepare.py's docstring;
 - conformers whose coordinates come out non-finite or absurd (|x| > POS_LIMIT angstrom) are
   resampled in a batch of their own with a fresh seed, up to `retries` times; what still fails
   is reported as an error of its molecule, which keeps its good conformers. Molecules are
@@ -49,90 +34,36 @@ import torch
 from rdkit import Chem
 from torch import Tensor
 
-from .checkpoint import QM9_ELEMENTS, load_model
-from .chem import featurize, set_conformers
-from .config import NUM_ATOM_TYPES, NoiseConfig, SamplerConfig, resolve_sampler
-from .graph import MolGraph, PackedGraphs
+from .batch_sampling import POS_LIMIT, bad_conformers, sample_batch  # noqa: F401 (bad_conformers: re-export)
+from .checkpoint import load_model
+from .chem import set_conformers
+from .config import NoiseConfig, SamplerConfig, resolve_sampler
+from .elements import DEFAULT_MAX_HEAVY_ATOMS, model_vocabulary
+from .graph import PackedGraphs
 from .model import ScoreNet
+
+# The per-molecule preparation lives in prepare.py (generate_tensors shares it); re-exported, as
+# callers import these names from here.
+from .prepare import (  # noqa: F401 (re-exports)
+    API_TO_CLI,
+    SAMPLED_SMILES_PROP,
+    Entry,
+    MoleculeError,
+    MolInput,
+    MolOutcome,
+    as_input,
+    parse_smiles,
+    prepare_entry,
+    prepare_molecule,
+)
 from .quality import conformer_defects, defect_reasons
 from .relax import RelaxOptions, quality_flags, relax_flags
 from .sampler import default_max_atoms, plan_batches
-from .stereo import StereoConstraints, stereo_constraints
+from .seeds import CHUNK_PURPOSE, derive_seed
+from .stereo import StereoConstraints
 
-# The RDKit-free device-side pieces live in tensors.py (generate_tensors shares them); re-exported.
-from .tensors import POS_LIMIT, bad_conformers, model_vocabulary, sample_batch  # noqa: F401 (re-export)
-
-DEFAULT_MAX_HEAVY_ATOMS = 100
-SAMPLED_SMILES_PROP = "_confgf_sampled_smiles"  # on a prepared Mol: the kept fragment's SMILES
 DEFAULT_CHUNK_SIZE = 1000
 DEFAULT_RETRIES = 2
-
-
-class MoleculeError(ValueError):
-    """One input molecule cannot be used; the message says why (it goes to the user verbatim)."""
-
-
-@dataclass
-class MolInput:
-    """One input molecule with what the caller knows about it.
-
-    source: a SMILES string or an RDKit Mol (None when the record could not be read at all);
-    num_confs: conformers wanted (None: the call's default); text: the input as given (for messages
-    and the SDF `smiles` property; default the SMILES itself); name: an optional title;
-    error: set when the reader already knows the molecule is unusable (e.g. a malformed SDF record).
-    """
-
-    source: str | Chem.Mol | None
-    num_confs: int | None = None
-    text: str | None = None
-    name: str = ""
-    error: str | None = None
-
-    def given(self) -> str:
-        """The input as the user gave it (the SMILES, or a SMILES written from the Mol)."""
-        if self.text is not None:
-            return self.text
-        if isinstance(self.source, str):
-            return self.source
-        if isinstance(self.source, Chem.Mol):
-            try:
-                return Chem.MolToSmiles(Chem.RemoveHs(self.source))
-            except Exception:  # an odd Mol: RemoveHs can fail on unsanitised input
-                return Chem.MolToSmiles(self.source)
-        return ""
-
-
-@dataclass
-class MolOutcome:
-    """What became of input `index`: `mol` (all H, one conformer per success) or None, and `error`.
-
-    A molecule can have both a Mol and an error when some, but not all, of its conformers failed.
-    `warnings` are notes that did not stop it (e.g. fragments dropped from a salt).
-    """
-
-    index: int
-    text: str
-    name: str
-    requested: int
-    mol: Chem.Mol | None = None
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    # Per written conformer: {"stereo_ok": 0/1, "quality": "ok" | "broken", "quality_reasons" (when
-    # broken): "vdw,connectivity" (quality.DEFECTS), and after a relax "energy" (kcal/mol),
-    # "relative_energy", "energy_method"} (SDF properties).
-    conf_flags: list[dict] = field(default_factory=list)
-    # What was sampled when it is not the input itself: the kept fragment's SMILES of a salt or
-    # mixture (the SDF's `smiles`; the input then goes to `input_smiles`). None: the input.
-    sampled_smiles: str | None = None
-
-    @property
-    def num_confs(self) -> int:
-        """Conformers generated (0 when the molecule failed)."""
-        return self.mol.GetNumConformers() if self.mol is not None else 0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 @dataclass
@@ -170,200 +101,6 @@ class RunStats:
     fallback: int = 0
 
 
-# ---- one molecule ---------------------------------------------------------------------------------
-# How the per-molecule errors name the options that change them: the Python keyword arguments
-# here; the CLI rewrites them to its flags (cli.cli_wording) before printing.
-API_TO_CLI = {"allow_unknown_elements=True": "--allow-unknown-elements",
-              "largest_fragment=True": "--largest-fragment", "max_heavy_atoms=0": "--max-heavy-atoms 0"}
-
-
-def _quiet_rdkit():
-    """A context that keeps RDKit's error log off stderr and, where RDKit can (2025.09+:
-    rdBase.CaptureErrorLog), keeps its messages in `.messages` (the reason goes into our error)."""
-    from rdkit import rdBase
-
-    capture = getattr(rdBase, "CaptureErrorLog", None)
-    return capture() if capture is not None else rdBase.BlockLogs()
-
-
-def _parse_reason(log: object) -> str:
-    """RDKit's SMILES-parser log (captured) -> a short reason, e.g. 'unclosed ring' or 'syntax error
-    around position 3'; '' when nothing was captured."""
-    import re
-
-    reasons = []
-    for line in str(getattr(log, "messages", "") or "").splitlines():
-        line = re.sub(r"^\[[0-9:]+\]\s*", "", line).strip()
-        if not line.startswith("SMILES Parse Error:"):
-            continue  # the echoed input and the ~~^ marker
-        msg = line.removeprefix("SMILES Parse Error:").strip()
-        if msg.startswith("Failed parsing SMILES"):
-            continue  # says nothing more than "invalid"
-        msg = re.sub(r" (for input|while parsing): .*$", "", msg)
-        msg = re.sub(r"^check for mistakes (around position \d+):?$", r"\1", msg)
-        if msg and msg not in reasons:
-            reasons.append(msg)
-    return " ".join(reasons)
-
-
-def parse_smiles(smiles: str) -> Chem.Mol:
-    """SMILES -> sanitised Mol (no explicit H yet); MoleculeError with the reason when RDKit refuses.
-    RDKit's own log lines are kept off stderr: the reason is in the error, said once."""
-    if not smiles.strip():
-        raise MoleculeError("empty SMILES")
-    with _quiet_rdkit():
-        mol = Chem.MolFromSmiles(smiles)
-    if mol is not None:
-        return mol
-    # Parse again without sanitising only to say why: a valence or aromaticity problem comes back
-    # as an exception with a readable message; a syntax error gives no Mol at all.
-    with _quiet_rdkit() as log:
-        raw = Chem.MolFromSmiles(smiles, sanitize=False)
-    if raw is None:
-        raise MoleculeError(f"invalid SMILES {smiles!r} ({_parse_reason(log) or 'syntax error'})")
-    try:
-        with _quiet_rdkit():
-            Chem.SanitizeMol(raw)
-    except Exception as exc:  # RDKit's AtomValenceException, KekulizeException, ...
-        raise MoleculeError(f"invalid SMILES {smiles!r}: {exc}") from None
-    raise MoleculeError(f"invalid SMILES {smiles!r}")
-
-
-def _symbols(zs: Iterable[int]) -> str:
-    table = Chem.GetPeriodicTable()
-    return ", ".join("*" if z == 0 else table.GetElementSymbol(z) for z in sorted(zs))
-
-
-def prepare_molecule(source: str | Chem.Mol, *, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
-                     trained_elements: Container[int] = QM9_ELEMENTS, allow_unknown_elements: bool = False,
-                     largest_fragment: bool = True, num_atom_types: int = NUM_ATOM_TYPES,
-                     ) -> tuple[Chem.Mol, list[str]]:
-    """Input -> (Mol with all hydrogens, warnings), or MoleculeError. The policy is in the module
-    docstring; the order of the checks puts the cheap ones before AddHs and the graph."""
-    warnings: list[str] = []
-    if isinstance(source, Chem.Mol):
-        mol = Chem.Mol(source)
-    elif isinstance(source, str):
-        mol = parse_smiles(source)
-    else:
-        raise MoleculeError(f"not a SMILES string or RDKit Mol: {type(source).__name__}")
-    if mol.GetNumAtoms() == 0:
-        raise MoleculeError("molecule has no atoms")
-    frags = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False)
-    if len(frags) > 1:
-        if not largest_fragment:
-            raise MoleculeError(f"{len(frags)} disconnected fragments (a salt or mixture?); "
-                                "largest_fragment=True keeps only the largest one")
-        from rdkit.Chem.MolStandardize import rdMolStandardize
-
-        kept = rdMolStandardize.LargestFragmentChooser(preferOrganic=False).choose(mol)
-        kept_smi = Chem.MolToSmiles(kept)
-        dropped = list(Chem.MolToSmiles(mol).split("."))
-        if kept_smi in dropped:
-            dropped.remove(kept_smi)
-        warnings.append(f"{len(frags)} fragments: kept the largest, {kept_smi}; dropped {'.'.join(dropped)}")
-        mol = kept
-        try:
-            sampled = Chem.MolToSmiles(Chem.RemoveHs(kept))
-        except Exception:  # RemoveHs can refuse odd hydrogens; the SMILES is a label here
-            sampled = kept_smi
-    else:
-        sampled = None
-    heavy = mol.GetNumHeavyAtoms()
-    if max_heavy_atoms and heavy > max_heavy_atoms:
-        raise MoleculeError(f"too large: {heavy} heavy atoms, the limit is {max_heavy_atoms} "
-                            "(max_heavy_atoms=0 lifts it)")
-    has_coords = mol.GetNumConformers() > 0
-    mol = Chem.AddHs(mol, addCoords=has_coords)
-    if sampled is not None:
-        mol.SetProp(SAMPLED_SMILES_PROP, sampled)  # private (not written to SDF); read by prepare_entry
-    if mol.GetNumAtoms() == 1:
-        return mol, warnings  # no edges and no model involved: any element is fine (see docstring)
-    zs = {a.GetAtomicNum() for a in mol.GetAtoms()}
-    beyond = {z for z in zs if z >= num_atom_types}
-    if beyond:
-        raise MoleculeError(f"element(s) {_symbols(beyond)} beyond the model's atom vocabulary (Z < {num_atom_types})")
-    unknown = {z for z in zs if z not in trained_elements}
-    if unknown and not allow_unknown_elements:
-        raise MoleculeError(f"element(s) {_symbols(unknown)} not in the model's training data "
-                            f"({_symbols(z for z in range(num_atom_types) if z in trained_elements)}); "
-                            "allow_unknown_elements=True samples it anyway, with an untrained embedding")
-    if unknown:
-        warnings.append(f"element(s) {_symbols(unknown)} never seen in training: expect poor geometry")
-    return mol, warnings
-
-
-# ---- seeds and checks ---------------------------------------------------------------------------
-def derive_seed(seed: int, chunk: int, batch: int = 0, retry: int = 0) -> int:
-    """A well-mixed 64-bit seed for (chunk, batch, retry) of a run with base `seed`.
-
-    Keys always have the same length and end in a constant, because SeedSequence treats trailing
-    zeros as absent ([s, 1] and [s, 1, 0] would collide otherwise).
-    """
-    key = [seed % 2**64, chunk, batch, retry, 0x5EED]
-    return int(np.random.SeedSequence(key).generate_state(1, dtype=np.uint64)[0])
-
-
-# ---- streaming generation -----------------------------------------------------------------------
-@dataclass
-class _Entry:
-    """Book-keeping of one molecule of the current chunk."""
-
-    out: MolOutcome
-    mol: Chem.Mol | None = None
-    graph: MolGraph | None = None
-    coords: list[Tensor] = field(default_factory=list)
-    flags: list[dict] = field(default_factory=list)  # one per kept conformer
-    stereo: StereoConstraints | None = None
-    attempted: int = 0  # conformers sampled so far (good or not)
-
-    @property
-    def finished(self) -> bool:
-        return self.out.error is not None or self.attempted >= self.out.requested
-
-
-def _as_input(x: str | Chem.Mol | MolInput) -> MolInput:
-    return x if isinstance(x, MolInput) else MolInput(x)
-
-
-def prepare_entry(k: int, x: str | Chem.Mol | MolInput, num_confs: int, *, sampler: SamplerConfig,
-                  max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
-                  trained_elements: Container[int] = QM9_ELEMENTS,
-                  allow_unknown_elements: bool = False, largest_fragment: bool = True,
-                  num_atom_types: int = NUM_ATOM_TYPES) -> _Entry:
-    """Input k -> its _Entry: the Mol with all H, graph and stereo constraints (when sampler.stereo),
-    or out.error saying why it cannot be sampled. A lone atom gets its conformers (the origin) here
-    and no graph. num_confs is the default count (a MolInput's own count wins). Shared by
-    generate_iter and tensors.generate_tensors, so both apply the same per-molecule policy."""
-    inp = _as_input(x)
-    count = inp.num_confs if inp.num_confs is not None else num_confs
-    e = _Entry(MolOutcome(index=k, text=inp.given(), name=inp.name, requested=count))
-    if inp.error is not None:
-        e.out.error = inp.error
-    elif count < 1:
-        e.out.error = f"conformer count must be at least 1 (got {count})"
-    else:
-        try:
-            e.mol, e.out.warnings = prepare_molecule(
-                inp.source, max_heavy_atoms=max_heavy_atoms, trained_elements=trained_elements,
-                allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
-                num_atom_types=num_atom_types)
-            if e.mol.HasProp(SAMPLED_SMILES_PROP):
-                e.out.sampled_smiles = e.mol.GetProp(SAMPLED_SMILES_PROP)
-            if e.mol.GetNumAtoms() == 1:
-                e.coords = [torch.zeros(1, 3) for _ in range(count)]
-                e.attempted = count
-            else:
-                e.graph = featurize(e.mol)
-                if sampler.stereo:
-                    e.stereo = stereo_constraints(e.mol)
-        except MoleculeError as exc:
-            e.out.error = str(exc)
-        except Exception as exc:  # RDKit raises plain RuntimeError/ValueError from C++ per molecule
-            e.out.error = f"cannot featurise: {type(exc).__name__}: {exc}"
-    return e
-
-
 def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 10, *,
                   model: ScoreNet | None = None, noise: NoiseConfig | None = None, weights: str | None = None,
                   sampler: SamplerConfig | str | None = None, schedule: str | None = None,
@@ -386,7 +123,8 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
     skip: input indices not to process and not to yield (what a resumed run already has).
 
     Seeds: chunk c samples with a generator seeded by `seed` (c = 0, as earlier versions did for
-    the whole input) or derive_seed(seed, c); retry r of batch b by derive_seed(seed, c, b, r). So
+    the whole input) or seeds.derive_seed(seed, c, 0, 0); retry r of batch b by
+    seeds.derive_seed(seed, c, b, r) (purpose CHUNK_PURPOSE). So
     the output depends on seed, input, chunk_size, max_atoms, device and the skipped set.
     trained_elements: atomic numbers the model knows (default: `model.trained_elements` as set by
     load_model, else H, C, N, O, F). See the module docstring for the per-molecule policy.
@@ -409,7 +147,7 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
         raise ValueError("retries must be >= 0")
     known, num_atom_types = model_vocabulary(model, trained_elements)
 
-    def prepare(k: int, x: str | Chem.Mol | MolInput) -> _Entry:
+    def prepare(k: int, x: str | Chem.Mol | MolInput) -> Entry:
         return prepare_entry(k, x, num_confs, sampler=sampler, max_heavy_atoms=max_heavy_atoms,
                              trained_elements=known, allow_unknown_elements=allow_unknown_elements,
                              largest_fragment=largest_fragment, num_atom_types=num_atom_types)
@@ -493,7 +231,7 @@ def _relax_outcome(out: MolOutcome, opts: RelaxOptions, stats: RunStats) -> None
     stats.broken_written += sum(f.get("quality", "ok") != "ok" for f in out.conf_flags)
 
 
-def _sample_chunk(entries: list[_Entry], model: ScoreNet, noise: NoiseConfig, sampler: SamplerConfig,
+def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sampler: SamplerConfig,
                   device: str | torch.device, seed: int, chunk_no: int, max_atoms: int,
                   retries: int, status: Callable[[str], None] | None = None,
                   stats: RunStats | None = None) -> Iterator[MolOutcome]:
@@ -517,7 +255,8 @@ def _sample_chunk(entries: list[_Entry], model: ScoreNet, noise: NoiseConfig, sa
     stereo = [e.stereo if e.stereo is not None else StereoConstraints.empty() for e in todo]
     plan = plan_batches([e.graph.num_atoms for e in todo], [e.out.requested for e in todo],
                         max_atoms or default_max_atoms(device))
-    gen = torch.Generator(device=device).manual_seed(seed if chunk_no == 0 else derive_seed(seed, chunk_no))
+    chunk_seed = seed if chunk_no == 0 else derive_seed(seed, chunk_no, 0, 0, purpose=CHUNK_PURPOSE)
+    gen = torch.Generator(device=device).manual_seed(chunk_seed)
     for b, pieces in enumerate(plan):
         mol_ids = torch.cat([torch.full((c,), m, dtype=torch.long) for m, c in pieces])
 
@@ -535,7 +274,8 @@ def _sample_chunk(entries: list[_Entry], model: ScoreNet, noise: NoiseConfig, sa
                 stats.broken_resampled += sum(pos[g] is not None for g in failed)
             # Only the failed conformers, in a batch of their own with a seed of their own: the good
             # ones are kept as they are, and the retry is reproducible.
-            retry_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, chunk_no, b, r))
+            retry_seed = derive_seed(seed, chunk_no, b, r, purpose=CHUNK_PURPOSE)
+            retry_gen = torch.Generator(device=device).manual_seed(retry_seed)
             again = _sample(model, packed, stereo, mol_ids[failed], noise, sampler, device, retry_gen, on_level)
             for g, p in zip(failed, again):
                 if p is not None and (pos[g] is None or p[1]["quality"] == "ok"):
@@ -569,7 +309,7 @@ def _sample(model: ScoreNet, packed: PackedGraphs, stereo: list[StereoConstraint
             for g in range(len(bad))]
 
 
-def _finish(e: _Entry, retries: int) -> MolOutcome:
+def _finish(e: Entry, retries: int) -> MolOutcome:
     out = e.out
     if out.error is not None:
         return out
@@ -609,7 +349,7 @@ def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Seque
         raise ValueError("num_confs must be an int or have one entry per input")
     items = []
     for x, c in zip(inputs, counts):
-        inp = _as_input(x)
+        inp = as_input(x)
         items.append(inp if inp.num_confs is not None else MolInput(inp.source, c, inp.text, inp.name, inp.error))
     result = GenerationResult([None] * len(items))
     for out in generate_iter(items, model=model, noise=noise, weights=weights, sampler=sampler, schedule=schedule,

@@ -53,7 +53,7 @@ import torch
 from torch import Tensor
 
 from .config import SamplerConfig
-from .graph import GraphBatch
+from .graph import GraphBatch, offsets
 
 # Margins of the flat-bottom penalty. V: regular 0.71, ETKDG / GEOM-Drugs conformers (small
 # rings included) >= 0.37. T: RDKit's perception threshold 0.1 A^3 plus half; ETKDG
@@ -164,12 +164,10 @@ def stereo_constraints(mol) -> StereoConstraints:
 def _rows_per_conformer(counts: Tensor, mol_index: Tensor) -> tuple[Tensor, Tensor]:
     """Rows of a by-molecule packed table (molecule m has counts[m] rows) for each conformer g of
     molecule mol_index[g], concatenated over g -> (row in the packed table [K], conformer [K])."""
-    ptr = torch.zeros(counts.numel() + 1, dtype=torch.long)
-    torch.cumsum(counts, 0, out=ptr[1:])
+    ptr = offsets(counts)
     per_conf = counts[mol_index]  # [G]
     graph = torch.repeat_interleave(torch.arange(mol_index.numel()), per_conf)  # [K]
-    start = torch.zeros(mol_index.numel() + 1, dtype=torch.long)
-    torch.cumsum(per_conf, 0, out=start[1:])
+    start = offsets(per_conf)
     return ptr[mol_index][graph] + (torch.arange(graph.numel()) - start[graph]), graph
 
 

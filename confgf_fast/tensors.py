@@ -4,7 +4,7 @@
     res.pos[res.atom_ptr[g]:res.atom_ptr[g + 1]]   # conformer g, [n, 3], of input res.mol_index[g]
 
 Inputs are MolGraphs (no RDKit involved: this module imports without RDKit, e.g. on a GPU box
-that has none) or, through pipeline.prepare_entry, SMILES / RDKit Mols / MolInput with exactly the
+that has none) or, through prepare.prepare_entry, SMILES / RDKit Mols / MolInput with exactly the
 checks of `generate` (fragments, elements, size). All inputs are sampled as one chunk: batches of
 at most `max_atoms` atoms (sampler.plan_batches), one torch.Generator seeded with `seed` running
 through them in order, exactly as generate_iter samples its first chunk; so SMILES in gives the
@@ -26,93 +26,23 @@ get random handedness, like the official ConfGF; build it from a Mol if you need
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from .checkpoint import QM9_ELEMENTS, load_model
-from .config import NUM_ATOM_TYPES, NoiseConfig, SamplerConfig, resolve_sampler
-from .graph import GraphBatch, MolGraph, PackedGraphs
+# The one-batch sampler lives in batch_sampling.py (shared with pipeline.py); re-exported here.
+from .batch_sampling import POS_LIMIT, SampledBatch, bad_conformers, sample_batch
+from .checkpoint import load_model
+from .config import NoiseConfig, SamplerConfig, resolve_sampler
+from .elements import DEFAULT_MAX_HEAVY_ATOMS, check_elements, model_vocabulary
+from .graph import MolGraph, PackedGraphs, offsets
 from .model import ScoreNet
-from .quality import broken_conformers
-from .sampler import default_max_atoms, plan_batches, sample
-from .stereo import StereoConstraints, make_guidance
-
-# Coordinates beyond this (angstrom) count as an exploded conformer: sampling starts at N(0, 1)
-# and real molecules are a few nm at most, so 1e4 is far outside anything a working run produces.
-POS_LIMIT = 1e4
+from .sampler import default_max_atoms, plan_batches
+from .stereo import StereoConstraints
 
 
-def bad_conformers(pos: Tensor, node_graph: Tensor, num_graphs: int, limit: float = POS_LIMIT) -> Tensor:
-    """[G] bool: conformers with any non-finite coordinate or any |x| > limit.
-
-    pos: [N, 3]; node_graph: [N] conformer of each atom.
-    """
-    bad_atom = ~torch.isfinite(pos).all(1) | (pos.abs() > limit).any(1)  # NaN > limit is False: isfinite catches it
-    hits = torch.zeros(num_graphs, dtype=torch.long, device=pos.device)
-    hits.index_add_(0, node_graph.to(pos.device), bad_atom.long())
-    return hits > 0
-
-
-def model_vocabulary(model: ScoreNet, trained_elements: Iterable[int] | None = None) -> tuple[frozenset[int], int]:
-    """(atomic numbers the model was trained on, size of its atom embedding table).
-
-    trained_elements overrides the model's own `trained_elements` (set by load_model); checkpoints
-    without one are taken to be QM9 (H, C, N, O, F).
-    """
-    known = frozenset(trained_elements if trained_elements is not None
-                      else getattr(model, "trained_elements", QM9_ELEMENTS))
-    num_atom_types = getattr(getattr(model, "config", None), "num_atom_types", NUM_ATOM_TYPES)
-    return known, num_atom_types
-
-
-# ---- one batch on the device ----------------------------------------------------------------------
-@dataclass
-class SampledBatch:
-    """One sampled GraphBatch, everything on the device.
-
-    pos: [N, 3] final coordinates (mirror images reflected when stereo is on);
-    bad: [G] non-finite or |x| > POS_LIMIT (see bad_conformers), judged before the mirror fix;
-    stereo_ok: [G] every stereo element of the input reproduced (True without constraints);
-    broken: [G] quality.broken_conformers (None where RDKit, which supplies the covalent radii of
-    that test, is not installed).
-    """
-
-    batch: GraphBatch
-    pos: Tensor
-    bad: Tensor
-    stereo_ok: Tensor
-    broken: Tensor | None
-
-
-def sample_batch(model: ScoreNet, packed: PackedGraphs, mol_ids: Tensor, noise: NoiseConfig,
-                 sampler: SamplerConfig, device: str | torch.device, generator: torch.Generator,
-                 stereo: Sequence[StereoConstraints] | None = None,
-                 callback: Callable[[int, int], None] | None = None) -> SampledBatch:
-    """Sample the conformers `mol_ids` ([G] int64, indices into `packed`) in one batch.
-
-    stereo[m]: constraints of packed molecule m (None: no stereo information at all, no guidance
-    and stereo_ok all True). Shared by pipeline.generate_iter and generate_tensors, so both sample
-    exactly alike; callback goes to sampler.sample (None keeps the loop free of host syncs).
-    """
-    batch = packed.batch(mol_ids).to(device)
-    guidance, finalize = make_guidance(stereo, batch, sampler) if stereo is not None else (None, None)
-    pos = sample(model, batch, noise, sampler, generator=generator, guidance=guidance, callback=callback)
-    bad = bad_conformers(pos, batch.node_graph, batch.num_graphs)
-    if finalize is not None:
-        pos, stereo_ok = finalize(pos)
-    else:
-        stereo_ok = torch.ones(batch.num_graphs, dtype=torch.bool, device=pos.device)
-    try:
-        broken = broken_conformers(pos, batch)
-    except ImportError:  # quality.py reads covalent radii from RDKit's periodic table
-        broken = None
-    return SampledBatch(batch, pos, bad, stereo_ok, broken)
-
-
-# ---- many molecules -----------------------------------------------------------------------------
 @dataclass
 class TensorConformers:
     """Conformers of many molecules as flat tensors, all on the sampling device.
@@ -149,22 +79,15 @@ class TensorConformers:
 
 
 def _graph_problem(graph: MolGraph, known: Container[int], allow_unknown_elements: bool,
-                   num_atom_types: int) -> str | None:
-    """Why a MolGraph input cannot be sampled, or None. The element policy of
-    pipeline.prepare_molecule, by atomic number (no RDKit here to name the elements)."""
+                   num_atom_types: int) -> tuple[str | None, list[str]]:
+    """(why a MolGraph input cannot be sampled or None, warnings): elements.py's policy, as
+    prepare.prepare_molecule applies it to Mols (the size limit applies to Mol / SMILES inputs only)."""
     if graph.num_atoms == 0:
-        return "molecule has no atoms"
-    zs = set(graph.z.tolist())
+        return "molecule has no atoms", []
     if graph.num_atoms == 1:
-        return None  # placed at the origin without the model: any element is fine
-    beyond = sorted(z for z in zs if z < 0 or z >= num_atom_types)
-    if beyond:
-        return f"atomic number(s) {beyond} beyond the model's atom vocabulary (0 <= Z < {num_atom_types})"
-    unknown = sorted(z for z in zs if z not in known)
-    if unknown and not allow_unknown_elements:
-        return (f"atomic number(s) {unknown} not in the model's training data ({sorted(known)}); "
-                "allow_unknown_elements=True samples it anyway, with an untrained embedding")
-    return None
+        return None, []  # placed at the origin without the model: any element is fine
+    return check_elements(set(graph.z.tolist()), known, allow_unknown_elements=allow_unknown_elements,
+                          num_atom_types=num_atom_types)
 
 
 @dataclass
@@ -181,7 +104,7 @@ class _Job:
 def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Sequence[int] = 10, *,
                      model: ScoreNet | None = None, noise: NoiseConfig | None = None, weights: str | None = None,
                      sampler: SamplerConfig | str | None = None, device: str | torch.device = "cpu", seed: int = 0,
-                     max_atoms: int | None = None, max_heavy_atoms: int | None = 100,
+                     max_atoms: int | None = None, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
                      allow_unknown_elements: bool = False, largest_fragment: bool = True,
                      trained_elements: Iterable[int] | None = None) -> TensorConformers:
     """Sample conformers for every input and return them as device tensors (TensorConformers).
@@ -192,7 +115,7 @@ def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Seque
     Without `model`, the checkpoint `weights` (default: the shipped one) is loaded on `device`.
     Deterministic for a given seed, input, max_atoms and device. An input that cannot be used gets
     no conformers and an entry in `errors`; lone atoms sit at the origin (ok, not sampled).
-    max_heavy_atoms (default 100 = pipeline.DEFAULT_MAX_HEAVY_ATOMS), allow_unknown_elements,
+    max_heavy_atoms (default elements.DEFAULT_MAX_HEAVY_ATOMS), allow_unknown_elements,
     largest_fragment, trained_elements: as `generate` (max_heavy_atoms and largest_fragment apply
     to Mol / SMILES inputs only; a MolGraph is checked for its elements).
     """
@@ -210,14 +133,16 @@ def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Seque
     warnings: dict[int, list[str]] = {}
     for k, (x, count) in enumerate(zip(inputs, counts)):
         if isinstance(x, MolGraph):
-            why = (f"conformer count must be at least 1 (got {count})" if count < 1
-                   else _graph_problem(x, known, allow_unknown_elements, num_atom_types))
+            why, notes = ((f"conformer count must be at least 1 (got {count})", []) if count < 1
+                          else _graph_problem(x, known, allow_unknown_elements, num_atom_types))
+            if notes:
+                warnings[k] = notes
             if why is not None:
                 errors[k] = why
                 continue
             jobs.append(_Job(k, x.z.long(), count, x if x.num_atoms > 1 else None, None))
             continue
-        from .pipeline import prepare_entry  # RDKit from here on
+        from .prepare import prepare_entry  # RDKit from here on
 
         e = prepare_entry(k, x, count, sampler=sampler, max_heavy_atoms=max_heavy_atoms, trained_elements=known,
                           allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
@@ -233,8 +158,7 @@ def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Seque
 
     # Layout of the output, all on the host (sizes are known without touching the device).
     n_conf = torch.tensor([j.z.numel() for j in jobs for _ in range(j.count)], dtype=torch.long)  # [G]
-    atom_ptr = torch.zeros(n_conf.numel() + 1, dtype=torch.long)
-    torch.cumsum(n_conf, 0, out=atom_ptr[1:])
+    atom_ptr = offsets(n_conf)  # [G+1]
     mol_index = torch.tensor([j.index for j in jobs for _ in range(j.count)], dtype=torch.long)
     z = torch.cat([j.z.repeat(j.count) for j in jobs]) if jobs else torch.zeros(0, dtype=torch.long)
     sampled = torch.tensor([j.graph is not None for j in jobs for _ in range(j.count)], dtype=torch.bool)  # [G]

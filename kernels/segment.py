@@ -3,10 +3,11 @@
 import math
 import struct
 
-import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+
+from confgf_fast.graph import rowptr_from_sorted
 
 # Atoms per program. A row is ~10 edges on molecular graphs; 128 lanes x 4 warps keeps enough
 # independent gathers in flight while the per-block loop runs to the block's longest row.
@@ -21,8 +22,7 @@ def rows(edge_index: Tensor, num_atoms: int, rowptr: Tensor | None) -> Tensor:
     """
     if rowptr is not None:
         return rowptr.contiguous()
-    targets = torch.arange(num_atoms + 1, device=edge_index.device, dtype=edge_index.dtype)
-    return torch.searchsorted(edge_index[0].contiguous(), targets)
+    return rowptr_from_sorted(edge_index[0], num_atoms)
 
 
 def split_float(x: float) -> tuple[float, float]:

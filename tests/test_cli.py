@@ -60,16 +60,16 @@ def test_generate_threads_sets_torch_threads_and_output_is_unchanged(tiny_ckpt, 
 def test_generate_bands_and_schedule_overrides(tiny_ckpt, tmp_path, monkeypatch):
     """--bands reaches the sampler; --levels/--steps-per-level replace the fast preset's bands; a
     malformed spec is refused before any work."""
-    import confgf_fast.tensors as tensors
+    import confgf_fast.batch_sampling as batch_sampling
 
     seen = []
-    real = tensors.sample
+    real = batch_sampling.sample
 
     def spy(model, batch, noise, cfg, *a, **k):
         seen.append((cfg.bands, cfg.levels, cfg.steps_per_level))
         return real(model, batch, noise, cfg, *a, **k)
 
-    monkeypatch.setattr(tensors, "sample", spy)
+    monkeypatch.setattr(batch_sampling, "sample", spy)
     out = tmp_path / "out.sdf"
     common = ["generate", "CCO", "-n", "1", "--out", str(out), "--weights", str(tiny_ckpt), "-q"]
     assert main([*common, "--bands", "1:2x2,0:1x1"]) == EXIT_OK

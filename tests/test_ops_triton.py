@@ -18,13 +18,13 @@ if not torch.cuda.is_available():
 import pytest
 
 from confgf_fast import ops
+from confgf_fast.graph import rowptr_from_sorted
 from confgf_fast.ops import reference
 from confgf_fast.ops.testing import (
     edges_from_pairs,
     norm_rel_err,
     random_graph,
     random_inputs,
-    rowptr_of,
 )
 
 # Norm-relative error allowed against the float64 reference, per dtype. Triton's fp32 sqrt and
@@ -78,7 +78,7 @@ def _check(got, want, dtype, what):
 def test_forward_matches_reference(case, dtype):
     p64, ei, s64, z64 = _case(case)
     p, s, z, e = p64.to(DEVICE, dtype), s64.to(DEVICE, dtype), z64.to(DEVICE, dtype), ei.to(DEVICE)
-    rp = rowptr_of(e, p.shape[0])
+    rp = rowptr_from_sorted(e[0], p.shape[0])
     _check(ops.pairwise_distance(p, e, backend="triton"), reference.pairwise_distance(p64, ei), dtype, "distance")
     want_S = reference.coord_score(p64, ei, s64)
     _check(ops.coord_score(p, e, s, backend="triton"), want_S, dtype, "coord_score")
@@ -123,7 +123,7 @@ def test_opcheck():
         tests += ("test_aot_dispatch_dynamic",)
     torch.library.opcheck(tops["pairwise_distance"], (p.double().requires_grad_(), e), test_utils=tests)
     torch.library.opcheck(tops["coord_score"], (p, e, s, None), test_utils=tests)
-    torch.library.opcheck(tops["langevin_step"], (p, e, s, z, rowptr_of(e, p.shape[0]), STEP, CLIP),
+    torch.library.opcheck(tops["langevin_step"], (p, e, s, z, rowptr_from_sorted(e[0], p.shape[0]), STEP, CLIP),
                           test_utils=tests)
 
 

@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from confgf_fast import ops
+from confgf_fast.graph import rowptr_from_sorted
 from confgf_fast.ops import GraphInputError, _backends, check_graph, reference, set_validation
-from confgf_fast.ops.testing import random_inputs, replicate, reverse_index, rowptr_of, synthetic_molecule
+from confgf_fast.ops.testing import random_inputs, replicate, reverse_index, synthetic_molecule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEP, CLIP = 0.01, 1000.0
@@ -41,7 +42,7 @@ def _graph():
 def _bad_graphs():
     """name -> (edge_index, rowptr or None, expected message fragment, applies to pairwise_distance)."""
     n, ei, *_ = _graph()
-    rp = rowptr_of(ei, n)
+    rp = rowptr_from_sorted(ei[0], n)
     neg = ei.clone()
     neg[1, 5] = -1
     big = ei.clone()
@@ -98,7 +99,7 @@ def test_same_error_on_every_backend(op, case):
 
 def test_valid_graph_passes_unchanged():
     n, ei, p, s, z = _graph()
-    rp = rowptr_of(ei, n)
+    rp = rowptr_from_sorted(ei[0], n)
     check_graph(ei, n, rp)
     for backend in BACKENDS:
         torch.testing.assert_close(
@@ -183,7 +184,7 @@ def test_without_validation_the_cpu_kernel_still_refuses_a_short_rowptr():
     if "cpp" not in BACKENDS:
         pytest.skip("cpp backend unavailable")
     n, ei, p, s, _z = _graph()
-    rp = rowptr_of(ei, n)
+    rp = rowptr_from_sorted(ei[0], n)
     rp[-1] -= 1
     with pytest.raises(RuntimeError, match=r"rowptr\[N\] must equal"):
         ops.coord_score(p, ei, s, backend="cpp", rowptr=rp, validate=False)

@@ -320,15 +320,15 @@ def test_progress_bar_shows_the_total(tiny_ckpt, tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["a.sdf", "crlf.sdf", "unterminated.sdf", "no_newline.sdf"])
 def test_count_inputs_sdf_matches_the_reader(tmp_path, name):
-    from confgf_fast.cli import _count_sdf_records, _sdf_records
+    from confgf_fast.generate_io import count_sdf_records, sdf_records
 
     data = (REPO / "examples" / "reference.sdf").read_bytes()
     data = {"a.sdf": data, "crlf.sdf": data.replace(b"\n", b"\r\n"),
             "unterminated.sdf": data + data.split(b"$$$$\n")[0], "no_newline.sdf": data.rstrip(b"\n")}[name]
     p = tmp_path / name
     p.write_bytes(data)
-    want = sum(1 for _ in _sdf_records(p))
-    assert [_count_sdf_records(p, block_size=bs) for bs in (1, 3, 7, 1 << 20)] == [want] * 4
+    want = sum(1 for _ in sdf_records(p))
+    assert [count_sdf_records(p, block_size=bs) for bs in (1, 3, 7, 1 << 20)] == [want] * 4
 
 
 def test_export_weights_in_the_readme_cli_reference():

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..elements import heavy_atom_mask
 from .dataset import ConformerDataset
 
 # Stats keys of chunks cached by earlier builder versions, read under their current names.
@@ -199,7 +200,7 @@ def composition(ds: ConformerDataset) -> dict:
         sel = z == e
         elements[table.GetElementSymbol(int(e))] = {"atoms": int(sel.sum()),
                                                     "molecules": int(torch.unique(mol_of_atom[sel]).numel())}
-    heavy = torch.zeros(M, dtype=torch.long).index_add_(0, mol_of_atom, (z > 1).long())
+    heavy = torch.zeros(M, dtype=torch.long).index_add_(0, mol_of_atom, heavy_atom_mask(z).long())
     atoms = ptr[1:] - ptr[:-1]
     confs = torch.bincount(ds.conf_mol.long(), minlength=M) if M else torch.zeros(0, dtype=torch.long)
 

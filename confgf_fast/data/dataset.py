@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..graph import GraphBatch, MolGraph, PackedGraphs, extended_graph
+from ..graph import GraphBatch, MolGraph, PackedGraphs, extended_graph, offsets
 
 FORMAT_VERSION = 2
 
@@ -43,8 +43,7 @@ class ConformerDataset:
         conf_mol = torch.cat([torch.full((c.shape[0],), m, dtype=torch.long) for m, c in enumerate(confs)]) \
             if confs else torch.zeros(0, dtype=torch.long)
         sizes = torch.tensor([c.shape[1] for c in confs for _ in range(c.shape[0])], dtype=torch.long)
-        conf_ptr = torch.zeros(sizes.numel() + 1, dtype=torch.long)
-        torch.cumsum(sizes, 0, out=conf_ptr[1:])
+        conf_ptr = offsets(sizes)
         pos = torch.cat([c.reshape(-1, 3).float() for c in confs]) if confs else torch.zeros(0, 3)
         return cls(PackedGraphs(list(graphs)), pos, conf_mol, conf_ptr, list(smiles), dict(meta or {}))
 
@@ -140,7 +139,7 @@ class ConformerDataset:
             "atom_ptr": self.graphs.atom_ptr,
             "bond_index": (torch.cat([b[0] for b in bonds], 1) if M else torch.zeros(2, 0)).to(torch.int16),
             "bond_type": (torch.cat([b[1] for b in bonds]) if M else torch.zeros(0)).to(torch.uint8),
-            "bond_ptr": torch.cat([torch.zeros(1, dtype=torch.long), nb.cumsum(0)]),
+            "bond_ptr": offsets(nb),
             "pos": self.pos.float(), "conf_mol": self.conf_mol.to(torch.int32), "conf_ptr": self.conf_ptr,
             "smiles": self.smiles, "meta": self.meta,
         }, str(path))

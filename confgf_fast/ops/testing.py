@@ -23,12 +23,6 @@ def edges_from_pairs(pairs: Tensor, num_atoms: int) -> Tensor:
     return torch.stack([key // max(num_atoms, 1), key % max(num_atoms, 1)])
 
 
-def rowptr_of(edge_index: Tensor, num_atoms: int) -> Tensor:
-    """edge_index: [2, E] sorted by source -> [N+1] CSR row pointers."""
-    targets = torch.arange(num_atoms + 1, device=edge_index.device)
-    return torch.searchsorted(edge_index[0].contiguous(), targets)
-
-
 def reverse_index(edge_index: Tensor, num_atoms: int) -> Tensor:
     """[E] index of each edge's reverse (dst, src); edges must be sorted by (src, dst) and symmetric."""
     n = max(num_atoms, 1)

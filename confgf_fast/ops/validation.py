@@ -27,6 +27,8 @@ import os
 import torch
 from torch import Tensor
 
+from ..graph import rowptr_from_sorted
+
 __all__ = ["GraphInputError", "check_graph", "check_pairing", "set_validation", "validation_enabled"]
 
 _ENABLED = os.environ.get("CONFGF_FAST_VALIDATE", "0").strip().lower() in ("1", "true", "yes", "on")
@@ -94,7 +96,7 @@ def check_graph(edge_index: Tensor, num_atoms: int, rowptr: Tensor | None = None
         # sources, but are checked on their own for a clearer message.
         checks.append(rowptr[-1] == E)
         checks.append(rowptr[0] == 0)
-        want = torch.searchsorted(src.contiguous(), torch.arange(N + 1, device=src.device, dtype=torch.int64))
+        want = rowptr_from_sorted(src, N)
         checks.append((rowptr == want).all())
     if not checks:
         return

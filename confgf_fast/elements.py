@@ -1,0 +1,94 @@
+"""Which molecules the model may be asked about: the element and heavy-atom policy, in one place.
+
+RDKit-free (atomic numbers in, messages out), so SMILES / Mol inputs (prepare.py) and MolGraph
+inputs (tensors.generate_tensors) are judged by the same rules:
+
+- heavy atom: atomic number > 1 (neither hydrogen nor a dummy atom: RDKit's GetNumHeavyAtoms);
+  more than `max_heavy_atoms` of them (default DEFAULT_MAX_HEAVY_ATOMS; 0 / None: no limit) is an
+  error, checked before the O(n^2) graph is built;
+- an atomic number outside the model's embedding table (Z >= num_atom_types) is always an error;
+- an element absent from the model's training data (`trained_elements` of the checkpoint; QM9's
+  H, C, N, O, F for checkpoints that do not record it) is an error unless allow_unknown_elements,
+  and then a warning;
+- a lone atom needs no model (it is placed at the origin), so any element is fine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Container, Iterable
+
+import torch
+from torch import Tensor
+
+from .config import NUM_ATOM_TYPES
+
+QM9_ELEMENTS = (1, 6, 7, 8, 9)  # H, C, N, O, F: what checkpoints without `trained_elements` were trained on
+DEFAULT_MAX_HEAVY_ATOMS = 100
+
+
+def heavy_atom_mask(z: Tensor) -> Tensor:
+    """[n] bool: which atoms of `z` ([n] atomic numbers) are heavy (Z > 1, as RDKit counts them)."""
+    return z > 1
+
+
+def num_heavy_atoms(z: Tensor | Iterable[int]) -> int:
+    """Heavy atoms among the atomic numbers `z` (see heavy_atom_mask)."""
+    z = z if isinstance(z, Tensor) else torch.tensor(list(z), dtype=torch.long)
+    return int(heavy_atom_mask(z).sum())
+
+
+def size_error(num_heavy: int, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS) -> str | None:
+    """Why a molecule with `num_heavy` heavy atoms is too large, or None (0 / None: no limit)."""
+    if max_heavy_atoms and num_heavy > max_heavy_atoms:
+        return f"too large: {num_heavy} heavy atoms, the limit is {max_heavy_atoms} (max_heavy_atoms=0 lifts it)"
+    return None
+
+
+def element_names(zs: Iterable[int]) -> str:
+    """'C, Cl' for atomic numbers (sorted); RDKit's symbols where RDKit is installed, else 'Z=17'."""
+    try:
+        from rdkit import Chem
+
+        table = Chem.GetPeriodicTable()
+
+        def name(z: int) -> str:
+            return "*" if z == 0 else table.GetElementSymbol(z)
+    except ImportError:  # a GPU box without RDKit: atomic numbers are still unambiguous
+        def name(z: int) -> str:
+            return f"Z={z}"
+    return ", ".join(name(int(z)) for z in sorted(zs))
+
+
+def check_elements(zs: Collection[int], trained_elements: Container[int] = QM9_ELEMENTS, *,
+                   allow_unknown_elements: bool = False,
+                   num_atom_types: int = NUM_ATOM_TYPES) -> tuple[str | None, list[str]]:
+    """(error or None, warnings) for a molecule of more than one atom with atomic numbers `zs`."""
+    zs = set(int(z) for z in zs)
+    beyond = {z for z in zs if z < 0 or z >= num_atom_types}
+    if beyond:
+        return (f"element(s) {element_names(beyond)} beyond the model's atom vocabulary (Z < {num_atom_types})",
+                [])
+    unknown = {z for z in zs if z not in trained_elements}
+    if not unknown:
+        return None, []
+    if not allow_unknown_elements:
+        known = element_names(z for z in range(num_atom_types) if z in trained_elements)
+        return (f"element(s) {element_names(unknown)} not in the model's training data ({known}); "
+                "allow_unknown_elements=True samples it anyway, with an untrained embedding", [])
+    return None, [f"element(s) {element_names(unknown)} never seen in training: expect poor geometry"]
+
+
+def model_vocabulary(model: object, trained_elements: Iterable[int] | None = None) -> tuple[frozenset[int], int]:
+    """(atomic numbers the model was trained on, size of its atom embedding table).
+
+    trained_elements overrides the model's own `trained_elements` (set by load_model); checkpoints
+    without one are taken to be QM9 (H, C, N, O, F).
+    """
+    known = frozenset(trained_elements if trained_elements is not None
+                      else getattr(model, "trained_elements", QM9_ELEMENTS))
+    num_atom_types = getattr(getattr(model, "config", None), "num_atom_types", NUM_ATOM_TYPES)
+    return known, num_atom_types
+
+
+__all__ = ["DEFAULT_MAX_HEAVY_ATOMS", "QM9_ELEMENTS", "check_elements", "element_names", "heavy_atom_mask",
+           "model_vocabulary", "num_heavy_atoms", "size_error"]
