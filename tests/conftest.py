@@ -1,4 +1,4 @@
-"""Shared pytest setup.
+"""Shared pytest setup: the Triton interpreter on CPU machines, pinned seeds, shared fixtures.
 
 TRITON_INTERPRET selects Triton's CPU interpreter and is read when Triton is imported, so it is
 set here, before any test module can import Triton, on machines without a CUDA GPU (an explicit
@@ -6,7 +6,10 @@ setting in the environment wins).
 """
 
 import os
+import random
+import zlib
 
+import numpy as np
 import torch
 
 if not torch.cuda.is_available():
@@ -14,6 +17,23 @@ if not torch.cuda.is_available():
 
 
 import pytest
+
+# The base of every seed a test draws without choosing one: CONFGF_TEST_SEED (.ci/run pins it), else 0.
+# Modules that draw fresh inputs on purpose (test_ops_*.py, test_gine_aggregate.py) read the same
+# variable for their own generators.
+BASE_SEED = int(os.environ.get("CONFGF_TEST_SEED", "0"))
+
+
+@pytest.fixture(autouse=True)
+def _seed_global_rngs(request):
+    """Seed torch's, numpy's and Python's global generators before every test, from the base seed
+    and the test's id: a test that draws from a global generator (torch.randn without a
+    generator, a model's initialisation) gets the same numbers whatever ran before it, so a
+    failure reproduces when the test runs alone."""
+    seed = (BASE_SEED + zlib.crc32(request.node.nodeid.encode())) % 2**32
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
 
 
 @pytest.fixture(scope="session")
