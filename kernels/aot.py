@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-MODULES = ("pairwise_distance", "coord_score", "langevin_step")
+MODULES = ("pairwise_distance", "coord_score", "langevin_step", "project_sweeps")
 DTYPES = ("fp32", "fp64")
 
 
@@ -47,6 +47,10 @@ def _signatures(dtype: str) -> dict[str, tuple[dict[str, str], dict[str, int]]]:
         "langevin_step_kernel": (
             {"pos_ptr": f, "dst_ptr": i, "score_ptr": f, "noise_ptr": f, "rowptr_ptr": i, "out_ptr": f, "N": "i32",
              "a_hi": "fp32", "a_lo": "fp32", "ns_hi": "fp32", "ns_lo": "fp32", "clip_hi": "fp32", "clip_lo": "fp32",
+             "BLOCK": "constexpr"},
+            {"BLOCK": BLOCK_ATOMS}),
+        "project_sweep_kernel": (
+            {"prev_ptr": f, "dst_ptr": i, "target_ptr": f, "step_ptr": f, "rowptr_ptr": i, "next_ptr": f, "N": "i32",
              "BLOCK": "constexpr"},
             {"BLOCK": BLOCK_ATOMS}),
     }

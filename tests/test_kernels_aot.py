@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("triton", reason="triton is not installed (pip install triton)")
 
-KERNELS = ("pairwise_distance_kernel", "coord_score_kernel", "langevin_step_kernel")
+KERNELS = ("pairwise_distance_kernel", "coord_score_kernel", "langevin_step_kernel", "project_sweep_kernel")
 
 
 def test_aot_compiles_every_kernel_for_sm90(tmp_path):
