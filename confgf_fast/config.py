@@ -65,6 +65,10 @@ class TrainConfig:
     save_every: int = 1_000
     val_batches: int = 8
     grad_clip: float = 0.0  # 0 = off (the official code does not clip)
+    # Fraction of conformers perturbed in coordinates instead of per distance (train.py); 0 = the
+    # official objective.
+    coord_noise: float = 0.0
+    coord_noise_scale: float = 0.8
     seed: int = 2021
 
 
@@ -157,6 +161,21 @@ class SamplerConfig:
     stereo_gain: float = 0.1
     embed_dims: int = 3
     squash_sigma: float = 0.1
+    # eta < 1 keeps part of each level's noise instead of drawing it afresh (DDIM's eta): the state
+    # for the next level is x0_hat + sqrt(1 - eta^2) (sigma_next / sigma) (x - x0_hat)
+    # + eta * noise_scale * sigma_next * z, where x0_hat is the projected Tweedie estimate; eta = 0
+    # is the Euler step of the probability-flow ODE, eta = 1 fresh noise only.
+    eta: float = 1.0
+    # Langevin corrector steps after each re-noising (predictor-corrector, Song et al. 2021): one
+    # network evaluation each at the new level, step size alpha = 2 (snr |z| / |S|)^2 per conformer
+    # (S the coordinate score), x <- x + alpha S + sqrt(2 alpha) z.
+    corrector_steps: int = 0
+    snr: float = 0.16
+    # Where the trajectory starts. "random": N(0, init_scale^2) per atom at sigma_max. "etkdg"
+    # (projected sampler only): RDKit ETKDGv3 conformers (one per requested conformer; random where
+    # RDKit cannot embed) noised by noise_scale * sigma_max, then the levels from sigma_max down:
+    # a warm start that keeps ETKDG's rotamer diversity and lets the score model refine it.
+    init: str = "random"
 
     def override(self, levels: int | None = None, steps_per_level: int | None = None, eps: float | None = None,
                  bands: str | None = None) -> None:
@@ -243,7 +262,7 @@ DEFAULT_SCHEDULE = {"langevin": "paper", "project": "quick"}
 SCHEDULE_FIELDS = ("steps_per_level", "eps", "clip", "levels", "bands", "stereo", "stereo_strength",
                    "stereo_sigma_max", "num_steps", "sigma_max", "sigma_min", "rho", "tweedie", "eval_scale",
                    "noise_scale", "quiet_below", "inner_iters", "final_steps", "final_sigma", "init_scale",
-                   "stereo_gain", "embed_dims", "squash_sigma")
+                   "stereo_gain", "embed_dims", "squash_sigma", "eta", "corrector_steps", "snr", "init")
 
 
 def resolve_sampler(sampler: SamplerConfig | str | None, schedule: str | None = None) -> SamplerConfig:

@@ -70,7 +70,8 @@ def level_plan(noise: NoiseConfig, cfg: SamplerConfig) -> list[tuple[int, int]]:
 def num_evaluations(noise: NoiseConfig, cfg: SamplerConfig) -> int:
     """Network evaluations per conformer for this schedule."""
     if cfg.sampler == "project":
-        return len(project_plan(noise, cfg))
+        plan = project_plan(noise, cfg)
+        return len(plan) + cfg.corrector_steps * sum(1 for _, nxt in plan if nxt > 0 and cfg.noise_scale > 0)
     return sum(steps for _, steps in level_plan(noise, cfg))
 
 
@@ -182,8 +183,9 @@ def project_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: 
     # of the distance fit (a partly mirrored centre, a wrong rotamer), as in ETKDG's 4D embedding.
     wide = sum(1 for sig, _ in plan if sig > cfg.squash_sigma) if cfg.embed_dims > 3 else 0
     dims = cfg.embed_dims if wide else 3
-    if pos_init is not None:
-        pos = torch.cat([pos_init, pos_init.new_zeros(pos_init.shape[0], dims - 3)], 1)
+    if pos_init is not None:  # a warm start (cfg.init = "etkdg"): noised to the first level
+        pos = pos_init + (cfg.noise_scale * plan[0][0]) * torch.randn(pos_init.shape, generator=generator, device=dev)
+        pos = torch.cat([pos, pos.new_zeros(pos.shape[0], dims - 3)], 1)
     else:
         pos = cfg.init_scale * torch.randn(batch.num_atoms, dims, generator=generator, device=dev)
     ei, et, z = batch.edge_index, batch.edge_type, batch.z
@@ -193,6 +195,7 @@ def project_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: 
         sigma = torch.tensor(sig * cfg.eval_scale, dtype=torch.float32, device=dev)
         d = edge_lengths(pos, ei, cfg.backend)
         s = score(z, ei, et, d, sigma, batch.half_edges, batch.edge_pair)
+        pos_prev = pos
         # sigma^2 s = sigma * (network output): the step length is set by the sigma the network is told
         target = (d + (cfg.tweedie * sigma * sigma) * s).clamp_min(MIN_TARGET_DISTANCE)
         pos = project_distances(pos, ei, target, degree, cfg.inner_iters, cfg.backend, batch.rowptr)
@@ -206,10 +209,37 @@ def project_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: 
             z_noise = torch.randn(pos.shape, generator=generator, device=dev)
             if pos.shape[1] > 3:  # the extra dimensions get noise in proportion to their size
                 z_noise[:, 3:] *= keep
-            pos = pos + (cfg.noise_scale * sig_next) * z_noise
+            fresh = cfg.noise_scale * sig_next * (cfg.eta if cfg.eta < 1 else 1.0)
+            if cfg.eta < 1 and pos_prev.shape == pos.shape:  # DDIM: keep part of the noise present
+                pos = pos + ((1 - cfg.eta**2) ** 0.5 * sig_next / sig) * (pos_prev - pos) + fresh * z_noise
+            else:
+                pos = pos + fresh * z_noise
+            for _ in range(cfg.corrector_steps):
+                pos = _langevin_corrector(pos, batch, score, sig_next * cfg.eval_scale, cfg, generator)
         if callback is not None:
             callback(k + 1, len(plan))
     return pos
+
+
+def _langevin_corrector(pos: Tensor, batch: GraphBatch, score: ScoreFn, sig: float, cfg: SamplerConfig,
+                        generator: torch.Generator | None) -> Tensor:
+    """One Langevin corrector step at noise level sig with a per-conformer step size set by the
+    signal-to-noise ratio (Song et al. 2021, Algorithm 5): alpha_g = 2 (snr |z_g| / |S_g|)^2 over
+    conformer g's atoms, x <- x + alpha S + sqrt(2 alpha) z, where
+    S_i = sum_j s_ij (r_i - r_j) / d_ij is the coordinate score. pos: [N, D]; D > 3 moves only xyz."""
+    xyz = pos[:, :3].contiguous()
+    ei = batch.edge_index
+    sigma = torch.tensor(sig, dtype=torch.float32, device=pos.device)
+    d = ops.pairwise_distance(xyz, ei, backend=cfg.backend)
+    s = score(batch.z, ei, batch.edge_type, d, sigma, batch.half_edges, batch.edge_pair)
+    grad = ops.coord_score(xyz, ei, s, backend=cfg.backend, rowptr=batch.rowptr)  # [N, 3]
+    zn = torch.randn(xyz.shape, generator=generator, device=pos.device)
+    g = batch.num_graphs
+    grad_sq = torch.zeros(g, device=pos.device).index_add_(0, batch.node_graph, grad.square().sum(1))
+    z_sq = torch.zeros(g, device=pos.device).index_add_(0, batch.node_graph, zn.square().sum(1))
+    alpha = (2 * cfg.snr**2 * z_sq / grad_sq.clamp_min(1e-12))[batch.node_graph].unsqueeze(1)  # [N, 1]
+    xyz = xyz + alpha * grad + (2 * alpha).sqrt() * zn
+    return torch.cat([xyz, pos[:, 3:]], 1) if pos.shape[1] > 3 else xyz
 
 
 # torch.compile pays for itself above about this many conformer-evaluations in a batch. On the dev

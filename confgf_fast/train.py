@@ -5,6 +5,13 @@ undirected pair once: d~_ij = d_ij + sigma_g * eps_ij with eps_ij = eps_ji ~ N(0
 score of the Gaussian kernel is -(d~ - d) / sigma^2 = -eps / sigma. The loss of conformer g is
   sum over its directed edges of 1/2 sigma_g^2 (s_ij - target_ij)^2,
 and a step minimises its mean over the conformers of the batch.
+
+With TrainConfig.coord_noise = p > 0, a fraction p of the conformers is perturbed in coordinates
+instead: r~_i = r_i + c sigma_g z_i (c = coord_noise_scale, z_i ~ N(0, I_3)), d~ = |r~_i - r~_j|,
+and the target is (d - d~) / sigma^2, so sigma^2 s regresses the posterior mean of the clean
+distance given the whole noisy geometry (Tweedie). That is what the samplers feed the network: a
+noisy but embeddable geometry, while the official distance noise is independent per pair and
+mostly not embeddable in 3D. c = 0.8 matches the projected sampler's re-noising (config.py).
 """
 
 from __future__ import annotations
@@ -35,20 +42,29 @@ def symmetric_noise(batch: GraphBatch, generator: torch.Generator | None = None)
 
 
 def dsm_loss(model: ScoreNet, batch: GraphBatch, pos: Tensor, sigmas: Tensor,
-             generator: torch.Generator | None = None) -> Tensor:
+             generator: torch.Generator | None = None, coord_noise: float = 0.0,
+             coord_noise_scale: float = 0.8) -> Tensor:
     """Per-conformer denoising score-matching loss [G] (see module docstring).
 
-    batch, pos: [N, 3] on the model's device; sigmas: [L] noise levels on the same device.
+    batch, pos: [N, 3] on the model's device; sigmas: [L] noise levels on the same device;
+    coord_noise: fraction of conformers perturbed in coordinates (scale coord_noise_scale * sigma).
     """
     dev = pos.device
     G = batch.num_graphs
-    level = torch.randint(0, sigmas.numel(), (G,), generator=generator,
-                          device=generator.device if generator else None).to(dev)
+    gdev = generator.device if generator else None
+    level = torch.randint(0, sigmas.numel(), (G,), generator=generator, device=gdev).to(dev)
     sigma_edge = sigmas[level][batch.edge_graph]  # [E]
     d = reference.pairwise_distance(pos, batch.edge_index)  # [E]
     eps = symmetric_noise(batch, generator).to(dev)
     d_tilde = d + sigma_edge * eps
-    target = -eps / sigma_edge
+    if coord_noise > 0:
+        in_coords = (torch.rand(G, generator=generator, device=gdev) < coord_noise).to(dev)  # [G]
+        z = torch.randn(pos.shape, generator=generator, device=gdev).to(dev)
+        node_graph = batch.node_graph
+        pos_t = pos + (coord_noise_scale * sigmas[level][node_graph]).unsqueeze(1) * z
+        d_tilde = torch.where(in_coords[batch.edge_graph], reference.pairwise_distance(pos_t, batch.edge_index),
+                              d_tilde)
+    target = (d - d_tilde) / sigma_edge.pow(2)  # = -eps / sigma for distance noise
     s = model(batch.z, batch.edge_index, batch.edge_type, d_tilde, sigma_edge, batch.half_edges, batch.edge_pair)
     per_edge = 0.5 * sigma_edge.pow(2) * (s - target).pow(2)
     return torch.zeros(G, device=dev, dtype=per_edge.dtype).index_add_(0, batch.edge_graph, per_edge)
@@ -127,7 +143,8 @@ class Trainer:
         total, count = 0.0, 0
         for _ in range(self.cfg.val_batches):
             gb, pos = self._batch(self.val_set, gen)
-            loss = dsm_loss(self.model, gb, pos, self.sigmas, gen if self.device.type == "cpu" else None)
+            loss = dsm_loss(self.model, gb, pos, self.sigmas, gen if self.device.type == "cpu" else None,
+                            self.cfg.coord_noise, self.cfg.coord_noise_scale)
             total += float(loss.sum())
             count += loss.numel()
         self.model.train()
@@ -144,7 +161,8 @@ class Trainer:
         window: list[float] = []
         while self.step < max_steps:
             gb, pos = self._batch(self.train_set, self.gen)
-            loss = dsm_loss(self.model, gb, pos, self.sigmas, self.gen if self.device.type == "cpu" else None).mean()
+            loss = dsm_loss(self.model, gb, pos, self.sigmas, self.gen if self.device.type == "cpu" else None,
+                            self.cfg.coord_noise, self.cfg.coord_noise_scale).mean()
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.grad_clip > 0:

@@ -299,3 +299,47 @@ def test_score_function_falls_back_to_eager_when_compile_fails(monkeypatch):
     torch.testing.assert_close(out, model(*args).detach())
     # remembered: later calls go eager without trying (and warning) again
     assert score_function(model, SamplerConfig(compile="on"), torch.device("cpu"), 1).__name__ == "eager"
+
+
+class CaptureInput(torch.nn.Module):
+    """Returns a zero score and keeps the distances the loss fed it."""
+
+    def forward(self, z, edge_index, edge_type, d, sigma, half_edges=None, edge_pair=None):
+        self.d, self.sigma = d.clone(), sigma.clone()
+        return torch.zeros_like(d)
+
+
+def test_dsm_loss_coordinate_noise(tiny_dataset):
+    gb, pos = tiny_dataset.batch(torch.arange(tiny_dataset.num_conformers))
+    sigmas = NoiseConfig().sigmas()
+    d0 = reference.pairwise_distance(pos, gb.edge_index)
+    src, dst = gb.edge_index
+    # Coordinate noise gives distances of a real geometry: symmetric, and the triangle inequality
+    # holds on every 1-2 / 2-3 / 1-3 triple, which independent distance noise breaks at large sigma.
+    cap = CaptureInput()
+    broken = {}
+    for frac in (0.0, 1.0):
+        bad = 0
+        for seed in range(20):
+            dsm_loss(cap, gb, pos, sigmas, torch.Generator().manual_seed(seed), coord_noise=frac)
+            assert torch.equal(cap.d, cap.d[gb.rev])
+            lookup = {(int(a), int(b)): float(x) for a, b, x in zip(src, dst, cap.d)}
+            for (a, b), dab in lookup.items():
+                for (b2, c), dbc in lookup.items():
+                    if b2 == b and c != a and (a, c) in lookup:
+                        bad += lookup[(a, c)] > dab + dbc + 1e-4
+        broken[frac] = bad
+    assert broken[1.0] == 0 and broken[0.0] > 100
+    # The target is (d - d~) / sigma^2 in both modes: the oracle has zero loss.
+    loss = dsm_loss(OracleScore(d0), gb, pos, sigmas, torch.Generator().manual_seed(3), coord_noise=1.0)
+    assert float(loss.abs().max()) < 1e-6
+    # coord_noise = 0.5: about half of the conformers keep the official noise, drawn as without it.
+    same = []
+    for seed in range(20):
+        dsm_loss(cap, gb, pos, sigmas, torch.Generator().manual_seed(seed))
+        d_dist = cap.d
+        dsm_loss(cap, gb, pos, sigmas, torch.Generator().manual_seed(seed), coord_noise=0.5)
+        eq = torch.zeros(gb.num_graphs).index_add_(0, gb.edge_graph, (cap.d == d_dist).float())
+        same.append(eq == torch.bincount(gb.edge_graph, minlength=gb.num_graphs))
+    share = float(torch.stack(same).float().mean())
+    assert 0.3 < share < 0.7  # 240 draws: sd 0.03
