@@ -17,7 +17,6 @@ Only the current state is kept (the official code stores the whole trajectory).
 from __future__ import annotations
 
 import contextlib
-import sys
 import warnings
 from collections.abc import Callable
 
@@ -129,15 +128,12 @@ def project_distances(pos: Tensor, edge_index: Tensor, target: Tensor, degree: T
     The 1/2 damping makes the sweep converge (undamped, two atoms joined by one edge would each
     move the whole correction and overshoot forever). No network evaluation: O(E) per sweep.
 
-    pos: [N, D] (D = 3: the fused ops; other D, e.g. 4 while project_sample embeds in 4D: plain
+    pos: [N, D] (D = 3: the fused op; other D, e.g. 4 while project_sample embeds in 4D: plain
     torch); edge_index: [2, E] sorted by source; target: [E]; degree: [N, 1] edges per atom.
     """
     step = 0.5 / degree
-    if pos.shape[1] == 3:
-        for _ in range(iters):
-            d = ops.pairwise_distance(pos, edge_index, backend=backend)
-            pos = pos + step * ops.coord_score(pos, edge_index, target - d, backend=backend, rowptr=rowptr)
-        return pos
+    if pos.shape[1] == 3:  # all sweeps in one fused call (ops.project_sweeps)
+        return ops.project_sweeps(pos, edge_index, target, step, iters, backend, rowptr=rowptr)
     src, dst = edge_index
     for _ in range(iters):
         diff = pos[src] - pos[dst]  # [E, D]
@@ -427,12 +423,6 @@ def plan_batches(sizes: list[int], counts: list[int], max_atoms: int) -> list[li
     if cur:
         batches.append(cur)
     return batches
-
-
-def progress_bar(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="conf", disable=not enabled, file=sys.stderr)
 
 
 def step_size(cfg: SamplerConfig, sigma: float, sigma_min: float) -> float:
