@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eps", type=float, default=None)
     ap.add_argument("--bands", default=None, help="SamplerConfig.bands spec, e.g. '2:6x20,0.1:21x36,0:6x20'")
     ap.add_argument("--sampler", default=None, choices=["langevin", "project"])
+    ap.add_argument("--init", default=None, choices=["random", "etkdg"],
+                    help="etkdg: the warm start from ETKDGv3 conformers (schedule warm by default)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="set any SamplerConfig field, e.g. --set num_steps=30 --set noise_scale=0.4")
     ap.add_argument("--paired", default=None,
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         refs = [refs[i] for i in pick]
     counts = [2 * m.GetNumConformers() for _, m in refs]
     model, noise = load_model(args.weights, args.device)
-    sampler = SamplerConfig.resolve(args.sampler, args.schedule)
+    sampler = SamplerConfig.resolve(args.sampler, args.schedule, args.init)
     sampler.precision, sampler.compile = args.precision, args.compile
     sampler.override(args.levels, args.steps_per_level, args.eps, args.bands)
     for item in args.set:

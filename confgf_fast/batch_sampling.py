@@ -60,16 +60,21 @@ class SampledBatch:
 def sample_batch(model: ScoreNet, packed: PackedGraphs, mol_ids: Tensor, noise: NoiseConfig,
                  sampler: SamplerConfig, device: str | torch.device, generator: torch.Generator,
                  stereo: Sequence[StereoConstraints] | None = None,
-                 callback: Callable[[int, int], None] | None = None) -> SampledBatch:
+                 callback: Callable[[int, int], None] | None = None,
+                 pos_init: Tensor | None = None) -> SampledBatch:
     """Sample the conformers `mol_ids` ([G] int64, indices into `packed`) in one batch.
 
     stereo[m]: constraints of packed molecule m (None: no stereo information at all, no guidance
     and stereo_ok all True). Shared by pipeline.generate_iter and generate_tensors, so both sample
     exactly alike; callback goes to sampler.sample (None keeps the loop free of host syncs).
+    pos_init: [N, 3] start coordinates of the batch's atoms (a warm start, SamplerConfig.init).
     """
     batch = packed.batch(mol_ids).to(device)
     guidance, finalize = make_guidance(stereo, batch, sampler) if stereo is not None else (None, None)
-    pos = sample(model, batch, noise, sampler, generator=generator, guidance=guidance, callback=callback)
+    if pos_init is not None:
+        pos_init = pos_init.to(device=batch.z.device, dtype=torch.float32)
+    pos = sample(model, batch, noise, sampler, generator=generator, pos_init=pos_init, guidance=guidance,
+                 callback=callback)
     bad = bad_conformers(pos, batch.node_graph, batch.num_graphs)
     if finalize is not None:
         pos, stereo_ok = finalize(pos)

@@ -24,6 +24,39 @@ class FeaturizeError(ValueError):
     """A molecule that cannot be turned into a graph (bad SMILES, unsupported bond, ...)."""
 
 
+def etkdg_params(seed: int, max_iterations: int = 0, embed_timeout: int = 0):
+    """RDKit ETKDGv3 parameters with a seed and, where > 0, an iteration cap and a per-call
+    timeout (seconds; some embeddings of strained systems otherwise run for minutes)."""
+    from rdkit.Chem import AllChem
+
+    params = AllChem.ETKDGv3()
+    params.randomSeed = seed
+    if max_iterations:
+        params.maxIterations = max_iterations
+    if embed_timeout:
+        params.timeout = embed_timeout
+    return params
+
+
+def etkdg_coordinates(mol: Chem.Mol, n: int, seed: int) -> torch.Tensor | None:
+    """[k, atoms, 3] float32: up to n ETKDGv3 conformers of `mol` (explicit H; atoms in mol's
+    order), on a copy. Where the eigenvector embedding gives nothing (strained cages), RDKit's
+    documented fallback from random coordinates is tried. None if both fail. seed: any int (RDKit
+    takes 31 bits)."""
+    from rdkit.Chem import AllChem
+
+    m = Chem.Mol(mol)
+    m.RemoveAllConformers()
+    params = etkdg_params(seed % 2**31)
+    AllChem.EmbedMultipleConfs(m, n, params)
+    if m.GetNumConformers() == 0:
+        params.useRandomCoords = True
+        AllChem.EmbedMultipleConfs(m, n, params)
+    if m.GetNumConformers() == 0:
+        return None
+    return conformer_positions(m)
+
+
 def mol_from_smiles(smiles: str) -> Chem.Mol:
     """Parse a SMILES and add explicit hydrogens (the model works on all atoms)."""
     mol = Chem.MolFromSmiles(smiles)

@@ -201,7 +201,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print("note: the checkpoint does not record its training elements; assuming H, C, N, O, F (QM9)",
               file=sys.stderr)
     try:
-        sampler = SamplerConfig.resolve(args.sampler, args.schedule)
+        sampler = SamplerConfig.resolve(args.sampler, args.schedule, args.init)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -501,8 +501,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sampler", default=None, choices=["langevin", "project"],
                    help="langevin: annealed Langevin dynamics, as the paper (default); project: projected "
                         "denoising, one network evaluation per noise level (see README)")
-    g.add_argument("--schedule", default=None, choices=["paper", "fast", "quick"],
-                   help="langevin: paper (5000 network evaluations, default) or fast (966); project: quick (44)")
+    g.add_argument("--schedule", default=None, choices=["paper", "fast", "quick", "warm"],
+                   help="langevin: paper (5000 network evaluations, default) or fast (966); project: quick (44) "
+                        "or warm (24, from ETKDG conformers)")
+    g.add_argument("--init", default=None, choices=["random", "etkdg"],
+                   help="where sampling starts: random (noise, default) or etkdg (RDKit ETKDGv3 conformers noised to "
+                        "0.5 A and refined by the project sampler; implies --schedule warm). A separate mode, reported "
+                        "on its own in the README")
     g.add_argument("--num-steps", type=_positive, default=None,
                    help="project sampler: noise levels (one network evaluation each)")
     g.add_argument("--noise-scale", type=float, default=None,

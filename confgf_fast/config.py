@@ -218,6 +218,10 @@ class SamplerConfig:
             return cls()
         if name == "fast":
             return cls(steps_per_level=36, eps=6e-6, bands="2:3x10,0.1:21x36,0:3x60")
+        if name == "warm":
+            # projected sampler from ETKDGv3 conformers noised to 0.5 A, 20 Karras levels + 4 polish
+            # steps = 24 evaluations (config.init; README "Warm start from ETKDG")
+            return cls(sampler="project", init="etkdg", sigma_max=0.5, num_steps=20)
         if name == "quick":
             # projected sampler, 40 Karras levels (rho 3) + 4 polish steps = 44 evaluations. Whole
             # dev benchmark, step-148,250 weights, paired against paper: COV-R -3.5 +- 1.2,
@@ -226,15 +230,21 @@ class SamplerConfig:
         raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
 
     @classmethod
-    def resolve(cls, sampler: str | None = None, schedule: str | None = None) -> SamplerConfig:
-        """The preset for a --sampler / --schedule pair: either may be None. No sampler: the
-        schedule's own (paper and fast are Langevin schedules, quick a projected one); no
-        schedule: the sampler's default (DEFAULT_SCHEDULE); neither: `paper`.
-        ValueError for an unknown name or a schedule of another sampler."""
+    def resolve(cls, sampler: str | None = None, schedule: str | None = None,
+                init: str | None = None) -> SamplerConfig:
+        """The preset for a --sampler / --schedule / --init triple: any may be None. No sampler:
+        the schedule's own (paper and fast are Langevin schedules, quick and warm projected ones);
+        no schedule: `warm` for init "etkdg", else the sampler's default (DEFAULT_SCHEDULE);
+        neither: `paper`. init overrides the preset's start (config field `init`).
+        ValueError for an unknown name, a schedule of another sampler, or a warm start with the
+        Langevin sampler (it would start from the data at sigma 10 A, where it means nothing)."""
         if sampler is not None and sampler not in DEFAULT_SCHEDULE:
             raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(DEFAULT_SCHEDULE)}")
+        if init is not None and init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
         if schedule is None:
-            schedule = DEFAULT_SCHEDULE[sampler or "langevin"]
+            warm = init == "etkdg" and sampler in (None, "project")
+            schedule = "warm" if warm else DEFAULT_SCHEDULE[sampler or "langevin"]
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
         if sampler is not None and SCHEDULES[schedule] != sampler:
@@ -242,6 +252,10 @@ class SamplerConfig:
                              f"{sampler} schedules: {', '.join(k for k, v in SCHEDULES.items() if v == sampler)}")
         cfg = cls.preset(schedule)
         cfg.schedule = schedule
+        if init is not None:
+            cfg.init = init
+        if cfg.init != "random" and cfg.sampler != "project":
+            raise ValueError(f"init {cfg.init!r} needs the project sampler (e.g. --schedule warm), not {cfg.sampler!r}")
         return cfg
 
     def describe(self) -> str:
@@ -251,12 +265,15 @@ class SamplerConfig:
         if self.schedule in SCHEDULES:
             base = SamplerConfig.preset(self.schedule)
             words += [f"{f}={getattr(self, f)}" for f in SCHEDULE_FIELDS if getattr(self, f) != getattr(base, f)]
+        if self.init != "random" and f"init={self.init}" not in words:
+            words.append(f"init={self.init}")  # a warm start is always named, whatever the preset
         return " ".join(words)
 
 
 
 # Every schedule preset and the sampler it belongs to; the default schedule of each sampler.
-SCHEDULES = {"paper": "langevin", "fast": "langevin", "quick": "project"}
+SCHEDULES = {"paper": "langevin", "fast": "langevin", "quick": "project", "warm": "project"}
+INITS = ("random", "etkdg")
 DEFAULT_SCHEDULE = {"langevin": "paper", "project": "quick"}
 # The fields that change which coordinates a sampler produces (not how fast): named in provenance.
 SCHEDULE_FIELDS = ("steps_per_level", "eps", "clip", "levels", "bands", "stereo", "stereo_strength",

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from .batch_sampling import POS_LIMIT, bad_conformers, sample_batch  # noqa: F401 (bad_conformers: re-export)
 from .checkpoint import load_model
-from .chem import set_conformers
+from .chem import etkdg_coordinates, set_conformers
 from .config import NoiseConfig, SamplerConfig, resolve_sampler
 from .elements import DEFAULT_MAX_HEAVY_ATOMS, model_vocabulary
 from .graph import PackedGraphs
@@ -59,7 +59,7 @@ from .prepare import (  # noqa: F401 (re-exports)
 from .quality import conformer_defects, defect_reasons
 from .relax import RelaxOptions, quality_flags, relax_flags
 from .sampler import default_max_atoms, plan_batches
-from .seeds import CHUNK_PURPOSE, derive_seed
+from .seeds import CHUNK_PURPOSE, WARM_START_PURPOSE, derive_seed
 from .stereo import StereoConstraints
 
 DEFAULT_CHUNK_SIZE = 1000
@@ -141,6 +141,9 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
         model, noise = load_model(weights, device)
     noise = noise or NoiseConfig()
     sampler = resolve_sampler(sampler, schedule)
+    if sampler.init not in ("random", "etkdg") or (sampler.init == "etkdg" and sampler.sampler != "project"):
+        raise ValueError(f"init {sampler.init!r} with the {sampler.sampler} sampler: a warm start needs "
+                         "init='etkdg' and the project sampler (schedule='warm')")
     if chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
     if retries < 0:
@@ -236,6 +239,8 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
                   retries: int, status: Callable[[str], None] | None = None,
                   stats: RunStats | None = None) -> Iterator[MolOutcome]:
     """Sample every entry with a graph; yield finished outcomes in order as soon as possible."""
+    if sampler.init == "etkdg":
+        _embed_starts(entries, seed, chunk_no)
     todo = [e for e in entries if e.graph is not None and e.out.error is None]
     next_out = 0
 
@@ -264,7 +269,8 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
             if status is not None:
                 status(f"batch {b + 1}/{len(plan)}: step {done}/{total}")
 
-        pos = _sample(model, packed, stereo, mol_ids, noise, sampler, device, gen, on_level)
+        pos = _sample(model, packed, stereo, mol_ids, noise, sampler, device, gen, on_level,
+                      _starts(todo, mol_ids, sampler))
         for r in range(1, retries + 1):
             # Non-finite (None) and broken (quality.py) conformers are resampled alike.
             failed = [g for g, p in enumerate(pos) if p is None or p[1]["quality"] != "ok"]
@@ -276,7 +282,8 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
             # ones are kept as they are, and the retry is reproducible.
             retry_seed = derive_seed(seed, chunk_no, b, r, purpose=CHUNK_PURPOSE)
             retry_gen = torch.Generator(device=device).manual_seed(retry_seed)
-            again = _sample(model, packed, stereo, mol_ids[failed], noise, sampler, device, retry_gen, on_level)
+            again = _sample(model, packed, stereo, mol_ids[failed], noise, sampler, device, retry_gen, on_level,
+                            _starts(todo, mol_ids[failed], sampler))
             for g, p in zip(failed, again):
                 if p is not None and (pos[g] is None or p[1]["quality"] == "ok"):
                     pos[g] = p  # a broken conformer is kept (flagged) if its retries do no better
@@ -289,15 +296,37 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
         yield from ready()
 
 
+def _embed_starts(entries: list[Entry], seed: int, chunk_no: int) -> None:
+    """Warm start (SamplerConfig.init = "etkdg"): ETKDGv3 conformers for every entry to sample,
+    seeded by (seed, chunk, input index); an entry RDKit cannot embed at all gets an error."""
+    for e in entries:
+        if e.graph is None or e.out.error is not None:
+            continue
+        e.init_coords = etkdg_coordinates(e.mol, e.out.requested,
+                                          derive_seed(seed, chunk_no, e.out.index, purpose=WARM_START_PURPOSE))
+        if e.init_coords is None:
+            e.out.error = ("RDKit ETKDG could not embed this molecule for the warm start (--init etkdg); "
+                           "try --init random")
+
+
+def _starts(todo: list[Entry], mol_ids: Tensor, sampler: SamplerConfig) -> Tensor | None:
+    """[N, 3] warm-start coordinates for the conformers mol_ids of a batch, in batch order; None
+    without a warm start."""
+    if sampler.init != "etkdg":
+        return None
+    return torch.cat([todo[m].next_start() for m in mol_ids.tolist()])
+
+
 def _sample(model: ScoreNet, packed: PackedGraphs, stereo: list[StereoConstraints], mol_ids: Tensor,
             noise: NoiseConfig, sampler: SamplerConfig, device: str | torch.device, gen: torch.Generator,
-            callback: Callable[[int, int], None] | None = None) -> list[tuple[Tensor, dict] | None]:
+            callback: Callable[[int, int], None] | None = None,
+            pos_init: Tensor | None = None) -> list[tuple[Tensor, dict] | None]:
     """Sample one batch; per conformer ([n, 3] CPU coordinates, flags), or None if the coordinates
     are non-finite / exploded (those are resampled). Stereo guidance acts in the last levels and
     mirror images are reflected at the end (stereo.py); broken-but-finite conformers (quality.py:
     bond lengths, clashes, connectivity; resampled by the caller, kept flagged if that fails) and
     remaining stereo mismatches are flagged, with the failed tests as quality_reasons."""
-    out = sample_batch(model, packed, mol_ids, noise, sampler, device, gen, stereo, callback)
+    out = sample_batch(model, packed, mol_ids, noise, sampler, device, gen, stereo, callback, pos_init)
     bad = out.bad.cpu().tolist()
     broken = out.broken.cpu().tolist()
     reasons = defect_reasons(conformer_defects(out.pos, out.batch)) if any(broken) else None

@@ -233,6 +233,17 @@ class Entry:
     flags: list[dict] = field(default_factory=list)  # one per kept conformer
     stereo: StereoConstraints | None = None
     attempted: int = 0  # conformers sampled so far (good or not)
+    # Warm start (SamplerConfig.init = "etkdg"): [k, atoms, 3] ETKDG conformers, handed out in turn
+    # (cycling when RDKit gave fewer than requested); init_next counts those handed out.
+    init_coords: Tensor | None = None
+    init_next: int = 0
+
+    def next_start(self) -> Tensor:
+        """The next warm-start conformer [atoms, 3]."""
+        assert self.init_coords is not None
+        x = self.init_coords[self.init_next % self.init_coords.shape[0]]
+        self.init_next += 1
+        return x
 
     @property
     def finished(self) -> bool:

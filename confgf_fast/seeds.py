@@ -14,6 +14,7 @@ import numpy as np
 # because SeedSequence treats trailing zeros as absent ([s, 1] and [s, 1, 0] would collide).
 CHUNK_PURPOSE = 0x5EED  # pipeline.generate_iter: (chunk, batch, retry)
 SHARD_PURPOSE = 0xD157  # distributed: (rank, world size)
+WARM_START_PURPOSE = 0xE7D6  # pipeline: ETKDG warm start, (chunk, input index)
 
 
 def derive_seed(seed: int, *key: int, purpose: int) -> int:
@@ -29,4 +30,4 @@ def derive_seed(seed: int, *key: int, purpose: int) -> int:
     return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0])
 
 
-__all__ = ["CHUNK_PURPOSE", "SHARD_PURPOSE", "derive_seed"]
+__all__ = ["CHUNK_PURPOSE", "SHARD_PURPOSE", "WARM_START_PURPOSE", "derive_seed"]

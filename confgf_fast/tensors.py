@@ -123,6 +123,9 @@ def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Seque
         model, noise = load_model(weights, device)
     noise = noise or NoiseConfig()
     sampler = resolve_sampler(sampler)
+    if sampler.init != "random":
+        raise ValueError("generate_tensors starts from noise only; the ETKDG warm start (init='etkdg') needs "
+                         "RDKit molecules: use generate / generate_iter")
     counts = [num_confs] * len(inputs) if isinstance(num_confs, int) else list(num_confs)
     if len(counts) != len(inputs):
         raise ValueError("num_confs must be an int or have one entry per input")

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..chem import etkdg_params
 from ..elements import heavy_atom_mask
 from .dataset import ConformerDataset
 
@@ -90,20 +91,6 @@ def exclusion_keys(paths: Sequence[str | Path]) -> set[str]:
 
 
 # ---- conformer generation ---------------------------------------------------------------------
-def etkdg_params(seed: int, max_iterations: int = 0, embed_timeout: int = 0):
-    """RDKit ETKDGv3 parameters with a seed and, where > 0, an iteration cap and a per-call
-    timeout (seconds; some embeddings of strained systems otherwise run for minutes)."""
-    from rdkit.Chem import AllChem
-
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
-    if max_iterations:
-        params.maxIterations = max_iterations
-    if embed_timeout:
-        params.timeout = embed_timeout
-    return params
-
-
 def add_etkdg_conformers(mol, n: int, seed: int, dedup_rmsd: float, xtb: bool = False, *,
                          want_stereo: str | None = None, mmff_iters: int = 500,
                          max_iterations: int = 0, embed_timeout: int = 0, max_matches: int = 1_000_000,

@@ -26,7 +26,8 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .build import add_etkdg_conformers, build_chunked, etkdg_params, exclusion_keys
+from ..chem import etkdg_params
+from .build import add_etkdg_conformers, build_chunked, exclusion_keys
 
 MOLSETS_VERSION = "0.3.1"
 MOSES_TRAIN = "moses/dataset/data/train.csv.gz"
