@@ -38,23 +38,32 @@ def etkdg_params(seed: int, max_iterations: int = 0, embed_timeout: int = 0):
     return params
 
 
-def etkdg_coordinates(mol: Chem.Mol, n: int, seed: int) -> torch.Tensor | None:
-    """[k, atoms, 3] float32: up to n ETKDGv3 conformers of `mol` (explicit H; atoms in mol's
-    order), on a copy. Where the eigenvector embedding gives nothing (strained cages), RDKit's
-    documented fallback from random coordinates is tried. None if both fail. seed: any int (RDKit
-    takes 31 bits)."""
+def etkdg_coordinates(mol: Chem.Mol, n: int, seed: int) -> tuple[torch.Tensor | None, str | None]:
+    """([k, atoms, 3] float32, note): up to n ETKDGv3 conformers of `mol` (explicit H; atoms in
+    mol's order), embedded on a copy. Where the eigenvector embedding gives nothing (strained
+    cages), RDKit's documented fallback from random coordinates is tried, then one without
+    ETKDG's chirality check (2 of the 190 QM9 dev molecules, fused small rings, need it; the note
+    says so, since their stereo then rests on the sampler's guidance). (None, note) if all fail.
+    seed: any int (RDKit takes 31 bits)."""
     from rdkit.Chem import AllChem
 
     m = Chem.Mol(mol)
     m.RemoveAllConformers()
     params = etkdg_params(seed % 2**31)
     AllChem.EmbedMultipleConfs(m, n, params)
+    note = None
     if m.GetNumConformers() == 0:
         params.useRandomCoords = True
         AllChem.EmbedMultipleConfs(m, n, params)
     if m.GetNumConformers() == 0:
-        return None
-    return conformer_positions(m)
+        params.useRandomCoords, params.enforceChirality = False, False
+        AllChem.EmbedMultipleConfs(m, n, params)
+        note = ("ETKDG embedded this molecule only without its chirality check; the warm start's stereo comes "
+                "from guidance")
+    if m.GetNumConformers() == 0:
+        return None, ("RDKit ETKDG could not embed this molecule for the warm start (--init etkdg); "
+                      "try --init random")
+    return conformer_positions(m), note
 
 
 def mol_from_smiles(smiles: str) -> Chem.Mol:

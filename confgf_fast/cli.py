@@ -348,7 +348,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.layers:
         model_cfg.num_layers = args.layers
     train_cfg = TrainConfig(batch_size=args.batch_size, lr=args.lr, max_steps=args.steps,
-                            val_every=args.val_every, save_every=args.save_every, seed=args.seed)
+                            val_every=args.val_every, save_every=args.save_every, seed=args.seed,
+                            coord_noise=args.coord_noise, coord_noise_scale=args.coord_noise_scale)
     train_from_files(args.data, args.out, model_cfg, NoiseConfig(), train_cfg, device=args.device,
                      resume=args.resume, val_fraction=args.val_fraction, log_path=args.log,
                      progress=not args.quiet, time_limit_s=args.time_limit, threads=args.threads, init=args.init)
@@ -585,6 +586,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--time-limit", type=float, default=None, help="stop (and save) after this many seconds")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--seed", type=int, default=2021)
+    t.add_argument("--coord-noise", type=float, default=0.0, metavar="FRACTION",
+                   help="share of conformers perturbed in coordinates instead of per distance (0 = the official "
+                        "objective; see train.py)")
+    t.add_argument("--coord-noise-scale", type=float, default=0.8,
+                   help="coordinate noise as a fraction of sigma (0.8 = the project sampler's re-noising)")
     t.add_argument("--quiet", "-q", action="store_true")
     t.set_defaults(func=cmd_train)
 

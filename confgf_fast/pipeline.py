@@ -302,11 +302,12 @@ def _embed_starts(entries: list[Entry], seed: int, chunk_no: int) -> None:
     for e in entries:
         if e.graph is None or e.out.error is not None:
             continue
-        e.init_coords = etkdg_coordinates(e.mol, e.out.requested,
-                                          derive_seed(seed, chunk_no, e.out.index, purpose=WARM_START_PURPOSE))
+        e.init_coords, note = etkdg_coordinates(e.mol, e.out.requested,
+                                                derive_seed(seed, chunk_no, e.out.index, purpose=WARM_START_PURPOSE))
         if e.init_coords is None:
-            e.out.error = ("RDKit ETKDG could not embed this molecule for the warm start (--init etkdg); "
-                           "try --init random")
+            e.out.error = note
+        elif note is not None:
+            e.out.warnings.append(note)
 
 
 def _starts(todo: list[Entry], mol_ids: Tensor, sampler: SamplerConfig) -> Tensor | None:

@@ -184,3 +184,27 @@ def test_warm_start_with_oracle_keeps_each_start_near_its_conformer():
     out_cold = sample(OracleScore(d0), batch, NoiseConfig(), cold, generator=torch.Generator().manual_seed(0))
     d_cold = reference.pairwise_distance(out_cold, batch.edge_index)
     assert float((d_cold - d0).abs().mean()) > 2 * float((d - d0).abs().mean())
+
+
+def test_etkdg_coordinates_fall_back_without_the_chirality_check():
+    from confgf_fast.chem import etkdg_coordinates
+
+    plain, note = etkdg_coordinates(mol_from_smiles("CCO"), 3, seed=1)
+    assert plain.shape == (3, 9, 3) and note is None
+    # a fused-ring QM9 dev molecule that ETKDG embeds neither normally nor from random coordinates
+    cage = mol_from_smiles("C[C@@H]1[C@H](CO)[C@@H]2[C@H]1N2C")
+    xyz, note = etkdg_coordinates(cage, 2, seed=0)
+    assert xyz is not None and xyz.shape == (2, cage.GetNumAtoms(), 3) and "chirality" in note
+
+
+def test_generate_warm_start_end_to_end(tiny_ckpt):
+    from confgf_fast.checkpoint import load_model
+    from confgf_fast.pipeline import generate
+
+    model, noise = load_model(tiny_ckpt)
+    res = generate(["CCO", "C[C@@H]1[C@H](CO)[C@@H]2[C@H]1N2C"], 3, model=model, noise=noise, schedule="warm")
+    assert not res.errors
+    assert all(m.GetNumConformers() == 3 for m in res.mols)
+    assert "chirality" in res.warnings[1][0]
+    with pytest.raises(ValueError, match="warm start"):
+        generate(["CCO"], 2, model=model, noise=noise, sampler=SamplerConfig(init="etkdg"))
