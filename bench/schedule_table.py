@@ -19,12 +19,23 @@ from pathlib import Path
 
 
 def describe(d: dict) -> str:
+    if d.get("label"):  # a probe outside the package's samplers names itself (bench/heun_probe.py)
+        return d["label"]
     s = d.get("sampler", {})
     if s.get("sampler") == "project":
-        words = [f"project: {s.get('num_steps')} levels, rho {s.get('rho')}, noise {s.get('noise_scale')}",
-                 f"{s.get('embed_dims', 3)}D"]
+        start = "ETKDG warm start, " if s.get("init", "random") != "random" else ""
+        words = [f"project: {start}{s.get('num_steps')} levels from sigma {s.get('sigma_max', 2.0):g}, "
+                 f"rho {s.get('rho')}, noise {s.get('noise_scale')}", f"{s.get('embed_dims', 3)}D"]
         if s.get("eval_scale", 1.0) != 1.0:
             words.append(f"eval x{s['eval_scale']}")
+        # settings added later than the first sweep runs: named only where they differ from the default
+        for key, default, fmt in (("inner_iters", 60, "{} sweeps"), ("tweedie", 1.0, "Tweedie x{}"),
+                                  ("eta", 1.0, "eta {}"), ("quiet_below", 0.1, "noise down to sigma {}"),
+                                  ("final_steps", 4, "{} polish steps"), ("init_scale", 1.0, "start scale {}")):
+            if s.get(key, default) != default:
+                words.append(fmt.format(s[key]))
+        if s.get("corrector_steps", 0):
+            words.append(f"+ {s['corrector_steps']} Langevin corrector(s) per level, snr {s.get('snr')}")
         if s.get("tail_levels"):
             words.append(f"+ Langevin {s['tail_levels']} x {s.get('tail_steps')} below sigma {s.get('sigma_min')}")
         return ", ".join(words)
