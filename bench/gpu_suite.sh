@@ -223,7 +223,7 @@ fi
 if want tests; then
   run_stage tests 150 "$PY" -m pytest -q -rs -p no:cacheprovider \
     tests/test_ops_backends.py tests/test_gine_aggregate.py tests/test_ops_triton.py tests/test_ops_validation.py \
-    tests/test_cuda_build.py tests/test_kernels_aot.py \
+    tests/test_cuda_build.py tests/test_kernels_aot.py tests/test_project_sweeps.py \
     -k "cuda or triton or validation or aot or build"
 fi
 
