@@ -200,14 +200,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if getattr(model, "trained_elements_assumed", False):
         print("note: the checkpoint does not record its training elements; assuming H, C, N, O, F (QM9)",
               file=sys.stderr)
-    try:
-        sampler = SamplerConfig.resolve(args.sampler, args.schedule, args.init)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     langevin_opts = {"--levels": args.levels, "--steps-per-level": args.steps_per_level, "--eps": args.eps,
                      "--bands": args.bands}
     project_opts = {"--num-steps": args.num_steps, "--noise-scale": args.noise_scale}
+    family = args.sampler
+    if family is None and args.schedule is None and args.init is None:
+        # Langevin-only options without a sampler named ask for Langevin (the default is project)
+        family = "langevin" if any(v is not None for v in langevin_opts.values()) else None
+    try:
+        sampler = SamplerConfig.resolve(family, args.schedule, args.init)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     wrong = [k for k, v in (project_opts if sampler.sampler == "langevin" else langevin_opts).items() if v is not None]
     if wrong:
         print(f"error: {', '.join(wrong)} do not apply to the {sampler.sampler} sampler", file=sys.stderr)
@@ -500,15 +504,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--weights", default=None, help="checkpoint (default: the shipped QM9 model)")
     g.add_argument("--sampler", default=None, choices=["langevin", "project"],
-                   help="langevin: annealed Langevin dynamics, as the paper (default); project: projected "
-                        "denoising, one network evaluation per noise level (see README)")
+                   help="langevin: annealed Langevin dynamics, as the paper; project: projected denoising, one "
+                        "network evaluation per noise level (the default, with --schedule warm; see README)")
     g.add_argument("--schedule", default=None, choices=["paper", "fast", "quick", "warm"],
-                   help="langevin: paper (5000 network evaluations, default) or fast (966); project: quick (44) "
-                        "or warm (24, from ETKDG conformers)")
+                   help="project: warm (24 network evaluations from ETKDG conformers, the default) or quick (44, "
+                        "from noise); langevin: paper (5000, from noise, the sampler's default) or fast (966)")
     g.add_argument("--init", default=None, choices=["random", "etkdg"],
-                   help="where sampling starts: random (noise, default) or etkdg (RDKit ETKDGv3 conformers noised to "
-                        "0.5 A and refined by the project sampler; implies --schedule warm). A separate mode, reported "
-                        "on its own in the README")
+                   help="where sampling starts: etkdg (RDKit ETKDGv3 conformers noised to 0.5 A and refined by the "
+                        "project sampler: the default, schedule warm) or random (noise, as the paper; alone it means "
+                        "the paper schedule). Every SDF record names it in its sampler property")
     g.add_argument("--num-steps", type=_positive, default=None,
                    help="project sampler: noise levels (one network evaluation each)")
     g.add_argument("--noise-scale", type=float, default=None,

@@ -233,9 +233,11 @@ class SamplerConfig:
     def resolve(cls, sampler: str | None = None, schedule: str | None = None,
                 init: str | None = None) -> SamplerConfig:
         """The preset for a --sampler / --schedule / --init triple: any may be None. No sampler:
-        the schedule's own (paper and fast are Langevin schedules, quick and warm projected ones);
-        no schedule: `warm` for init "etkdg", else the sampler's default (DEFAULT_SCHEDULE);
-        neither: `paper`. init overrides the preset's start (config field `init`).
+        the schedule's own (paper and fast are Langevin schedules, quick and warm projected ones).
+        No schedule: `warm` (the ETKDG warm start, the default of generate) unless init is
+        "random" or a sampler is named; then the sampler's default (DEFAULT_SCHEDULE: paper for
+        Langevin and for a bare init "random", quick for project), or `warm` for project with init
+        "etkdg". init overrides the preset's start (config field `init`).
         ValueError for an unknown name, a schedule of another sampler, or a warm start with the
         Langevin sampler (it would start from the data at sigma 10 A, where it means nothing)."""
         if sampler is not None and sampler not in DEFAULT_SCHEDULE:
@@ -243,7 +245,7 @@ class SamplerConfig:
         if init is not None and init not in INITS:
             raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
         if schedule is None:
-            warm = init == "etkdg" and sampler in (None, "project")
+            warm = (sampler is None and init != "random") or (sampler == "project" and init == "etkdg")
             schedule = "warm" if warm else DEFAULT_SCHEDULE[sampler or "langevin"]
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
@@ -284,8 +286,8 @@ SCHEDULE_FIELDS = ("steps_per_level", "eps", "clip", "levels", "bands", "stereo"
 
 def resolve_sampler(sampler: SamplerConfig | str | None, schedule: str | None = None) -> SamplerConfig:
     """The SamplerConfig of the Python API's `sampler` / `schedule` keywords, named as the CLI's
-    --sampler and --schedule (SamplerConfig.resolve: None and None = Langevin, paper schedule); a
-    SamplerConfig is used as it is."""
+    --sampler and --schedule (SamplerConfig.resolve: None and None = the `warm` schedule, ETKDG
+    warm start + projected sampler); a SamplerConfig is used as it is."""
     if isinstance(sampler, SamplerConfig):
         if schedule is not None:
             raise ValueError("schedule= picks a preset; with a SamplerConfig, set its fields instead")

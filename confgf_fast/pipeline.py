@@ -116,8 +116,10 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
 
     inputs: SMILES, Mols or MolInput (per-molecule counts, names, known errors); read lazily,
     `chunk_size` at a time, so memory stays bounded for any input length. sampler / schedule:
-    names as the CLI's --sampler / --schedule (config.resolve_sampler; default Langevin, paper
-    schedule) or a SamplerConfig. Within a chunk,
+    names as the CLI's --sampler / --schedule (config.resolve_sampler; default the `warm`
+    schedule: ETKDGv3 conformers noised to 0.5 A, refined by the projected sampler in 24 network
+    evaluations; schedule="paper" is the paper's Langevin run from noise) or a SamplerConfig.
+    Within a chunk,
     conformers of many molecules are sampled together in batches of at most `max_atoms` atoms,
     and a molecule is yielded as soon as it and every molecule before it are finished.
     skip: input indices not to process and not to yield (what a resumed run already has).
@@ -365,7 +367,8 @@ def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Seque
              trained_elements: Iterable[int] | None = None, relax: str | RelaxOptions = "none",
              prune_rms: float | None = None, energy_window: float | None = None,
              sort_energy: bool = False) -> GenerationResult:
-    """Generate conformers for each input (SMILES or Mol) with annealed Langevin dynamics.
+    """Generate conformers for each input (SMILES or Mol) with the score model (by default from
+    ETKDG warm starts, schedule `warm`; see generate_iter for sampler / schedule).
 
     num_confs: one count for all inputs or one per input. Conformers of many molecules are sampled
     together in batches of at most `max_atoms` atoms. Deterministic for a given seed, batch plan

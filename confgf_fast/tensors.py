@@ -122,7 +122,8 @@ def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Seque
     if model is None:
         model, noise = load_model(weights, device)
     noise = noise or NoiseConfig()
-    sampler = resolve_sampler(sampler)
+    # Tensors start from noise (no RDKit embedding here): no sampler named = Langevin, paper schedule.
+    sampler = resolve_sampler(sampler if sampler is not None else "langevin")
     if sampler.init != "random":
         raise ValueError("generate_tensors starts from noise only; the ETKDG warm start (init='etkdg') needs "
                          "RDKit molecules: use generate / generate_iter")

@@ -96,7 +96,15 @@ def test_generate_project_sampler_provenance_and_option_checks(tiny_ckpt, tmp_pa
     assert len(recs) == 2 and all(r.GetProp("sampler") == want for r in recs)
     assert "9 network evaluations per conformer" in capsys.readouterr().err
     assert main([*common, "--sampler", "project", "--bands", "0:1x1"]) == EXIT_USAGE
-    assert main([*common, "--num-steps", "5"]) == EXIT_USAGE  # the default sampler is Langevin
+    assert main([*common, "--sampler", "langevin", "--num-steps", "5"]) == EXIT_USAGE
+    # the default is the project sampler's ETKDG warm start, named in every record
+    assert main(common) == EXIT_OK
+    assert all(r.GetProp("sampler").startswith("sampler=project schedule=warm init=etkdg nfe=24 ")
+               for r in Chem.SDMolSupplier(str(out), removeHs=False))
+    # Langevin-only options without a sampler named ask for Langevin
+    assert main([*common, "--levels", "2", "--steps-per-level", "2"]) == EXIT_OK
+    assert all(r.GetProp("sampler").startswith("sampler=langevin schedule=paper steps_per_level=2 levels=2 nfe=4 ")
+               for r in Chem.SDMolSupplier(str(out), removeHs=False))
     assert main([*common, "--sampler", "project", "--schedule", "fast"]) == EXIT_USAGE
 
 

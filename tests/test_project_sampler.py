@@ -118,7 +118,10 @@ def test_schedule_arithmetic():
 
 
 def test_resolve_names_like_the_cli():
-    assert resolve_sampler(None).sampler == "langevin" and resolve_sampler(None).schedule == "paper"
+    # the default is the ETKDG warm start; from noise, the paper schedule (or quick for project)
+    assert (resolve_sampler(None).schedule, resolve_sampler(None).init) == ("warm", "etkdg")
+    assert SamplerConfig.resolve(None, None, "random").schedule == "paper"
+    assert resolve_sampler("langevin").schedule == "paper"
     assert resolve_sampler("project").schedule == "quick"
     assert resolve_sampler(None, "fast").sampler == "langevin"
     cfg = SamplerConfig(steps_per_level=3)
