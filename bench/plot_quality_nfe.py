@@ -19,7 +19,10 @@ FULL = 190
 
 
 def family(d: dict) -> str:
-    return d.get("sampler", {}).get("sampler", "langevin")
+    """The sampler, with the ETKDG warm start as a family of its own (it starts from RDKit's
+    conformers, not from noise)."""
+    s = d.get("sampler", {})
+    return "warm start" if s.get("init", "random") != "random" else s.get("sampler", "langevin")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,10 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     ours = [d for d in ours if d["weights_step"] == step and d["sampler"].get("precision", "fp32") == "fp32"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((axes[0], "cov_r_mean", "COV-R % (0.5 A)"), (axes[1], "mat_r_mean", "MAT-R (A)")):
-        for fam, marker in (("langevin", "o"), ("project", "s")):
+        for fam, marker, name in (("langevin", "o", "Langevin, from noise"), ("project", "s", "projected, from noise"),
+                                  ("warm start", "^", "projected, ETKDG warm start")):
             pts = sorted((d["network_evaluations"], d["ours"][key]) for d in ours if family(d) == fam)
             if pts:
-                ax.plot(*zip(*pts), marker=marker, label=f"{fam} sampler")
+                ax.plot(*zip(*pts), marker=marker, label=name)
         if etkdg is not None:
             ax.axhline(etkdg[key], color="gray", linestyle="--", label="RDKit ETKDGv3")
         ax.set_xscale("log")
