@@ -128,6 +128,11 @@ def sampler_speed_table() -> str:
 # of a row comes from the file. "{evals}", "{bands}", "{levels}", "{spl}" and "{precision}" in a label
 # are filled from the file; "{times}" is the multiplication sign.
 CARD_FULL_RUNS = [
+    ("dev_full_project_warm_step148250.json",
+     "**ours, step 148,250 (shipped), warm schedule: ETKDG warm start + projected sampler, the default** "
+     "({evals} evaluations)"),
+    ("dev_full_project_quick_step148250.json",
+     "ours, step 148,250 (shipped), quick schedule: projected sampler from noise ({evals} evaluations)"),
     ("dev_full_paper_step148250.json", "**ours, step 148,250 (shipped), paper schedule** ({evals} evaluations)"),
     ("dev_full_fast966_step148250.json",
      "**ours, step 148,250 (shipped), fast schedule** ({evals} evaluations, bands `{bands}`)"),
