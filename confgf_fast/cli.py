@@ -2,18 +2,7 @@
 build-qm9, build-drugs, export-weights, import-official).
 
 Reading INPUT, writing the SDF and the errors file, --resume and the exit codes of `generate`
-are in generate_io.py.
-
-Exit codes of `confgf-fast generate` (the other commands use 0, 1, 2 and 130):
-  0    every input molecule got all its conformers (warnings, e.g. a dropped salt counter-ion, allowed);
-  1    fatal: missing / corrupt / mismatched weights, missing or unreadable input, no molecules in
-       the input, --resume on an SDF that does not belong to this input, or an unexpected failure
-       mid-run (the SDF then holds complete records of the molecules finished so far);
-  2    usage error (bad options);
-  3    finished, but some molecules failed or miss conformers: each is named on stderr and in the
-       errors file (mol_id, input, error);
-  130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: the SDF holds complete records of every
-       molecule finished so far; run again with --resume to complete it.
+(listed there; the other commands use 0, 1, 2 and 130) are in generate_io.py.
 
 The SDF is written as the run goes: a molecule's records are written, in input order, as soon as
 all its conformers are done, and flushed, so a crash or an interrupt leaves a valid file. What
