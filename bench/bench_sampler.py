@@ -257,6 +257,32 @@ def test_project(benchmark, sampler_results, request, device, size, name):
 
 
 @pytest.mark.parametrize("size", list(WORKLOADS))
+def test_warm(benchmark, sampler_results, request, device, size):
+    """The default of `generate`: ETKDG warm start + projected sampler (schedule warm), through
+    pipeline.generate (RDKit in, Mols out: the ETKDG embedding, one conformer per conformer on one
+    thread, is part of the time), compiled network, generate's batch size."""
+    from confgf_fast.pipeline import generate
+
+    smiles, mols, confs = WORKLOADS[size]
+    model, noise = shipped(device)
+    cfg = SamplerConfig.resolve(None, "warm")
+    cfg.compile = "on"
+    generate([smiles] * 2, 2, model=model, noise=noise, sampler=cfg, device=device)  # compile, first touch
+    seed = iter(range(10**6))
+
+    def run():
+        res = generate([smiles] * mols, confs, model=model, noise=noise, sampler=cfg, device=device, seed=next(seed))
+        _sync(device)
+        return res
+
+    benchmark.group = f"sampler/{size}/{device}"
+    res = benchmark.pedantic(run, rounds=request.config.getoption("--bench-rounds"), iterations=1)
+    assert not res.errors and sum(m.GetNumConformers() for m in res.mols) == mols * confs
+    _record(sampler_results, size, "warm_etkdg_compiled", benchmark, mols * confs, None, device=device,
+            network_evaluations_per_conformer=num_evaluations(noise, cfg), includes="ETKDG embedding")
+
+
+@pytest.mark.parametrize("size", list(WORKLOADS))
 def test_eager_official(benchmark, sampler_results, request, device, size):
     smiles, mols, confs = WORKLOADS[size]
     model, noise = shipped(device)

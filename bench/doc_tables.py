@@ -111,7 +111,8 @@ def sampler_speed_table() -> str:
     for name, row in rows.items():
         if "conformers_per_s" in row:
             evals = row.get("network_evaluations_per_conformer", "—")
-            how = "measured, whole schedule" if name.startswith("project") else "RDKit, measured"
+            how = ("measured, whole schedule" if name.startswith("project")
+                   else "measured, ETKDG embedding + whole schedule" if name.startswith("warm") else "RDKit, measured")
             lines.append(f"| {name} | {evals} | {row['conformers_per_s']:.1f} | {how} |")
         else:
             lines.append(f"| {name}, `fast` | {d['schedule']['fast_evaluations']} | "

@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ref", default=str(DEV_SDF))
     ap.add_argument("--weights", default=None)
-    ap.add_argument("--schedule", default="fast", choices=["paper", "fast"])
+    ap.add_argument("--schedule", default="fast", choices=["paper", "fast", "quick", "warm"],
+                    help="a generate schedule preset (warm: the ETKDG warm start, generate's default)")
     ap.add_argument("--relax", nargs="+", default=["mmff"], choices=["mmff", "mmff94s", "xtb"])
     ap.add_argument("--max-iters", type=int, default=1000, help="MMFF iterations, both methods")
     ap.add_argument("--sample", type=int, default=30, help="seeded random subset of this many molecules")
@@ -98,12 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     counts = [2 * m.GetNumConformers() for _, m in refs]
     inputs, ref_groups = benchmark_inputs(refs)
     model, noise = load_model(args.weights, "cpu")
-    sampler = SamplerConfig.preset(args.schedule)
+    sampler = SamplerConfig.resolve(None, args.schedule)
     opts = {m: RelaxOptions(m, max_iters=args.max_iters, threads=args.threads) for m in args.relax}
 
     def ev(mols: list[Chem.Mol]):
-        return evaluate({s: [g] for (s, _), g in zip(refs, mols)}, ref_groups, threshold=args.threshold,
-                        progress=False)
+        # a molecule without output covers nothing
+        return evaluate({s: [g] if g is not None else [] for (s, _), g in zip(refs, mols)}, ref_groups,
+                        threshold=args.threshold, progress=False)
 
     t0 = time.perf_counter()
     res = generate(inputs, counts, model=model, noise=noise, sampler=sampler, seed=args.seed, progress=True)
