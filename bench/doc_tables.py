@@ -232,6 +232,70 @@ def card_sample_table() -> str:
     return "\n".join(lines)
 
 
+# The learning-curve table of the model card: (result file, evaluation label, bold). The weights'
+# training step is in the file name (schedule_sweep/H_bands816.json: the step-32,750 weights
+# shipped then, as in CARD_S60_RUNS); every figure of a row comes from the file. Bold: the
+# whole-benchmark runs of each shipped snapshot at its shipped preset, and step 148,250's paper schedule.
+CARD_CURVE_RUNS = [
+    ("dev_s10_step8500_fast.json", "10-mol sample, first fast preset", False),
+    ("dev_s10_step10250_paper.json", "10-mol sample, paper", False),
+    ("dev_full_step10250_fast.json", "all 190, fast", True),
+    ("dev_s10_step18500_paper.json", "10-mol sample, paper", False),
+    ("dev_full_step32750_fast.json", "all 190, fast", True),
+    ("dev_s60_step32750_paper.json", "60-mol sample, paper", False),
+    ("schedule_sweep/H_bands816.json", "60-mol sample, banded {evals}", False),
+    ("dev_full_step72000_fast_bf16.json", "all 190, old fast, {precision}", False),
+    ("dev_full_bands966_step97500.json", "all 190, fast (bands, {evals})", True),
+    ("dev_full_bands816_step97500.json", "all 190, banded {evals}", False),
+    ("schedule_sweep/K97500_bands966.json", "60-mol sample, fast (bands, {evals})", False),
+    ("dev_s60_bands816_step97500.json", "60-mol sample, banded {evals}", False),
+    ("dev_s60_paper_step97500.json", "60-mol sample, paper", False),
+    ("dev_s60_fast966_step137750.json", "60-mol sample, fast ({evals}), not shipped (training state)", False),
+    ("dev_full_fast966_step148250.json", "all 190, fast (bands, {evals})", True),
+    ("dev_full_paper_step148250.json", "all 190, paper", True),
+]
+CARD_CURVE_LOG = "learning_curve_qm9_small.jsonl"
+
+
+def _step(name: str) -> int:
+    """The training step of a result file's weights, from its name (K97500_..., ..._step97500...);
+    H_bands816.json, the one sweep file without it, ran the step-32,750 weights."""
+    m = re.search(r"(?:step|^K)(\d+)", Path(name).name)
+    if m:
+        return int(m.group(1))
+    if Path(name).name == "H_bands816.json":
+        return 32750
+    raise ValueError(f"no training step in {name}")
+
+
+def _val_loss(log: list[dict], step: int) -> dict:
+    """The learning-curve record at step, or else the nearest one before it (the log has one
+    record every 500 steps, so step 10,250 shows the validation loss at 10,000)."""
+    before = [r for r in log if "val_loss" in r and r["step"] <= step]
+    if not before:
+        raise ValueError(f"no validation loss at or before step {step}")
+    return max(before, key=lambda r: r["step"])
+
+
+def card_curve_table() -> str:
+    """The model card's learning curve: each listed dev-benchmark run at its training step, with
+    the validation loss of bench/results/learning_curve_qm9_small.jsonl at that step (or the
+    nearest record before it: see _val_loss). The log's event lines (data switches) are skipped."""
+    log = [json.loads(line) for line in (RESULTS / CARD_CURVE_LOG).read_text().splitlines() if line.strip()]
+    log = [r for r in log if "step" in r]
+    lines = ["| step | validation loss | evaluation | COV-R | MAT-R (Å) | COV-P | MAT-P (Å) |",
+             "| ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+    for name, label, bold in CARD_CURVE_RUNS:
+        d = _load(name)
+        o, step = d["ours"], _step(name)
+        cells = [_label(label, d), _pct(o["cov_r_mean"]), f"{o['mat_r_mean']:.3f}", _pct(o["cov_p_mean"]),
+                 f"{o['mat_p_mean']:.3f}"]
+        if bold:
+            cells = [f"**{c}**" for c in cells]
+        lines.append(f"| {step:,} | {_val_loss(log, step)['val_loss']:.1f} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 WARM = "dev_full_project_warm_step148250.json"
 RELAX_FULL = "relax_dev_full_warm_mmff.json"
 
@@ -249,7 +313,8 @@ def warm_vs_etkdg_table() -> str:
 
 
 TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table, "sampler_speed": sampler_speed_table,
-          "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table}
+          "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table,
+          "card_learning_curve": card_curve_table}
 
 
 def render(text: str) -> str:
