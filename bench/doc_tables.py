@@ -141,14 +141,16 @@ def sampler_speed_table() -> str:
 # of a row comes from the file. "{evals}", "{bands}", "{levels}", "{spl}" and "{precision}" in a label
 # are filled from the file; "{times}" is the multiplication sign.
 CARD_FULL_RUNS = [
+    ("dev_full_project_warm_step220000.json",
+     "**ours, step 220,000 (shipped since 2026-12-02), warm schedule, the default** ({evals} evaluations)"),
     ("dev_full_project_warm_step148250.json",
-     "**ours, step 148,250 (shipped), warm schedule: ETKDG warm start + projected sampler, the default** "
+     "ours, step 148,250 (shipped before), warm schedule: ETKDG warm start + projected sampler "
      "({evals} evaluations)"),
     ("dev_full_project_quick_step148250.json",
-     "ours, step 148,250 (shipped), quick schedule: projected sampler from noise ({evals} evaluations)"),
-    ("dev_full_paper_step148250.json", "**ours, step 148,250 (shipped), paper schedule** ({evals} evaluations)"),
+     "ours, step 148,250 (shipped before), quick schedule: projected sampler from noise ({evals} evaluations)"),
+    ("dev_full_paper_step148250.json", "**ours, step 148,250 (shipped before), paper schedule** ({evals} evaluations)"),
     ("dev_full_fast966_step148250.json",
-     "**ours, step 148,250 (shipped), fast schedule** ({evals} evaluations, bands `{bands}`)"),
+     "**ours, step 148,250 (shipped before), fast schedule** ({evals} evaluations, bands `{bands}`)"),
     ("dev_full_bands966_step97500.json", "ours, step 97,500 (shipped before), fast schedule ({evals})"),
     ("dev_full_bands816_step97500.json", "ours, step 97,500, banded {evals} evaluations (`{bands}`)"),
     ("dev_full_step72000_fast_bf16.json",
