@@ -105,6 +105,8 @@ class Trainer:
         self.history = list(state.get("history", []))
         # A resumed run has seen the earlier data's elements as well as this data's.
         self.trained_elements = sorted(set(self.trained_elements) | set(state.get("trained_elements", [])))
+        if state.get("init_from"):  # a resumed fine-tune still names the weights it started from
+            self.init_source = state["init_from"]
 
     def init_from(self, path: str | Path) -> None:
         """Start from another checkpoint's weights (fine-tuning, e.g. a QM9 model on drug-like data):

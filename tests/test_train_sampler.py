@@ -141,6 +141,16 @@ def test_init_fine_tunes_from_weights_with_a_fresh_run(tiny_dataset, tmp_path):
     assert 16 in tr.trained_elements and {1, 6, 7, 8}.issubset(tr.trained_elements)
     with pytest.raises(ValueError, match="exclude each other"):
         train_from_files([str(drug_like)], str(out), train_cfg=cfg, init=str(src), resume=str(src))
+    # resuming the fine-tune keeps naming the weights it started from
+    from confgf_fast.checkpoint import read_checkpoint
+
+    cfg.max_steps = 2
+    train_from_files([str(drug_like)], str(out), None, None, cfg, init=str(src), val_fraction=0, progress=False)
+    assert read_checkpoint(out)["init_from"] == str(src)
+    again = tmp_path / "ft2.pt"
+    cfg.max_steps = 4
+    train_from_files([str(drug_like)], str(again), None, None, cfg, resume=str(out), val_fraction=0, progress=False)
+    assert read_checkpoint(again)["init_from"] == str(src) and read_checkpoint(again)["step"] == 4
 
 
 def test_level_indices_and_evaluations():
