@@ -160,6 +160,7 @@ class Trainer:
         bar = tqdm(total=max_steps, initial=self.step, desc="train", disable=not progress, file=sys.stderr)
         log = open(log_path, "a") if log_path else None  # noqa: SIM115 (kept open across the loop)
         t0 = time.time()
+        started = t0  # for time_limit_s; t0 restarts at every save (it meters `elapsed`)
         window: list[float] = []
         while self.step < max_steps:
             gb, pos = self._batch(self.train_set, self.gen)
@@ -188,7 +189,7 @@ class Trainer:
                 if log:
                     log.write(json.dumps(rec) + "\n")
                     log.flush()
-            out_of_time = time_limit_s is not None and now - t0 > time_limit_s
+            out_of_time = time_limit_s is not None and now - started > time_limit_s
             if self.step % self.cfg.save_every == 0 or self.step == max_steps or out_of_time:
                 self.elapsed += now - t0
                 t0 = now

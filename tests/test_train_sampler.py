@@ -353,3 +353,17 @@ def test_dsm_loss_coordinate_noise(tiny_dataset):
         same.append(eq == torch.bincount(gb.edge_graph, minlength=gb.num_graphs))
     share = float(torch.stack(same).float().mean())
     assert 0.3 < share < 0.7  # 240 draws: sd 0.03
+
+
+def test_time_limit_counts_from_the_start_not_from_the_last_save(tiny_dataset, tmp_path):
+    """--time-limit stops a run whose saves come more often than the limit (before the fix every
+    save restarted the clock, so such a run went on until one step-and-save interval alone took
+    longer than the limit: measured 1,246 steps instead of 2 at a 0.3 s limit)."""
+    import time
+
+    cfg = TrainConfig(batch_size=4, val_every=10**6, save_every=1, log_every=10**6)
+    tr = Trainer(tiny_dataset, None, ModelConfig(16, 1), NoiseConfig(), cfg)
+    t0 = time.perf_counter()
+    tr.train(10**6, tmp_path / "t.pt", progress=False, time_limit_s=0.5)
+    # a few ms per step and save: well under a second when the limit counts from the start
+    assert 1 <= tr.step < 10**6 and time.perf_counter() - t0 < 20
