@@ -71,11 +71,10 @@ def sampler_table() -> str:
     relax = RESULTS / RELAX_FULL
     if relax.is_file():  # MMFF94-relaxed rows of the whole benchmark (bench/eval_relax.py)
         d = _load(RELAX_FULL)
-        for method, label in (("ours_mmff", f"{d['schedule']} + MMFF94"), ("etkdg_mmff", "RDKit ETKDGv3 + MMFF94")):
+        for method, fam, sched, evals in (
+                ("ours_mmff", "project (start: ETKDG)", f"{d['schedule']} + MMFF94", d["network_evaluations"]),
+                ("etkdg_mmff", "RDKit ETKDGv3 + MMFF94", "", "")):
             m, rows = d["methods"][method], d["per_molecule"][method]
-            fam = "project (start: ETKDG)" if method.startswith("ours") else label
-            sched = label if method.startswith("ours") else ""
-            evals = d["network_evaluations"] if method.startswith("ours") else ""
             lines.append(f"| {fam} | {sched} | {evals} | {m['cov_r_mean']:.1f} | {m['mat_r_mean']:.3f} | "
                          f"{m['cov_p_mean']:.1f} | {m['mat_p_mean']:.3f} | {_diff(rows, base, 'cov_r', '+.1f')} | "
                          f"{_diff(rows, base, 'mat_r', '+.3f')} | {_diff(rows, base, 'cov_p', '+.1f')} | "

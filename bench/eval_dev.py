@@ -26,6 +26,7 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 
 from confgf_fast.checkpoint import load_model
+from confgf_fast.chem import etkdg_params
 from confgf_fast.config import SCHEDULES, SamplerConfig
 from confgf_fast.evaluate import EvalResult, evaluate, format_table, stereo_match_rate
 from confgf_fast.pipeline import generate
@@ -64,8 +65,7 @@ def benchmark_inputs(refs: list[tuple[str, Chem.Mol]]) -> tuple[list[Chem.Mol], 
 def etkdg(mol: Chem.Mol, n: int, seed: int) -> Chem.Mol:
     m = Chem.Mol(mol)
     m.RemoveAllConformers()
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
+    params = etkdg_params(seed)
     AllChem.EmbedMultipleConfs(m, n, params)
     if m.GetNumConformers() == 0:
         # RDKit's documented fallback for molecules (strained cages) whose eigenvector embedding

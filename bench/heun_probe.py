@@ -36,13 +36,7 @@ from provenance import write_json
 
 import confgf_fast.batch_sampling as batch_sampling
 from confgf_fast.config import SamplerConfig
-from confgf_fast.sampler import (
-    MIN_TARGET_DISTANCE,
-    edge_lengths,
-    project_distances,
-    project_grid,
-    score_function,
-)
+from confgf_fast.sampler import project_grid, projected_denoise, score_function
 
 POLISH_SIGMA, POLISH_STEPS, NOISE_SCALE = 0.05, 4, 0.8
 
@@ -50,16 +44,11 @@ POLISH_SIGMA, POLISH_STEPS, NOISE_SCALE = 0.05, 4, 0.8
 def heun_sampler(steps: int, churn: float, rho: float):
     @torch.no_grad()
     def sample(model, batch, noise, cfg, generator=None, pos_init=None, callback=None, guidance=None):
-        ei = batch.edge_index
         degree = (batch.rowptr[1:] - batch.rowptr[:-1]).clamp_min(1).float().unsqueeze(1)
         score = score_function(model, cfg, batch.z.device, (2 * steps + POLISH_STEPS) * batch.num_graphs)
 
-        def denoise(pos, sig):
-            d = edge_lengths(pos, ei)
-            s = score(batch.z, ei, batch.edge_type, d, torch.tensor(sig, dtype=torch.float32, device=pos.device),
-                      batch.half_edges, batch.edge_pair)
-            target = (d + sig * sig * s).clamp_min(MIN_TARGET_DISTANCE)
-            return project_distances(pos, ei, target, degree, cfg.inner_iters, cfg.backend, batch.rowptr)
+        def denoise(pos, sig):  # the projected Tweedie denoiser of project_sample
+            return projected_denoise(pos, batch, score, sig, cfg, degree)
 
         grid = [*project_grid(noise, SamplerConfig(sampler="project", num_steps=steps, rho=rho, sigma_max=2.0)), 0.0]
         x = NOISE_SCALE * grid[0] * torch.randn(batch.num_atoms, 3, generator=generator, device=batch.z.device)

@@ -184,17 +184,11 @@ def project_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: 
         pos = torch.cat([pos, pos.new_zeros(pos.shape[0], dims - 3)], 1)
     else:
         pos = cfg.init_scale * torch.randn(batch.num_atoms, dims, generator=generator, device=dev)
-    ei, et, z = batch.edge_index, batch.edge_type, batch.z
     degree = (batch.rowptr[1:] - batch.rowptr[:-1]).clamp_min(1).to(pos.dtype).unsqueeze(1)  # [N, 1]
     score = score_function(model, cfg, pos.device, len(plan) * batch.num_graphs)
     for k, (sig, sig_next) in enumerate(plan):
-        sigma = torch.tensor(sig * cfg.eval_scale, dtype=torch.float32, device=dev)
-        d = edge_lengths(pos, ei, cfg.backend)
-        s = score(z, ei, et, d, sigma, batch.half_edges, batch.edge_pair)
         pos_prev = pos
-        # sigma^2 s = sigma * (network output): the step length is set by the sigma the network is told
-        target = (d + (cfg.tweedie * sigma * sigma) * s).clamp_min(MIN_TARGET_DISTANCE)
-        pos = project_distances(pos, ei, target, degree, cfg.inner_iters, cfg.backend, batch.rowptr)
+        pos = projected_denoise(pos, batch, score, sig * cfg.eval_scale, cfg, degree)
         keep = max(0.0, 1.0 - (k + 1) / wide) if wide else 0.0
         if pos.shape[1] > 3:
             pos = torch.cat([pos[:, :3], keep * pos[:, 3:]], 1) if keep > 0 else pos[:, :3].contiguous()
@@ -205,7 +199,7 @@ def project_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: 
             z_noise = torch.randn(pos.shape, generator=generator, device=dev)
             if pos.shape[1] > 3:  # the extra dimensions get noise in proportion to their size
                 z_noise[:, 3:] *= keep
-            fresh = cfg.noise_scale * sig_next * (cfg.eta if cfg.eta < 1 else 1.0)
+            fresh = cfg.noise_scale * sig_next * min(cfg.eta, 1.0)
             if cfg.eta < 1 and pos_prev.shape == pos.shape:  # DDIM: keep part of the noise present
                 pos = pos + ((1 - cfg.eta**2) ** 0.5 * sig_next / sig) * (pos_prev - pos) + fresh * z_noise
             else:
@@ -215,6 +209,20 @@ def project_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: 
         if callback is not None:
             callback(k + 1, len(plan))
     return pos
+
+
+def projected_denoise(pos: Tensor, batch: GraphBatch, score: ScoreFn, sig: float, cfg: SamplerConfig,
+                      degree: Tensor) -> Tensor:
+    """One evaluation of project_sample's denoiser: the network told sigma = sig gives the Tweedie
+    edge lengths d + cfg.tweedie sig^2 s (floored at MIN_TARGET_DISTANCE), and cfg.inner_iters
+    sweeps of project_distances move pos [N, D] to them. degree: [N, 1] edges per atom (>= 1)."""
+    ei = batch.edge_index
+    sigma = torch.tensor(sig, dtype=torch.float32, device=pos.device)
+    d = edge_lengths(pos, ei, cfg.backend)
+    s = score(batch.z, ei, batch.edge_type, d, sigma, batch.half_edges, batch.edge_pair)
+    # sigma^2 s = sigma * (network output): the step length is set by the sigma the network is told
+    target = (d + (cfg.tweedie * sigma * sigma) * s).clamp_min(MIN_TARGET_DISTANCE)
+    return project_distances(pos, ei, target, degree, cfg.inner_iters, cfg.backend, batch.rowptr)
 
 
 def _langevin_corrector(pos: Tensor, batch: GraphBatch, score: ScoreFn, sig: float, cfg: SamplerConfig,
