@@ -133,14 +133,25 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
 
 
 # Training-only state: needed to resume, not to sample.
-_TRAINING_KEYS = ("optimizer_state", "scheduler_state", "rng_state")
+_TRAINING_KEYS = ("optimizer_state", "scheduler_state", "rng_state", "ema_state")
 
 
-def export_weights(src: str | Path, dst: str | Path) -> dict:
+def export_weights(src: str | Path, dst: str | Path, average: bool = True) -> dict:
     """Write a sampling-only copy of a training checkpoint (no optimizer/scheduler/RNG state, ~1/3
-    of the size); config, step, learning curve and data description are kept. Returns the state."""
+    of the size); config, step, learning curve and data description are kept. Returns the state.
+
+    average: ship the exponential moving average of the weights when the checkpoint has one
+    (train.WeightAverage); the copy records which in `weights_kind` ("ema" or "raw") and, for
+    the average, its decay and update count in `ema`."""
     state = read_checkpoint(src)
     slim = {k: v for k, v in state.items() if k not in _TRAINING_KEYS}
+    ema = state.get("ema_state")
+    if average and ema:
+        slim["model_state"] = ema["weights"]
+        slim["weights_kind"] = "ema"
+        slim["ema"] = {"decay": ema["decay"], "updates": ema["updates"]}
+    else:
+        slim["weights_kind"] = "raw"
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")

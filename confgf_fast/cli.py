@@ -342,7 +342,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_cfg.num_layers = args.layers
     train_cfg = TrainConfig(batch_size=args.batch_size, lr=args.lr, max_steps=args.steps,
                             val_every=args.val_every, save_every=args.save_every, seed=args.seed,
-                            coord_noise=args.coord_noise, coord_noise_scale=args.coord_noise_scale)
+                            coord_noise=args.coord_noise, coord_noise_scale=args.coord_noise_scale,
+                            ema_decay=args.ema_decay)
     train_from_files(args.data, args.out, model_cfg, NoiseConfig(), train_cfg, device=args.device,
                      resume=args.resume, val_fraction=args.val_fraction, log_path=args.log,
                      progress=not args.quiet, time_limit_s=args.time_limit, threads=args.threads, init=args.init)
@@ -446,11 +447,14 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     from .checkpoint import WeightsError, export_weights
 
     try:
-        state = export_weights(args.checkpoint, args.out)
+        state = export_weights(args.checkpoint, args.out, average=not args.raw)
     except WeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL
-    print(f"wrote {args.out} (step {state.get('step', '?')})", file=sys.stderr)
+    kind = state["weights_kind"]
+    if kind == "ema":
+        kind += f" (decay {state['ema']['decay']}, {state['ema']['updates']} updates)"
+    print(f"wrote {args.out} (step {state.get('step', '?')}, {kind} weights)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -584,6 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "objective; see train.py)")
     t.add_argument("--coord-noise-scale", type=float, default=0.8,
                    help="coordinate noise as a fraction of sigma (0.8 = the project sampler's re-noising)")
+    t.add_argument("--ema-decay", type=float, default=0.999,
+                   help="decay of the weights' exponential moving average kept for export-weights (0 = none)")
     t.add_argument("--quiet", "-q", action="store_true")
     t.set_defaults(func=cmd_train)
 
@@ -634,6 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export-weights", help="sampling-only copy of a training checkpoint (for shipping)")
     x.add_argument("checkpoint")
     x.add_argument("out")
+    x.add_argument("--raw", action="store_true",
+                   help="ship the raw weights, not their moving average (the default when the checkpoint has one)")
     x.set_defaults(func=cmd_export_weights)
 
     o = sub.add_parser("import-official", help="convert a checkpoint of the official ConfGF code to our format")

@@ -69,6 +69,9 @@ class TrainConfig:
     # official objective.
     coord_noise: float = 0.0
     coord_noise_scale: float = 0.8
+    # Exponential moving average of the weights kept alongside the raw ones (train.py): the
+    # average is what export-weights ships by default. 0 = off.
+    ema_decay: float = 0.999
     seed: int = 2021
 
 

@@ -12,6 +12,12 @@ and the target is (d - d~) / sigma^2, so sigma^2 s regresses the posterior mean 
 distance given the whole noisy geometry (Tweedie). That is what the samplers feed the network: a
 noisy but embeddable geometry, while the official distance noise is independent per pair and
 mostly not embeddable in 3D. c = 0.8 matches the projected sampler's re-noising (config.py).
+
+Alongside the raw weights w the trainer keeps their exponential moving average (WeightAverage),
+  a <- a + (1 - beta_n) (w - a),  beta_n = min(decay, (1 + n) / (10 + n)),
+updated after every optimizer step (n counts the updates since the average started), the standard
+companion of score-based training (Song & Ermon 2020): the average smooths the last steps' noise
+out of the weights. Validation reports both; export-weights ships the average by default.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -70,6 +78,51 @@ def dsm_loss(model: ScoreNet, batch: GraphBatch, pos: Tensor, sigmas: Tensor,
     return torch.zeros(G, device=dev, dtype=per_edge.dtype).index_add_(0, batch.edge_graph, per_edge)
 
 
+class WeightAverage:
+    """Exponential moving average of a model's state_dict (see module docstring).
+
+    Floating-point entries are averaged; integer buffers (counters) are copied. `n` counts the
+    updates: the warm-up beta_n = min(decay, (1 + n) / (10 + n)) lets a fresh average follow the
+    weights closely at first instead of remembering the initial weights for ~1/(1 - decay) steps.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.n = 0
+        self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        beta = min(self.decay, (1 + self.n) / (10 + self.n))
+        for k, v in model.state_dict().items():
+            a = self.weights[k]
+            if a.is_floating_point():
+                a.lerp_(v.detach(), 1.0 - beta)
+            else:
+                a.copy_(v)
+        self.n += 1
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "updates": self.n, "weights": self.weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take a saved average (the decay in force stays the configured one)."""
+        self.n = int(state["updates"])
+        self.weights = {k: v.clone() for k, v in state["weights"].items()}
+
+    @contextmanager
+    def swapped_into(self, model: torch.nn.Module) -> Iterator[None]:
+        """Within the block the model holds the averaged weights; the raw ones come back after."""
+        raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.weights)
+        try:
+            yield
+        finally:
+            model.load_state_dict(raw)
+
+
 class Trainer:
     """Owns model, optimizer, data and the resumable loop. Checkpoints carry config, step,
     optimizer/scheduler/RNG state and the learning curve (history)."""
@@ -90,6 +143,7 @@ class Trainer:
         self.history: list[dict] = []
         # Recorded in checkpoints so generation can refuse elements the network never saw.
         self.trained_elements: list[int] = sorted(int(z) for z in torch.unique(train_set.graphs.z).tolist())
+        self.ema = WeightAverage(self.model, train_cfg.ema_decay) if train_cfg.ema_decay > 0 else None
 
     # ---- resume -----------------------------------------------------------------------------
     def load(self, path: str | Path, reset_optimizer: bool = False) -> None:
@@ -107,6 +161,12 @@ class Trainer:
         self.trained_elements = sorted(set(self.trained_elements) | set(state.get("trained_elements", [])))
         if state.get("init_from"):  # a resumed fine-tune still names the weights it started from
             self.init_source = state["init_from"]
+        if self.ema is not None:
+            # A run saved without an average (or before averages existed) starts one from the
+            # weights it resumes with.
+            self.ema = WeightAverage(self.model, self.cfg.ema_decay)
+            if state.get("ema_state"):
+                self.ema.load_state_dict(state["ema_state"])
 
     def init_from(self, path: str | Path) -> None:
         """Start from another checkpoint's weights (fine-tuning, e.g. a QM9 model on drug-like data):
@@ -116,6 +176,8 @@ class Trainer:
         self.model.load_state_dict(state["model_state"])
         self.trained_elements = sorted(set(self.trained_elements) | set(state.get("trained_elements", [])))
         self.init_source = str(path)
+        if self.ema is not None:
+            self.ema = WeightAverage(self.model, self.cfg.ema_decay)
 
     def save(self, path: str | Path) -> None:
         save_checkpoint(
@@ -124,6 +186,7 @@ class Trainer:
             scheduler_state=self.sched.state_dict(), rng_state=self.gen.get_state(), step=self.step,
             elapsed_s=self.elapsed, history=self.history, device=str(self.device),
             trained_elements=self.trained_elements, init_from=getattr(self, "init_source", None),
+            ema_state=self.ema.state_dict() if self.ema is not None else None,
             data_meta={k: v for k, v in self.train_set.meta.items() if k != "qm9_index"}
             | {"train_molecules": self.train_set.num_molecules, "train_conformers": self.train_set.num_conformers},
         )
@@ -133,6 +196,14 @@ class Trainer:
         ids = torch.randint(0, ds.num_conformers, (self.cfg.batch_size,), generator=gen)
         gb, pos = ds.batch(ids)
         return gb.to(self.device), pos.to(self.device)
+
+    @torch.no_grad()
+    def validate_ema(self) -> float:
+        """validate() with the averaged weights (nan without an average)."""
+        if self.ema is None:
+            return float("nan")
+        with self.ema.swapped_into(self.model):
+            return self.validate()
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -171,6 +242,8 @@ class Trainer:
             if self.cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.opt.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
             self.step += 1
             window.append(float(loss.detach()))
             bar.update(1)
@@ -184,6 +257,8 @@ class Trainer:
                     self.sched.step(val)
                 rec = {"step": self.step, "train_loss": sum(window) / len(window), "val_loss": val,
                        "lr": self.opt.param_groups[0]["lr"], "elapsed_s": self.elapsed + (now - t0)}
+                if self.ema is not None:
+                    rec["val_loss_ema"] = self.validate_ema()
                 self.history.append(rec)
                 window = []
                 if log:
