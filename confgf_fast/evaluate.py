@@ -14,7 +14,8 @@ handled). Then, with threshold delta (0.5 A for QM9, 1.25 A for Drugs),
 (recall: are the references found?; precision: are the generated conformers real?). ConfGF (Shi
 et al. 2021) reports COV-R/MAT-R; GeoDiff (Xu et al. 2022) adds the -P variants. The benchmark
 figures are the mean and the median of the per-molecule values over molecules. COV is in percent,
-MAT in angstrom.
+MAT in angstrom. Only COV depends on delta: an evaluation keeps min_m D[k, m] and min_k D[k, m] per
+molecule, and EvalResult.at_threshold gives the figures at another delta without new RMSDs.
 
 Records are grouped into molecules by stereo-free canonical SMILES (see `molecule_key`), so
 generated and reference files may list molecules in any order and with any atom numbering.
@@ -34,7 +35,7 @@ import sys
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -113,6 +114,38 @@ def rmsd_matrix(ref_mols: Chem.Mol | Sequence[Chem.Mol], gen_mols: Chem.Mol | Se
     return d
 
 
+def closest_distances(rmsd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two vectors every COV/MAT figure of one molecule is computed from, for its [K, M]
+    RMSD matrix D (rows: references):
+
+        min_r[k] = min_m D[k, m]   # [K] closest generated conformer of each reference
+        min_p[m] = min_k D[k, m]   # [M] closest reference of each generated conformer
+
+    NaN entries (pairs that could not be aligned) count as infinitely far, so a row/column of
+    only NaN gives inf. ValueError for an empty or non-2-D matrix."""
+    d = np.asarray(rmsd, dtype=np.float64)
+    if d.ndim != 2 or d.shape[0] == 0 or d.shape[1] == 0:
+        raise ValueError(f"need a non-empty [K, M] RMSD matrix, got shape {d.shape}")
+    d = np.where(np.isnan(d), np.inf, d)
+    return d.min(axis=1), d.min(axis=0)
+
+
+def coverage_from_closest(min_r: np.ndarray, min_p: np.ndarray, threshold: float) -> dict[str, float]:
+    """COV-R, MAT-R, COV-P, MAT-P from the closest-distance vectors of `closest_distances`:
+
+    COV-R = 100 * mean_k [min_r[k] <= threshold]   MAT-R = mean_k min_r[k]
+    COV-P = 100 * mean_m [min_p[m] <= threshold]   MAT-P = mean_m min_p[m]
+
+    Only COV depends on the threshold, so one RMSD matrix serves every threshold."""
+    min_r, min_p = np.asarray(min_r, dtype=np.float64), np.asarray(min_p, dtype=np.float64)
+    return {
+        "cov_r": 100.0 * float(np.mean(min_r <= threshold)),
+        "mat_r": float(np.mean(min_r)),
+        "cov_p": 100.0 * float(np.mean(min_p <= threshold)),
+        "mat_p": float(np.mean(min_p)),
+    }
+
+
 def coverage_matching(rmsd: np.ndarray, threshold: float) -> dict[str, float]:
     """COV-R, MAT-R, COV-P, MAT-P of one molecule from its [K, M] RMSD matrix (rows: references).
 
@@ -121,18 +154,7 @@ def coverage_matching(rmsd: np.ndarray, threshold: float) -> dict[str, float]:
     COV in percent, MAT in the unit of D (angstrom). NaN entries (pairs that could not be aligned)
     count as infinitely far: they never cover, and a row/column of only NaN makes MAT infinite.
     """
-    d = np.asarray(rmsd, dtype=np.float64)
-    if d.ndim != 2 or d.shape[0] == 0 or d.shape[1] == 0:
-        raise ValueError(f"need a non-empty [K, M] RMSD matrix, got shape {d.shape}")
-    d = np.where(np.isnan(d), np.inf, d)
-    min_r = d.min(axis=1)  # [K] closest generated conformer of each reference
-    min_p = d.min(axis=0)  # [M] closest reference of each generated conformer
-    return {
-        "cov_r": 100.0 * float(np.mean(min_r <= threshold)),
-        "mat_r": float(np.mean(min_r)),
-        "cov_p": 100.0 * float(np.mean(min_p <= threshold)),
-        "mat_p": float(np.mean(min_p)),
-    }
+    return coverage_from_closest(*closest_distances(rmsd), threshold)
 
 
 # ---- grouping ----------------------------------------------------------------------------------
@@ -227,6 +249,27 @@ class EvalResult:
     extra_keys: list[str] = field(default_factory=list)  # generated molecules absent from the reference
     n_unreadable_ref: int = 0
     n_unreadable_gen: int = 0
+    # {row key: (min_r [n_ref], min_p [n_gen])} for every 'ok' row evaluated here: the closest-distance
+    # vectors of `closest_distances` its figures come from, so `at_threshold` needs no new RMSD matrix.
+    # Not part of row_dicts / to_csv / summary.
+    closest: dict = field(default_factory=dict, repr=False)
+
+    def at_threshold(self, threshold: float) -> EvalResult:
+        """The same evaluation at another COV threshold, from the stored closest distances (no RMSD
+        is recomputed): every row's COV-R / COV-P recomputed by `coverage_from_closest`, MAT and the
+        counts unchanged. Equal to running `evaluate` again with `threshold`. ValueError when an
+        'ok' row has no stored distances (a result assembled by hand rather than by `evaluate`)."""
+        rows = []
+        for r in self.rows:
+            if r.status != "ok":
+                rows.append(replace(r))
+            elif r.key in self.closest:
+                rows.append(replace(r, **coverage_from_closest(*self.closest[r.key], threshold)))
+            else:
+                raise ValueError(f"no closest distances stored for molecule {r.key!r}: at_threshold needs a "
+                                 "result of evaluate()")
+        return replace(self, rows=rows, threshold=threshold, extra_keys=list(self.extra_keys),
+                       closest=dict(self.closest))
 
     def summary(self) -> dict:
         """Mean and median over the 'ok' molecules, plus counts (plain JSON-able values)."""
@@ -268,8 +311,9 @@ def _n_confs(mols: Sequence[Chem.Mol]) -> int:
     return sum(m.GetNumConformers() for m in mols)
 
 
-def _evaluate_molecule(task: tuple) -> MolEval:
-    """Worker: (key, ref records, gen records, threshold, max_matches, symmetrize) -> MolEval."""
+def _evaluate_molecule(task: tuple) -> tuple[MolEval, tuple[np.ndarray, np.ndarray] | None]:
+    """Worker: (key, ref records, gen records, threshold, max_matches, symmetrize) -> (MolEval,
+    its closest-distance vectors (min_r, min_p), or None when no RMSD matrix was computed)."""
     key, refs, gens, threshold, max_matches, symmetrize = task
     ref_h = [heavy_copy(m) for m in refs]
     gen_h = [heavy_copy(m) for m in gens]
@@ -290,10 +334,12 @@ def _evaluate_molecule(task: tuple) -> MolEval:
     elif row.n_gen == 0:
         row.status = "no_valid_gen"
     else:
-        d = rmsd_matrix(ref_ok, gen_ok, max_matches=max_matches, symmetrize_terminal=symmetrize)
-        for name, val in coverage_matching(d, threshold).items():
+        closest = closest_distances(rmsd_matrix(ref_ok, gen_ok, max_matches=max_matches,
+                                                symmetrize_terminal=symmetrize))
+        for name, val in coverage_from_closest(*closest, threshold).items():
             setattr(row, name, val)
-    return row
+        return row, closest
+    return row, None
 
 
 def evaluate(gen: Mapping[str, Sequence[Chem.Mol]] | Iterable[Chem.Mol],
@@ -309,11 +355,14 @@ def evaluate(gen: Mapping[str, Sequence[Chem.Mol]] | Iterable[Chem.Mol],
     `extra_keys` and ignored.
 
     workers > 1 spreads molecules over that many processes; progress shows a tqdm bar on stderr.
-    max_matches / symmetrize_terminal: see `rmsd_matrix`.
+    max_matches / symmetrize_terminal: see `rmsd_matrix`. The result keeps each molecule's
+    closest distances, so `result.at_threshold(t)` gives the figures at any other threshold t
+    without recomputing the RMSD matrices (the expensive part).
     """
     gen_groups = dict(gen) if isinstance(gen, Mapping) else group_by_molecule(gen)
     ref_groups = dict(ref) if isinstance(ref, Mapping) else group_by_molecule(ref)
     rows: list[MolEval | None] = [None] * len(ref_groups)
+    closest: dict = {}
     tasks, task_pos = [], []
     for i, (key, refs) in enumerate(ref_groups.items()):
         gens = gen_groups.get(key, [])
@@ -326,16 +375,20 @@ def evaluate(gen: Mapping[str, Sequence[Chem.Mol]] | Iterable[Chem.Mol],
     if workers > 1 and len(tasks) > 1:
         with multiprocessing.get_context().Pool(min(workers, len(tasks))) as pool:
             # imap keeps task order; chunksize 1 because molecules differ a lot in cost.
-            for i, row in zip(task_pos, pool.imap(_evaluate_molecule, tasks, chunksize=1)):
+            for i, (row, dist) in zip(task_pos, pool.imap(_evaluate_molecule, tasks, chunksize=1)):
                 rows[i] = row
+                if dist is not None:
+                    closest[row.key] = dist
                 bar.update(1)
     else:
         for i, task in zip(task_pos, tasks):
-            rows[i] = _evaluate_molecule(task)
+            rows[i], dist = _evaluate_molecule(task)
+            if dist is not None:
+                closest[rows[i].key] = dist
             bar.update(1)
     bar.close()
     result = EvalResult(rows=[r for r in rows if r is not None], threshold=threshold,
-                        extra_keys=[k for k in gen_groups if k not in ref_groups])
+                        extra_keys=[k for k in gen_groups if k not in ref_groups], closest=closest)
     n_missing = sum(r.status in ("missing", "no_valid_gen") for r in result.rows)
     if n_missing:
         warnings.warn(f"{n_missing} of {len(result.rows)} reference molecules have no (valid) generated "

@@ -15,6 +15,10 @@ from rdkit.Chem import AllChem
 from confgf_fast.chem import canonical_smiles
 from confgf_fast.evaluate import (
     SUMMARY_KEYS,
+    EvalResult,
+    MolEval,
+    closest_distances,
+    coverage_from_closest,
     coverage_matching,
     evaluate,
     evaluate_files,
@@ -265,6 +269,92 @@ def test_workers_match_serial(drugs, tmp_path):
     parallel = evaluate_files(gen, tmp_path / "ref.sdf", workers=2, progress=False)
     assert serial == pytest.approx(parallel)
     assert len((tmp_path / "rows.csv").read_text().splitlines()) == 1 + 3
+
+
+# ---- several thresholds from one RMSD matrix ------------------------------------------------
+
+def test_coverage_from_closest_by_hand():
+    d = np.array([[0.1, np.nan],
+                  [0.5, 0.7],
+                  [np.nan, np.nan]])
+    min_r, min_p = closest_distances(d)
+    np.testing.assert_array_equal(min_r, [0.1, 0.5, np.inf])  # an all-NaN row: never covered
+    np.testing.assert_array_equal(min_p, [0.1, 0.7])
+    for thr in (0.0, 0.1, 0.6, 1.0):
+        assert coverage_from_closest(min_r, min_p, thr) == coverage_matching(d, thr)
+    got = coverage_from_closest(min_r, min_p, 0.6)
+    assert got["cov_r"] == pytest.approx(100 * 2 / 3) and got["cov_p"] == pytest.approx(50.0)
+    assert got["mat_r"] == math.inf and got["mat_p"] == pytest.approx(0.4)
+    with pytest.raises(ValueError):
+        closest_distances(np.zeros((2, 0)))
+
+
+@pytest.fixture(scope="module")
+def noisy_run(drugs):
+    """(gen, ref) groups: 3 molecules, 5 references each, 6 copies with noise between the two
+    drug thresholds (MAT ~ 0.45 sqrt(3) ~ 0.8 A), and one reference molecule never generated."""
+    rng = np.random.default_rng(5)
+    ids = [2, 5, 9]
+    refs = {i: drugs[i][:5] for i in [*ids, 6]}
+    gen = {i: [noisy(m, 0.45, rng) for m in drugs[i][1:7]] for i in ids}
+    return gen, refs
+
+
+@needs_fixture
+def test_at_threshold_equals_separate_runs(noisy_run):
+    """One evaluation re-thresholded gives exactly the rows and summary of a separate evaluation
+    at that threshold (COV from the stored closest distances, MAT and counts untouched)."""
+    gen, refs = noisy_run
+    with pytest.warns(UserWarning, match="no \\(valid\\) generated"):
+        base = evaluate(gen, refs, threshold=0.75, progress=False)
+        singles = {t: evaluate(gen, refs, threshold=t, progress=False) for t in (0.5, 1.25)}
+    before = base.row_dicts()
+    for t, single in singles.items():
+        multi = base.at_threshold(t)
+        assert multi.threshold == t
+        assert multi.row_dicts() == single.row_dicts()
+        assert multi.summary() == single.summary()
+    assert base.row_dicts() == before and base.threshold == 0.75  # the source result is unchanged
+    # Round trip, and the test is not vacuous: COV differs between the thresholds, MAT does not.
+    assert base.at_threshold(1.25).at_threshold(0.75).row_dicts() == before
+    lo, hi = base.summary(), base.at_threshold(1.25).summary()
+    assert lo["cov_r_mean"] < hi["cov_r_mean"] and lo["cov_p_mean"] < hi["cov_p_mean"]
+    assert lo["mat_r_mean"] == hi["mat_r_mean"] and lo["mat_p_mean"] == hi["mat_p_mean"]
+    assert lo["n_missing"] == hi["n_missing"] == 1
+
+
+@needs_fixture
+def test_closest_distances_are_the_matrix_minima(noisy_run):
+    gen, refs = noisy_run
+    with pytest.warns(UserWarning):
+        res = evaluate(gen, refs, threshold=0.75, progress=False)
+    assert set(res.closest) == {r.key for r in res.rows if r.status == "ok"} == set(gen)
+    for key, (min_r, min_p) in res.closest.items():
+        d = rmsd_matrix(refs[key], gen[key])
+        np.testing.assert_array_equal(min_r, d.min(axis=1))
+        np.testing.assert_array_equal(min_p, d.min(axis=0))
+        assert min_r.shape == (5,) and min_p.shape == (6,)
+
+
+@needs_fixture
+def test_at_threshold_after_parallel_evaluation(noisy_run):
+    gen, refs = noisy_run
+    with pytest.warns(UserWarning):
+        serial = evaluate(gen, refs, threshold=0.75, progress=False)
+        parallel = evaluate(gen, refs, threshold=0.75, workers=2, progress=False)
+    # Worker processes get pickled Mols (coordinates round to ~1e-8 A), hence approx for the floats.
+    for a, b in zip(parallel.at_threshold(1.25).row_dicts(), serial.at_threshold(1.25).row_dicts(), strict=True):
+        assert a == pytest.approx(b, nan_ok=True)
+    assert parallel.at_threshold(1.25).summary()["cov_r_mean"] > parallel.summary()["cov_r_mean"]
+
+
+def test_at_threshold_needs_stored_distances():
+    by_hand = EvalResult([MolEval("CCO", "ok", n_ref=1, n_gen=2, cov_r=100.0, mat_r=0.1, cov_p=50.0, mat_p=0.6),
+                          MolEval("CCC", "missing", n_ref=3)], threshold=0.5)
+    with pytest.raises(ValueError, match="CCO"):
+        by_hand.at_threshold(1.0)
+    only_missing = EvalResult([MolEval("CCC", "missing", n_ref=3)], threshold=0.5).at_threshold(1.0)
+    assert only_missing.threshold == 1.0 and only_missing.rows[0].status == "missing"
 
 
 # ---- stereo --------------------------------------------------------------------------------
