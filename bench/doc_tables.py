@@ -313,9 +313,89 @@ def warm_vs_etkdg_table() -> str:
     return "\n".join([head, "|---|---|---|---|---|---|", f"| `{WARM}` | {' | '.join(cells)} | {_device(d)} |"])
 
 
+# ---- drug benchmark (bench/eval_drugs.py) --------------------------------------------------------
+DRUGS_RESULT = "drugs_eval.json"  # the eval_drugs.py result the `drugs` table renders
+DRUGS_BENCH_LABELS = {"drugs": "drug dev set (GFN2-xTB)", "geom": "GEOM-Drugs, 10 molecules"}
+DRUGS_METHOD_LABELS = {"ours": "ours (warm start)", "etkdg": "RDKit ETKDGv3", "etkdg_mmff": "ETKDGv3 + MMFF94"}
+
+
+def _num(x: float, fmt: str) -> str:
+    """x formatted, or an em dash where it is NaN (no molecule, or fewer than 2 for a paired SE)."""
+    return "—" if x != x else f"{x:{fmt}}"
+
+
+def _mean_median(s: dict, key: str, pct: bool) -> str:
+    mean, median = s[f"{key}_mean"], s[f"{key}_median"]
+    if mean != mean:
+        return "—"
+    return f"{_pct(mean)} / {_pct(median)}" if pct else f"{mean:.3f} / {median:.3f}"
+
+
+def drugs_table_from(d: dict, name: str) -> str:
+    """One eval_drugs.py result as markdown: a line naming the run, a table with a row per
+    benchmark x method (COV-R and COV-P at each threshold of the file, MAT-R and MAT-P, which do
+    not depend on the threshold, each as mean / median over the molecules the method has output
+    for; stereo kept; molecules without output; conformers per second), then a table of the paired
+    per-molecule differences (mean ± standard error over the molecules both methods have), and
+    the molecules ours made nothing for, with the reason."""
+    keys = [f"{t:g}" for t in d["thresholds"]]
+    prov = d.get("provenance", {})
+    commit = str(prov.get("git_commit"))[:7] + (" (dirty)" if prov.get("git_dirty") else "")
+    th = d["threads"]
+    rdkit = th["etkdg_embed"] if th["etkdg_embed"] == th["mmff"] else f"{th['etkdg_embed']} / {th['mmff']}"
+    head = (f"`{name}`: weights `{d['weights']}` (step {d['weights_step']:,}, elements {d['trained_elements']}), "
+            f"`{d['sampler_tag']}` ({d['network_evaluations']} network evaluations), commit {commit}, "
+            f"{prov.get('machine', '?')}; threads: torch {th['torch']}, RDKit {rdkit}. 2K conformers for K "
+            "references; COV and MAT as mean / median over the molecules a method has output for; MAT does not "
+            "depend on δ.")
+    cols = ["benchmark", "method", *(f"COV-R δ {k} Å" for k in keys), "MAT-R Å", *(f"COV-P δ {k} Å" for k in keys),
+            "MAT-P Å", "stereo kept", "without output", "conf/s"]
+    lines = [head, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for bench, b in d["benchmarks"].items():
+        label = f"{DRUGS_BENCH_LABELS.get(bench, bench)} ({b['n_mols']} mol., {b['n_ref_confs']} ref.)"
+        for method, m in b["methods"].items():
+            by_t = m["by_threshold"]
+            first = by_t[keys[0]]
+            cells = [label, DRUGS_METHOD_LABELS.get(method, method),
+                     *(_mean_median(by_t[k], "cov_r", True) for k in keys), _mean_median(first, "mat_r", False),
+                     *(_mean_median(by_t[k], "cov_p", True) for k in keys), _mean_median(first, "mat_p", False),
+                     "—" if m["stereo_match"] != m["stereo_match"] else _pct(100 * m["stereo_match"]),
+                     str(m["n_without_output"]),
+                     _num(m["conformers_per_s"], ".2f")]
+            lines.append("| " + " | ".join(cells) + " |")
+    dcols = ["benchmark", "difference", "molecules", *(f"ΔCOV-R δ {k}" for k in keys), "ΔMAT-R Å",
+             *(f"ΔCOV-P δ {k}" for k in keys), "ΔMAT-P Å"]
+    lines += ["", "| " + " | ".join(dcols) + " |", "|" + "---|" * len(dcols)]
+
+    def cell(p: dict, fmt: str) -> str:
+        return "—" if p["mean"] != p["mean"] else f"{p['mean']:+{fmt}} ± {_num(p['se'], fmt)}"
+
+    for bench, b in d["benchmarks"].items():
+        for pair, by_t in b["paired"].items():
+            a, base = (DRUGS_METHOD_LABELS.get(x, x) for x in pair.split(" - "))
+            first = by_t[keys[0]]
+            cells = [DRUGS_BENCH_LABELS.get(bench, bench), f"{a} \N{MINUS SIGN} {base}", str(first["cov_r"]["n"]),
+                     *(cell(by_t[k]["cov_r"], ".1f") for k in keys), cell(first["mat_r"], ".3f"),
+                     *(cell(by_t[k]["cov_p"], ".1f") for k in keys), cell(first["mat_p"], ".3f")]
+            lines.append("| " + " | ".join(cells) + " |")
+    refused = [f"{DRUGS_BENCH_LABELS.get(bench, bench)} mol_id {w['mol_id']} ({w['reason'].split(';')[0]})"
+               for bench, b in d["benchmarks"].items() for w in b.get("ours_without_output", [])]
+    if refused:
+        lines += ["", "Ours made no conformers for: " + "; ".join(refused) + "."]
+    return "\n".join(lines)
+
+
+def drugs_table() -> str:
+    """The `drugs` table: bench/results/DRUGS_RESULT rendered by drugs_table_from, or a note that
+    the file does not exist yet."""
+    if not (RESULTS / DRUGS_RESULT).is_file():
+        return f"(no bench/eval_drugs.py result bench/results/{DRUGS_RESULT} yet)"
+    return drugs_table_from(_load(DRUGS_RESULT), DRUGS_RESULT)
+
+
 TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table, "sampler_speed": sampler_speed_table,
           "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table,
-          "card_learning_curve": card_curve_table}
+          "card_learning_curve": card_curve_table, "drugs": drugs_table}
 
 
 def render(text: str) -> str:

@@ -62,10 +62,13 @@ def benchmark_inputs(refs: list[tuple[str, Chem.Mol]]) -> tuple[list[Chem.Mol], 
     return inputs, {s: [m] for s, m in refs}
 
 
-def etkdg(mol: Chem.Mol, n: int, seed: int) -> Chem.Mol:
+def etkdg(mol: Chem.Mol, n: int, seed: int, threads: int = 1) -> Chem.Mol:
+    """Copy of `mol` with n RDKit ETKDGv3 conformers (chem.etkdg_params(seed)), embedded with
+    `threads` threads (RDKit numThreads; 0: all cores)."""
     m = Chem.Mol(mol)
     m.RemoveAllConformers()
     params = etkdg_params(seed)
+    params.numThreads = threads
     AllChem.EmbedMultipleConfs(m, n, params)
     if m.GetNumConformers() == 0:
         # RDKit's documented fallback for molecules (strained cages) whose eigenvector embedding
@@ -73,6 +76,20 @@ def etkdg(mol: Chem.Mol, n: int, seed: int) -> Chem.Mol:
         params.useRandomCoords = True
         AllChem.EmbedMultipleConfs(m, n, params)
     return m
+
+
+def apply_sets(sampler: SamplerConfig, items: list[str]) -> None:
+    """Set SamplerConfig fields from --set FIELD=VALUE strings, in order. A value takes the type of
+    the field's current value (booleans by name: 1/true/yes/on are True); ValueError for an unknown
+    field or a value of the wrong type."""
+    for item in items:
+        key, _, value = item.partition("=")
+        if not hasattr(sampler, key):
+            raise ValueError(f"--set: SamplerConfig has no field {key!r}")
+        old = getattr(sampler, key)
+        if isinstance(old, bool):  # bool("False") is True: read booleans by name
+            value = value.lower() in ("1", "true", "yes", "on")
+        setattr(sampler, key, type(old)(value) if old is not None else value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,14 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     sampler = SamplerConfig.resolve(args.sampler, args.schedule, args.init)
     sampler.precision, sampler.compile = args.precision, args.compile
     sampler.override(args.levels, args.steps_per_level, args.eps, args.bands)
-    for item in args.set:
-        key, _, value = item.partition("=")
-        if not hasattr(sampler, key):
-            ap.error(f"--set: SamplerConfig has no field {key!r}")
-        old = getattr(sampler, key)
-        if isinstance(old, bool):  # bool("False") is True: read booleans by name
-            value = value.lower() in ("1", "true", "yes", "on")
-        setattr(sampler, key, type(old)(value) if old is not None else value)
+    try:
+        apply_sets(sampler, args.set)
+    except ValueError as exc:
+        ap.error(str(exc))
 
     inputs, ref_groups = benchmark_inputs(refs)
     out = {

@@ -1,0 +1,263 @@
+"""Drug-size quality: ours (generate's default warm start) vs RDKit ETKDGv3 vs ETKDGv3 + MMFF94.
+
+Two benchmarks (--bench drugs|geom|both):
+- drugs: ../shared/benchmarks/drugs_xtb_dev.sdf, 40 GEOM-Drugs test molecules with GFN2-xTB
+  reference ensembles (923 conformers; built from ETKDG+MMFF starts, so ETKDG+MMFF is favoured);
+- geom: ../shared/fixtures/geom_drugs_10.sdf, 10 real GEOM-Drugs molecules (503 CREST conformers).
+For a molecule with K references each method makes 2K conformers of the same input Mol:
+- ours: confgf_fast.pipeline.generate with the default sampler (schedule `warm`: ETKDGv3 starts
+  noised and refined by the projected sampler), `--set FIELD=VALUE` overrides as in eval_dev.py;
+- etkdg: RDKit ETKDGv3 (chem.etkdg_params, seed + molecule index, eval_dev.etkdg);
+- etkdg_mmff: those ETKDG conformers, each MMFF94-optimised (relax.relax_conformers via
+  eval_relax.relax_all, no pruning, so the count stays 2K); its time includes the embedding.
+One heavy-atom GetBestRMS matrix per molecule and method (evaluate.evaluate) gives COV-R / MAT-R /
+COV-P / MAT-P at both thresholds, 0.75 A (torsional diffusion) and 1.25 A (ConfGF), via
+EvalResult.at_threshold; mean and median over molecules. Also: the stereo-kept rate
+(evaluate.stereo_match_rate against the `smiles` property, or the input Mol's own stereo where
+that property does not parse), molecules without output (e.g. elements the weights were not
+trained on: refused, counted here, not a crash), conformers per second (generation wall time
+only, thread counts recorded) and paired per-molecule differences ours - etkdg and
+ours - etkdg_mmff (schedule_table.paired: mean and standard error over the molecules both have).
+
+    OMP_NUM_THREADS=1 python bench/eval_drugs.py --weights data_cache/ft/drugs_ft.pt --threads 1 \\
+        --json bench/results/drugs_eval.json
+    python bench/eval_drugs.py --weights W.pt --max-mols 2 --quiet    # a smoke run
+
+The `drugs` table of bench/doc_tables.py renders the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from rdkit import Chem, RDLogger, rdBase
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_dev import apply_sets, benchmark_inputs, etkdg, load_reference
+from eval_relax import relax_all
+from provenance import provenance, write_json
+from schedule_table import paired
+
+from confgf_fast.checkpoint import load_model
+from confgf_fast.chem import canonical_smiles, set_conformers
+from confgf_fast.config import SamplerConfig
+from confgf_fast.elements import element_names
+from confgf_fast.evaluate import EvalResult, evaluate, stereo_match_rate
+from confgf_fast.pipeline import generate
+from confgf_fast.relax import DEFAULT_MAX_ITERS, RelaxOptions
+from confgf_fast.sampler import num_evaluations
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+BENCHMARKS = {"drugs": SHARED / "benchmarks" / "drugs_xtb_dev.sdf",
+              "geom": SHARED / "fixtures" / "geom_drugs_10.sdf"}
+THRESHOLDS = (0.75, 1.25)  # angstrom: torsional diffusion's and ConfGF's drug thresholds
+METRICS = ("cov_r", "mat_r", "cov_p", "mat_p")
+PAIRS = (("ours", "etkdg"), ("ours", "etkdg_mmff"))
+
+
+def threshold_key(t: float) -> str:
+    """The JSON key of a threshold: '0.75', '1.25'."""
+    return f"{t:g}"
+
+
+def select(refs: list, max_mols: int | None, sample: int | None, sample_seed: int) -> list:
+    """The first max_mols molecules (all if None), then a seeded random subset of `sample` of them
+    in file order (eval_dev.py's --max-mols / --sample)."""
+    refs = refs[:max_mols]
+    if sample is not None and sample < len(refs):
+        refs = [refs[i] for i in sorted(random.Random(sample_seed).sample(range(len(refs)), sample))]
+    return refs
+
+
+def stereo_target(smiles: str, mol: Chem.Mol) -> tuple[str, bool]:
+    """(SMILES whose stereo the conformers must keep, whether it is the `smiles` property).
+    The property when it parses; else (GEOM writes '_' for '/') the input Mol's canonical
+    isomeric SMILES, i.e. the stereo RDKit perceived from the first reference conformer."""
+    with rdBase.BlockLogs():
+        ok = Chem.MolFromSmiles(smiles) is not None
+    return (smiles, True) if ok else (canonical_smiles(mol, stereo=True), False)
+
+
+def on_input_graph(mol: Chem.Mol, inp: Chem.Mol) -> Chem.Mol:
+    """mol's conformers on the input Mol's graph (same atoms in the same order), else mol itself.
+    The stereo check reads SMILES from each conformer, and relax.py's MMFF leaves MMFF's
+    aromaticity flags on the Mol it returns (e.g. a pyrazolone ring turns non-aromatic), which
+    would count as a stereo change; judged on the input's graph only the 3D geometry decides."""
+    if [a.GetAtomicNum() for a in mol.GetAtoms()] != [a.GetAtomicNum() for a in inp.GetAtoms()]:
+        return mol
+    return set_conformers(inp, [c.GetPositions() for c in mol.GetConformers()])
+
+
+def _n_confs(mols: list[Chem.Mol | None]) -> int:
+    return sum(m.GetNumConformers() for m in mols if m is not None)
+
+
+def score(mols: list[Chem.Mol | None], refs: list[tuple[str, Chem.Mol]], ref_groups: dict, inputs: list[Chem.Mol],
+          targets: list[str], seconds: float, workers: int, progress: bool) -> tuple[dict, dict, float]:
+    """One method's figures on one benchmark -> (summary, {threshold key: per-molecule rows},
+    evaluation seconds).
+
+    summary: by_threshold {key: EvalResult.summary()} from one RMSD matrix per molecule (evaluate
+    at THRESHOLDS[0], EvalResult.at_threshold for the others); stereo_match (fraction of all
+    conformers, stereo_match_rate on the input's graph: on_input_graph); conformers made,
+    generation `seconds` and conformers_per_s = conformers / seconds; n_without_output (molecules
+    with no valid conformer: no output, or every conformer with other bonding)."""
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():  # molecules without output are counted and reported, not warned about
+        warnings.filterwarnings("ignore", message=".*no \\(valid\\) generated conformers", category=UserWarning)
+        res = evaluate({s: [g] if g is not None and g.GetNumConformers() else [] for (s, _), g in zip(refs, mols)},
+                       ref_groups, threshold=THRESHOLDS[0], workers=workers, progress=progress)
+    by_t: dict[str, EvalResult] = {threshold_key(t): res.at_threshold(t) for t in THRESHOLDS}
+    t_eval = time.perf_counter() - t0
+    made = [(on_input_graph(m, x), t) for m, x, t in zip(mols, inputs, targets)
+            if m is not None and m.GetNumConformers()]
+    n = _n_confs(mols)
+    summary = {
+        "by_threshold": {k: r.summary() for k, r in by_t.items()},
+        "stereo_match": stereo_match_rate([m for m, _ in made], [t for _, t in made]) if made else math.nan,
+        "conformers": n, "seconds": seconds, "conformers_per_s": n / seconds if seconds > 0 else math.nan,
+        "n_without_output": res.summary()["n_missing"],
+        "eval_seconds": t_eval,
+    }
+    return summary, {k: r.row_dicts() for k, r in by_t.items()}, t_eval
+
+
+def run_benchmark(path: Path, args: argparse.Namespace, model, noise, sampler: SamplerConfig) -> dict:
+    """Every selected method on one benchmark file -> its JSON block (see the module docstring)."""
+    refs = select(load_reference(path), args.max_mols, args.sample, args.sample_seed)
+    counts = [2 * m.GetNumConformers() for _, m in refs]
+    inputs, ref_groups = benchmark_inputs(refs)
+    if len(ref_groups) != len(refs):
+        raise SystemExit(f"{path}: two mol_ids share a `smiles` property; molecules must be told apart by it")
+    targets, from_prop = zip(*(stereo_target(s, x) for (s, _), x in zip(refs, inputs)))
+    progress = not args.quiet
+    out: dict = {"file": path.name, "n_mols": len(refs), "mol_ids": [m.GetProp("mol_id") for _, m in refs],
+                 "n_ref_confs": sum(c // 2 for c in counts), "n_gen_confs_per_method": sum(counts),
+                 "stereo_targets_from_structure": sum(not f for f in from_prop),
+                 "seconds": {}, "methods": {}, "paired": {}, "per_molecule": {}}
+    generated: dict[str, tuple[list, float]] = {}
+    if not args.no_ours:
+        t0 = time.perf_counter()
+        res = generate(inputs, counts, model=model, noise=noise, sampler=sampler, device=args.device, seed=args.seed,
+                       progress=progress)
+        generated["ours"] = (res.mols, time.perf_counter() - t0)
+        out["seconds"]["ours_generate"] = generated["ours"][1]
+        flags = [f for fl in res.flags.values() for f in fl]
+        out["ours_without_output"] = [
+            {"mol_id": m.GetProp("mol_id"), "smiles": s, "reason": res.errors.get(k, "no conformers")}
+            for k, ((s, m), g) in enumerate(zip(refs, res.mols)) if g is None or g.GetNumConformers() == 0]
+        out["ours_broken_fraction"] = sum(f["quality"] != "ok" for f in flags) / max(1, len(flags))
+    if not args.no_etkdg or not args.no_mmff:
+        t0 = time.perf_counter()
+        emb = [etkdg(x, n, args.seed + k, threads=args.threads) for k, (x, n) in enumerate(zip(inputs, counts))]
+        t_emb = time.perf_counter() - t0
+        out["seconds"]["etkdg_embed"] = t_emb
+        if not args.no_etkdg:
+            generated["etkdg"] = (emb, t_emb)
+        if not args.no_mmff:
+            # relax_conformers relaxes a copy: the plain ETKDG conformers above stay as embedded.
+            relaxed, t_relax, relax_counts = relax_all(emb, RelaxOptions("mmff", max_iters=args.max_iters,
+                                                                         threads=args.threads))
+            generated["etkdg_mmff"] = (relaxed, t_emb + t_relax)
+            out["seconds"]["mmff_relax"] = t_relax
+            out["mmff_counts"] = relax_counts
+    rows: dict[str, dict] = {}
+    for method, (mols, seconds) in generated.items():
+        summary, rows[method], t_eval = score(mols, refs, ref_groups, inputs, list(targets), seconds, args.workers,
+                                              progress)
+        out["methods"][method] = summary
+        out["per_molecule"][method] = rows[method]
+        out["seconds"][f"eval_{method}"] = t_eval
+    for a, b in PAIRS:
+        if a in rows and b in rows:
+            out["paired"][f"{a} - {b}"] = {
+                k: {key: dict(zip(("mean", "se", "n"), paired(rows[a][k], rows[b][k], key))) for key in METRICS}
+                for k in rows[a]}
+    return out
+
+
+def report(name: str, b: dict) -> None:
+    """Print one benchmark's figures: a line per method and threshold, the paired differences and
+    the wall time per molecule of each stage."""
+    print(f"== {name}: {b['file']}, {b['n_mols']} molecules, {b['n_ref_confs']} reference conformers")
+    for method, m in b["methods"].items():
+        for k, s in m["by_threshold"].items():
+            print(f"{method:11s} d={k:4s}  COV-R {s['cov_r_mean']:5.1f} / {s['cov_r_median']:5.1f} %  "
+                  f"MAT-R {s['mat_r_mean']:.3f} / {s['mat_r_median']:.3f} A  "
+                  f"COV-P {s['cov_p_mean']:5.1f} / {s['cov_p_median']:5.1f} %  "
+                  f"MAT-P {s['mat_p_mean']:.3f} / {s['mat_p_median']:.3f} A  (mean / median)")
+        print(f"{'':11s} stereo kept {100 * m['stereo_match']:.1f} %, without output {m['n_without_output']}, "
+              f"{m['conformers']} conformers in {m['seconds']:.1f} s = {m['conformers_per_s']:.2f} conf/s")
+    for w in b.get("ours_without_output", []):
+        print(f"ours: no output for mol_id {w['mol_id']} ({w['smiles']}): {w['reason']}")
+    if len({m["n_without_output"] for m in b["methods"].values()}) > 1:
+        print("note: each method's means are over its own molecules; the paired differences over the shared ones")
+    for pair, by_t in b["paired"].items():
+        for k, d in by_t.items():
+            print(f"{pair} d={k} (n={d['cov_r']['n']}): " + ", ".join(
+                f"d{key} {d[key]['mean']:+.3f} +- {d[key]['se']:.3f}" for key in METRICS))
+    n = max(1, b["n_mols"])
+    print("seconds per molecule: " + ", ".join(f"{k} {v / n:.2f}" for k, v in b["seconds"].items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", default="both", choices=["drugs", "geom", "both"])
+    ap.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="set a field of the default (warm) SamplerConfig, e.g. --set num_steps=30")
+    ap.add_argument("--max-mols", type=int, default=None, help="only the first N molecules of each benchmark")
+    ap.add_argument("--sample", type=int, default=None, help="a seeded random subset of N molecules per benchmark")
+    ap.add_argument("--sample-seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-ours", action="store_true", help="only the RDKit baselines")
+    ap.add_argument("--no-etkdg", action="store_true", help="no plain ETKDGv3 rows")
+    ap.add_argument("--no-mmff", action="store_true", help="no ETKDGv3 + MMFF94 rows")
+    ap.add_argument("--max-iters", type=int, default=DEFAULT_MAX_ITERS, help="MMFF94 iterations per conformer")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for ours, RDKit threads for the ETKDG embedding and MMFF (ours' own ETKDG "
+                         "warm start embeds with 1)")
+    ap.add_argument("--workers", type=int, default=1, help="processes for the RMSD evaluation (not timed)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    RDLogger.DisableLog("rdApp.*")
+    torch.set_num_threads(args.threads)
+    prov = provenance(args.device)  # before the run: the commit that ran, not one made meanwhile
+
+    model, noise = load_model(args.weights, args.device)
+    sampler = SamplerConfig.resolve()  # generate's default: the warm start
+    try:
+        apply_sets(sampler, args.set)
+    except ValueError as exc:
+        ap.error(str(exc))
+    elements = getattr(model, "trained_elements", None)
+    out = {
+        "thresholds": list(THRESHOLDS), "weights": args.weights or "shipped", "weights_step": model.trained_steps,
+        "trained_elements": element_names(elements) if elements else None,
+        "schedule": sampler.schedule, "sampler": vars(sampler), "sampler_tag": sampler.describe(),
+        "network_evaluations": num_evaluations(noise, sampler), "seed": args.seed,
+        "max_mols": args.max_mols, "sample": args.sample, "sample_seed": args.sample_seed,
+        "threads": {"torch": torch.get_num_threads(), "etkdg_embed": args.threads, "mmff": args.threads,
+                    "ours_etkdg_warm_start": 1},
+        "max_iters_mmff": args.max_iters, "device": args.device, "provenance": prov, "benchmarks": {},
+    }
+    names = list(BENCHMARKS) if args.bench == "both" else [args.bench]
+    for name in names:
+        out["benchmarks"][name] = b = run_benchmark(BENCHMARKS[name], args, model, noise, sampler)
+        report(name, b)
+        if args.json:  # written after each benchmark, so a long run keeps what it finished
+            write_json(args.json, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
