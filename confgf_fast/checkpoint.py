@@ -13,6 +13,7 @@ from .model import ScoreNet
 
 CHECKPOINT_FORMAT = "confgf_fast/1"
 DEFAULT_WEIGHTS = "qm9_small.pt"
+QM9_MAX_HEAVY_ATOMS = 9  # QM9's definition: molecules of up to 9 heavy atoms (C, N, O, F)
 
 
 class WeightsError(RuntimeError):
@@ -71,6 +72,27 @@ def trained_elements(state: dict) -> tuple[tuple[int, ...], bool]:
     return tuple(sorted(int(x) for x in z)), False
 
 
+def trained_max_heavy_atoms(state: dict) -> int | None:
+    """Heavy atoms of the largest molecule the checkpoint's weights were trained on, or None if unknown.
+
+    Checkpoints written by train.py record `trained_max_heavy_atoms`. Older ones are read from what
+    they say about their data: the dataset's composition statistics (data/build.py) where the
+    build recorded them, else 9 for QM9 (`source` qm9pack: the shipped weights), else unknown.
+    """
+    n = state.get("trained_max_heavy_atoms")
+    if n is not None:
+        return int(n)
+    meta = state.get("data_meta")
+    if not isinstance(meta, dict):
+        return None
+    heavy = (meta.get("composition") or {}).get("heavy_atoms") or {}
+    if heavy.get("max") is not None:  # an empty dataset's summary is {"n": 0}, without a max
+        return int(heavy["max"])
+    if meta.get("source") == "qm9pack":
+        return QM9_MAX_HEAVY_ATOMS
+    return None
+
+
 def _state_dict_mismatch(model: ScoreNet, weights: dict) -> str:
     """A short description of how `weights` differs from `model.state_dict()` (at most 3 of each kind;
     the full PyTorch message lists every key, which buries the cause)."""
@@ -93,8 +115,9 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     Raises WeightsError naming the file when it is missing, unreadable, not a checkpoint, has
     weights that do not fit its model config (the mismatching keys / shapes are listed) or holds
     NaN / inf weights. The returned model carries `trained_elements` (tuple of atomic numbers),
-    `trained_elements_assumed` (True for old checkpoints without the record; see trained_elements())
-    and `trained_steps` (the checkpoint's training step, None if it has none).
+    `trained_elements_assumed` (True for old checkpoints without the record; see trained_elements()),
+    `trained_max_heavy_atoms` (heavy atoms of the largest training molecule, None if unknown; see
+    trained_max_heavy_atoms()) and `trained_steps` (the checkpoint's training step, None if it has none).
     """
     path = Path(path) if path is not None else default_weights_path()
     state = read_checkpoint(path)
@@ -123,6 +146,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     # not change the state_dict layout of existing checkpoints.
     model.trained_elements = elements
     model.trained_elements_assumed = assumed
+    model.trained_max_heavy_atoms = trained_max_heavy_atoms(state)
     model.trained_steps = state.get("step")
     try:
         noise = config_from_dict(NoiseConfig, state["noise_config"])

@@ -114,6 +114,9 @@ def run_stats_line(stats, method: str) -> str:
         line += f"; dropped after relaxing: {', '.join(parts) if parts else 'none'}"
         if stats.fallback:
             line += f"; {stats.fallback} molecule(s) not relaxed with MMFF (UFF or none, see warnings)"
+    if stats.beyond_trained_size:  # said only when it happened: most runs stay within the training sizes
+        line += (f"; {stats.beyond_trained_size} molecule(s) larger than any the weights were trained on "
+                 "(see warnings)")
     return line
 
 

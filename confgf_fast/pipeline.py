@@ -89,7 +89,8 @@ class RunStats:
     sampling, summed over retries; broken_written: conformers written flagged `broken`;
     relaxed: conformers relaxed; dropped: conformers dropped after relaxing, by reason
     (bonds_changed / failed under xTB, energy_window, prune_rms); fallback: molecules relaxed
-    with UFF (MMFF had no parameters) or left unrelaxed.
+    with UFF (MMFF had no parameters) or left unrelaxed; beyond_trained_size: molecules with more
+    heavy atoms than the largest the weights were trained on (each has a warning; prepare.py).
     """
 
     sample_s: float = 0.0
@@ -99,6 +100,7 @@ class RunStats:
     relaxed: int = 0
     dropped: Counter = field(default_factory=Counter)
     fallback: int = 0
+    beyond_trained_size: int = 0
 
 
 def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 10, *,
@@ -129,7 +131,8 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
     seeds.derive_seed(seed, c, b, r) (purpose CHUNK_PURPOSE). So
     the output depends on seed, input, chunk_size, max_atoms, device and the skipped set.
     trained_elements: atomic numbers the model knows (default: `model.trained_elements` as set by
-    load_model, else H, C, N, O, F). See the module docstring for the per-molecule policy.
+    load_model, else H, C, N, O, F). Molecules larger than the model's `trained_max_heavy_atoms`
+    (load_model) get a warning and are sampled. See the module docstring for the per-molecule policy.
     relax: `none`, `mmff`, `mmff94s`, `xtb` or a relax.RelaxOptions: relax each molecule's conformers
     after sampling (relax.py), then drop those more than `energy_window` kcal/mol above its lowest
     and those within `prune_rms` A heavy-atom RMSD of a lower-energy one, and write them lowest
@@ -151,11 +154,14 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
     if retries < 0:
         raise ValueError("retries must be >= 0")
     known, num_atom_types = model_vocabulary(model, trained_elements)
+    # Set by load_model; a model built in code does not know its training data: no size warning.
+    trained_size = getattr(model, "trained_max_heavy_atoms", None)
 
     def prepare(k: int, x: str | Chem.Mol | MolInput) -> Entry:
         return prepare_entry(k, x, num_confs, sampler=sampler, max_heavy_atoms=max_heavy_atoms,
                              trained_elements=known, allow_unknown_elements=allow_unknown_elements,
-                             largest_fragment=largest_fragment, num_atom_types=num_atom_types)
+                             largest_fragment=largest_fragment, num_atom_types=num_atom_types,
+                             trained_max_heavy_atoms=trained_size)
 
     from tqdm import tqdm
 
@@ -179,6 +185,7 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
                 if relax_opts.active and progress:
                     status(f"relaxing molecule {out.index} ({relax_opts.method})")
                 _relax_outcome(out, relax_opts, stats)
+                stats.beyond_trained_size += out.beyond_trained_size
                 bar.update(1)
                 yield out
     finally:

@@ -20,6 +20,10 @@ others. The policy, case by case (the element and size rules themselves are elem
   so any element is fine. (They have no edges; the sampler is never asked to move them.)
 - more than max_heavy_atoms heavy (non-hydrogen) atoms: an error, checked before hydrogens are
   added and before the O(n^2) graph is built, so a giant input costs nothing.
+- more heavy atoms than the largest molecule the weights were trained on (the checkpoint's
+  `trained_max_heavy_atoms`; 9 for the shipped QM9 weights): a warning, and the molecule is
+  sampled. The network has only seen graphs up to that size, so a larger one is extrapolation
+  that may or may not hold up, and the user should know. Unknown size (None): no warning.
 - a conformer count below 1: an error for that molecule.
 - duplicates: every input is its own molecule (index = input position); nothing is deduplicated.
 """
@@ -41,6 +45,7 @@ from .graph import MolGraph
 from .stereo import StereoConstraints, stereo_constraints
 
 SAMPLED_SMILES_PROP = "_confgf_sampled_smiles"  # on a prepared Mol: the kept fragment's SMILES
+BEYOND_TRAINED_SIZE_PROP = "_confgf_beyond_trained_size"  # on a prepared Mol: larger than any training molecule
 
 
 class MoleculeError(ValueError):
@@ -99,6 +104,8 @@ class MolOutcome:
     # What was sampled when it is not the input itself: the kept fragment's SMILES of a salt or
     # mixture (the SDF's `smiles`; the input then goes to `input_smiles`). None: the input.
     sampled_smiles: str | None = None
+    # More heavy atoms than the largest training molecule (warned; counted in pipeline.RunStats).
+    beyond_trained_size: bool = False
 
     @property
     def num_confs(self) -> int:
@@ -168,12 +175,25 @@ def parse_smiles(smiles: str) -> Chem.Mol:
     raise MoleculeError(f"invalid SMILES {smiles!r}")
 
 
+def trained_size_warning(num_heavy: int, trained_max_heavy_atoms: int | None) -> str | None:
+    """The warning for a molecule of `num_heavy` heavy atoms when the weights were trained on
+    molecules of at most `trained_max_heavy_atoms` (None: unknown, no warning), or None."""
+    if trained_max_heavy_atoms is None or num_heavy <= trained_max_heavy_atoms:
+        return None
+    return (f"{num_heavy} heavy atoms, more than the {trained_max_heavy_atoms} of the largest molecule the weights "
+            "were trained on: conformers may be less reliable")
+
+
 def prepare_molecule(source: str | Chem.Mol, *, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
                      trained_elements: Container[int] = QM9_ELEMENTS, allow_unknown_elements: bool = False,
                      largest_fragment: bool = True, num_atom_types: int = NUM_ATOM_TYPES,
-                     ) -> tuple[Chem.Mol, list[str]]:
+                     trained_max_heavy_atoms: int | None = None) -> tuple[Chem.Mol, list[str]]:
     """Input -> (Mol with all hydrogens, warnings), or MoleculeError. The policy is in the module
-    docstring; the order of the checks puts the cheap ones before AddHs and the graph."""
+    docstring; the order of the checks puts the cheap ones before AddHs and the graph.
+
+    trained_max_heavy_atoms: heavy atoms of the largest training molecule (the model's, as set by
+    checkpoint.load_model); a larger input gets a warning and the Mol BEYOND_TRAINED_SIZE_PROP.
+    None (the default, e.g. a model built in code): no size warning."""
     warnings: list[str] = []
     if isinstance(source, Chem.Mol):
         mol = Chem.Mol(source)
@@ -203,13 +223,14 @@ def prepare_molecule(source: str | Chem.Mol, *, max_heavy_atoms: int | None = DE
             sampled = kept_smi
     else:
         sampled = None
-    too_large = size_error(num_heavy_atoms(a.GetAtomicNum() for a in mol.GetAtoms()), max_heavy_atoms)
+    num_heavy = num_heavy_atoms(a.GetAtomicNum() for a in mol.GetAtoms())
+    too_large = size_error(num_heavy, max_heavy_atoms)
     if too_large is not None:
         raise MoleculeError(too_large)
     has_coords = mol.GetNumConformers() > 0
     mol = Chem.AddHs(mol, addCoords=has_coords)
     if sampled is not None:
-        mol.SetProp(SAMPLED_SMILES_PROP, sampled)  # private (not written to SDF); read by prepare_entry
+        mol.SetProp(SAMPLED_SMILES_PROP, sampled)  # read, then cleared, by prepare_entry
     if mol.GetNumAtoms() == 1:
         return mol, warnings  # no edges and no model involved: any element is fine (see docstring)
     error, notes = check_elements({a.GetAtomicNum() for a in mol.GetAtoms()}, trained_elements,
@@ -217,6 +238,11 @@ def prepare_molecule(source: str | Chem.Mol, *, max_heavy_atoms: int | None = DE
     if error is not None:
         raise MoleculeError(error)
     warnings.extend(notes)
+    # Said after the errors: a molecule refused for its elements needs no note about its size.
+    beyond = trained_size_warning(num_heavy, trained_max_heavy_atoms)
+    if beyond is not None:
+        warnings.append(beyond)
+        mol.SetBoolProp(BEYOND_TRAINED_SIZE_PROP, True)  # read, then cleared, by prepare_entry
     return mol, warnings
 
 
@@ -258,11 +284,12 @@ def prepare_entry(k: int, x: str | Chem.Mol | MolInput, num_confs: int, *, sampl
                   max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
                   trained_elements: Container[int] = QM9_ELEMENTS,
                   allow_unknown_elements: bool = False, largest_fragment: bool = True,
-                  num_atom_types: int = NUM_ATOM_TYPES) -> Entry:
+                  num_atom_types: int = NUM_ATOM_TYPES, trained_max_heavy_atoms: int | None = None) -> Entry:
     """Input k -> its _Entry: the Mol with all H, graph and stereo constraints (when sampler.stereo),
     or out.error saying why it cannot be sampled. A lone atom gets its conformers (the origin) here
     and no graph. num_confs is the default count (a MolInput's own count wins). Shared by
-    generate_iter and tensors.generate_tensors, so both apply the same per-molecule policy."""
+    generate_iter and tensors.generate_tensors, so both apply the same per-molecule policy
+    (trained_max_heavy_atoms: prepare_molecule's; generate_tensors leaves it None, no size warning)."""
     inp = as_input(x)
     count = inp.num_confs if inp.num_confs is not None else num_confs
     e = Entry(MolOutcome(index=k, text=inp.given(), name=inp.name, requested=count))
@@ -275,9 +302,14 @@ def prepare_entry(k: int, x: str | Chem.Mol | MolInput, num_confs: int, *, sampl
             e.mol, e.out.warnings = prepare_molecule(
                 inp.source, max_heavy_atoms=max_heavy_atoms, trained_elements=trained_elements,
                 allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
-                num_atom_types=num_atom_types)
+                num_atom_types=num_atom_types, trained_max_heavy_atoms=trained_max_heavy_atoms)
             if e.mol.HasProp(SAMPLED_SMILES_PROP):
                 e.out.sampled_smiles = e.mol.GetProp(SAMPLED_SMILES_PROP)
+            e.out.beyond_trained_size = e.mol.HasProp(BEYOND_TRAINED_SIZE_PROP)
+            # Read into the outcome, then removed: RDKit's SDWriter writes underscore ("private")
+            # properties too, so they would reach the output SDF and the returned Mols.
+            for prop in (SAMPLED_SMILES_PROP, BEYOND_TRAINED_SIZE_PROP):
+                e.mol.ClearProp(prop)
             if e.mol.GetNumAtoms() == 1:
                 e.coords = [torch.zeros(1, 3) for _ in range(count)]
                 e.attempted = count
@@ -294,6 +326,7 @@ def prepare_entry(k: int, x: str | Chem.Mol | MolInput, num_confs: int, *, sampl
 
 __all__ = [
     "API_TO_CLI",
+    "BEYOND_TRAINED_SIZE_PROP",
     "SAMPLED_SMILES_PROP",
     "Entry",
     "MolInput",
@@ -303,4 +336,5 @@ __all__ = [
     "parse_smiles",
     "prepare_entry",
     "prepare_molecule",
+    "trained_size_warning",
 ]

@@ -33,9 +33,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .checkpoint import read_checkpoint, save_checkpoint
+from .checkpoint import read_checkpoint, save_checkpoint, trained_max_heavy_atoms
 from .config import ModelConfig, NoiseConfig, TrainConfig, config_from_dict, config_to_dict
 from .data.dataset import ConformerDataset
+from .elements import heavy_atom_mask
 from .graph import GraphBatch
 from .model import ScoreNet
 from .ops import reference
@@ -123,6 +124,16 @@ class WeightAverage:
             model.load_state_dict(raw)
 
 
+def max_heavy_atoms(ds: ConformerDataset) -> int:
+    """Heavy atoms (Z > 1) of the dataset's largest molecule; 0 for an empty dataset. Vectorised
+    (a cumulative count read at the molecule boundaries): training sets hold ~10^5 molecules."""
+    ptr = ds.graphs.atom_ptr.long()
+    if ptr.numel() < 2:
+        return 0
+    cum = torch.cat([torch.zeros(1, dtype=torch.long), heavy_atom_mask(ds.graphs.z).long().cumsum(0)])
+    return int((cum[ptr[1:]] - cum[ptr[:-1]]).max())
+
+
 class Trainer:
     """Owns model, optimizer, data and the resumable loop. Checkpoints carry config, step,
     optimizer/scheduler/RNG state and the learning curve (history)."""
@@ -143,6 +154,8 @@ class Trainer:
         self.history: list[dict] = []
         # Recorded in checkpoints so generation can refuse elements the network never saw.
         self.trained_elements: list[int] = sorted(int(z) for z in torch.unique(train_set.graphs.z).tolist())
+        # Likewise the size of the largest training molecule: generation warns beyond it.
+        self.trained_max_heavy_atoms: int = max_heavy_atoms(train_set)
         self.ema = WeightAverage(self.model, train_cfg.ema_decay) if train_cfg.ema_decay > 0 else None
 
     # ---- resume -----------------------------------------------------------------------------
@@ -157,8 +170,9 @@ class Trainer:
         self.step = int(state.get("step", 0))
         self.elapsed = float(state.get("elapsed_s", 0.0))
         self.history = list(state.get("history", []))
-        # A resumed run has seen the earlier data's elements as well as this data's.
+        # A resumed run has seen the earlier data's elements and molecules as well as this data's.
         self.trained_elements = sorted(set(self.trained_elements) | set(state.get("trained_elements", [])))
+        self.trained_max_heavy_atoms = max(self.trained_max_heavy_atoms, trained_max_heavy_atoms(state) or 0)
         if state.get("init_from"):  # a resumed fine-tune still names the weights it started from
             self.init_source = state["init_from"]
         if self.ema is not None:
@@ -170,11 +184,12 @@ class Trainer:
 
     def init_from(self, path: str | Path) -> None:
         """Start from another checkpoint's weights (fine-tuning, e.g. a QM9 model on drug-like data):
-        the weights and the elements they were trained on are taken, the optimizer, scheduler,
-        step and learning curve start fresh."""
+        the weights and the elements and largest molecule they were trained on are taken, the
+        optimizer, scheduler, step and learning curve start fresh."""
         state = read_checkpoint(path)
         self.model.load_state_dict(state["model_state"])
         self.trained_elements = sorted(set(self.trained_elements) | set(state.get("trained_elements", [])))
+        self.trained_max_heavy_atoms = max(self.trained_max_heavy_atoms, trained_max_heavy_atoms(state) or 0)
         self.init_source = str(path)
         if self.ema is not None:
             self.ema = WeightAverage(self.model, self.cfg.ema_decay)
@@ -185,7 +200,8 @@ class Trainer:
             train_config=config_to_dict(self.cfg), optimizer_state=self.opt.state_dict(),
             scheduler_state=self.sched.state_dict(), rng_state=self.gen.get_state(), step=self.step,
             elapsed_s=self.elapsed, history=self.history, device=str(self.device),
-            trained_elements=self.trained_elements, init_from=getattr(self, "init_source", None),
+            trained_elements=self.trained_elements, trained_max_heavy_atoms=self.trained_max_heavy_atoms,
+            init_from=getattr(self, "init_source", None),
             ema_state=self.ema.state_dict() if self.ema is not None else None,
             data_meta={k: v for k, v in self.train_set.meta.items() if k != "qm9_index"}
             | {"train_molecules": self.train_set.num_molecules, "train_conformers": self.train_set.num_conformers},

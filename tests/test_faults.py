@@ -136,6 +136,7 @@ def test_bad_inputs_fail_alone_and_the_batch_completes(tiny_ckpt, tmp_path, caps
     assert salt.GetNumAtoms() == 7 and salt.GetProp("smiles") == "CC(=O)[O-]"  # what was sampled: acetate + 3 H
     assert salt.GetProp("input_smiles") == "CC(=O)[O-].[Na+]"
     assert "dropped [Na+]" in salt.GetProp("warnings")
+    assert not any(name.startswith("_confgf") for name in salt.GetPropNames(includePrivate=True))  # internal
     assert sum(a.GetFormalCharge() for a in by_id[11][0].GetAtoms()) == 1
     errors = errors_tsv(tmp_path / "out.sdf.errors.tsv")
     assert set(errors) == {k for k, (_, why) in enumerate(BAD_BATCH) if why != "ok"}
@@ -239,6 +240,53 @@ def test_old_checkpoint_without_elements_assumes_qm9(tiny_ckpt, tmp_path, capsys
     assert model.trained_elements == (1, 6, 7, 8, 9) and model.trained_elements_assumed
     assert run(old, "CCF", tmp_path / "o.sdf", "-n", "1") == EXIT_OK  # F is in the QM9 set
     assert "assuming H, C, N, O, F" in capsys.readouterr().err
+
+
+# ---- molecules larger than the training data -----------------------------------------------------------
+def test_molecules_larger_than_the_training_data_get_a_warning(tiny_ckpt, tmp_path, capsys):
+    """tiny_ckpt was trained on CCO and CC(=O)N (at most 4 heavy atoms): hexane (6) is sampled, with
+    a warning in its SDF record and on stderr, and counted in the closing summary; ethanol is not."""
+    assert torch.load(tiny_ckpt, weights_only=False)["trained_max_heavy_atoms"] == 4
+    assert load_model(tiny_ckpt)[0].trained_max_heavy_atoms == 4
+    inp = tmp_path / "in.smi"
+    inp.write_text("CCO\nCCCCCC\n")
+    out = tmp_path / "o.sdf"
+    assert run(tiny_ckpt, inp, out, "-n", "2") == EXIT_OK  # a warning, not an error
+    err = capsys.readouterr().err
+    by_id = {int(r.GetProp("mol_id")): r for r in records(out)}
+    assert set(by_id) == {0, 1}
+    assert not by_id[0].HasProp("warnings")
+    said = "6 heavy atoms, more than the 4 of the largest molecule the weights were trained on"
+    assert said in by_id[1].GetProp("warnings")
+    assert not any(name.startswith("_confgf") for name in by_id[1].GetPropNames(includePrivate=True))
+    assert f"warning: molecule 1 ('CCCCCC'): {said}" in err and "warning: molecule 0 " not in err
+    assert "1 molecule(s) larger than any the weights were trained on" in err
+    # The Python API: the same warning, and the count in the run's stats.
+    model, noise = load_model(tiny_ckpt)
+    res = generate(["CC", "CCCCCC"], 1, model=model, noise=noise, sampler=SamplerConfig(levels=2, steps_per_level=2))
+    assert 0 not in res.warnings and said in res.warnings[1][0] and res.mols[1] is not None
+    assert res.stats.beyond_trained_size == 1
+    model.trained_max_heavy_atoms = None  # a model that does not know its training data: no warning
+    res = generate(["CCCCCC"], 1, model=model, noise=noise, sampler=SamplerConfig(levels=2, steps_per_level=2))
+    assert res.warnings == {} and res.stats.beyond_trained_size == 0
+
+
+def test_trained_size_of_older_checkpoints(tiny_ckpt, tmp_path):
+    """Checkpoints without trained_max_heavy_atoms: the data's composition statistics, else 9 for
+    QM9 (the shipped weights), else unknown (None: no warning)."""
+    assert load_model()[0].trained_max_heavy_atoms == 9  # qm9_small.pt: QM9, at most 9 heavy atoms
+    state = torch.load(tiny_ckpt, weights_only=False)
+    del state["trained_max_heavy_atoms"]
+    old = tmp_path / "old.pt"
+    for meta, expect in (({}, None), ({"source": "qm9pack"}, 9),
+                         ({"source": "qm9pack", "composition": {"heavy_atoms": {"n": 3, "max": 7}}}, 7),
+                         ({"composition": {"heavy_atoms": {"n": 0}}}, None)):
+        torch.save(dict(state, data_meta=meta), old)
+        assert load_model(old)[0].trained_max_heavy_atoms == expect
+    assert prepare_molecule("CCCCCC", trained_max_heavy_atoms=None)[1] == []
+    warns = prepare_molecule("CC(C)(C)C.O", trained_max_heavy_atoms=4)[1]  # the kept fragment is counted
+    assert len(warns) == 2 and "5 heavy atoms, more than the 4" in warns[1]
+    assert prepare_molecule("CC(C)(C)C", trained_max_heavy_atoms=5)[1] == []  # equal to the largest: fine
 
 
 # ---- single atoms and the sampler ---------------------------------------------------------------------

@@ -208,6 +208,7 @@ def test_generate_warm_start_end_to_end(tiny_ckpt):
     res = generate(["CCO", "C[C@@H]1[C@H](CO)[C@@H]2[C@H]1N2C"], 3, model=model, noise=noise, schedule="warm")
     assert not res.errors
     assert all(m.GetNumConformers() == 3 for m in res.mols)
-    assert "chirality" in res.warnings[1][0]
+    # the cage (9 heavy atoms) also has the warning that the tiny model never saw one that large
+    assert any("chirality" in w for w in res.warnings[1])
     with pytest.raises(ValueError, match="warm start"):
         generate(["CCO"], 2, model=model, noise=noise, sampler=SamplerConfig(init="etkdg"))

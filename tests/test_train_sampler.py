@@ -123,7 +123,7 @@ def test_training_reduces_loss_and_resumes(tiny_dataset, tmp_path):
 def test_init_fine_tunes_from_weights_with_a_fresh_run(tiny_dataset, tmp_path):
     """train --init: the weights, shape and trained elements of the source, but step 0, an empty
     curve and a fresh optimizer; the new data's elements are added (S here, as drug data adds)."""
-    from confgf_fast.checkpoint import load_model
+    from confgf_fast.checkpoint import load_model, read_checkpoint
     from confgf_fast.train import train_from_files
 
     cfg = TrainConfig(batch_size=8, lr=3e-3, val_every=20, save_every=20, log_every=10, val_batches=2)
@@ -139,11 +139,16 @@ def test_init_fine_tunes_from_weights_with_a_fresh_run(tiny_dataset, tmp_path):
     for a, b in zip(tr.model.parameters(), load_model(src)[0].parameters()):
         assert torch.equal(a, b)
     assert 16 in tr.trained_elements and {1, 6, 7, 8}.issubset(tr.trained_elements)
+    # The largest molecule trained on (heavy atoms) is recorded, and a fine-tune keeps the larger of
+    # its source's and its own data's: ethanol (3) from the furan-trained source (5) says 5.
+    assert read_checkpoint(src)["trained_max_heavy_atoms"] == 5
+    small = Trainer(ConformerDataset.from_mols([embedded("CCO", 2, 0)]), None, ModelConfig(32, 2), NoiseConfig(), cfg)
+    assert small.trained_max_heavy_atoms == 3
+    small.init_from(src)
+    assert small.trained_max_heavy_atoms == 5
     with pytest.raises(ValueError, match="exclude each other"):
         train_from_files([str(drug_like)], str(out), train_cfg=cfg, init=str(src), resume=str(src))
     # resuming the fine-tune keeps naming the weights it started from
-    from confgf_fast.checkpoint import read_checkpoint
-
     cfg.max_steps = 2
     train_from_files([str(drug_like)], str(out), None, None, cfg, init=str(src), val_fraction=0, progress=False)
     assert read_checkpoint(out)["init_from"] == str(src)
