@@ -225,3 +225,29 @@ def test_cli_relax_usage_errors(tmp_path, monkeypatch, capsys):
     assert "pip install tblite" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["generate", "CCO", "--out", out, "--relax", "mmff", "--prune-rms", "-1"])
+
+
+def test_mmff_leaves_the_input_graph_and_its_stereo_as_they_were():
+    """MMFF has its own aromaticity model; the relaxed molecule must keep the input's graph (flags,
+    bond types), so that stereo checks read the same molecule: GEOM-Drugs molecule 1, a
+    pyrazolidinedione with an exocyclic C=C whose stereo only the 3D geometry gives."""
+    from pathlib import Path
+
+    sdf = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "geom_drugs_10.sdf"
+    if not sdf.is_file():
+        pytest.skip("../shared/fixtures/geom_drugs_10.sdf not present")
+    ref = next(iter(Chem.SDMolSupplier(str(sdf), removeHs=False)))
+    Chem.AssignStereochemistryFrom3D(ref)
+    m = Chem.Mol(ref)
+    m.RemoveAllConformers()
+    AllChem.EmbedMultipleConfs(m, 3, randomSeed=3)
+    assert check_conformers(m)[0] == [1, 1, 1]
+    res = relax_conformers(m, "mmff")
+    assert [a.GetIsAromatic() for a in res.mol.GetAtoms()] == [a.GetIsAromatic() for a in m.GetAtoms()]
+    assert [b.GetBondType() for b in res.mol.GetBonds()] == [b.GetBondType() for b in m.GetBonds()]
+    assert res.stereo_ok == [1, 1, 1]
+    from confgf_fast.evaluate import stereo_matches
+
+    target = Chem.MolToSmiles(Chem.RemoveHs(ref))
+    assert list(stereo_matches(m, target)) == [True] * 3
+    assert list(stereo_matches(res.mol, target)) == [True] * 3
