@@ -393,9 +393,18 @@ def drugs_table() -> str:
     return drugs_table_from(_load(DRUGS_RESULT), DRUGS_RESULT)
 
 
+def far_conformers_table() -> str:
+    """The `far_conformers` table: classes of the far conformers, ours vs ETKDGv3, on the
+    40-molecule dev sample (bench/far_conformers.py's markdown_table of its result file)."""
+    from far_conformers import markdown_table
+
+    return markdown_table(_load("far_conformers_s40.json"))
+
+
 TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table, "sampler_speed": sampler_speed_table,
           "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table,
-          "card_learning_curve": card_curve_table, "drugs": drugs_table}
+          "card_learning_curve": card_curve_table, "drugs": drugs_table,
+          "far_conformers": far_conformers_table}
 
 
 def render(text: str) -> str:
