@@ -106,6 +106,46 @@ def fewstep_sweep_table() -> str:
     return "\n".join(lines)
 
 
+def drugs_warm_sweep_table() -> str:
+    """The warm start on the drug dev benchmark (bench/results/drugs_warm_sweep, eval_dev.py --ref
+    drugs_xtb_dev.sdf --threshold 0.75): each run paired per molecule against the plain ETKDGv3
+    conformers of the run that has them (the same seeds in every run). File names: weights (ft =
+    drug fine-tune, mix = QM9 + drugs), step, raw or averaged (ema) weights, setting."""
+    runs = sorted((RESULTS / "drugs_warm_sweep").glob("*.json"))
+    base = next((json.loads(p.read_text()) for p in runs if "etkdg" in json.loads(p.read_text())), None)
+    if base is None:
+        return "(no drug warm-start run with the ETKDG baseline yet)"
+    etkdg, e = base["per_molecule"]["etkdg"], base["etkdg"]
+    lines = [f"δ {base['threshold']:g} Å, {base['n_mols']} molecules, {_device(base)}", "",
+             "| run | step | sampler settings | COV-R % | MAT-R Å | COV-P % | ΔCOV-R vs ETKDG | ΔMAT-R vs ETKDG | "
+             "ΔCOV-P vs ETKDG |", "|---|---|---|---|---|---|---|---|---|",
+             f"| RDKit ETKDGv3 | | | {e['cov_r_mean']:.1f} | {e['mat_r_mean']:.3f} | {e['cov_p_mean']:.1f} | | | |"]
+    for path in runs:
+        d = json.loads(path.read_text())
+        o, rows = d["ours"], d["per_molecule"]["ours"]
+        lines.append(f"| {path.stem} | {d.get('weights_step')} | {describe(d)} | {o['cov_r_mean']:.1f} | "
+                     f"{o['mat_r_mean']:.3f} | {o['cov_p_mean']:.1f} | {_diff(rows, etkdg, 'cov_r', '+.1f')} | "
+                     f"{_diff(rows, etkdg, 'mat_r', '+.3f')} | {_diff(rows, etkdg, 'cov_p', '+.1f')} |")
+    return "\n".join(lines)
+
+
+def mix_qm9_table() -> str:
+    """Candidate drug-capable weights on the whole QM9 dev benchmark at the default schedule
+    (bench/results/dev_full_project_warm_mix*.json), paired per molecule against the shipped
+    step-220,000 weights: QM9 quality must not get worse for a model to replace them."""
+    base = _load("dev_full_project_warm_step220000.json")
+    lines = ["| run | step | device | COV-R % | MAT-R Å | COV-P % | ΔCOV-R vs shipped | ΔMAT-R vs shipped | "
+             "ΔCOV-P vs shipped | ΔMAT-P vs shipped |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for path in sorted(RESULTS.glob("dev_full_project_warm_mix*.json")):
+        d = json.loads(path.read_text())
+        o, rows, b = d["ours"], d["per_molecule"]["ours"], base["per_molecule"]["ours"]
+        lines.append(f"| {path.stem} | {d.get('weights_step')} | {_device(d)} | {o['cov_r_mean']:.1f} | "
+                     f"{o['mat_r_mean']:.3f} | {o['cov_p_mean']:.1f} | {_diff(rows, b, 'cov_r', '+.1f')} | "
+                     f"{_diff(rows, b, 'mat_r', '+.3f')} | {_diff(rows, b, 'cov_p', '+.1f')} | "
+                     f"{_diff(rows, b, 'mat_p', '+.3f')} |")
+    return "\n".join(lines)
+
+
 def sampler_speed_table() -> str:
     """Conformers per second of the newest bench_sampler.py result that timed the projected
     sampler: every method of its QM9 workload, measured in the same run."""
@@ -401,7 +441,8 @@ def far_conformers_table() -> str:
     return markdown_table(_load("far_conformers_s40.json"))
 
 
-TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table, "sampler_speed": sampler_speed_table,
+TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
+          "drugs_warm_sweep": drugs_warm_sweep_table, "mix_qm9": mix_qm9_table, "sampler_speed": sampler_speed_table,
           "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table,
           "card_learning_curve": card_curve_table, "drugs": drugs_table,
           "far_conformers": far_conformers_table}
