@@ -9,15 +9,17 @@ For a molecule with K references each method makes 2K conformers of the same inp
   noised and refined by the projected sampler), `--set FIELD=VALUE` overrides as in eval_dev.py;
 - etkdg: RDKit ETKDGv3 (chem.etkdg_params, seed + molecule index, eval_dev.etkdg);
 - etkdg_mmff: those ETKDG conformers, each MMFF94-optimised (relax.relax_conformers via
-  eval_relax.relax_all, no pruning, so the count stays 2K); its time includes the embedding.
+  eval_relax.relax_all, no pruning, so the count stays 2K); its time includes the embedding;
+- ours_mmff: our conformers relaxed by the same call (generate --relax mmff); time includes ours.
 One heavy-atom GetBestRMS matrix per molecule and method (evaluate.evaluate) gives COV-R / MAT-R /
 COV-P / MAT-P at both thresholds, 0.75 A (torsional diffusion) and 1.25 A (ConfGF), via
 EvalResult.at_threshold; mean and median over molecules. Also: the stereo-kept rate
 (evaluate.stereo_match_rate against the `smiles` property, or the input Mol's own stereo where
 that property does not parse), molecules without output (e.g. elements the weights were not
 trained on: refused, counted here, not a crash), conformers per second (generation wall time
-only, thread counts recorded) and paired per-molecule differences ours - etkdg and
-ours - etkdg_mmff (schedule_table.paired: mean and standard error over the molecules both have).
+only, thread counts recorded) and paired per-molecule differences ours - etkdg,
+ours - etkdg_mmff, ours_mmff - etkdg_mmff and ours_mmff - ours (schedule_table.paired: mean and
+standard error over the molecules both have).
 
     OMP_NUM_THREADS=1 python bench/eval_drugs.py --weights data_cache/ft/drugs_ft.pt --threads 1 \\
         --json bench/results/drugs_eval.json
@@ -59,7 +61,7 @@ BENCHMARKS = {"drugs": SHARED / "benchmarks" / "drugs_xtb_dev.sdf",
               "geom": SHARED / "fixtures" / "geom_drugs_10.sdf"}
 THRESHOLDS = (0.75, 1.25)  # angstrom: torsional diffusion's and ConfGF's drug thresholds
 METRICS = ("cov_r", "mat_r", "cov_p", "mat_p")
-PAIRS = (("ours", "etkdg"), ("ours", "etkdg_mmff"))
+PAIRS = (("ours", "etkdg"), ("ours", "etkdg_mmff"), ("ours_mmff", "etkdg_mmff"), ("ours_mmff", "ours"))
 
 
 def threshold_key(t: float) -> str:
@@ -154,6 +156,13 @@ def run_benchmark(path: Path, args: argparse.Namespace, model, noise, sampler: S
             {"mol_id": m.GetProp("mol_id"), "smiles": s, "reason": res.errors.get(k, "no conformers")}
             for k, ((s, m), g) in enumerate(zip(refs, res.mols)) if g is None or g.GetNumConformers() == 0]
         out["ours_broken_fraction"] = sum(f["quality"] != "ok" for f in flags) / max(1, len(flags))
+    if not args.no_ours and not args.no_mmff:
+        # generate --relax mmff: the same relax call on our conformers (issue 15's comparison)
+        relaxed, t_relax, relax_counts = relax_all(generated["ours"][0], RelaxOptions(
+            "mmff", max_iters=args.max_iters, threads=args.threads))
+        generated["ours_mmff"] = (relaxed, generated["ours"][1] + t_relax)
+        out["seconds"]["ours_mmff_relax"] = t_relax
+        out["ours_mmff_counts"] = relax_counts
     if not args.no_etkdg or not args.no_mmff:
         t0 = time.perf_counter()
         emb = [etkdg(x, n, args.seed + k, threads=args.threads) for k, (x, n) in enumerate(zip(inputs, counts))]
@@ -219,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-ours", action="store_true", help="only the RDKit baselines")
     ap.add_argument("--no-etkdg", action="store_true", help="no plain ETKDGv3 rows")
-    ap.add_argument("--no-mmff", action="store_true", help="no ETKDGv3 + MMFF94 rows")
+    ap.add_argument("--no-mmff", action="store_true", help="no MMFF94-relaxed rows (ETKDGv3 + MMFF94, ours + MMFF94)")
     ap.add_argument("--max-iters", type=int, default=DEFAULT_MAX_ITERS, help="MMFF94 iterations per conformer")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for ours, RDKit threads for the ETKDG embedding and MMFF (ours' own ETKDG "
