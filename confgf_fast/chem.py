@@ -38,32 +38,42 @@ def etkdg_params(seed: int, max_iterations: int = 0, embed_timeout: int = 0):
     return params
 
 
-def etkdg_coordinates(mol: Chem.Mol, n: int, seed: int) -> tuple[torch.Tensor | None, str | None]:
+def etkdg_coordinates(mol: Chem.Mol, n: int, seed: int, oversample: int = 1,
+                      ) -> tuple[torch.Tensor | None, str | None]:
     """([k, atoms, 3] float32, note): up to n ETKDGv3 conformers of `mol` (explicit H; atoms in
     mol's order), embedded on a copy. Where the eigenvector embedding gives nothing (strained
     cages), RDKit's documented fallback from random coordinates is tried, then one without
     ETKDG's chirality check (2 of the 190 QM9 dev molecules, fused small rings, need it; the note
     says so, since their stereo then rests on the sampler's guidance). (None, note) if all fail.
-    seed: any int (RDKit takes 31 bits)."""
+    seed: any int (RDKit takes 31 bits). oversample > 1 embeds oversample x n conformers and keeps
+    a diverse n of them (diversity.farthest_point_subset on the heavy atoms)."""
     from rdkit.Chem import AllChem
+
+    from .diversity import farthest_point_subset
 
     m = Chem.Mol(mol)
     m.RemoveAllConformers()
     params = etkdg_params(seed % 2**31)
-    AllChem.EmbedMultipleConfs(m, n, params)
+    n_embed = n * max(1, oversample)
+    AllChem.EmbedMultipleConfs(m, n_embed, params)
     note = None
     if m.GetNumConformers() == 0:
         params.useRandomCoords = True
-        AllChem.EmbedMultipleConfs(m, n, params)
+        AllChem.EmbedMultipleConfs(m, n_embed, params)
     if m.GetNumConformers() == 0:
         params.useRandomCoords, params.enforceChirality = False, False
-        AllChem.EmbedMultipleConfs(m, n, params)
+        AllChem.EmbedMultipleConfs(m, n_embed, params)
         note = ("ETKDG embedded this molecule only without its chirality check; the warm start's stereo comes "
                 "from guidance")
     if m.GetNumConformers() == 0:
         return None, ("RDKit ETKDG could not embed this molecule for the warm start (--init etkdg); "
                       "try --init random")
-    return conformer_positions(m), note
+    pos = conformer_positions(m)
+    if pos.shape[0] > n:
+        heavy = [a.GetIdx() for a in m.GetAtoms() if a.GetAtomicNum() > 1]
+        # fewer than 3 heavy atoms fix no orientation: select on all atoms instead
+        pos = pos[farthest_point_subset(pos, n, torch.tensor(heavy) if len(heavy) >= 3 else None)]
+    return pos, note
 
 
 def mol_from_smiles(smiles: str) -> Chem.Mol:

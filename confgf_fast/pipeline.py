@@ -249,7 +249,7 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
                   stats: RunStats | None = None) -> Iterator[MolOutcome]:
     """Sample every entry with a graph; yield finished outcomes in order as soon as possible."""
     if sampler.init == "etkdg":
-        _embed_starts(entries, seed, chunk_no)
+        _embed_starts(entries, seed, chunk_no, sampler)
     todo = [e for e in entries if e.graph is not None and e.out.error is None]
     next_out = 0
 
@@ -305,14 +305,16 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
         yield from ready()
 
 
-def _embed_starts(entries: list[Entry], seed: int, chunk_no: int) -> None:
+def _embed_starts(entries: list[Entry], seed: int, chunk_no: int, sampler: SamplerConfig) -> None:
     """Warm start (SamplerConfig.init = "etkdg"): ETKDGv3 conformers for every entry to sample,
-    seeded by (seed, chunk, input index); an entry RDKit cannot embed at all gets an error."""
+    seeded by (seed, chunk, input index), a diverse subset of init_oversample x as many; an entry
+    RDKit cannot embed at all gets an error."""
     for e in entries:
         if e.graph is None or e.out.error is not None:
             continue
         e.init_coords, note = etkdg_coordinates(e.mol, e.out.requested,
-                                                derive_seed(seed, chunk_no, e.out.index, purpose=WARM_START_PURPOSE))
+                                                derive_seed(seed, chunk_no, e.out.index, purpose=WARM_START_PURPOSE),
+                                                oversample=sampler.init_oversample)
         if e.init_coords is None:
             e.out.error = note
         elif note is not None:

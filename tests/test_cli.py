@@ -99,8 +99,14 @@ def test_generate_project_sampler_provenance_and_option_checks(tiny_ckpt, tmp_pa
     assert main([*common, "--sampler", "langevin", "--num-steps", "5"]) == EXIT_USAGE
     # the default is the project sampler's ETKDG warm start, named in every record
     assert main(common) == EXIT_OK
-    assert all(r.GetProp("sampler").startswith("sampler=project schedule=warm init=etkdg nfe=24 ")
+    assert all(r.GetProp("sampler").startswith("sampler=project schedule=warm init=etkdg init_oversample=3 nfe=24 ")
                for r in Chem.SDMolSupplier(str(out), removeHs=False))
+    # the warm start's oversampling is an option of the warm start only, and named when changed
+    assert main([*common, "--init-oversample", "1"]) == EXIT_OK
+    assert all(r.GetProp("sampler").startswith("sampler=project schedule=warm init_oversample=1 init=etkdg nfe=24 ")
+               for r in Chem.SDMolSupplier(str(out), removeHs=False))
+    assert main([*common, "--init", "random", "--sampler", "project", "--init-oversample", "2"]) == EXIT_USAGE
+    assert main([*common, "--sampler", "langevin", "--init-oversample", "2"]) == EXIT_USAGE
     # Langevin-only options without a sampler named ask for Langevin
     assert main([*common, "--levels", "2", "--steps-per-level", "2"]) == EXIT_OK
     assert all(r.GetProp("sampler").startswith("sampler=langevin schedule=paper steps_per_level=2 levels=2 nfe=4 ")

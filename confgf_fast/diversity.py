@@ -1,0 +1,48 @@
+"""Diverse subsets of conformers: farthest-point selection on aligned RMSD.
+
+The warm start (SamplerConfig.init = "etkdg") embeds init_oversample x n ETKDGv3 conformers and
+keeps n of them. ETKDG's conformers of a small molecule repeat each other (the same rotamer many
+times), and a repeated start spends budget on references already covered. Farthest-point
+selection keeps the first conformer, then repeatedly the one whose smallest RMSD to those kept is
+largest:
+    S = {0};  repeat: S <- S + argmax_c min_{s in S} rmsd(c, s)
+rmsd(a, b) = min over rotations R of sqrt(1/n sum_i |(a_i - a_bar) - R (b_i - b_bar)|^2) (Kabsch,
+atoms in the same order, no symmetry search: a permuted duplicate reads as different, which only
+makes the selection keep a near-duplicate now and then).
+Measured on the whole QM9 dev benchmark (README "Warm start from ETKDG"): 3x oversampling raises
+COV-R by +6.5 points and lowers MAT-R by 0.039 A against the plain warm start.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def rmsd_to_all(pos: Tensor, ref: Tensor) -> Tensor:
+    """[C] Kabsch RMSD of every conformer of pos [C, n, 3] onto ref [n, 3] (float64 inside)."""
+    x = pos.double() - pos.double().mean(1, keepdim=True)
+    y = ref.double() - ref.double().mean(0, keepdim=True)
+    h = torch.einsum("cni,nj->cij", x, y)  # [C, 3, 3] cross-covariance
+    u, s, vt = torch.linalg.svd(h)
+    # a reflection is not a rotation: flip the smallest singular value where det(U V^T) < 0
+    s = torch.cat([s[:, :2], s[:, 2:] * torch.sign(torch.linalg.det(u @ vt)).unsqueeze(1)], 1)
+    sq = (x.pow(2).sum((1, 2)) + y.pow(2).sum() - 2 * s.sum(1)) / x.shape[1]
+    return sq.clamp_min(0).sqrt()
+
+
+def farthest_point_subset(pos: Tensor, k: int, atoms: Tensor | None = None) -> Tensor:
+    """Indices [min(k, C)] of a diverse subset of pos [C, n, 3] (module docstring), in the order
+    chosen; RMSD over `atoms` (an index tensor, e.g. the heavy atoms) or all atoms. Memory and time
+    grow as k x C (one row of RMSDs per choice), not C^2."""
+    C = pos.shape[0]
+    if k >= C:
+        return torch.arange(C)
+    sub = pos if atoms is None else pos[:, atoms]
+    chosen = [0]
+    nearest = rmsd_to_all(sub, sub[0])
+    while len(chosen) < k:
+        nxt = int(nearest.argmax())
+        chosen.append(nxt)
+        nearest = torch.minimum(nearest, rmsd_to_all(sub, sub[nxt]))
+    return torch.tensor(chosen)

@@ -1,0 +1,61 @@
+"""diversity.py: Kabsch RMSD rows and farthest-point selection; the warm start's oversampling."""
+
+import numpy as np
+import pytest
+import torch
+from rdkit.Chem import AllChem, rdMolAlign
+
+from confgf_fast.chem import etkdg_coordinates, mol_from_smiles, set_conformers
+from confgf_fast.diversity import farthest_point_subset, rmsd_to_all
+
+
+def _rotation(seed: int) -> torch.Tensor:
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    return q * torch.sign(torch.linalg.det(q))
+
+
+def test_rmsd_is_invariant_to_rotation_and_translation_but_not_to_reflection():
+    x = torch.randn(9, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    moved = x @ _rotation(1).T + torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
+    mirror = x * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)
+    d = rmsd_to_all(torch.stack([x, moved, mirror]), x)
+    assert d[0] < 1e-6 and d[1] < 1e-6
+    assert d[2] > 0.1  # a mirror image of a chiral point set is no rotation of it
+
+
+def test_rmsd_matches_rdkit_alignment_without_symmetry():
+    mol = mol_from_smiles("CC(O)CCN")
+    AllChem.EmbedMultipleConfs(mol, 5, randomSeed=3)
+    pos = torch.from_numpy(np.array([c.GetPositions() for c in mol.GetConformers()]))
+    ours = rmsd_to_all(pos, pos[0])
+    for k in range(5):
+        m = set_conformers(mol, [pos[k], pos[0]])
+        ref = rdMolAlign.AlignMol(m, m, prbCid=0, refCid=1)  # fixed atom map: the identity
+        assert float(ours[k]) == pytest.approx(ref, abs=1e-5)
+
+
+def test_farthest_point_subset_skips_duplicates():
+    base = torch.randn(4, 6, 3, generator=torch.Generator().manual_seed(2))
+    # conformers 0..3 distinct; 4..7 rotated copies of 0..3
+    copies = torch.stack([b @ _rotation(10 + i).T.float() for i, b in enumerate(base)])
+    pos = torch.cat([base, copies])
+    pick = farthest_point_subset(pos, 4)
+    assert pick[0] == 0 and len(pick) == 4
+    assert sorted(int(i) % 4 for i in pick) == [0, 1, 2, 3]  # one of each, never a copy
+    assert torch.equal(farthest_point_subset(pos, 20), torch.arange(8))
+
+
+def test_warm_start_oversampling_keeps_n_conformers_that_are_more_diverse():
+    mol = mol_from_smiles("CCCCCCCO")
+    heavy = torch.tensor([a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1])
+
+    def closest_pair(pos):
+        d = torch.stack([rmsd_to_all(pos[:, heavy], p[heavy]) for p in pos])
+        return float((d + torch.eye(len(pos)) * 1e9).min())
+
+    plain, _ = etkdg_coordinates(mol, 6, seed=5)
+    diverse, _ = etkdg_coordinates(mol, 6, seed=5, oversample=4)
+    assert plain.shape == diverse.shape == (6, mol.GetNumAtoms(), 3)
+    assert closest_pair(diverse) > closest_pair(plain)
+    # the first conformer is the same embedding either way (selection starts from it)
+    assert torch.allclose(plain[0], diverse[0])
