@@ -357,7 +357,7 @@ def warm_vs_etkdg_table() -> str:
 DRUGS_RESULT = "drugs_eval.json"  # the eval_drugs.py result the `drugs` table renders
 DRUGS_BENCH_LABELS = {"drugs": "drug dev set (GFN2-xTB)", "geom": "GEOM-Drugs, 10 molecules"}
 DRUGS_METHOD_LABELS = {"ours": "ours (warm start)", "etkdg": "RDKit ETKDGv3", "etkdg_mmff": "ETKDGv3 + MMFF94",
-                       "ours_mmff": "ours + MMFF94"}
+                       "ours_mmff": "ours + MMFF94", "etkdg_diverse": "ETKDGv3, 3x diverse subset"}
 
 
 def _num(x: float, fmt: str) -> str:
