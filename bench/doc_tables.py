@@ -90,6 +90,15 @@ def sampler_table() -> str:
     return "\n".join(lines)
 
 
+def _means_and_deltas(o: dict, rows: list[dict], base: list[dict],
+                      deltas: tuple[str, ...] = ("cov_r", "mat_r", "cov_p")) -> str:
+    """'COV-R | MAT-R | COV-P | Δ... ' cells of a run: its means, then its paired differences from
+    base per key in deltas."""
+    fmt = {"cov_r": "+.1f", "mat_r": "+.3f", "cov_p": "+.1f", "mat_p": "+.3f"}
+    cells = [f"{o['cov_r_mean']:.1f}", f"{o['mat_r_mean']:.3f}", f"{o['cov_p_mean']:.1f}"]
+    return " | ".join(cells + [_diff(rows, base, k, fmt[k]) for k in deltas])
+
+
 def fewstep_sweep_table() -> str:
     """The 60-molecule sweep of the projected sampler (bench/results/fewstep_sweep), paired
     against the paper schedule's rows for the same molecules."""
@@ -100,9 +109,8 @@ def fewstep_sweep_table() -> str:
     for path in runs:
         d = json.loads(path.read_text())
         o, rows = d["ours"], d["per_molecule"]["ours"]
-        lines.append(f"| {path.stem} | {describe(d)} | {d['network_evaluations']} | {o['cov_r_mean']:.1f} | "
-                     f"{o['mat_r_mean']:.3f} | {o['cov_p_mean']:.1f} | {_diff(rows, base, 'cov_r', '+.1f')} | "
-                     f"{_diff(rows, base, 'mat_r', '+.3f')} | {_diff(rows, base, 'cov_p', '+.1f')} |")
+        lines.append(f"| {path.stem} | {describe(d)} | {d['network_evaluations']} | "
+                     f"{_means_and_deltas(o, rows, base)} |")
     return "\n".join(lines)
 
 
@@ -123,9 +131,7 @@ def drugs_warm_sweep_table() -> str:
     for path in runs:
         d = json.loads(path.read_text())
         o, rows = d["ours"], d["per_molecule"]["ours"]
-        lines.append(f"| {path.stem} | {d.get('weights_step')} | {describe(d)} | {o['cov_r_mean']:.1f} | "
-                     f"{o['mat_r_mean']:.3f} | {o['cov_p_mean']:.1f} | {_diff(rows, etkdg, 'cov_r', '+.1f')} | "
-                     f"{_diff(rows, etkdg, 'mat_r', '+.3f')} | {_diff(rows, etkdg, 'cov_p', '+.1f')} |")
+        lines.append(f"| {path.stem} | {d.get('weights_step')} | {describe(d)} | {_means_and_deltas(o, rows, etkdg)} |")
     return "\n".join(lines)
 
 
@@ -142,10 +148,7 @@ def mix_qm9_table() -> str:
         o, rows = d["ours"], d["per_molecule"]["ours"]
         b = bases[d["sampler"].get("init_oversample", 1)]["per_molecule"]["ours"]
         lines.append(f"| {path.stem} | {d.get('weights_step')} | {d['sampler'].get('init_oversample', 1)} | "
-                     f"{_device(d)} | {o['cov_r_mean']:.1f} | "
-                     f"{o['mat_r_mean']:.3f} | {o['cov_p_mean']:.1f} | {_diff(rows, b, 'cov_r', '+.1f')} | "
-                     f"{_diff(rows, b, 'mat_r', '+.3f')} | {_diff(rows, b, 'cov_p', '+.1f')} | "
-                     f"{_diff(rows, b, 'mat_p', '+.3f')} |")
+                     f"{_device(d)} | {_means_and_deltas(o, rows, b, ('cov_r', 'mat_r', 'cov_p', 'mat_p'))} |")
     return "\n".join(lines)
 
 
