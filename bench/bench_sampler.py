@@ -256,17 +256,20 @@ def test_project(benchmark, sampler_results, request, device, size, name):
             network_evaluations_per_conformer=num_evaluations(shipped(device)[1], cfg), max_atoms=max_atoms)
 
 
+@pytest.mark.parametrize("oversample", [3, 1])
 @pytest.mark.parametrize("size", list(WORKLOADS))
-def test_warm(benchmark, sampler_results, request, device, size):
+def test_warm(benchmark, sampler_results, request, device, size, oversample):
     """The default of `generate`: ETKDG warm start + projected sampler (schedule warm), through
-    pipeline.generate (RDKit in, Mols out: the ETKDG embedding, one conformer per conformer on one
-    thread, is part of the time), compiled network, generate's batch size."""
+    pipeline.generate (RDKit in, Mols out: the ETKDG embedding, init_oversample conformers per
+    conformer on one thread, and the diversity selection are part of the time), compiled network,
+    generate's batch size. oversample 3 is the default; 1 the warm start without oversampling."""
     from confgf_fast.pipeline import generate
 
     smiles, mols, confs = WORKLOADS[size]
     model, noise = shipped(device)
     cfg = SamplerConfig.resolve(None, "warm")
     cfg.compile = "on"
+    cfg.init_oversample = oversample
     generate([smiles] * 2, 2, model=model, noise=noise, sampler=cfg, device=device)  # compile, first touch
     seed = iter(range(10**6))
 
@@ -278,8 +281,10 @@ def test_warm(benchmark, sampler_results, request, device, size):
     benchmark.group = f"sampler/{size}/{device}"
     res = benchmark.pedantic(run, rounds=request.config.getoption("--bench-rounds"), iterations=1)
     assert not res.errors and sum(m.GetNumConformers() for m in res.mols) == mols * confs
-    _record(sampler_results, size, "warm_etkdg_compiled", benchmark, mols * confs, None, device=device,
-            network_evaluations_per_conformer=num_evaluations(noise, cfg), includes="ETKDG embedding")
+    name = "warm_etkdg_compiled" if oversample == 3 else f"warm_etkdg_os{oversample}_compiled"
+    _record(sampler_results, size, name, benchmark, mols * confs, None, device=device,
+            network_evaluations_per_conformer=num_evaluations(noise, cfg),
+            includes=f"ETKDG embedding ({oversample}x) and selection")
 
 
 @pytest.mark.parametrize("size", list(WORKLOADS))

@@ -169,6 +169,7 @@ def sampler_speed_table() -> str:
         if "conformers_per_s" in row:
             evals = row.get("network_evaluations_per_conformer", "—")
             how = ("measured, whole schedule" if name.startswith("project")
+                   else f"measured, {row['includes']} + whole schedule" if name.startswith("warm") and "includes" in row
                    else "measured, ETKDG embedding + whole schedule" if name.startswith("warm") else "RDKit, measured")
             lines.append(f"| {name} | {evals} | {row['conformers_per_s']:.1f} | {how} |")
         else:
