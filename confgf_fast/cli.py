@@ -352,7 +352,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_cfg = TrainConfig(batch_size=args.batch_size, lr=args.lr, max_steps=args.steps,
                             val_every=args.val_every, save_every=args.save_every, seed=args.seed,
                             coord_noise=args.coord_noise, coord_noise_scale=args.coord_noise_scale,
-                            ema_decay=args.ema_decay)
+                            ema_decay=args.ema_decay, grad_clip=args.grad_clip)
     train_from_files(args.data, args.out, model_cfg, NoiseConfig(), train_cfg, device=args.device,
                      resume=args.resume, val_fraction=args.val_fraction, log_path=args.log,
                      progress=not args.quiet, time_limit_s=args.time_limit, threads=args.threads, init=args.init)
@@ -600,6 +600,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "objective; see train.py)")
     t.add_argument("--coord-noise-scale", type=float, default=0.8,
                    help="coordinate noise as a fraction of sigma (0.8 = the project sampler's re-noising)")
+    t.add_argument("--grad-clip", type=float, default=0.0, metavar="NORM",
+                   help="clip the gradient's total norm to NORM (0 = off, as the official code; each logged "
+                        "validation record has the window's largest norm, grad_norm_max)")
     t.add_argument("--ema-decay", type=float, default=0.999,
                    help="decay of the weights' exponential moving average kept for export-weights (0 = none)")
     t.add_argument("--quiet", "-q", action="store_true")

@@ -426,3 +426,30 @@ def test_weight_average_follows_its_formula_and_is_saved_resumed_and_exported(ti
     tr3 = Trainer(tiny_dataset, tiny_dataset, ModelConfig(32, 2), NoiseConfig(), cfg)
     tr3.load(tmp_path / "old.pt")
     assert tr3.ema.n == 0 and torch.equal(tr3.ema.weights[name], raw)
+
+
+def test_gradient_norm_is_logged_and_clipping_bounds_the_step(tiny_dataset, tmp_path):
+    """Every validation record carries the window's largest gradient norm (before clipping); with
+    grad_clip the gradients the optimizer steps with have at most that norm."""
+    torch.manual_seed(0)
+    cfg = TrainConfig(batch_size=8, lr=3e-3, val_every=2, save_every=2, log_every=1, val_batches=1, ema_decay=0)
+    tr = Trainer(tiny_dataset, tiny_dataset, ModelConfig(32, 2), NoiseConfig(), cfg)
+    tr.train(4, tmp_path / "a.pt", progress=False)
+    assert [h["step"] for h in tr.history] == [2, 4]
+    assert all(math.isfinite(h["grad_norm_max"]) and h["grad_norm_max"] > 0 for h in tr.history)
+    # clipping: the gradients the optimizer sees have at most the clip norm
+    cfg2 = TrainConfig(batch_size=8, lr=3e-3, val_every=1, save_every=1, log_every=1, val_batches=1, ema_decay=0,
+                       grad_clip=1e-3)
+    tr2 = Trainer(tiny_dataset, tiny_dataset, ModelConfig(32, 2), NoiseConfig(), cfg2)
+    seen = []
+    orig = tr2.opt.step
+
+    def step(*a, **k):
+        seen.append(float(torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(p.grad) for p in tr2.model.parameters() if p.grad is not None]))))
+        return orig(*a, **k)
+
+    tr2.opt.step = step
+    tr2.train(2, tmp_path / "b.pt", progress=False)
+    assert seen and all(n <= 1e-3 * (1 + 1e-4) for n in seen)
+    assert all(h["grad_norm_max"] > 1e-3 for h in tr2.history)  # the logged norm is before clipping
