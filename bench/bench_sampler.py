@@ -284,7 +284,7 @@ def test_warm(benchmark, sampler_results, request, device, size, oversample):
     name = "warm_etkdg_compiled" if oversample == 3 else f"warm_etkdg_os{oversample}_compiled"
     _record(sampler_results, size, name, benchmark, mols * confs, None, device=device,
             network_evaluations_per_conformer=num_evaluations(noise, cfg),
-            includes=f"ETKDG embedding ({oversample}x) and selection")
+            includes=f"ETKDG embedding ({oversample}x) and selection" if oversample > 1 else "ETKDG embedding")
 
 
 @pytest.mark.parametrize("size", list(WORKLOADS))

@@ -26,9 +26,8 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 
 from confgf_fast.checkpoint import load_model
-from confgf_fast.chem import conformer_positions, etkdg_params, set_conformers
+from confgf_fast.chem import conformer_positions, diverse_subset, etkdg_params, set_conformers
 from confgf_fast.config import SCHEDULES, SamplerConfig
-from confgf_fast.diversity import farthest_point_subset
 from confgf_fast.evaluate import EvalResult, evaluate, format_table, stereo_match_rate
 from confgf_fast.pipeline import generate
 from confgf_fast.sampler import num_evaluations
@@ -66,8 +65,8 @@ def benchmark_inputs(refs: list[tuple[str, Chem.Mol]]) -> tuple[list[Chem.Mol], 
 def etkdg(mol: Chem.Mol, n: int, seed: int, threads: int = 1, oversample: int = 1) -> Chem.Mol:
     """Copy of `mol` with n RDKit ETKDGv3 conformers (chem.etkdg_params(seed)), embedded with
     `threads` threads (RDKit numThreads; 0: all cores). oversample > 1: embed oversample x n and
-    keep a diverse n, with the selection our warm start uses (diversity.farthest_point_subset on
-    the heavy atoms): the baseline with the same trick."""
+    keep a diverse n, with the selection our warm start uses (chem.diverse_subset): the baseline
+    with the same trick."""
     m = Chem.Mol(mol)
     m.RemoveAllConformers()
     params = etkdg_params(seed)
@@ -80,9 +79,7 @@ def etkdg(mol: Chem.Mol, n: int, seed: int, threads: int = 1, oversample: int = 
         AllChem.EmbedMultipleConfs(m, n * oversample, params)
     if m.GetNumConformers() > n:
         pos = conformer_positions(m)
-        heavy = [a.GetIdx() for a in m.GetAtoms() if a.GetAtomicNum() > 1]
-        keep = farthest_point_subset(pos, n, torch.tensor(heavy) if len(heavy) >= 3 else None)
-        m = set_conformers(m, [pos[int(i)] for i in keep])
+        m = set_conformers(m, pos[diverse_subset(m, pos, n)])
     return m
 
 

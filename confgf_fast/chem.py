@@ -46,10 +46,8 @@ def etkdg_coordinates(mol: Chem.Mol, n: int, seed: int, oversample: int = 1,
     ETKDG's chirality check (2 of the 190 QM9 dev molecules, fused small rings, need it; the note
     says so, since their stereo then rests on the sampler's guidance). (None, note) if all fail.
     seed: any int (RDKit takes 31 bits). oversample > 1 embeds oversample x n conformers and keeps
-    a diverse n of them (diversity.farthest_point_subset on the heavy atoms)."""
+    a diverse n of them (diverse_subset)."""
     from rdkit.Chem import AllChem
-
-    from .diversity import farthest_point_subset
 
     m = Chem.Mol(mol)
     m.RemoveAllConformers()
@@ -69,11 +67,17 @@ def etkdg_coordinates(mol: Chem.Mol, n: int, seed: int, oversample: int = 1,
         return None, ("RDKit ETKDG could not embed this molecule for the warm start (--init etkdg); "
                       "try --init random")
     pos = conformer_positions(m)
-    if pos.shape[0] > n:
-        heavy = [a.GetIdx() for a in m.GetAtoms() if a.GetAtomicNum() > 1]
-        # fewer than 3 heavy atoms fix no orientation: select on all atoms instead
-        pos = pos[farthest_point_subset(pos, n, torch.tensor(heavy) if len(heavy) >= 3 else None)]
-    return pos, note
+    return pos[diverse_subset(m, pos, n)], note
+
+
+def diverse_subset(mol: Chem.Mol, pos: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of n diverse conformers among pos [C, atoms, 3] of `mol` (all of them if C <= n):
+    diversity.farthest_point_subset on the heavy atoms, or on all atoms where fewer than 3 heavy
+    atoms fix no orientation."""
+    from .diversity import farthest_point_subset
+
+    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
+    return farthest_point_subset(pos, n, torch.tensor(heavy) if len(heavy) >= 3 else None)
 
 
 def mol_from_smiles(smiles: str) -> Chem.Mol:
