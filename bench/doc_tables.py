@@ -412,7 +412,10 @@ def drugs_table_from(d: dict, name: str) -> str:
     commit = str(prov.get("git_commit"))[:7] + (" (dirty)" if prov.get("git_dirty") else "")
     th = d["threads"]
     rdkit = th["etkdg_embed"] if th["etkdg_embed"] == th["mmff"] else f"{th['etkdg_embed']} / {th['mmff']}"
-    head = (f"`{name}`: weights `{d['weights']}` (step {d['weights_step']:,}, elements {d['trained_elements']}), "
+    used = d.get("weights_models")  # files written before several weights per run have none
+    per = ("; molecules per weights: " + ", ".join(f"`{m['name']}` (step {m['step']:,}) {m['molecules']}"
+                                                   for m in used)) if used and len(used) > 1 else ""
+    head = (f"`{name}`: weights `{d['weights']}` (step {d['weights_step']:,}, elements {d['trained_elements']}{per}), "
             f"`{d['sampler_tag']}` ({d['network_evaluations']} network evaluations), commit {commit}, "
             f"{prov.get('machine', '?')}; threads: torch {th['torch']}, RDKit {rdkit}. 2K conformers for K "
             "references; COV and MAT as mean / median over the molecules a method has output for; MAT does not "

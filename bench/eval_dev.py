@@ -25,9 +25,10 @@ import torch
 from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 
-from confgf_fast.checkpoint import load_model
+from confgf_fast.checkpoint import load_models
 from confgf_fast.chem import conformer_positions, diverse_subset, etkdg_params, set_conformers
 from confgf_fast.config import SCHEDULES, SamplerConfig
+from confgf_fast.elements import element_names
 from confgf_fast.evaluate import EvalResult, evaluate, format_table, stereo_match_rate
 from confgf_fast.pipeline import generate
 from confgf_fast.sampler import num_evaluations
@@ -83,6 +84,26 @@ def etkdg(mol: Chem.Mol, n: int, seed: int, threads: int = 1, oversample: int = 
     return m
 
 
+def weights_record(weights: list[str] | None, models: list, per_model: dict[int, int],
+                   sampler: SamplerConfig) -> dict:
+    """What a result JSON says about the weights and the sampler: `weights` (the paths given, or
+    "shipped"); `weights_step`, `trained_elements` and the sampler (`sampler`, `sampler_tag`, with
+    the checkpoint's own sampler_defaults applied, SamplerConfig.tuned_for) of the model that
+    sampled the most molecules (with the shipped set: the QM9 model on QM9, the drug-like model on
+    drugs); `weights_models`: every model's file name, step, sampler tag and molecules sampled
+    (pipeline.RunStats.per_model)."""
+    top = max(range(len(models)), key=lambda i: per_model.get(i, 0))
+    model = models[top][0]
+    elements = getattr(model, "trained_elements", None)
+    tuned = sampler.tuned_for(getattr(model, "sampler_defaults", None))
+    return {"weights": ", ".join(weights) if weights else "shipped", "weights_step": model.trained_steps,
+            "trained_elements": element_names(elements) if elements else None,
+            "schedule": tuned.schedule, "sampler": vars(tuned), "sampler_tag": tuned.describe(),
+            "weights_models": [{"name": m.weights_name, "step": m.trained_steps, "molecules": per_model.get(i, 0),
+                                "sampler_tag": sampler.tuned_for(getattr(m, "sampler_defaults", None)).describe()}
+                               for i, (m, _) in enumerate(models)]}
+
+
 def apply_sets(sampler: SamplerConfig, items: list[str]) -> None:
     """Set SamplerConfig fields from --set FIELD=VALUE strings, in order. A value takes the type of
     the field's current value (booleans by name: 1/true/yes/on are True); ValueError for an unknown
@@ -100,7 +121,9 @@ def apply_sets(sampler: SamplerConfig, items: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ref", default=str(DEV_SDF))
-    ap.add_argument("--weights", default=None)
+    ap.add_argument("--weights", action="append", default=None,
+                    help="checkpoint; repeat for several, chosen per molecule as generate does (default: the shipped "
+                         "set)")
     ap.add_argument("--schedule", default=None, choices=list(SCHEDULES),
                     help="a schedule preset (default: the sampler's default; paper for Langevin)")
     ap.add_argument("--levels", type=int, default=None)
@@ -140,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         pick = sorted(random.Random(args.sample_seed).sample(range(len(refs)), args.sample))
         refs = [refs[i] for i in pick]
     counts = [2 * m.GetNumConformers() for _, m in refs]
-    model, noise = load_model(args.weights, args.device)
+    models = load_models(args.weights, args.device)
+    noise = models[0][1]
     sampler = SamplerConfig.resolve(args.sampler, args.schedule, args.init)
     sampler.precision, sampler.compile = args.precision, args.compile
     sampler.override(args.levels, args.steps_per_level, args.eps, args.bands)
@@ -155,18 +179,17 @@ def main(argv: list[str] | None = None) -> int:
         "sample_seed": args.sample_seed, "threshold": args.threshold,
         "machine": f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads, "
                    f"device {args.device}",
-        "weights": args.weights or "shipped",
-        "weights_step": model.trained_steps,
-        "schedule": sampler.schedule, "sampler": vars(sampler), "sampler_tag": sampler.describe(),
+        **weights_record(args.weights, models, {0: len(refs)}, sampler),  # updated from the run below
         "network_evaluations": num_evaluations(noise, sampler), "per_molecule": {},
         "provenance": provenance(args.device),
     }
     ours_eval = None
     if not args.no_ours:
         t0 = time.perf_counter()
-        res = generate(inputs, counts, model=model, noise=noise, sampler=sampler, device=args.device,
-                       seed=args.seed, progress=not args.quiet)
+        res = generate(inputs, counts, model=[m for m, _ in models], noise=[n for _, n in models], sampler=sampler,
+                       device=args.device, seed=args.seed, progress=not args.quiet)
         t_ours = time.perf_counter() - t0
+        out.update(weights_record(args.weights, models, res.stats.per_model, sampler))
         # a molecule without output (res.mols None) counts as covering nothing
         ours_eval = evaluate({s: [g] if g is not None else [] for (s, _), g in zip(refs, res.mols)}, ref_groups,
                              threshold=args.threshold, progress=False)

@@ -38,21 +38,21 @@ import random
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import torch
 from rdkit import Chem, RDLogger, rdBase
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_dev import apply_sets, benchmark_inputs, etkdg, load_reference
+from eval_dev import apply_sets, benchmark_inputs, etkdg, load_reference, weights_record
 from eval_relax import relax_all
 from provenance import provenance, write_json
 from schedule_table import paired
 
-from confgf_fast.checkpoint import load_model
+from confgf_fast.checkpoint import load_models
 from confgf_fast.chem import canonical_smiles, set_conformers
 from confgf_fast.config import SamplerConfig
-from confgf_fast.elements import element_names
 from confgf_fast.evaluate import EvalResult, evaluate, stereo_match_rate
 from confgf_fast.pipeline import generate
 from confgf_fast.relax import DEFAULT_MAX_ITERS, RelaxOptions
@@ -134,7 +134,8 @@ def score(mols: list[Chem.Mol | None], refs: list[tuple[str, Chem.Mol]], ref_gro
     return summary, {k: r.row_dicts() for k, r in by_t.items()}, t_eval
 
 
-def run_benchmark(path: Path, args: argparse.Namespace, model, noise, sampler: SamplerConfig) -> dict:
+def run_benchmark(path: Path, args: argparse.Namespace, models: list, sampler: SamplerConfig,
+                  per_model: Counter) -> dict:
     """Every selected method on one benchmark file -> its JSON block (see the module docstring)."""
     refs = select(load_reference(path), args.max_mols, args.sample, args.sample_seed)
     counts = [2 * m.GetNumConformers() for _, m in refs]
@@ -150,8 +151,10 @@ def run_benchmark(path: Path, args: argparse.Namespace, model, noise, sampler: S
     generated: dict[str, tuple[list, float]] = {}
     if not args.no_ours:
         t0 = time.perf_counter()
-        res = generate(inputs, counts, model=model, noise=noise, sampler=sampler, device=args.device, seed=args.seed,
-                       progress=progress)
+        res = generate(inputs, counts, model=[m for m, _ in models], noise=[n for _, n in models], sampler=sampler,
+                       device=args.device, seed=args.seed, progress=progress)
+        per_model.update(res.stats.per_model)
+        out["molecules_per_weights"] = {models[i][0].weights_name: n for i, n in sorted(res.stats.per_model.items())}
         generated["ours"] = (res.mols, time.perf_counter() - t0)
         out["seconds"]["ours_generate"] = generated["ours"][1]
         flags = [f for fl in res.flags.values() for f in fl]
@@ -228,7 +231,9 @@ def report(name: str, b: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", default="both", choices=["drugs", "geom", "both"])
-    ap.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights)")
+    ap.add_argument("--weights", action="append", default=None,
+                    help="checkpoint; repeat for several, chosen per molecule as generate does (default: the shipped "
+                         "set, QM9 then drug-like)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="set a field of the default (warm) SamplerConfig, e.g. --set num_steps=30")
     ap.add_argument("--max-mols", type=int, default=None, help="only the first N molecules of each benchmark")
@@ -254,18 +259,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     prov = provenance(args.device)  # before the run: the commit that ran, not one made meanwhile
 
-    model, noise = load_model(args.weights, args.device)
+    models = load_models(args.weights, args.device)
+    per_model: Counter = Counter()
     sampler = SamplerConfig.resolve()  # generate's default: the warm start
     try:
         apply_sets(sampler, args.set)
     except ValueError as exc:
         ap.error(str(exc))
-    elements = getattr(model, "trained_elements", None)
     out = {
-        "thresholds": list(THRESHOLDS), "weights": args.weights or "shipped", "weights_step": model.trained_steps,
-        "trained_elements": element_names(elements) if elements else None,
-        "schedule": sampler.schedule, "sampler": vars(sampler), "sampler_tag": sampler.describe(),
-        "network_evaluations": num_evaluations(noise, sampler), "seed": args.seed,
+        "thresholds": list(THRESHOLDS), **weights_record(args.weights, models, {}, sampler),
+        "network_evaluations": num_evaluations(models[0][1], sampler), "seed": args.seed,
         "max_mols": args.max_mols, "sample": args.sample, "sample_seed": args.sample_seed,
         "threads": {"torch": torch.get_num_threads(), "etkdg_embed": args.threads, "mmff": args.threads,
                     "ours_etkdg_warm_start": 1},
@@ -273,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     names = list(BENCHMARKS) if args.bench == "both" else [args.bench]
     for name in names:
-        out["benchmarks"][name] = b = run_benchmark(BENCHMARKS[name], args, model, noise, sampler)
+        out["benchmarks"][name] = b = run_benchmark(BENCHMARKS[name], args, models, sampler, per_model)
+        out.update(weights_record(args.weights, models, per_model, sampler))
         report(name, b)
         if args.json:  # written after each benchmark, so a long run keeps what it finished
             write_json(args.json, out)

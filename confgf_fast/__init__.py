@@ -3,8 +3,10 @@ Langevin dynamics, Shi et al., ICML 2021).
 
 Public API:
     generate(inputs, num_confs, ...) -> GenerationResult   SMILES/Mols in, RDKit conformers out
+        (the shipped QM9 and drug-like weights, chosen per molecule by elements and size)
     generate_tensors(graphs_or_mols, num_confs, ...) -> TensorConformers   conformers as device tensors
-    load_model(path=None, device="cpu") -> (ScoreNet, NoiseConfig)
+    load_model(path=None, device="cpu") -> (ScoreNet, NoiseConfig)   one checkpoint (default the QM9 model)
+    load_models(paths=None, device="cpu") -> [(ScoreNet, NoiseConfig)]   several (default the shipped set)
     featurize(mol) -> MolGraph;  PackedGraphs(graphs).batch(mol_ids) -> GraphBatch
     langevin_sample(model, batch, noise, sampler_cfg) -> positions [N, 3]
     ops: pairwise_distance, coord_score, langevin_step (backend choice)
@@ -35,10 +37,10 @@ def __getattr__(name: str):
         from .chem import featurize
 
         return featurize
-    if name == "load_model":
-        from .checkpoint import load_model
+    if name in ("load_model", "load_models"):
+        from . import checkpoint as _c
 
-        return load_model
+        return getattr(_c, name)
     if name == "langevin_sample":
         from .sampler import langevin_sample
 
@@ -62,5 +64,6 @@ __all__ = [
     "generate_tensors",
     "langevin_sample",
     "load_model",
+    "load_models",
     "ops",
 ]

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 import torch
 
-from .config import ModelConfig, NoiseConfig, config_from_dict, config_to_dict
+from .config import ModelConfig, NoiseConfig, check_sampler_defaults, config_from_dict, config_to_dict
 from .elements import QM9_ELEMENTS
 from .model import ScoreNet
 
 CHECKPOINT_FORMAT = "confgf_fast/1"
 DEFAULT_WEIGHTS = "qm9_small.pt"
+# The shipped set, in the order elements.choose_model tries them: the QM9 model for what it was
+# trained on (H, C, N, O, F, up to 9 heavy atoms), the drug-like model for everything else.
+DEFAULT_WEIGHTS_SET = (DEFAULT_WEIGHTS, "drugs_small.pt")
 QM9_MAX_HEAVY_ATOMS = 9  # QM9's definition: molecules of up to 9 heavy atoms (C, N, O, F)
 
 
@@ -20,9 +24,14 @@ class WeightsError(RuntimeError):
     """A weights file that is missing, unreadable or does not fit the model it describes."""
 
 
-def default_weights_path() -> Path:
-    """The shipped pretrained checkpoint (confgf_fast/weights/)."""
-    return Path(str(resources.files("confgf_fast") / "weights" / DEFAULT_WEIGHTS))
+def default_weights_path(name: str = DEFAULT_WEIGHTS) -> Path:
+    """A shipped pretrained checkpoint (confgf_fast/weights/; default the QM9 model)."""
+    return Path(str(resources.files("confgf_fast") / "weights" / name))
+
+
+def default_weights_paths() -> list[Path]:
+    """The shipped set of checkpoints (DEFAULT_WEIGHTS_SET), in choice order."""
+    return [default_weights_path(name) for name in DEFAULT_WEIGHTS_SET]
 
 
 def save_checkpoint(path: str | Path, model: ScoreNet, noise: NoiseConfig, **extra) -> None:
@@ -117,7 +126,9 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     NaN / inf weights. The returned model carries `trained_elements` (tuple of atomic numbers),
     `trained_elements_assumed` (True for old checkpoints without the record; see trained_elements()),
     `trained_max_heavy_atoms` (heavy atoms of the largest training molecule, None if unknown; see
-    trained_max_heavy_atoms()) and `trained_steps` (the checkpoint's training step, None if it has none).
+    trained_max_heavy_atoms()), `trained_steps` (the checkpoint's training step, None if it has none)
+    and `sampler_defaults` (the sampler settings measured best for these weights, applied by
+    SamplerConfig.tuned_for; {} if the checkpoint has none).
     """
     path = Path(path) if path is not None else default_weights_path()
     state = read_checkpoint(path)
@@ -149,6 +160,10 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     model.trained_max_heavy_atoms = trained_max_heavy_atoms(state)
     model.trained_steps = state.get("step")
     try:
+        model.sampler_defaults = check_sampler_defaults(state.get("sampler_defaults") or {})
+    except ValueError as exc:
+        raise WeightsError(f"{path}: {exc}") from exc
+    try:
         noise = config_from_dict(NoiseConfig, state["noise_config"])
         noise.sigmas()
     except Exception as exc:
@@ -156,19 +171,46 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     return model, noise
 
 
+def load_models(paths: str | Path | Sequence[str | Path] | None = None,
+                device: str | torch.device = "cpu") -> list[tuple[ScoreNet, NoiseConfig]]:
+    """load_model for each of `paths` (one path or several; default: the shipped set,
+    default_weights_paths()), in the given order, which is the order molecules are matched to them
+    (elements.choose_model). Each model also carries `weights_name` (its file name)."""
+    if paths is None:
+        paths = default_weights_paths()
+    elif isinstance(paths, (str, Path)):
+        paths = [paths]
+    if not paths:
+        raise WeightsError("no weights file given")
+    models = []
+    for p in paths:
+        model, noise = load_model(p, device)
+        model.weights_name = Path(p).name
+        models.append((model, noise))
+    return models
+
+
 # Training-only state: needed to resume, not to sample.
 _TRAINING_KEYS = ("optimizer_state", "scheduler_state", "rng_state", "ema_state")
 
 
-def export_weights(src: str | Path, dst: str | Path, average: bool = True) -> dict:
+def export_weights(src: str | Path, dst: str | Path, average: bool = True,
+                   sampler_defaults: dict | None = None) -> dict:
     """Write a sampling-only copy of a training checkpoint (no optimizer/scheduler/RNG state, ~1/3
     of the size); config, step, learning curve and data description are kept. Returns the state.
 
     average: ship the exponential moving average of the weights when the checkpoint has one
     (train.WeightAverage); the copy records which in `weights_kind` ("ema" or "raw") and, for
-    the average, its decay and update count in `ema`."""
+    the average, its decay and update count in `ema`.
+    sampler_defaults: {schedule: {field: value}} stored with the weights (merged over the
+    source's own) and applied when they sample (SamplerConfig.tuned_for); ValueError if invalid."""
     state = read_checkpoint(src)
     slim = {k: v for k, v in state.items() if k not in _TRAINING_KEYS}
+    if sampler_defaults:
+        merged = {k: dict(v) for k, v in (state.get("sampler_defaults") or {}).items()}
+        for schedule, tuned in check_sampler_defaults(sampler_defaults).items():
+            merged.setdefault(schedule, {}).update(tuned)
+        slim["sampler_defaults"] = merged
     ema = state.get("ema_state")
     if average and ema:
         slim["model_state"] = ema["weights"]

@@ -122,11 +122,11 @@ def run_stats_line(stats, method: str) -> str:
 
 def sampler_tag(sampler, noise, weights: str | None, model, seed: int) -> str:
     """The `sampler` SDF property: key=value words saying how the conformers were made, e.g.
-    `sampler=project schedule=quick nfe=44 weights=qm9_small.pt step=148250 seed=0`."""
-    from .checkpoint import default_weights_path
+    `sampler=project schedule=quick nfe=44 weights=qm9_small.pt step=148250 seed=0`. weights: the
+    checkpoint's path (default: the model's `weights_name`, as checkpoint.load_models sets it)."""
     from .sampler import num_evaluations
 
-    name = Path(weights).name if weights else default_weights_path().name
+    name = Path(weights).name if weights else getattr(model, "weights_name", "unknown")
     step = getattr(model, "trained_steps", None)
     return (f"{sampler.describe()} nfe={num_evaluations(noise, sampler)} weights={name} "
             f"step={step if step is not None else 'unknown'} seed={seed}")
@@ -147,7 +147,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
     from . import distributed
-    from .checkpoint import WeightsError, load_model
+    from .checkpoint import WeightsError, load_models
     from .config import SamplerConfig
     from .pipeline import RunStats, generate_iter
     from .relax import RelaxError, RelaxOptions
@@ -185,13 +185,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        model, noise = load_model(args.weights, args.device)
+        models = load_models(args.weights, args.device)
     except WeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL
-    if getattr(model, "trained_elements_assumed", False):
-        print("note: the checkpoint does not record its training elements; assuming H, C, N, O, F (QM9)",
-              file=sys.stderr)
+    for model, _ in models:
+        if getattr(model, "trained_elements_assumed", False):
+            name = getattr(model, "weights_name", "the checkpoint")
+            print(f"note: {name} does not record its training elements; assuming H, C, N, O, F (QM9)",
+                  file=sys.stderr)
     langevin_opts = {"--levels": args.levels, "--steps-per-level": args.steps_per_level, "--eps": args.eps,
                      "--bands": args.bands}
     project_opts = {"--num-steps": args.num_steps, "--noise-scale": args.noise_scale,
@@ -249,8 +251,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
             return EXIT_FATAL
     errors_path = Path(args.errors) if args.errors else Path(str(out_path) + ".errors.tsv")
     try:
+        # Each record names the weights that sampled it (one `sampler` tag per model, with the
+        # checkpoint's own sampler settings, SamplerConfig.tuned_for).
+        tags = [sampler_tag(sampler.tuned_for(getattr(m, "sampler_defaults", None)), n, None, m, args.seed)
+                for m, n in models]
         sdf = SdfStream(out_path, append=bool(args.resume and out_path.is_file()),
-                         run_props={"sampler": sampler_tag(sampler, noise, args.weights, model, args.seed)})
+                        model_props=[{"sampler": t} for t in tags])
         errlog = ErrorLog(errors_path, always=args.errors is not None)
     except OSError as exc:
         print(f"error: cannot write output: {exc}", file=sys.stderr)
@@ -274,7 +280,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     chunk_size = args.chunk_size * (shard.world if shard else 1)
     try:
         with _SignalGuard() as guard:
-            for res in generate_iter(items, args.num_confs, model=model, noise=noise, sampler=sampler,
+            for res in generate_iter(items, args.num_confs, model=[m for m, _ in models],
+                                     noise=[n for _, n in models], sampler=sampler,
                                      device=args.device, seed=args.seed, max_atoms=args.max_atoms,
                                      progress=not args.quiet, chunk_size=chunk_size, retries=args.retries,
                                      max_heavy_atoms=args.max_heavy_atoms or None,
@@ -325,11 +332,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     resumed = f" (+{len(done)} already there)" if done else ""
     state = "stopped" if code in (EXIT_SIGINT, EXIT_SIGTERM, EXIT_FATAL) else "done"
     elapsed = time.time() - t0
+    nfe = "/".join(sorted({str(num_evaluations(noise, sampler)) for _, noise in models}))
     summary = (f"{state}: {n_ok} ok, {n_partial} with missing conformers, {n_failed} failed of {n_in} molecules"
                f"{resumed}; {n_confs} conformers written to {out_path}"
                f"{' (no records: the file was not kept)' if dropped_out else ''} in {elapsed:.1f} s "
-               f"({n_confs / max(elapsed, 1e-9):.2f} conformers/s, {num_evaluations(noise, sampler)} network "
+               f"({n_confs / max(elapsed, 1e-9):.2f} conformers/s, {nfe} network "
                f"evaluations per conformer, {sampler.sampler} sampler, schedule {sampler.schedule})")
+    if len(models) > 1:
+        summary += "; molecules per weights: " + ", ".join(
+            f"{getattr(model, 'weights_name', i)} {stats.per_model[i]}" for i, (model, _) in enumerate(models))
     if errlog.count:
         summary += f"; errors in {errors_path}"
     print(summary, file=sys.stderr)
@@ -455,15 +466,32 @@ def _non_negative_float(text: str) -> float:
 def cmd_export_weights(args: argparse.Namespace) -> int:
     from .checkpoint import WeightsError, export_weights
 
+    defaults: dict = {}
+    for item in args.sampler_default or []:
+        key, sep, value = item.partition("=")
+        schedule, dot, name = key.partition(".")
+        try:
+            if not (sep and dot and schedule and name):
+                raise ValueError("expected SCHEDULE.FIELD=VALUE, e.g. warm.sigma_max=0.15")
+            defaults.setdefault(schedule, {})[name] = float(value)
+        except ValueError as exc:
+            print(f"error: --sampler-default {item!r}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     try:
-        state = export_weights(args.checkpoint, args.out, average=not args.raw)
+        state = export_weights(args.checkpoint, args.out, average=not args.raw, sampler_defaults=defaults)
     except WeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL
+    except ValueError as exc:  # an invalid --sampler-default
+        print(f"error: --sampler-default: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     kind = state["weights_kind"]
     if kind == "ema":
         kind += f" (decay {state['ema']['decay']}, {state['ema']['updates']} updates)"
-    print(f"wrote {args.out} (step {state.get('step', '?')}, {kind} weights)", file=sys.stderr)
+    tuned = "; ".join(f"{sch}: " + ", ".join(f"{k}={v:g}" for k, v in t.items())
+                      for sch, t in (state.get("sampler_defaults") or {}).items())
+    print(f"wrote {args.out} (step {state.get('step', '?')}, {kind} weights"
+          f"{'; sampler defaults ' + tuned if tuned else ''})", file=sys.stderr)
     return EXIT_OK
 
 
@@ -504,7 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--backend", default="auto", choices=["auto", "reference", "cpp", "cuda", "triton"],
                    help="geometric-op backend (default auto)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--weights", default=None, help="checkpoint (default: the shipped QM9 model)")
+    g.add_argument("--weights", action="append", default=None, metavar="CKPT",
+                   help="checkpoint; repeat it to give several, and each molecule is sampled by the first trained on "
+                        "its elements and size (default: the shipped QM9 model, then the shipped drug-like model)")
     g.add_argument("--sampler", default=None, choices=["langevin", "project"],
                    help="langevin: annealed Langevin dynamics, as the paper; project: projected denoising, one "
                         "network evaluation per noise level (the default, with --schedule warm; see README)")
@@ -657,6 +687,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("out")
     x.add_argument("--raw", action="store_true",
                    help="ship the raw weights, not their moving average (the default when the checkpoint has one)")
+    x.add_argument("--sampler-default", action="append", default=None, metavar="SCHEDULE.FIELD=VALUE",
+                   help="a sampler setting measured best for these weights, stored with them and used when they "
+                        "sample unless the user changes that field (e.g. warm.sigma_max=0.15); repeatable")
     x.set_defaults(func=cmd_export_weights)
 
     o = sub.add_parser("import-official", help="convert a checkpoint of the official ConfGF code to our format")

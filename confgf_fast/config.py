@@ -6,7 +6,7 @@ Defaults reproduce the official ConfGF QM9 setup (DeepGraphLearning/ConfGF, conf
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 
@@ -268,6 +268,22 @@ class SamplerConfig:
             raise ValueError(f"init {cfg.init!r} needs the project sampler (e.g. --schedule warm), not {cfg.sampler!r}")
         return cfg
 
+    def tuned_for(self, defaults: dict | None) -> SamplerConfig:
+        """This config with a checkpoint's own sampler settings applied (`sampler_defaults`: schedule
+        name -> {field: value}, what was measured best for those weights, e.g. a smaller warm-start
+        noise for the drug-like model). Only this config's schedule's entry is used, and only for
+        fields still at that preset's value, so anything the user changed wins (a value set equal
+        to the preset's counts as unchanged). Returns a copy; self is unchanged."""
+        tuned = dict(check_sampler_defaults(defaults or {}).get(self.schedule) or {})
+        if not tuned:
+            return self
+        base = SamplerConfig.preset(self.schedule)
+        out = replace(self)
+        for name, value in tuned.items():
+            if getattr(self, name) == getattr(base, name):
+                setattr(out, name, type(getattr(base, name))(value) if getattr(base, name) is not None else value)
+        return out
+
     def describe(self) -> str:
         """`key=value` words naming the sampler, its schedule preset and every schedule field that
         differs from the preset (the start of the SDF `sampler` property)."""
@@ -293,6 +309,30 @@ SCHEDULE_FIELDS = ("steps_per_level", "eps", "clip", "levels", "bands", "stereo"
                    "noise_scale", "quiet_below", "inner_iters", "final_steps", "final_sigma", "init_scale",
                    "stereo_gain", "embed_dims", "squash_sigma", "eta", "corrector_steps", "snr", "init",
                    "init_oversample")
+
+
+# Fields a checkpoint's sampler_defaults may set (SamplerConfig.tuned_for): the schedule's numbers,
+# not where it starts (init) nor which sampler runs it.
+TUNABLE_FIELDS = tuple(f for f in SCHEDULE_FIELDS if f not in ("init", "stereo"))
+
+
+def check_sampler_defaults(defaults: object) -> dict:
+    """`defaults` if it is a valid `sampler_defaults` record ({schedule: {field: number}}, schedules of
+    SCHEDULES, fields of TUNABLE_FIELDS), else ValueError saying what is wrong."""
+    if not isinstance(defaults, dict):
+        raise ValueError(f"sampler_defaults must be a dict of schedule -> settings, not {type(defaults).__name__}")
+    for schedule, tuned in defaults.items():
+        if schedule not in SCHEDULES:
+            raise ValueError(f"sampler_defaults: unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+        if not isinstance(tuned, dict):
+            raise ValueError(f"sampler_defaults[{schedule!r}] must be a dict of field -> value")
+        for name, value in tuned.items():
+            if name not in TUNABLE_FIELDS:
+                raise ValueError(f"sampler_defaults[{schedule!r}]: {name!r} cannot be set per weights; "
+                                 f"fields: {', '.join(TUNABLE_FIELDS)}")
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(f"sampler_defaults[{schedule!r}][{name!r}] must be a number, not {value!r}")
+    return defaults
 
 
 def resolve_sampler(sampler: SamplerConfig | str | None, schedule: str | None = None) -> SamplerConfig:

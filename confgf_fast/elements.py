@@ -10,12 +10,18 @@ inputs (tensors.generate_tensors) are judged by the same rules:
 - an element absent from the model's training data (`trained_elements` of the checkpoint; QM9's
   H, C, N, O, F for checkpoints that do not record it) is an error unless allow_unknown_elements,
   and then a warning;
-- a lone atom needs no model (it is placed at the origin), so any element is fine.
+- a lone atom needs no model (it is placed at the origin), so any element is fine;
+- with several sets of weights (e.g. the shipped QM9 and drug-like models), each molecule goes to
+  the first whose training data covers both its elements and its size, else to the covering-elements
+  one trained on the largest molecules, else to the last (whose vocabulary then refuses or warns as
+  above): choose_model. So a QM9-size molecule keeps the QM9 model and a drug-like one gets a model
+  that has seen sulfur, halogens and 26-atom molecules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Container, Iterable
+from collections.abc import Collection, Container, Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -90,5 +96,47 @@ def model_vocabulary(model: object, trained_elements: Iterable[int] | None = Non
     return known, num_atom_types
 
 
-__all__ = ["DEFAULT_MAX_HEAVY_ATOMS", "QM9_ELEMENTS", "check_elements", "element_names", "heavy_atom_mask",
-           "model_vocabulary", "num_heavy_atoms", "size_error"]
+@dataclass(frozen=True)
+class Coverage:
+    """What one set of weights was trained on: its elements (atomic numbers), the heavy atoms of its
+    largest training molecule (None: unknown, taken as no limit) and its embedding table size."""
+
+    elements: frozenset[int]
+    max_heavy_atoms: int | None
+    num_atom_types: int = NUM_ATOM_TYPES
+
+    @classmethod
+    def of(cls, model: object, trained_elements: Iterable[int] | None = None) -> Coverage:
+        """The coverage of a model as checkpoint.load_model describes it (model_vocabulary's
+        elements; `trained_max_heavy_atoms`, None for a model built in code)."""
+        known, num_atom_types = model_vocabulary(model, trained_elements)
+        return cls(known, getattr(model, "trained_max_heavy_atoms", None), num_atom_types)
+
+    def knows(self, zs: Collection[int]) -> bool:
+        return all(int(z) in self.elements for z in zs)
+
+    def fits(self, num_heavy: int) -> bool:
+        return self.max_heavy_atoms is None or num_heavy <= self.max_heavy_atoms
+
+
+def choose_model(zs: Collection[int], num_heavy: int, coverages: Sequence[Coverage]) -> int:
+    """Index of the weights that sample a molecule with atomic numbers `zs` and `num_heavy` heavy atoms.
+
+    The first of `coverages` that knows every element and was trained on molecules at least this
+    large; else, of those that know every element, the one trained on the largest molecules (the
+    molecule then gets the beyond-trained-size warning); else the last one (its element check then
+    refuses the molecule, or warns with allow_unknown_elements). One coverage: always 0.
+    """
+    if not coverages:
+        raise ValueError("no weights to choose from")
+    knowing = [i for i, c in enumerate(coverages) if c.knows(zs)]
+    for i in knowing:
+        if coverages[i].fits(num_heavy):
+            return i
+    if knowing:
+        return max(knowing, key=lambda i: coverages[i].max_heavy_atoms or 0)
+    return len(coverages) - 1
+
+
+__all__ = ["DEFAULT_MAX_HEAVY_ATOMS", "QM9_ELEMENTS", "Coverage", "check_elements", "choose_model", "element_names",
+           "heavy_atom_mask", "model_vocabulary", "num_heavy_atoms", "size_error"]

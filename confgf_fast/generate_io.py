@@ -24,7 +24,7 @@ import io
 import os
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -405,9 +405,13 @@ class SdfStream:
     """Appends whole molecules to the output SDF: each molecule's records go out in one write and
     are flushed, so the file is valid after every molecule."""
 
-    def __init__(self, path: Path, append: bool, run_props: dict | None = None):
+    def __init__(self, path: Path, append: bool, run_props: dict | None = None,
+                 model_props: Sequence[dict] = ()):
         self.fh = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
-        self.run_props = run_props or {}  # the same on every record, e.g. the `sampler` provenance
+        self.run_props = run_props or {}  # the same on every record
+        # model_props[g]: on the records of molecules sampled by the run's model g (MolOutcome.model),
+        # e.g. the `sampler` provenance naming those weights.
+        self.model_props = list(model_props)
 
     def write(self, out: MolOutcome) -> int:
         from rdkit import Chem
@@ -418,7 +422,7 @@ class SdfStream:
         mol = center_conformers(Chem.Mol(out.mol))  # written centred at the origin (centroid of all atoms)
         mol.SetProp("_Name", out.name or f"mol{out.index}")
         props = {"smiles": out.sampled_smiles or out.text, "mol_id": out.index, "num_confs": mol.GetNumConformers(),
-                 **self.run_props}
+                 **self.run_props, **(self.model_props[out.model] if out.model < len(self.model_props) else {})}
         if out.sampled_smiles is not None:  # a salt's kept fragment was sampled: the input is kept beside it
             props["input_smiles"] = out.text
         if out.warnings:

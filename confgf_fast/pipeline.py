@@ -35,10 +35,10 @@ from rdkit import Chem
 from torch import Tensor
 
 from .batch_sampling import POS_LIMIT, bad_conformers, sample_batch  # noqa: F401 (bad_conformers: re-export)
-from .checkpoint import load_model
+from .checkpoint import load_models
 from .chem import etkdg_coordinates, set_conformers
 from .config import NoiseConfig, SamplerConfig, resolve_sampler
-from .elements import DEFAULT_MAX_HEAVY_ATOMS, model_vocabulary
+from .elements import DEFAULT_MAX_HEAVY_ATOMS, Coverage
 from .graph import PackedGraphs
 from .model import ScoreNet
 
@@ -59,7 +59,7 @@ from .prepare import (  # noqa: F401 (re-exports)
 from .quality import conformer_defects, defect_reasons
 from .relax import RelaxOptions, quality_flags, relax_flags
 from .sampler import default_max_atoms, plan_batches
-from .seeds import CHUNK_PURPOSE, WARM_START_PURPOSE, derive_seed
+from .seeds import CHUNK_PURPOSE, MODEL_GROUP_PURPOSE, WARM_START_PURPOSE, derive_seed
 from .stereo import StereoConstraints
 
 DEFAULT_CHUNK_SIZE = 1000
@@ -101,10 +101,29 @@ class RunStats:
     dropped: Counter = field(default_factory=Counter)
     fallback: int = 0
     beyond_trained_size: int = 0
+    per_model: Counter = field(default_factory=Counter)
+
+
+Models = Sequence[ScoreNet]
+
+
+def resolve_models(model: ScoreNet | Models | None, noise: NoiseConfig | Sequence[NoiseConfig | None] | None,
+                   weights: str | Sequence[str] | None,
+                   device: str | torch.device) -> list[tuple[ScoreNet, NoiseConfig]]:
+    """The run's (model, noise levels) pairs, in choice order: `model` (one or several; `noise`
+    alike, default NoiseConfig()), else the checkpoint(s) `weights`, else the shipped set."""
+    if model is None:
+        return load_models(weights, device)
+    models = [model] if isinstance(model, torch.nn.Module) else list(model)
+    noises = list(noise) if isinstance(noise, Sequence) else [noise] * len(models)
+    if not models or len(noises) != len(models):
+        raise ValueError("give one noise config per model (or one for all)")
+    return [(m, n or NoiseConfig()) for m, n in zip(models, noises)]
 
 
 def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 10, *,
-                  model: ScoreNet | None = None, noise: NoiseConfig | None = None, weights: str | None = None,
+                  model: ScoreNet | Models | None = None, noise: NoiseConfig | Sequence[NoiseConfig] | None = None,
+                  weights: str | Sequence[str] | None = None,
                   sampler: SamplerConfig | str | None = None, schedule: str | None = None,
                   device: str | torch.device = "cpu", seed: int = 0,
                   max_atoms: int | None = None, progress: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -130,8 +149,15 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
     the whole input) or seeds.derive_seed(seed, c, 0, 0); retry r of batch b by
     seeds.derive_seed(seed, c, b, r) (purpose CHUNK_PURPOSE). So
     the output depends on seed, input, chunk_size, max_atoms, device and the skipped set.
-    trained_elements: atomic numbers the model knows (default: `model.trained_elements` as set by
-    load_model, else H, C, N, O, F). Molecules larger than the model's `trained_max_heavy_atoms`
+    Models: `model` (a ScoreNet or several, with `noise` alike), else the checkpoint(s) `weights`,
+    else the shipped set (checkpoint.DEFAULT_WEIGHTS_SET: the QM9 model, then the drug-like one).
+    With several, each molecule is sampled by the first whose training data covers its elements and
+    size (elements.choose_model; MolOutcome.model says which); molecules of one chunk are sampled
+    per model, the first model's with the seeds above, model g's with seeds derived from (seed,
+    chunk, g, batch, retry), so a run whose molecules all go to the first model is the same as a
+    run with that model alone.
+    trained_elements: atomic numbers the models know (default: each model's `trained_elements` as
+    set by load_model, else H, C, N, O, F). Molecules larger than the model's `trained_max_heavy_atoms`
     (load_model) get a warning and are sampled. See the module docstring for the per-molecule policy.
     relax: `none`, `mmff`, `mmff94s`, `xtb` or a relax.RelaxOptions: relax each molecule's conformers
     after sampling (relax.py), then drop those more than `energy_window` kcal/mol above its lowest
@@ -142,9 +168,7 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
     relax_opts = relax if isinstance(relax, RelaxOptions) else RelaxOptions(relax, prune_rms, energy_window,
                                                                            sort_energy)
     stats = stats if stats is not None else RunStats()
-    if model is None:
-        model, noise = load_model(weights, device)
-    noise = noise or NoiseConfig()
+    models = resolve_models(model, noise, weights, device)
     sampler = resolve_sampler(sampler, schedule)
     if sampler.init not in ("random", "etkdg") or (sampler.init == "etkdg" and sampler.sampler != "project"):
         raise ValueError(f"init {sampler.init!r} with the {sampler.sampler} sampler: a warm start needs "
@@ -153,15 +177,14 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
         raise ValueError("chunk_size must be >= 1")
     if retries < 0:
         raise ValueError("retries must be >= 0")
-    known, num_atom_types = model_vocabulary(model, trained_elements)
-    # Set by load_model; a model built in code does not know its training data: no size warning.
-    trained_size = getattr(model, "trained_max_heavy_atoms", None)
+    # Coverage.of reads load_model's trained_max_heavy_atoms; a model built in code does not know
+    # its training data: no size warning.
+    coverages = [Coverage.of(m, trained_elements) for m, _ in models]
 
     def prepare(k: int, x: str | Chem.Mol | MolInput) -> Entry:
         return prepare_entry(k, x, num_confs, sampler=sampler, max_heavy_atoms=max_heavy_atoms,
-                             trained_elements=known, allow_unknown_elements=allow_unknown_elements,
-                             largest_fragment=largest_fragment, num_atom_types=num_atom_types,
-                             trained_max_heavy_atoms=trained_size)
+                             allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
+                             coverages=coverages)
 
     from tqdm import tqdm
 
@@ -180,12 +203,14 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
             def status(msg: str, chunk_no: int = chunk_no) -> None:
                 bar.set_postfix_str(f"chunk {chunk_no + 1}, {msg}", refresh=True)
 
-            for out in _timed(_sample_chunk(entries, model, noise, sampler, device, seed, chunk_no, max_atoms,
-                                            retries, status if progress else None, stats), stats):
+            for out in _timed(_sample_per_model(entries, models, sampler, device, seed, chunk_no, max_atoms,
+                                                retries, status if progress else None, stats), stats):
                 if relax_opts.active and progress:
                     status(f"relaxing molecule {out.index} ({relax_opts.method})")
                 _relax_outcome(out, relax_opts, stats)
                 stats.beyond_trained_size += out.beyond_trained_size
+                if out.mol is not None:
+                    stats.per_model[out.model] += 1
                 bar.update(1)
                 yield out
     finally:
@@ -243,11 +268,51 @@ def _relax_outcome(out: MolOutcome, opts: RelaxOptions, stats: RunStats) -> None
     stats.broken_written += sum(f.get("quality", "ok") != "ok" for f in out.conf_flags)
 
 
+def _sample_per_model(entries: list[Entry], models: list[tuple[ScoreNet, NoiseConfig]], sampler: SamplerConfig,
+                      device: str | torch.device, seed: int, chunk_no: int, max_atoms: int, retries: int,
+                      status: Callable[[str], None] | None = None,
+                      stats: RunStats | None = None) -> Iterator[MolOutcome]:
+    """_sample_chunk for each model's share of the entries (MolOutcome.model); outcomes in input order,
+    each as soon as it and every entry before it are finished."""
+    groups: dict[int, list[Entry]] = {}
+    for e in entries:
+        groups.setdefault(e.out.model, []).append(e)
+    # Each model samples with its checkpoint's own settings where the user left the preset's
+    # (SamplerConfig.tuned_for), e.g. the drug-like model's smaller warm-start noise.
+    tuned = [sampler.tuned_for(getattr(m, "sampler_defaults", None)) for m, _ in models]
+    if len(groups) <= 1:  # the common case: stream straight through
+        g = next(iter(groups), 0)
+        yield from _sample_chunk(entries, *models[g], tuned[g], device, seed, chunk_no, max_atoms, retries,
+                                 status, stats, group=g)
+        return
+    order = [e.out.index for e in entries]
+    done: dict[int, MolOutcome] = {}
+    at = 0
+    for g in sorted(groups):
+        for out in _sample_chunk(groups[g], *models[g], tuned[g], device, seed, chunk_no, max_atoms, retries,
+                                 status, stats, group=g):
+            done[out.index] = out
+            while at < len(order) and order[at] in done:
+                yield done.pop(order[at])
+                at += 1
+
+
+def _batch_seed(seed: int, chunk_no: int, group: int, batch: int, retry: int) -> int:
+    """The seed of batch `batch`, retry `retry` (0: the first try) of model `group`'s share of a chunk.
+    Model 0 keeps the seeds of a one-model run (chunk 0's first tries draw from `seed` itself)."""
+    if group == 0:
+        if retry == 0:
+            return seed if chunk_no == 0 else derive_seed(seed, chunk_no, 0, 0, purpose=CHUNK_PURPOSE)
+        return derive_seed(seed, chunk_no, batch, retry, purpose=CHUNK_PURPOSE)
+    return derive_seed(seed, chunk_no, group, batch, retry, purpose=MODEL_GROUP_PURPOSE)
+
+
 def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sampler: SamplerConfig,
                   device: str | torch.device, seed: int, chunk_no: int, max_atoms: int,
                   retries: int, status: Callable[[str], None] | None = None,
-                  stats: RunStats | None = None) -> Iterator[MolOutcome]:
-    """Sample every entry with a graph; yield finished outcomes in order as soon as possible."""
+                  stats: RunStats | None = None, group: int = 0) -> Iterator[MolOutcome]:
+    """Sample every entry with a graph (with `model`, the run's model number `group`); yield finished
+    outcomes in order as soon as possible."""
     if sampler.init == "etkdg":
         _embed_starts(entries, seed, chunk_no, sampler)
     todo = [e for e in entries if e.graph is not None and e.out.error is None]
@@ -269,8 +334,8 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
     stereo = [e.stereo if e.stereo is not None else StereoConstraints.empty() for e in todo]
     plan = plan_batches([e.graph.num_atoms for e in todo], [e.out.requested for e in todo],
                         max_atoms or default_max_atoms(device))
-    chunk_seed = seed if chunk_no == 0 else derive_seed(seed, chunk_no, 0, 0, purpose=CHUNK_PURPOSE)
-    gen = torch.Generator(device=device).manual_seed(chunk_seed)
+    # One generator through the chunk's first tries; each retry has its own (reproducible) seed.
+    gen = torch.Generator(device=device).manual_seed(_batch_seed(seed, chunk_no, group, 0, 0))
     for b, pieces in enumerate(plan):
         mol_ids = torch.cat([torch.full((c,), m, dtype=torch.long) for m, c in pieces])
 
@@ -289,8 +354,7 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
                 stats.broken_resampled += sum(pos[g] is not None for g in failed)
             # Only the failed conformers, in a batch of their own with a seed of their own: the good
             # ones are kept as they are, and the retry is reproducible.
-            retry_seed = derive_seed(seed, chunk_no, b, r, purpose=CHUNK_PURPOSE)
-            retry_gen = torch.Generator(device=device).manual_seed(retry_seed)
+            retry_gen = torch.Generator(device=device).manual_seed(_batch_seed(seed, chunk_no, group, b, r))
             again = _sample(model, packed, stereo, mol_ids[failed], noise, sampler, device, retry_gen, on_level,
                             _starts(todo, mol_ids[failed], sampler))
             for g, p in zip(failed, again):
@@ -367,7 +431,8 @@ def _finish(e: Entry, retries: int) -> MolOutcome:
 
 
 def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Sequence[int] = 10, *,
-             model: ScoreNet | None = None, noise: NoiseConfig | None = None, weights: str | None = None,
+             model: ScoreNet | Models | None = None, noise: NoiseConfig | Sequence[NoiseConfig] | None = None,
+             weights: str | Sequence[str] | None = None,
              sampler: SamplerConfig | str | None = None, schedule: str | None = None,
              device: str | torch.device = "cpu", seed: int = 0,
              max_atoms: int | None = None, progress: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -381,7 +446,8 @@ def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Seque
 
     num_confs: one count for all inputs or one per input. Conformers of many molecules are sampled
     together in batches of at most `max_atoms` atoms. Deterministic for a given seed, batch plan
-    and device. Without `model`, the checkpoint `weights` (default: the shipped one) is loaded.
+    and device. Without `model`, the checkpoint(s) `weights` (default: the shipped set, QM9 then
+    drug-like, chosen per molecule; see generate_iter) are loaded.
     All results are held in memory; for large inputs stream with generate_iter. The remaining
     options are generate_iter's (relax, prune_rms, energy_window, sort_energy: relax.py); the run's
     counts and timings are in result.stats.

@@ -24,6 +24,9 @@ others. The policy, case by case (the element and size rules themselves are elem
   `trained_max_heavy_atoms`; 9 for the shipped QM9 weights): a warning, and the molecule is
   sampled. The network has only seen graphs up to that size, so a larger one is extrapolation
   that may or may not hold up, and the user should know. Unknown size (None): no warning.
+- several sets of weights (`coverages`): the molecule's are chosen by elements.choose_model
+  before the element check, which then uses the chosen weights' elements and size
+  (Entry.model / MolOutcome.model say which).
 - a conformer count below 1: an error for that molecule.
 - duplicates: every input is its own molecule (index = input position); nothing is deduplicated.
 """
@@ -31,7 +34,7 @@ others. The policy, case by case (the element and size rules themselves are elem
 from __future__ import annotations
 
 import re
-from collections.abc import Container
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -40,12 +43,22 @@ from torch import Tensor
 
 from .chem import featurize
 from .config import NUM_ATOM_TYPES, SamplerConfig
-from .elements import DEFAULT_MAX_HEAVY_ATOMS, QM9_ELEMENTS, check_elements, num_heavy_atoms, size_error
+from .elements import (
+    DEFAULT_MAX_HEAVY_ATOMS,
+    QM9_ELEMENTS,
+    Coverage,
+    check_elements,
+    choose_model,
+    num_heavy_atoms,
+    size_error,
+)
 from .graph import MolGraph
 from .stereo import StereoConstraints, stereo_constraints
 
 SAMPLED_SMILES_PROP = "_confgf_sampled_smiles"  # on a prepared Mol: the kept fragment's SMILES
 BEYOND_TRAINED_SIZE_PROP = "_confgf_beyond_trained_size"  # on a prepared Mol: larger than any training molecule
+MODEL_PROP = "_confgf_model"  # on a prepared Mol: index of the weights chosen for it (elements.choose_model)
+_PRIVATE_PROPS = (SAMPLED_SMILES_PROP, BEYOND_TRAINED_SIZE_PROP, MODEL_PROP)
 
 
 class MoleculeError(ValueError):
@@ -106,6 +119,8 @@ class MolOutcome:
     sampled_smiles: str | None = None
     # More heavy atoms than the largest training molecule (warned; counted in pipeline.RunStats).
     beyond_trained_size: bool = False
+    # Index of the weights that sampled it, of those the run was given (elements.choose_model).
+    model: int = 0
 
     @property
     def num_confs(self) -> int:
@@ -187,13 +202,17 @@ def trained_size_warning(num_heavy: int, trained_max_heavy_atoms: int | None) ->
 def prepare_molecule(source: str | Chem.Mol, *, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
                      trained_elements: Container[int] = QM9_ELEMENTS, allow_unknown_elements: bool = False,
                      largest_fragment: bool = True, num_atom_types: int = NUM_ATOM_TYPES,
-                     trained_max_heavy_atoms: int | None = None) -> tuple[Chem.Mol, list[str]]:
+                     trained_max_heavy_atoms: int | None = None,
+                     coverages: Sequence[Coverage] | None = None) -> tuple[Chem.Mol, list[str]]:
     """Input -> (Mol with all hydrogens, warnings), or MoleculeError. The policy is in the module
     docstring; the order of the checks puts the cheap ones before AddHs and the graph.
 
     trained_max_heavy_atoms: heavy atoms of the largest training molecule (the model's, as set by
     checkpoint.load_model); a larger input gets a warning and the Mol BEYOND_TRAINED_SIZE_PROP.
-    None (the default, e.g. a model built in code): no size warning."""
+    None (the default, e.g. a model built in code): no size warning.
+    coverages: several sets of weights to choose from (elements.choose_model); when given they
+    replace trained_elements, num_atom_types and trained_max_heavy_atoms, and the chosen index is
+    set on the Mol as MODEL_PROP (prepare_entry moves it to the outcome)."""
     warnings: list[str] = []
     if isinstance(source, Chem.Mol):
         mol = Chem.Mol(source)
@@ -233,7 +252,14 @@ def prepare_molecule(source: str | Chem.Mol, *, max_heavy_atoms: int | None = DE
         mol.SetProp(SAMPLED_SMILES_PROP, sampled)  # read, then cleared, by prepare_entry
     if mol.GetNumAtoms() == 1:
         return mol, warnings  # no edges and no model involved: any element is fine (see docstring)
-    error, notes = check_elements({a.GetAtomicNum() for a in mol.GetAtoms()}, trained_elements,
+    zs = {a.GetAtomicNum() for a in mol.GetAtoms()}
+    if coverages:
+        chosen = choose_model(zs, num_heavy, coverages)
+        mol.SetIntProp(MODEL_PROP, chosen)
+        cov = coverages[chosen]
+        trained_elements, num_atom_types = cov.elements, cov.num_atom_types
+        trained_max_heavy_atoms = cov.max_heavy_atoms
+    error, notes = check_elements(zs, trained_elements,
                                   allow_unknown_elements=allow_unknown_elements, num_atom_types=num_atom_types)
     if error is not None:
         raise MoleculeError(error)
@@ -284,12 +310,14 @@ def prepare_entry(k: int, x: str | Chem.Mol | MolInput, num_confs: int, *, sampl
                   max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
                   trained_elements: Container[int] = QM9_ELEMENTS,
                   allow_unknown_elements: bool = False, largest_fragment: bool = True,
-                  num_atom_types: int = NUM_ATOM_TYPES, trained_max_heavy_atoms: int | None = None) -> Entry:
+                  num_atom_types: int = NUM_ATOM_TYPES, trained_max_heavy_atoms: int | None = None,
+                  coverages: Sequence[Coverage] | None = None) -> Entry:
     """Input k -> its _Entry: the Mol with all H, graph and stereo constraints (when sampler.stereo),
     or out.error saying why it cannot be sampled. A lone atom gets its conformers (the origin) here
     and no graph. num_confs is the default count (a MolInput's own count wins). Shared by
     generate_iter and tensors.generate_tensors, so both apply the same per-molecule policy
-    (trained_max_heavy_atoms: prepare_molecule's; generate_tensors leaves it None, no size warning)."""
+    (trained_max_heavy_atoms, coverages: prepare_molecule's; generate_tensors leaves the size None,
+    no size warning, and samples with one model)."""
     inp = as_input(x)
     count = inp.num_confs if inp.num_confs is not None else num_confs
     e = Entry(MolOutcome(index=k, text=inp.given(), name=inp.name, requested=count))
@@ -302,13 +330,14 @@ def prepare_entry(k: int, x: str | Chem.Mol | MolInput, num_confs: int, *, sampl
             e.mol, e.out.warnings = prepare_molecule(
                 inp.source, max_heavy_atoms=max_heavy_atoms, trained_elements=trained_elements,
                 allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
-                num_atom_types=num_atom_types, trained_max_heavy_atoms=trained_max_heavy_atoms)
+                num_atom_types=num_atom_types, trained_max_heavy_atoms=trained_max_heavy_atoms, coverages=coverages)
             if e.mol.HasProp(SAMPLED_SMILES_PROP):
                 e.out.sampled_smiles = e.mol.GetProp(SAMPLED_SMILES_PROP)
             e.out.beyond_trained_size = e.mol.HasProp(BEYOND_TRAINED_SIZE_PROP)
+            e.out.model = e.mol.GetIntProp(MODEL_PROP) if e.mol.HasProp(MODEL_PROP) else 0
             # Read into the outcome, then removed: RDKit's SDWriter writes underscore ("private")
             # properties too, so they would reach the output SDF and the returned Mols.
-            for prop in (SAMPLED_SMILES_PROP, BEYOND_TRAINED_SIZE_PROP):
+            for prop in _PRIVATE_PROPS:
                 e.mol.ClearProp(prop)
             if e.mol.GetNumAtoms() == 1:
                 e.coords = [torch.zeros(1, 3) for _ in range(count)]
@@ -327,6 +356,7 @@ def prepare_entry(k: int, x: str | Chem.Mol | MolInput, num_confs: int, *, sampl
 __all__ = [
     "API_TO_CLI",
     "BEYOND_TRAINED_SIZE_PROP",
+    "MODEL_PROP",
     "SAMPLED_SMILES_PROP",
     "Entry",
     "MolInput",

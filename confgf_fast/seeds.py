@@ -15,6 +15,7 @@ import numpy as np
 CHUNK_PURPOSE = 0x5EED  # pipeline.generate_iter: (chunk, batch, retry)
 SHARD_PURPOSE = 0xD157  # distributed: (rank, world size)
 WARM_START_PURPOSE = 0xE7D6  # pipeline: ETKDG warm start, (chunk, input index)
+MODEL_GROUP_PURPOSE = 0x60DE  # pipeline: molecules of model g > 0 in a chunk, (chunk, g, batch, retry)
 
 
 def derive_seed(seed: int, *key: int, purpose: int) -> int:
@@ -30,4 +31,4 @@ def derive_seed(seed: int, *key: int, purpose: int) -> int:
     return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0])
 
 
-__all__ = ["CHUNK_PURPOSE", "SHARD_PURPOSE", "WARM_START_PURPOSE", "derive_seed"]
+__all__ = ["CHUNK_PURPOSE", "MODEL_GROUP_PURPOSE", "SHARD_PURPOSE", "WARM_START_PURPOSE", "derive_seed"]

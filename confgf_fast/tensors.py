@@ -112,7 +112,9 @@ def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Seque
     inputs: MolGraph (RDKit-free; no stereo information), or SMILES / RDKit Mol / MolInput
     (needs RDKit; prepared exactly as `generate` does, stereo guidance when sampler.stereo).
     num_confs: one count for all inputs or one per input (a MolInput's own count wins).
-    Without `model`, the checkpoint `weights` (default: the shipped one) is loaded on `device`.
+    Without `model`, the checkpoint `weights` (default: the shipped QM9 model) is loaded on `device`;
+    one model samples every input (no per-molecule choice of weights as in `generate`: for
+    drug-like inputs pass the drug-like weights, checkpoint.default_weights_path("drugs_small.pt")).
     Deterministic for a given seed, input, max_atoms and device. An input that cannot be used gets
     no conformers and an entry in `errors`; lone atoms sit at the origin (ok, not sampled).
     max_heavy_atoms (default elements.DEFAULT_MAX_HEAVY_ATOMS), allow_unknown_elements,

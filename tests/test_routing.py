@@ -1,0 +1,155 @@
+"""Several sets of weights in one run: each molecule goes to the weights trained on its elements and
+size (elements.choose_model), through the Python API and the CLI."""
+
+from __future__ import annotations
+
+import torch
+from rdkit import Chem
+
+from confgf_fast.checkpoint import DEFAULT_WEIGHTS_SET, default_weights_paths, load_model, load_models
+from confgf_fast.cli import main
+from confgf_fast.elements import Coverage, choose_model
+from confgf_fast.pipeline import generate
+
+H, C, N, OX, F, P, S, CL = 1, 6, 7, 8, 9, 15, 16, 17
+QM9 = Coverage(frozenset({H, C, N, OX, F}), 9)
+DRUGS = Coverage(frozenset({H, C, N, OX, F, S, CL}), 26)
+
+
+def test_choose_model_prefers_the_first_that_covers_elements_and_size():
+    assert choose_model({H, C, OX}, 3, [QM9, DRUGS]) == 0
+    assert choose_model({H, C, OX}, 9, [QM9, DRUGS]) == 0
+    assert choose_model({H, C, OX}, 10, [QM9, DRUGS]) == 1  # too large for QM9's weights
+    assert choose_model({H, C, S}, 3, [QM9, DRUGS]) == 1  # sulfur: only the drug-like weights know it
+    # Larger than both: the one that knows the elements and was trained on the largest molecules.
+    assert choose_model({H, C}, 40, [QM9, DRUGS]) == 1
+    assert choose_model({H, C}, 40, [DRUGS, QM9]) == 0
+    # Nobody knows phosphorus: the last, whose element check then refuses it (or warns).
+    assert choose_model({H, C, P}, 5, [QM9, DRUGS]) == 1
+    # Order is the user's: a model of unknown size (None) covers every size.
+    assert choose_model({H, C}, 50, [Coverage(frozenset({H, C}), None), DRUGS]) == 0
+    # One set of weights: always it, whatever the molecule (the one-model behaviour is unchanged).
+    for zs, n in (({H, C}, 3), ({H, P}, 2), ({H, C}, 99)):
+        assert choose_model(zs, n, [QM9]) == 0
+
+
+def _variant(src, dst, elements, max_heavy):
+    state = torch.load(src, map_location="cpu", weights_only=False)
+    state["trained_elements"] = list(elements)
+    state["trained_max_heavy_atoms"] = max_heavy
+    torch.save(state, dst)
+    return dst
+
+
+def _pair(tiny_ckpt, tmp_path):
+    a = _variant(tiny_ckpt, tmp_path / "small.pt", (H, C, N, OX), 4)
+    b = _variant(tiny_ckpt, tmp_path / "large.pt", (H, C, N, OX, S), 30)
+    return a, b
+
+
+SMILES = ["CCO", "CCCCCCCCCC", "CCS", "CC(N)O", "CCP"]  # small, large, sulfur, small, unknown element
+
+
+def test_generate_routes_each_molecule_and_keeps_input_order(tiny_ckpt, tmp_path):
+    a, b = _pair(tiny_ckpt, tmp_path)
+    models = load_models([a, b])
+    res = generate(SMILES, 2, model=[m for m, _ in models], noise=[n for _, n in models], schedule="quick", seed=3)
+    for k, smi in enumerate(SMILES[:4]):
+        mol = res.mols[k]
+        assert mol is not None and mol.GetNumConformers() == 2, (k, res.errors.get(k))
+        assert Chem.MolToSmiles(Chem.RemoveHs(mol)) == Chem.CanonSmiles(smi)
+    assert res.mols[4] is None and "P" in res.errors[4] and "S" in res.errors[4]  # the last model's vocabulary
+    assert dict(res.stats.per_model) == {0: 2, 1: 2}
+    # Reproducible, and a molecule's conformers do not depend on the other model's share of the chunk.
+    again = generate(SMILES, 2, model=[m for m, _ in models], noise=[n for _, n in models], schedule="quick",
+                     seed=3)
+    for m1, m2 in zip(res.mols[:4], again.mols[:4]):
+        assert all(torch.equal(torch.tensor(c1.GetPositions()), torch.tensor(c2.GetPositions()))
+                   for c1, c2 in zip(m1.GetConformers(), m2.GetConformers()))
+
+
+def test_a_run_within_the_first_model_equals_that_model_alone(tiny_ckpt, tmp_path):
+    a, b = _pair(tiny_ckpt, tmp_path)
+    small = ["CCO", "CC(N)O", "OCCO"]
+    both = generate(small, 3, weights=[str(a), str(b)], seed=5)
+    alone = generate(small, 3, weights=str(a), seed=5)
+    assert dict(both.stats.per_model) == {0: 3}
+    for m1, m2 in zip(both.mols, alone.mols):
+        for c1, c2 in zip(m1.GetConformers(), m2.GetConformers()):
+            assert torch.equal(torch.tensor(c1.GetPositions()), torch.tensor(c2.GetPositions()))
+
+
+def test_cli_records_which_weights_sampled_each_molecule(tiny_ckpt, tmp_path, capsys):
+    a, b = _pair(tiny_ckpt, tmp_path)
+    inp = tmp_path / "in.smi"
+    inp.write_text("\n".join(SMILES[:4]) + "\n")
+    out = tmp_path / "out.sdf"
+    rc = main(["generate", str(inp), "-n", "2", "-o", str(out), "--weights", str(a), "--weights", str(b),
+               "--schedule", "quick", "-q"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "molecules per weights: small.pt 2, large.pt 2" in err
+    used = {}
+    for mol in Chem.SDMolSupplier(str(out), removeHs=False):
+        used.setdefault(mol.GetIntProp("mol_id"), set()).add(mol.GetProp("sampler").split("weights=")[1].split()[0])
+    assert used == {0: {"small.pt"}, 1: {"large.pt"}, 2: {"large.pt"}, 3: {"small.pt"}}
+
+
+def test_the_shipped_set_covers_qm9_and_drug_like_molecules():
+    paths = default_weights_paths()
+    assert [p.name for p in paths] == list(DEFAULT_WEIGHTS_SET) and all(p.is_file() for p in paths)
+    qm9, drugs = (Coverage.of(m) for m, _ in load_models())
+    assert qm9 == Coverage.of(load_model()[0])  # load_model() alone is still the QM9 model
+    # Sulfonamide, aryl chloride and bromide, 20-odd heavy atoms: the drug-like weights.
+    for smi in ("Cc1ccc(S(=O)(=O)Nc2ccc(Cl)cc2)cc1", "Brc1ccc(C(=O)NCCN2CCOCC2)cc1"):
+        mol = Chem.AddHs(Chem.MolFromSmiles(smi))
+        zs = {a.GetAtomicNum() for a in mol.GetAtoms()}
+        assert choose_model(zs, mol.GetNumHeavyAtoms(), [qm9, drugs]) == 1
+        assert drugs.knows(zs)
+    # A QM9-size molecule stays with the QM9 weights, so QM9 results are those of the QM9 model.
+    assert choose_model({H, C, N, OX}, 9, [qm9, drugs]) == 0
+
+
+def test_sampler_defaults_of_the_weights_apply_where_the_user_left_the_preset():
+    from confgf_fast.config import SamplerConfig
+
+    warm = SamplerConfig.resolve()
+    tuned = warm.tuned_for({"warm": {"sigma_max": 0.15}, "quick": {"num_steps": 10}})
+    assert tuned.sigma_max == 0.15 and warm.sigma_max == 0.5  # a copy; the quick entry is not this schedule's
+    assert tuned.num_steps == warm.num_steps
+    assert "sigma_max=0.15" in tuned.describe()  # the SDF provenance names it
+    mine = SamplerConfig.resolve()
+    mine.sigma_max = 0.3
+    assert mine.tuned_for({"warm": {"sigma_max": 0.15}}).sigma_max == 0.3  # the user's setting wins
+    assert warm.tuned_for(None) is warm and warm.tuned_for({}) is warm
+    for bad in ({"warm": {"init": 1}}, {"nope": {"sigma_max": 1}}, {"warm": {"sigma_max": "x"}}):
+        try:
+            warm.tuned_for(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} accepted")
+
+
+def test_export_weights_stores_sampler_defaults_and_generate_uses_them(tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "tuned.pt"
+    # --raw: the same weights as tiny_ckpt itself, so only the sampler settings differ below
+    assert main(["export-weights", str(tiny_ckpt), str(out), "--raw", "--sampler-default", "warm.sigma_max=0.15"]) == 0
+    assert "sampler defaults warm: sigma_max=0.15" in capsys.readouterr().err
+    model, _ = load_model(out)
+    assert model.sampler_defaults == {"warm": {"sigma_max": 0.15}}
+    assert main(["export-weights", str(tiny_ckpt), str(tmp_path / "x.pt"), "--sampler-default", "warm.init=1"]) == 2
+    assert main(["export-weights", str(tiny_ckpt), str(tmp_path / "x.pt"), "--sampler-default", "sigma_max"]) == 2
+    sdf = tmp_path / "o.sdf"
+    assert main(["generate", "CCO", "-n", "2", "-o", str(sdf), "--weights", str(out), "-q"]) == 0
+    tags = {m.GetProp("sampler") for m in Chem.SDMolSupplier(str(sdf), removeHs=False)}
+    assert len(tags) == 1 and "sigma_max=0.15" in tags.pop()
+    # The tuned start noise reaches the sampler: it changes the coordinates, as setting it by hand does.
+    tuned = generate(["CCO"], 2, weights=str(out), seed=1)
+    plain = generate(["CCO"], 2, weights=str(tiny_ckpt), seed=1)
+    from confgf_fast.config import SamplerConfig
+
+    by_hand = SamplerConfig.resolve()
+    by_hand.sigma_max = 0.15
+    manual = generate(["CCO"], 2, weights=str(tiny_ckpt), sampler=by_hand, seed=1)
+    pos = [torch.tensor(r.mols[0].GetConformer(0).GetPositions()) for r in (tuned, plain, manual)]
+    assert torch.equal(pos[0], pos[2]) and not torch.equal(pos[0], pos[1])
