@@ -457,6 +457,34 @@ def drugs_table_from(d: dict, name: str) -> str:
     return "\n".join(lines)
 
 
+def drugs_eval_sweep_table() -> str:
+    """Warm-start settings of the drug-like weights on the drug dev benchmark
+    (bench/results/drugs_eval_sweep: eval_drugs.py --bench drugs, one file per setting), each paired
+    per molecule against plain and diversely selected ETKDGv3 of the same seeds, at both thresholds."""
+    runs = sorted((RESULTS / "drugs_eval_sweep").glob("*.json"))
+    if not runs:
+        return "(no bench/results/drugs_eval_sweep run yet)"
+
+    def cell(p: dict, fmt: str) -> str:
+        return f"{p['mean']:+{fmt}} ± {_num(p['se'], fmt)}"
+
+    first = json.loads(runs[0].read_text())
+    lines = [f"drug dev set, {first['benchmarks']['drugs']['n_mols']} molecules, {_device(first)}", "",
+             "| run | step | sampler settings | COV-R δ 0.75 % | ΔCOV-R δ 0.75 vs ETKDG | ΔCOV-R δ 1.25 vs ETKDG | "
+             "ΔMAT-R Å vs ETKDG | ΔCOV-P δ 0.75 vs ETKDG | ΔCOV-R δ 0.75 vs diverse ETKDG |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for path in runs:
+        d = json.loads(path.read_text())
+        b = d["benchmarks"]["drugs"]
+        pe, pd = b["paired"]["ours - etkdg"], b["paired"].get("ours - etkdg_diverse")
+        lines.append(f"| {path.stem} | {d['weights_step']:,} | `{d['sampler_tag']}` | "
+                     f"{b['methods']['ours']['by_threshold']['0.75']['cov_r_mean']:.1f} | "
+                     f"{cell(pe['0.75']['cov_r'], '.1f')} | {cell(pe['1.25']['cov_r'], '.1f')} | "
+                     f"{cell(pe['0.75']['mat_r'], '.3f')} | {cell(pe['0.75']['cov_p'], '.1f')} | "
+                     f"{cell(pd['0.75']['cov_r'], '.1f') if pd else '—'} |")
+    return "\n".join(lines)
+
+
 def drugs_table() -> str:
     """The `drugs` table: bench/results/DRUGS_RESULT rendered by drugs_table_from, or a note that
     the file does not exist yet."""
@@ -476,7 +504,7 @@ def far_conformers_table() -> str:
 TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "drugs_warm_sweep": drugs_warm_sweep_table, "mix_qm9": mix_qm9_table, "sampler_speed": sampler_speed_table,
           "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table,
-          "card_learning_curve": card_curve_table, "drugs": drugs_table,
+          "card_learning_curve": card_curve_table, "drugs": drugs_table, "drugs_eval_sweep": drugs_eval_sweep_table,
           "far_conformers": far_conformers_table}
 
 

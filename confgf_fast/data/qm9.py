@@ -41,7 +41,8 @@ def qm9pack_data_dir() -> Path:
     pkg_resources)."""
     spec = importlib.util.find_spec("qm9pack")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the PyPI package qm9pack is not installed: pip install qm9pack")
+        raise RuntimeError("the PyPI package qm9pack is not installed: pip install qm9pack "
+                           "(or pip install -e '.[train]')")
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
