@@ -361,6 +361,8 @@ WARM_VS_ETKDG = [
      RELAX_FULL, "etkdg_mmff", "ETKDGv3 + MMFF94"),
     ("relax_dev_full_warm_os3_mmff.json", "ours_mmff", "the default + MMFF94 (`--relax mmff`)",
      "relax_dev_full_warm_os3_mmff.json", "etkdg_mmff", "ETKDGv3, 3x diverse, + MMFF94"),
+    ("relax_dev_full_warm_os3_mmff.json", "ours_mmff", "the default + MMFF94 (`--relax mmff`)",
+     "relax_dev_full_warm_os3_mmff.json", "ours", "the default, unrelaxed"),
     (WARM, "ours", "warm start without oversampling, step 148,250", WARM, "etkdg", "ETKDGv3"),
     # 60-molecule sample (eval_relax.py --sample 60): GFN2-xTB costs ~0.2-0.3 s per QM9 conformer.
     ("relax_dev_s60_warm_os3_mmff_xtb.json", "ours_xtb", "the default + GFN2-xTB (`--relax xtb`), 60-molecule sample",
