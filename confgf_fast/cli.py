@@ -363,7 +363,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_cfg = TrainConfig(batch_size=args.batch_size, lr=args.lr, max_steps=args.steps,
                             val_every=args.val_every, save_every=args.save_every, seed=args.seed,
                             coord_noise=args.coord_noise, coord_noise_scale=args.coord_noise_scale,
-                            ema_decay=args.ema_decay, grad_clip=args.grad_clip)
+                            ema_decay=args.ema_decay, grad_clip=args.grad_clip,
+                            anneal_steps=args.anneal_steps, anneal_to=args.anneal_to)
     train_from_files(args.data, args.out, model_cfg, NoiseConfig(), train_cfg, device=args.device,
                      resume=args.resume, val_fraction=args.val_fraction, log_path=args.log,
                      progress=not args.quiet, time_limit_s=args.time_limit, threads=args.threads, init=args.init)
@@ -635,6 +636,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "validation record has the window's largest norm, grad_norm_max)")
     t.add_argument("--ema-decay", type=float, default=0.999,
                    help="decay of the weights' exponential moving average kept for export-weights (0 = none)")
+    t.add_argument("--anneal-steps", type=_non_negative, default=0, metavar="N",
+                   help="cosine-decay the learning rate over the last N steps before --steps, from the rate in "
+                        "force then to --anneal-to, so the run ends converged (0 = plateau schedule throughout)")
+    t.add_argument("--anneal-to", type=float, default=0.0, help="learning rate at the end of --anneal-steps")
     t.add_argument("--quiet", "-q", action="store_true")
     t.set_defaults(func=cmd_train)
 

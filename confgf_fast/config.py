@@ -72,6 +72,11 @@ class TrainConfig:
     # Exponential moving average of the weights kept alongside the raw ones (train.py): the
     # average is what export-weights ships by default. 0 = off.
     ema_decay: float = 0.999
+    # Cosine decay of the learning rate over the run's last anneal_steps steps (0 = none): from the
+    # rate in force when the decay starts down to anneal_to, so a run ends converged instead of
+    # stopping at the plateau scheduler's floor. The plateau scheduler is not stepped meanwhile.
+    anneal_steps: int = 0
+    anneal_to: float = 0.0
     seed: int = 2021
 
 

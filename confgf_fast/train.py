@@ -208,6 +208,25 @@ class Trainer:
         )
 
     # ---- loop ---------------------------------------------------------------------------------
+    def _anneal(self, max_steps: int) -> bool:
+        """Within the last cfg.anneal_steps steps before max_steps, set the learning rate of step s
+        (counted from the decay's start a = max_steps - anneal_steps, n = anneal_steps) to
+
+            lr(s) = lr_end + (lr_0 - lr_end) * (1 + cos(pi * (s - a) / n)) / 2,
+
+        lr_0 being the rate in force at the decay's first step. lr_0 is kept in the optimizer's
+        param group ("anneal_lr0"), so it is saved with the optimizer state and a resumed run
+        continues the same curve. True while annealing (the plateau scheduler then stays still)."""
+        n = self.cfg.anneal_steps
+        start = max_steps - n
+        if n <= 0 or self.step < start:
+            return False
+        frac = (self.step - start) / n
+        for g in self.opt.param_groups:
+            lr0 = g.setdefault("anneal_lr0", g["lr"])
+            g["lr"] = self.cfg.anneal_to + (lr0 - self.cfg.anneal_to) * 0.5 * (1.0 + math.cos(math.pi * frac))
+        return True
+
     def _batch(self, ds: ConformerDataset, gen: torch.Generator):
         ids = torch.randint(0, ds.num_conformers, (self.cfg.batch_size,), generator=gen)
         gb, pos = ds.batch(ids)
@@ -251,6 +270,7 @@ class Trainer:
         window: list[float] = []
         norms: list[float] = []
         while self.step < max_steps:
+            annealing = self._anneal(max_steps)
             gb, pos = self._batch(self.train_set, self.gen)
             loss = dsm_loss(self.model, gb, pos, self.sigmas, self.gen if self.device.type == "cpu" else None,
                             self.cfg.coord_noise, self.cfg.coord_noise_scale).mean()
@@ -273,7 +293,7 @@ class Trainer:
             is_val = self.step % self.cfg.val_every == 0 or self.step == max_steps
             if is_val:
                 val = self.validate()
-                if not math.isnan(val):
+                if not math.isnan(val) and not annealing:
                     self.sched.step(val)
                 rec = {"step": self.step, "train_loss": sum(window) / len(window), "val_loss": val,
                        "lr": self.opt.param_groups[0]["lr"], "elapsed_s": self.elapsed + (now - t0)}

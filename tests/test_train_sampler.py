@@ -453,3 +453,43 @@ def test_gradient_norm_is_logged_and_clipping_bounds_the_step(tiny_dataset, tmp_
     tr2.train(2, tmp_path / "b.pt", progress=False)
     assert seen and all(n <= 1e-3 * (1 + 1e-4) for n in seen)
     assert all(h["grad_norm_max"] > 1e-3 for h in tr2.history)  # the logged norm is before clipping
+
+
+def test_anneal_decays_the_rate_by_its_cosine_and_resumes_on_the_same_curve(tiny_dataset, tmp_path):
+    """Over the last anneal_steps steps the rate of step s is lr_end + (lr_0 - lr_end)(1 + cos(pi t))/2,
+    t = (s - start) / n, lr_0 the rate in force when the decay began; the plateau scheduler is not
+    stepped meanwhile, and a run resumed halfway through the decay continues the same curve."""
+    cfg = TrainConfig(batch_size=4, lr=2e-3, val_every=2, save_every=2, log_every=1, val_batches=1, ema_decay=0,
+                      anneal_steps=6, anneal_to=1e-5)
+
+    def run(tr, max_steps, path, stop_after=None):
+        seen = []
+        orig = tr.opt.step
+
+        def step(*a, **k):
+            if stop_after is not None and len(seen) == stop_after:
+                raise KeyboardInterrupt  # an interrupted run: its last checkpoint is the state to resume
+            seen.append(tr.opt.param_groups[0]["lr"])
+            return orig(*a, **k)
+
+        tr.opt.step = step
+        try:
+            tr.train(max_steps, path, progress=False)
+        except KeyboardInterrupt:
+            pass
+        return seen
+
+    tr = Trainer(tiny_dataset, tiny_dataset, ModelConfig(16, 1), NoiseConfig(), cfg)
+    seen = run(tr, 10, tmp_path / "a.pt")
+    start, n = 10 - 6, 6
+    want = [2e-3] * start + [1e-5 + (2e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * (s - start) / n))
+                             for s in range(start, 10)]
+    assert seen == pytest.approx(want, rel=1e-12)
+    assert tr.sched.last_epoch == 2  # stepped at validations 2 and 4; not at 6, 8, 10 (inside the decay)
+    # interrupted after 8 steps (checkpoint at step 8), resumed: steps 8 and 9 get the same rates
+    tr_b = Trainer(tiny_dataset, tiny_dataset, ModelConfig(16, 1), NoiseConfig(), cfg)
+    assert run(tr_b, 10, tmp_path / "b.pt", stop_after=8) == pytest.approx(want[:8], rel=1e-12)
+    tr_c = Trainer(tiny_dataset, tiny_dataset, ModelConfig(16, 1), NoiseConfig(), cfg)
+    tr_c.load(tmp_path / "b.pt")
+    assert tr_c.step == 8 and tr_c.opt.param_groups[0]["anneal_lr0"] == pytest.approx(2e-3)
+    assert run(tr_c, 10, tmp_path / "c.pt") == pytest.approx(want[8:], rel=1e-12)
