@@ -407,6 +407,18 @@ def _mean_median(s: dict, key: str, pct: bool) -> str:
     return f"{_pct(mean)} / {_pct(median)}" if pct else f"{mean:.3f} / {median:.3f}"
 
 
+def drugs_method_labels(d: dict) -> dict[str, str]:
+    """DRUGS_METHOD_LABELS for one eval_drugs.py result, saying which row is what generate writes by
+    default: where every model that sampled molecules was exported with relax_default mmff
+    (weights_models), "auto" relaxes, so ours + MMFF94 is the default and ours is `--relax none`."""
+    labels = dict(DRUGS_METHOD_LABELS)
+    used = [m for m in d.get("weights_models") or [] if m.get("molecules")]
+    if used and all(m.get("relax_default") == "mmff" for m in used):
+        labels["ours_mmff"] = "**ours, the default** (+ MMFF94)"
+        labels["ours"] = "ours unrelaxed (`--relax none`)"
+    return labels
+
+
 def drugs_table_from(d: dict, name: str) -> str:
     """One eval_drugs.py result as markdown: a line naming the run, a table with a row per
     benchmark x method (COV-R and COV-P at each threshold of the file, MAT-R and MAT-P, which do
@@ -415,6 +427,7 @@ def drugs_table_from(d: dict, name: str) -> str:
     per-molecule differences (mean ± standard error over the molecules both methods have), and
     the molecules ours made nothing for, with the reason."""
     keys = [f"{t:g}" for t in d["thresholds"]]
+    labels = drugs_method_labels(d)
     prov = d.get("provenance", {})
     commit = str(prov.get("git_commit"))[:7] + (" (dirty)" if prov.get("git_dirty") else "")
     th = d["threads"]
@@ -435,7 +448,7 @@ def drugs_table_from(d: dict, name: str) -> str:
         for method, m in b["methods"].items():
             by_t = m["by_threshold"]
             first = by_t[keys[0]]
-            cells = [label, DRUGS_METHOD_LABELS.get(method, method),
+            cells = [label, labels.get(method, method),
                      *(_mean_median(by_t[k], "cov_r", True) for k in keys), _mean_median(first, "mat_r", False),
                      *(_mean_median(by_t[k], "cov_p", True) for k in keys), _mean_median(first, "mat_p", False),
                      "—" if m["stereo_match"] != m["stereo_match"] else _pct(100 * m["stereo_match"]),
@@ -451,7 +464,7 @@ def drugs_table_from(d: dict, name: str) -> str:
 
     for bench, b in d["benchmarks"].items():
         for pair, by_t in b["paired"].items():
-            a, base = (DRUGS_METHOD_LABELS.get(x, x) for x in pair.split(" - "))
+            a, base = (labels.get(x, x) for x in pair.split(" - "))
             first = by_t[keys[0]]
             cells = [DRUGS_BENCH_LABELS.get(bench, bench), f"{a} \N{MINUS SIGN} {base}", str(first["cov_r"]["n"]),
                      *(cell(by_t[k]["cov_r"], ".1f") for k in keys), cell(first["mat_r"], ".3f"),

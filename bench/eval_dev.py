@@ -90,7 +90,8 @@ def weights_record(weights: list[str] | None, models: list, per_model: dict[int,
     "shipped"); `weights_step`, `trained_elements` and the sampler (`sampler`, `sampler_tag`, with
     the checkpoint's own sampler_defaults applied, SamplerConfig.tuned_for) of the model that
     sampled the most molecules (with the shipped set: the QM9 model on QM9, the drug-like model on
-    drugs); `weights_models`: every model's file name, step, sampler tag and molecules sampled
+    drugs); `weights_models`: every model's file name, step, sampler tag, relax_default (what
+    generate's default relax "auto" does to its molecules) and molecules sampled
     (pipeline.RunStats.per_model)."""
     top = max(range(len(models)), key=lambda i: per_model.get(i, 0))
     model = models[top][0]
@@ -100,7 +101,8 @@ def weights_record(weights: list[str] | None, models: list, per_model: dict[int,
             "trained_elements": element_names(elements) if elements else None,
             "schedule": tuned.schedule, "sampler": vars(tuned), "sampler_tag": tuned.describe(),
             "weights_models": [{"name": m.weights_name, "step": m.trained_steps, "molecules": per_model.get(i, 0),
-                                "sampler_tag": sampler.tuned_for(getattr(m, "sampler_defaults", None)).describe()}
+                                "sampler_tag": sampler.tuned_for(getattr(m, "sampler_defaults", None)).describe(),
+                                "relax_default": getattr(m, "relax_default", "none")}
                                for i, (m, _) in enumerate(models)]}
 
 

@@ -6,11 +6,14 @@ Two benchmarks (--bench drugs|geom|both):
 - geom: ../shared/fixtures/geom_drugs_10.sdf, 10 real GEOM-Drugs molecules (503 CREST conformers).
 For a molecule with K references each method makes 2K conformers of the same input Mol:
 - ours: confgf_fast.pipeline.generate with the default sampler (schedule `warm`: ETKDGv3 starts
-  noised and refined by the projected sampler), `--set FIELD=VALUE` overrides as in eval_dev.py;
+  noised and refined by the projected sampler), `--set FIELD=VALUE` overrides as in eval_dev.py,
+  unrelaxed (relax "none");
 - etkdg: RDKit ETKDGv3 (chem.etkdg_params, seed + molecule index, eval_dev.etkdg);
 - etkdg_mmff: those ETKDG conformers, each MMFF94-optimised (relax.relax_conformers via
   eval_relax.relax_all, no pruning, so the count stays 2K); its time includes the embedding;
 - ours_mmff: our conformers relaxed by the same call (generate --relax mmff); time includes ours;
+  what generate writes by default (relax "auto") where the weights' relax_default is mmff, as the
+  shipped drug-like weights' is (weights_models records each model's);
 - etkdg_diverse: ETKDGv3 with the warm start's oversampling and diversity selection
   (--etkdg-oversample, default 3 as the warm start's), the baseline with the same trick.
 One heavy-atom GetBestRMS matrix per molecule and method (evaluate.evaluate) gives COV-R / MAT-R /
@@ -151,8 +154,10 @@ def run_benchmark(path: Path, args: argparse.Namespace, models: list, sampler: S
     generated: dict[str, tuple[list, float]] = {}
     if not args.no_ours:
         t0 = time.perf_counter()
+        # Unrelaxed: ours_mmff below relaxes these with the same call as ETKDG's (where the weights'
+        # relax_default is mmff, ours_mmff is what generate's default, relax "auto", writes).
         res = generate(inputs, counts, model=[m for m, _ in models], noise=[n for _, n in models], sampler=sampler,
-                       device=args.device, seed=args.seed, progress=progress)
+                       device=args.device, seed=args.seed, progress=progress, relax="none")
         per_model.update(res.stats.per_model)
         out["molecules_per_weights"] = {models[i][0].weights_name: n for i, n in sorted(res.stats.per_model.items())}
         generated["ours"] = (res.mols, time.perf_counter() - t0)

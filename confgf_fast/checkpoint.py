@@ -8,7 +8,14 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelConfig, NoiseConfig, check_sampler_defaults, config_from_dict, config_to_dict
+from .config import (
+    ModelConfig,
+    NoiseConfig,
+    check_relax_default,
+    check_sampler_defaults,
+    config_from_dict,
+    config_to_dict,
+)
 from .elements import QM9_ELEMENTS
 from .model import ScoreNet
 
@@ -127,8 +134,9 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     `trained_elements_assumed` (True for old checkpoints without the record; see trained_elements()),
     `trained_max_heavy_atoms` (heavy atoms of the largest training molecule, None if unknown; see
     trained_max_heavy_atoms()), `trained_steps` (the checkpoint's training step, None if it has none)
-    and `sampler_defaults` (the sampler settings measured best for these weights, applied by
-    SamplerConfig.tuned_for; {} if the checkpoint has none).
+    `sampler_defaults` (the sampler settings measured best for these weights, applied by
+    SamplerConfig.tuned_for; {} if the checkpoint has none) and `relax_default` (the relax method
+    measured best for what these weights sample, used by relax="auto"; "none" if it has none).
     """
     path = Path(path) if path is not None else default_weights_path()
     state = read_checkpoint(path)
@@ -161,6 +169,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     model.trained_steps = state.get("step")
     try:
         model.sampler_defaults = check_sampler_defaults(state.get("sampler_defaults") or {})
+        model.relax_default = check_relax_default(state.get("relax_default") or "none")
     except ValueError as exc:
         raise WeightsError(f"{path}: {exc}") from exc
     try:
@@ -195,7 +204,7 @@ _TRAINING_KEYS = ("optimizer_state", "scheduler_state", "rng_state", "ema_state"
 
 
 def export_weights(src: str | Path, dst: str | Path, average: bool = True,
-                   sampler_defaults: dict | None = None) -> dict:
+                   sampler_defaults: dict | None = None, relax_default: str | None = None) -> dict:
     """Write a sampling-only copy of a training checkpoint (no optimizer/scheduler/RNG state, ~1/3
     of the size); config, step, learning curve and data description are kept. Returns the state.
 
@@ -203,7 +212,9 @@ def export_weights(src: str | Path, dst: str | Path, average: bool = True,
     (train.WeightAverage); the copy records which in `weights_kind` ("ema" or "raw") and, for
     the average, its decay and update count in `ema`.
     sampler_defaults: {schedule: {field: value}} stored with the weights (merged over the
-    source's own) and applied when they sample (SamplerConfig.tuned_for); ValueError if invalid."""
+    source's own) and applied when they sample (SamplerConfig.tuned_for); ValueError if invalid.
+    relax_default: the relax method (config.RELAX_METHODS) that relax="auto" applies to what these
+    weights sample; None keeps the source's (if any)."""
     state = read_checkpoint(src)
     slim = {k: v for k, v in state.items() if k not in _TRAINING_KEYS}
     if sampler_defaults:
@@ -211,12 +222,14 @@ def export_weights(src: str | Path, dst: str | Path, average: bool = True,
         for schedule, tuned in check_sampler_defaults(sampler_defaults).items():
             merged.setdefault(schedule, {}).update(tuned)
         slim["sampler_defaults"] = merged
+    if relax_default is not None:
+        slim["relax_default"] = check_relax_default(relax_default)
     ema = state.get("ema_state")
     if average and ema:
         slim["model_state"] = ema["weights"]
         slim["weights_kind"] = "ema"
         slim["ema"] = {"decay": ema["decay"], "updates": ema["updates"]}
-    else:
+    elif not state.get("weights_kind"):  # an exported copy (re-exported to add defaults) keeps its kind
         slim["weights_kind"] = "raw"
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)

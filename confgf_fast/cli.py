@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # The generate command's files and exit codes; re-exported, as callers import them from here.
+from .config import RELAX_AUTO, RELAX_METHODS
 from .generate_io import (  # noqa: F401 (re-exports)
     EXIT_FATAL,
     EXIT_OK,
@@ -100,8 +101,16 @@ class _SignalGuard:
             raise Interrupted(self.pending)
 
 
+def relax_methods(per_model) -> str:
+    """The relax methods of a run (one RelaxOptions per model), as the summary names them: "none",
+    "mmff", or e.g. "mmff, xtb"."""
+    active = sorted({o.method for o in per_model if o.active})
+    return ", ".join(active) if active else "none"
+
+
 def run_stats_line(stats, method: str) -> str:
-    """The closing summary's second line: per-stage time and the quality / relax counts (RunStats)."""
+    """The closing summary's second line: per-stage time and the quality / relax counts (RunStats).
+    method: relax_methods() of the run."""
     line = f"stages: sampling {stats.sample_s:.1f} s"
     if method != "none":
         line += f", relaxing ({method}) {stats.relax_s:.1f} s for {stats.relaxed} conformers"
@@ -150,7 +159,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .checkpoint import WeightsError, load_models
     from .config import SamplerConfig
     from .pipeline import RunStats, generate_iter
-    from .relax import RelaxError, RelaxOptions
+    from .relax import RelaxError, RelaxOptions, relax_per_model
     from .sampler import num_evaluations
 
     # Under torchrun (WORLD_SIZE > 1) distributed.py runs this command once per rank on that
@@ -174,13 +183,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return EXIT_USAGE if "--count-column" in str(exc) else EXIT_FATAL
     if args.threads:
         torch.set_num_threads(args.threads)  # also bounds OpenMP in the C++ kernels (same runtime)
-    if args.relax == "none" and (args.prune_rms is not None or args.energy_window is not None or args.sort_energy):
-        print("error: --prune-rms, --energy-window and --sort-energy work on energies: add --relax mmff or xtb",
-              file=sys.stderr)
+    needs_energy = args.prune_rms is not None or args.energy_window is not None or args.sort_energy
+    energy_error = "error: --prune-rms, --energy-window and --sort-energy work on energies: add --relax mmff or xtb"
+    if args.relax == "none" and needs_energy:
+        print(energy_error, file=sys.stderr)
         return EXIT_USAGE
-    try:
-        relax = RelaxOptions(args.relax, args.prune_rms, args.energy_window, args.sort_energy,
-                             threads=args.threads or 0)
+    try:  # said before the weights load; "auto" is resolved per weights below
+        if args.relax != RELAX_AUTO:
+            RelaxOptions(args.relax, args.prune_rms, args.energy_window, args.sort_energy)
     except RelaxError as exc:  # e.g. --relax xtb without tblite
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -189,6 +199,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except WeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL
+    try:
+        relax = relax_per_model(args.relax, [getattr(m, "relax_default", "none") for m, _ in models],
+                                args.prune_rms, args.energy_window, args.sort_energy, threads=args.threads or 0)
+    except RelaxError as exc:
+        if needs_energy:  # --relax auto, and some weights do not relax
+            lazy = [getattr(m, "weights_name", "?") for m, _ in models if getattr(m, "relax_default", "none") == "none"]
+            print(f"{energy_error} (--relax auto leaves the molecules of {', '.join(lazy)} unrelaxed)",
+                  file=sys.stderr)
+        else:  # e.g. weights whose relax_default is xtb, without tblite
+            print(f"error: --relax {args.relax}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     for model, _ in models:
         if getattr(model, "trained_elements_assumed", False):
             name = getattr(model, "weights_name", "the checkpoint")
@@ -344,7 +365,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if errlog.count:
         summary += f"; errors in {errors_path}"
     print(summary, file=sys.stderr)
-    print(run_stats_line(stats, relax.method), file=sys.stderr)
+    print(run_stats_line(stats, relax_methods(relax)), file=sys.stderr)
     return code
 
 
@@ -479,7 +500,8 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
             print(f"error: --sampler-default {item!r}: {exc}", file=sys.stderr)
             return EXIT_USAGE
     try:
-        state = export_weights(args.checkpoint, args.out, average=not args.raw, sampler_defaults=defaults)
+        state = export_weights(args.checkpoint, args.out, average=not args.raw, sampler_defaults=defaults,
+                               relax_default=args.relax_default)
     except WeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL
@@ -491,8 +513,10 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
         kind += f" (decay {state['ema']['decay']}, {state['ema']['updates']} updates)"
     tuned = "; ".join(f"{sch}: " + ", ".join(f"{k}={v:g}" for k, v in t.items())
                       for sch, t in (state.get("sampler_defaults") or {}).items())
+    relax = state.get("relax_default")
     print(f"wrote {args.out} (step {state.get('step', '?')}, {kind} weights"
-          f"{'; sampler defaults ' + tuned if tuned else ''})", file=sys.stderr)
+          f"{'; sampler defaults ' + tuned if tuned else ''}{'; relax default ' + relax if relax else ''})",
+          file=sys.stderr)
     return EXIT_OK
 
 
@@ -582,11 +606,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--retries", type=_non_negative, default=2,
                    help="resample conformers with NaN/inf or exploded coordinates, or broken ones (quality flags: "
                         "bond lengths, clashes, changed connectivity), this many times (default 2)")
-    g.add_argument("--relax", default="none", choices=["none", "mmff", "mmff94s", "xtb"],
+    g.add_argument("--relax", default=RELAX_AUTO, choices=[RELAX_AUTO, *RELAX_METHODS],
                    help="relax every conformer after sampling: mmff = RDKit MMFF94 (UFF where MMFF has no "
                         "parameters), mmff94s = the MMFF94s variant, xtb = GFN2-xTB (needs tblite; conformers whose "
-                        "bonds change are dropped). Records get energy (kcal/mol), relative_energy, energy_method "
-                        "(default none)")
+                        "bonds change are dropped). Records get energy (kcal/mol), relative_energy, energy_method. "
+                        "auto (default): what the weights that sample the molecule were measured best with "
+                        "(shipped: none for qm9_small.pt, mmff for drugs_small.pt)")
     g.add_argument("--prune-rms", type=_non_negative_float, default=None, metavar="R",
                    help="after --relax: drop conformers within R A heavy-atom RMSD of a lower-energy one")
     g.add_argument("--energy-window", type=_non_negative_float, default=None, metavar="E",
@@ -695,6 +720,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--sampler-default", action="append", default=None, metavar="SCHEDULE.FIELD=VALUE",
                    help="a sampler setting measured best for these weights, stored with them and used when they "
                         "sample unless the user changes that field (e.g. warm.sigma_max=0.15); repeatable")
+    x.add_argument("--relax-default", default=None, choices=list(RELAX_METHODS),
+                   help="the relax method measured best for what these weights sample: generate's default "
+                        "--relax auto applies it to the molecules they sample (default: the checkpoint's, else none)")
     x.set_defaults(func=cmd_export_weights)
 
     o = sub.add_parser("import-official", help="convert a checkpoint of the official ConfGF code to our format")

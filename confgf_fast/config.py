@@ -52,6 +52,20 @@ class NoiseConfig:
         return s.to(dtype=torch.float32, device=device)
 
 
+# Relaxation after sampling (relax.py). A checkpoint may name one of these as its `relax_default`
+# (export-weights --relax-default): what `relax="auto"`, generate's default, does to the molecules
+# those weights sample.
+RELAX_METHODS = ("none", "mmff", "mmff94s", "xtb")
+RELAX_AUTO = "auto"
+
+
+def check_relax_default(value: object) -> str:
+    """`value` if it names a relax method (RELAX_METHODS), else ValueError."""
+    if value not in RELAX_METHODS:
+        raise ValueError(f"relax_default must be one of {', '.join(RELAX_METHODS)}, not {value!r}")
+    return value
+
+
 @dataclass
 class TrainConfig:
     """Denoising score matching on distances (train.py)."""

@@ -57,7 +57,7 @@ from .prepare import (  # noqa: F401 (re-exports)
     prepare_molecule,
 )
 from .quality import conformer_defects, defect_reasons
-from .relax import RelaxOptions, quality_flags, relax_flags
+from .relax import RelaxOptions, quality_flags, relax_flags, relax_per_model
 from .sampler import default_max_atoms, plan_batches
 from .seeds import CHUNK_PURPOSE, MODEL_GROUP_PURPOSE, WARM_START_PURPOSE, derive_seed
 from .stereo import StereoConstraints
@@ -130,7 +130,7 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
                   retries: int = DEFAULT_RETRIES, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
                   allow_unknown_elements: bool = False, largest_fragment: bool = True,
                   trained_elements: Iterable[int] | None = None, skip: Container[int] = (),
-                  relax: str | RelaxOptions = "none", prune_rms: float | None = None,
+                  relax: str | RelaxOptions | Sequence[RelaxOptions] = "auto", prune_rms: float | None = None,
                   energy_window: float | None = None, sort_energy: bool = False, stats: RunStats | None = None,
                   ) -> Iterator[MolOutcome]:
     """Generate conformers for a stream of inputs; yield one MolOutcome per input, in input order.
@@ -159,16 +159,19 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
     trained_elements: atomic numbers the models know (default: each model's `trained_elements` as
     set by load_model, else H, C, N, O, F). Molecules larger than the model's `trained_max_heavy_atoms`
     (load_model) get a warning and are sampled. See the module docstring for the per-molecule policy.
-    relax: `none`, `mmff`, `mmff94s`, `xtb` or a relax.RelaxOptions: relax each molecule's conformers
-    after sampling (relax.py), then drop those more than `energy_window` kcal/mol above its lowest
-    and those within `prune_rms` A heavy-atom RMSD of a lower-energy one, and write them lowest
-    energy first when `sort_energy`; the flags gain energy, relative_energy and energy_method.
+    relax: `none`, `mmff`, `mmff94s`, `xtb`, a relax.RelaxOptions, or one per model: relax each
+    molecule's conformers after sampling (relax.py), then drop those more than `energy_window`
+    kcal/mol above its lowest and those within `prune_rms` A heavy-atom RMSD of a lower-energy one,
+    and write them lowest energy first when `sort_energy`; the flags gain energy, relative_energy
+    and energy_method. `auto` (the default): each molecule as the weights that sample it were
+    measured best with (their checkpoint's relax_default; load_model; none for models built in
+    code): the shipped QM9 weights do not relax, the drug-like ones relax with MMFF94.
     stats: a RunStats to fill with counts and per-stage timings.
     """
-    relax_opts = relax if isinstance(relax, RelaxOptions) else RelaxOptions(relax, prune_rms, energy_window,
-                                                                           sort_energy)
     stats = stats if stats is not None else RunStats()
     models = resolve_models(model, noise, weights, device)
+    relax_opts = relax_per_model(relax, [getattr(m, "relax_default", "none") for m, _ in models], prune_rms,
+                                 energy_window, sort_energy)
     sampler = resolve_sampler(sampler, schedule)
     if sampler.init not in ("random", "etkdg") or (sampler.init == "etkdg" and sampler.sampler != "project"):
         raise ValueError(f"init {sampler.init!r} with the {sampler.sampler} sampler: a warm start needs "
@@ -205,9 +208,10 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
 
             for out in _timed(_sample_per_model(entries, models, sampler, device, seed, chunk_no, max_atoms,
                                                 retries, status if progress else None, stats), stats):
-                if relax_opts.active and progress:
-                    status(f"relaxing molecule {out.index} ({relax_opts.method})")
-                _relax_outcome(out, relax_opts, stats)
+                opts = relax_opts[out.model]
+                if opts.active and progress:
+                    status(f"relaxing molecule {out.index} ({opts.method})")
+                _relax_outcome(out, opts, stats)
                 stats.beyond_trained_size += out.beyond_trained_size
                 if out.mol is not None:
                     stats.per_model[out.model] += 1
@@ -438,9 +442,9 @@ def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Seque
              max_atoms: int | None = None, progress: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
              retries: int = DEFAULT_RETRIES, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
              allow_unknown_elements: bool = False, largest_fragment: bool = True,
-             trained_elements: Iterable[int] | None = None, relax: str | RelaxOptions = "none",
-             prune_rms: float | None = None, energy_window: float | None = None,
-             sort_energy: bool = False) -> GenerationResult:
+             trained_elements: Iterable[int] | None = None,
+             relax: str | RelaxOptions | Sequence[RelaxOptions] = "auto", prune_rms: float | None = None,
+             energy_window: float | None = None, sort_energy: bool = False) -> GenerationResult:
     """Generate conformers for each input (SMILES or Mol) with the score model (by default from
     ETKDG warm starts, schedule `warm`; see generate_iter for sampler / schedule).
 

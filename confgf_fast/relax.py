@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -39,7 +40,8 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import rdForceFieldHelpers, rdMolAlign
 
-RELAX_METHODS = ("none", "mmff", "mmff94s", "xtb")
+from .config import RELAX_AUTO, RELAX_METHODS
+
 HARTREE_KCAL = 627.5094740631  # kcal/mol per hartree
 # Quality defects that mean the bonding of a conformer is not the input's (quality.DEFECTS).
 BONDING_DEFECTS = ("nonfinite", "bond", "clash", "connectivity")
@@ -84,6 +86,37 @@ class RelaxOptions:
     @property
     def active(self) -> bool:
         return self.method != "none"
+
+
+def relax_per_model(relax: str | RelaxOptions | Sequence[RelaxOptions], defaults: Sequence[str],
+                    prune_rms: float | None = None, energy_window: float | None = None,
+                    sort_energy: bool = False, threads: int = 0) -> list[RelaxOptions]:
+    """One RelaxOptions per model, for the molecules that model samples.
+
+    relax: a method name (every model alike), "auto" (each model's own `defaults[i]`, the
+    `relax_default` its checkpoint was exported with: the method measured best for it), a
+    RelaxOptions (every model alike) or one RelaxOptions per model. prune_rms, energy_window,
+    sort_energy and threads complete a name. With "auto" they need every model to relax: a
+    RelaxError names the weights that would not."""
+    n = len(defaults)
+    if isinstance(relax, RelaxOptions):
+        return [relax] * n
+    if not isinstance(relax, str):
+        opts = list(relax)
+        if len(opts) != n or not all(isinstance(o, RelaxOptions) for o in opts):
+            raise RelaxError(f"relax: expected one RelaxOptions per model ({n}), got {len(opts)}")
+        return opts
+    methods = list(defaults) if relax == RELAX_AUTO else [relax] * n
+    if relax == RELAX_AUTO and (prune_rms is not None or energy_window is not None or sort_energy) \
+            and "none" in methods:
+        raise RelaxError("prune_rms, energy_window and sort_energy need energies, and with relax 'auto' "
+                         f"{methods.count('none')} of the {n} weights do not relax (their relax_default is none): "
+                         "choose a relax method (mmff or xtb)")
+    made: dict[str, RelaxOptions] = {}
+    for m in methods:
+        if m not in made:
+            made[m] = RelaxOptions(m, prune_rms, energy_window, sort_energy, threads=threads)
+    return [made[m] for m in methods]
 
 
 def require_tblite() -> None:
@@ -365,6 +398,7 @@ def quality_flags(defects: list[str]) -> dict:
 
 __all__ = [
     "HARTREE_KCAL",
+    "RELAX_AUTO",
     "RELAX_METHODS",
     "RelaxError",
     "RelaxOptions",
@@ -374,6 +408,7 @@ __all__ = [
     "quality_flags",
     "relax_conformers",
     "relax_flags",
+    "relax_per_model",
     "require_tblite",
     "within_energy_window",
 ]

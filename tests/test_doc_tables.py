@@ -102,3 +102,17 @@ def test_drugs_table_region_is_filled_from_the_result_file(tmp_path, monkeypatch
     out = t.render(region)
     assert out.startswith("before\n<!-- table:drugs -->\n`" + t.DRUGS_RESULT + "`") and out.endswith("after")
     assert t.drugs_table_from(SYNTHETIC, t.DRUGS_RESULT) in out
+
+
+def test_drugs_table_names_the_mmff_row_the_default_when_the_weights_relax_by_default():
+    """generate's default relax "auto" writes MMFF94-relaxed conformers for weights exported with
+    relax_default mmff: the table must then call that row the default, and only then."""
+    dt = _doc_tables()
+    relaxing = {"weights_models": [{"name": "a.pt", "molecules": 0, "relax_default": "none"},
+                                   {"name": "b.pt", "molecules": 40, "relax_default": "mmff"}]}
+    labels = dt.drugs_method_labels(relaxing)
+    assert "default" in labels["ours_mmff"] and "--relax none" in labels["ours"]
+    for d in ({}, {"weights_models": [{"name": "b.pt", "molecules": 40}]},
+              {"weights_models": [{"name": "a.pt", "molecules": 3, "relax_default": "none"},
+                                  {"name": "b.pt", "molecules": 40, "relax_default": "mmff"}]}):
+        assert dt.drugs_method_labels(d) == dt.DRUGS_METHOD_LABELS

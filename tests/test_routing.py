@@ -3,10 +3,11 @@ size (elements.choose_model), through the Python API and the CLI."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from rdkit import Chem
 
-from confgf_fast.checkpoint import DEFAULT_WEIGHTS_SET, default_weights_paths, load_model, load_models
+from confgf_fast.checkpoint import DEFAULT_WEIGHTS_SET, default_weights_paths, export_weights, load_model, load_models
 from confgf_fast.cli import main
 from confgf_fast.elements import Coverage, choose_model
 from confgf_fast.pipeline import generate
@@ -153,3 +154,35 @@ def test_export_weights_stores_sampler_defaults_and_generate_uses_them(tiny_ckpt
     manual = generate(["CCO"], 2, weights=str(tiny_ckpt), sampler=by_hand, seed=1)
     pos = [torch.tensor(r.mols[0].GetConformer(0).GetPositions()) for r in (tuned, plain, manual)]
     assert torch.equal(pos[0], pos[2]) and not torch.equal(pos[0], pos[1])
+
+
+def test_relax_auto_relaxes_each_molecule_as_its_weights_were_exported(tiny_ckpt, tmp_path, capsys):
+    """export-weights --relax-default stores the relax method measured best for what the weights
+    sample; relax "auto" (generate's default) applies it per molecule: here the small-molecule
+    weights do not relax and the sulfur-knowing ones relax with MMFF94, in one run."""
+    a, b = _pair(tiny_ckpt, tmp_path)
+    b_mmff = tmp_path / "large_mmff.pt"
+    assert main(["export-weights", str(b), str(b_mmff), "--raw", "--relax-default", "mmff"]) == 0
+    assert "relax default mmff" in capsys.readouterr().err
+    assert load_model(b_mmff)[0].relax_default == "mmff" and load_model(a)[0].relax_default == "none"
+    res = generate(["CCO", "CCS"], 2, weights=[str(a), str(b_mmff)], seed=2)
+    assert [f.get("energy_method") for f in res.flags[0]] == [None, None]  # the small weights: unrelaxed
+    assert [f["energy_method"] for f in res.flags[1]] == ["MMFF94", "MMFF94"]
+    assert res.stats.relaxed == 2
+    # an explicit method applies to every molecule, whatever the weights say
+    none = generate(["CCO", "CCS"], 2, weights=[str(a), str(b_mmff)], seed=2, relax="none")
+    assert all("energy_method" not in f for fl in none.flags.values() for f in fl)
+    assert torch.equal(torch.tensor(none.mols[0].GetConformer(0).GetPositions()),
+                       torch.tensor(res.mols[0].GetConformer(0).GetPositions()))
+    # the CLI's default is auto too; energy options need every molecule relaxed
+    sdf = tmp_path / "o.sdf"
+    assert main(["generate", "CCS", "-n", "2", "-o", str(sdf), "--weights", str(b_mmff), "-q"]) == 0
+    assert {m.GetProp("energy_method") for m in Chem.SDMolSupplier(str(sdf), removeHs=False)} == {"MMFF94"}
+    assert "relaxing (mmff)" in capsys.readouterr().err
+    assert main(["generate", "CCS", "-n", "2", "-o", str(sdf), "--weights", str(a), "--weights", str(b_mmff),
+                 "--prune-rms", "0.5", "-q"]) == 2
+    assert "--relax auto leaves the molecules of small.pt unrelaxed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse's choices
+        main(["export-weights", str(b), str(tmp_path / "x.pt"), "--relax-default", "fire"])
+    with pytest.raises(ValueError, match="relax_default"):
+        export_weights(b, tmp_path / "x.pt", relax_default="fire")
