@@ -530,6 +530,37 @@ def drugs_eval_sweep_table() -> str:
     return "\n".join(lines)
 
 
+# Successive shipped drugs_small.pt versions (files of bench/results/drugs_eval_sweep, each run as
+# the shipped set with the same seeds): (newer, older) pairs, compared per molecule.
+DRUGS_VERSIONS = [("mix64000_ema_sigma0.15_annealed.json", "shipped22400_sigma0.15.json")]
+
+
+def drugs_versions_table() -> str:
+    """Each new drugs_small.pt against the one it replaced: paired per-molecule differences (same
+    warm starts) for every method both runs have (unrelaxed and MMFF94-relaxed) on each benchmark,
+    at δ 0.75 Å."""
+    lines = ["| newer \N{MINUS SIGN} older | benchmark | conformers | n | ΔCOV-R | ΔMAT-R Å | ΔCOV-P | ΔMAT-P Å |",
+             "|---|---|---|---|---|---|---|---|"]
+    for new_name, old_name in DRUGS_VERSIONS:
+        new, old = (json.loads((RESULTS / "drugs_eval_sweep" / n).read_text()) for n in (new_name, old_name))
+        for bench, b in new["benchmarks"].items():
+            ob = old["benchmarks"].get(bench)
+            if ob is None:
+                continue
+            for method in ("ours", "ours_mmff"):
+                rows = b["per_molecule"].get(method, {}).get("0.75")
+                base = ob["per_molecule"].get(method, {}).get("0.75")
+                if rows is None or base is None:
+                    continue
+                cells = [_diff(rows, base, k, f) for k, f in (("cov_r", "+.1f"), ("mat_r", "+.3f"), ("cov_p", "+.1f"),
+                                                              ("mat_p", "+.3f"))]
+                what = drugs_method_labels(new).get(method, method)
+                lines.append(f"| step {new['weights_step']:,} \N{MINUS SIGN} step {old['weights_step']:,} | "
+                             f"{DRUGS_BENCH_LABELS.get(bench, bench)} | {what} | "
+                             f"{paired(rows, base, 'cov_r')[2]} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def drugs_table() -> str:
     """The `drugs` table: bench/results/DRUGS_RESULT rendered by drugs_table_from, or a note that
     the file does not exist yet."""
@@ -550,7 +581,8 @@ TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "drugs_warm_sweep": drugs_warm_sweep_table, "mix_qm9": mix_qm9_table, "sampler_speed": sampler_speed_table,
           "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table,
           "card_learning_curve": card_curve_table, "drugs": drugs_table, "drugs_eval_sweep": drugs_eval_sweep_table,
-          "far_conformers": far_conformers_table, "relax_methods": relax_methods_table}
+          "far_conformers": far_conformers_table, "relax_methods": relax_methods_table,
+          "drugs_versions": drugs_versions_table}
 
 
 def render(text: str) -> str:
