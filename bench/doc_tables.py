@@ -135,21 +135,31 @@ def drugs_warm_sweep_table() -> str:
     return "\n".join(lines)
 
 
-def mix_qm9_table() -> str:
-    """Candidate drug-capable weights on the whole QM9 dev benchmark at the default schedule
-    (bench/results/dev_full_project_warm_mix*.json), paired per molecule against the shipped
-    step-220,000 weights: QM9 quality must not get worse for a model to replace them."""
+def qm9_candidates_table(pattern: str) -> str:
+    """Candidate weights on the whole QM9 dev benchmark at the default schedule (the result files
+    bench/results/`pattern`), paired per molecule against the shipped step-220,000 weights with
+    the same warm starts: QM9 quality must not get worse for a model to replace them."""
     # the shipped weights' run with the same warm start (oversampled or not; old files predate the field)
     bases = {1: _load("dev_full_project_warm_step220000.json"), 3: _load("dev_full_project_warm_os3_step220000.json")}
     lines = ["| run | step | init_oversample | device | COV-R % | MAT-R Å | COV-P % | ΔCOV-R vs shipped | "
              "ΔMAT-R vs shipped | ΔCOV-P vs shipped | ΔMAT-P vs shipped |", "|---" * 11 + "|"]
-    for path in sorted(RESULTS.glob("dev_full_project_warm_mix*.json")):
+    for path in sorted(RESULTS.glob(pattern)):
         d = json.loads(path.read_text())
         o, rows = d["ours"], d["per_molecule"]["ours"]
         b = bases[d["sampler"].get("init_oversample", 1)]["per_molecule"]["ours"]
         lines.append(f"| {path.stem} | {d.get('weights_step')} | {d['sampler'].get('init_oversample', 1)} | "
                      f"{_device(d)} | {_means_and_deltas(o, rows, b, ('cov_r', 'mat_r', 'cov_p', 'mat_p'))} |")
     return "\n".join(lines)
+
+
+def mix_qm9_table() -> str:
+    """The drug-capable (mixed QM9 + drugs) weights on QM9 (qm9_candidates_table)."""
+    return qm9_candidates_table("dev_full_project_warm_mix*.json")
+
+
+def qm9_anneal_table() -> str:
+    """Continuations of the QM9 run (learning-rate anneal, moving average) on QM9 (qm9_candidates_table)."""
+    return qm9_candidates_table("dev_full_project_warm_qm9*.json")
 
 
 def sampler_speed_table() -> str:
@@ -582,7 +592,7 @@ TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table,
           "card_learning_curve": card_curve_table, "drugs": drugs_table, "drugs_eval_sweep": drugs_eval_sweep_table,
           "far_conformers": far_conformers_table, "relax_methods": relax_methods_table,
-          "drugs_versions": drugs_versions_table}
+          "drugs_versions": drugs_versions_table, "qm9_anneal": qm9_anneal_table}
 
 
 def render(text: str) -> str:
