@@ -216,10 +216,15 @@ class Trainer:
 
         lr_0 being the rate in force at the decay's first step. lr_0 is kept in the optimizer's
         param group ("anneal_lr0"), so it is saved with the optimizer state and a resumed run
-        continues the same curve. True while annealing (the plateau scheduler then stays still)."""
+        continues the same curve. True while annealing (the plateau scheduler then stays still).
+        Outside the window a finished decay is undone (lr = lr_0 again): a run resumed from the end
+        of an anneal with more steps and no new window would otherwise train at a rate of ~0."""
         n = self.cfg.anneal_steps
         start = max_steps - n
         if n <= 0 or self.step < start:
+            for g in self.opt.param_groups:
+                if "anneal_lr0" in g:
+                    g["lr"] = g.pop("anneal_lr0")
             return False
         frac = (self.step - start) / n
         for g in self.opt.param_groups:

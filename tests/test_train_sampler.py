@@ -493,3 +493,9 @@ def test_anneal_decays_the_rate_by_its_cosine_and_resumes_on_the_same_curve(tiny
     tr_c.load(tmp_path / "b.pt")
     assert tr_c.step == 8 and tr_c.opt.param_groups[0]["anneal_lr0"] == pytest.approx(2e-3)
     assert run(tr_c, 10, tmp_path / "c.pt") == pytest.approx(want[8:], rel=1e-12)
+    # resumed from the end of the decay with more steps and no new window: back to lr_0, not ~0
+    plain = TrainConfig(batch_size=4, lr=2e-3, val_every=2, save_every=2, log_every=1, val_batches=1, ema_decay=0)
+    tr_e = Trainer(tiny_dataset, tiny_dataset, ModelConfig(16, 1), NoiseConfig(), plain)
+    tr_e.load(tmp_path / "c.pt")
+    assert tr_e.opt.param_groups[0]["lr"] == pytest.approx(1e-5 + (2e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 5 / 6)))
+    assert run(tr_e, 12, tmp_path / "e.pt") == pytest.approx([2e-3, 2e-3], rel=1e-12)
