@@ -97,7 +97,7 @@ def relax_per_model(relax: str | RelaxOptions | Sequence[RelaxOptions], defaults
     `relax_default` its checkpoint was exported with: the method measured best for it), a
     RelaxOptions (every model alike) or one RelaxOptions per model. prune_rms, energy_window,
     sort_energy and threads complete a name. With "auto" they need every model to relax: a
-    RelaxError names the weights that would not."""
+    RelaxError says how many would not (the caller knows their names)."""
     n = len(defaults)
     if isinstance(relax, RelaxOptions):
         return [relax] * n
