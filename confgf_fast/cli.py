@@ -686,7 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--extra-confs", type=int, default=4, help="ETKDG+MMFF conformers tried per molecule")
     b.add_argument("--seed", type=int, default=2021)
     b.add_argument("--xtb", action="store_true",
-                   help="refine the ETKDG+MMFF conformers with GFN2-xTB (tblite; ~1 s per conformer per core)")
+                   help="refine every kept conformer (the DFT geometry too) with GFN2-xTB "
+                        "(tblite; ~0.2 s per QM9 conformer per core)")
     b.add_argument("--quiet", "-q", action="store_true")
     b.set_defaults(func=cmd_build_qm9)
 
@@ -708,7 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--wheel", default=None, help="the molsets 0.3.1 wheel (default: data_cache/wheels, "
                    "downloaded with pip if missing)")
     d.add_argument("--xtb", action="store_true",
-                   help="refine the conformers with GFN2-xTB (tblite; several s per drug-size conformer per core)")
+                   help="refine the kept conformers with GFN2-xTB (tblite; several s per drug-size conformer per core)")
     d.add_argument("--quiet", "-q", action="store_true")
     d.set_defaults(func=cmd_build_drugs)
 

@@ -178,23 +178,6 @@ def _force_field(mol: Chem.Mol, method: str, max_iters: int, threads: int,
     return [math.nan] * C, [False] * C, "none", [why]
 
 
-def _one_openmp_thread() -> None:
-    """omp_set_num_threads(1) for the calling thread, in the OpenMP runtime tblite uses (libgomp).
-
-    tblite parallelises each single point with OpenMP. On a QM9-size molecule that costs far more
-    than it saves: one GFN2-xTB single point of CO took 3.2 s with 2 OpenMP threads on a busy
-    2-core machine and 5 ms with one. Conformers already run in parallel (one per worker thread),
-    and OpenMP's thread count is a per-thread setting, so each worker sets its own."""
-    import ctypes
-    import os
-
-    try:
-        lib = ctypes.CDLL("libgomp.so.1", mode=getattr(os, "RTLD_NOLOAD", 0) | os.RTLD_LOCAL)
-    except OSError:  # not loaded (another OpenMP runtime, or none): leave it as it is
-        return
-    lib.omp_set_num_threads(1)
-
-
 def _xtb(mol: Chem.Mol, max_steps: int, threads: int) -> tuple[list[float], list[bool], list[str | None]]:
     """GFN2-xTB optimisation of every conformer of `mol`, in place where it succeeds.
     -> (energies kcal/mol, converged, per conformer None or why it is dropped)."""
@@ -204,8 +187,7 @@ def _xtb(mol: Chem.Mol, max_steps: int, threads: int) -> tuple[list[float], list
     charge = sum(a.GetFormalCharge() for a in mol.GetAtoms())
     confs = list(mol.GetConformers())
 
-    def one(conf):
-        _one_openmp_thread()
+    def one(conf):  # xtb_optimize runs tblite on one OpenMP thread: the conformers are the parallelism
         try:
             res = xtb_optimize(z, conf.GetPositions(), charge=charge, max_steps=max_steps)
         except Exception:  # tblite raises on SCF failure: the conformer is dropped and counted

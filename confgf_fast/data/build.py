@@ -15,8 +15,9 @@ was dropped (a stats key). `build_chunked` does the rest, the same way for every
 - the merged dataset records the build settings, summed drop counts and the composition of what was
   built (elements, heavy-atom counts, conformers per molecule).
 
-Conformers: `add_etkdg_conformers` adds ETKDGv3 + MMFF94 conformers (optionally refined with
-GFN2-xTB), keeps only those with the molecule's stereo and drops near-duplicates by heavy-atom RMSD.
+Conformers: `add_etkdg_conformers` adds ETKDGv3 + MMFF94 conformers, keeps only those with the
+molecule's stereo and drops near-duplicates by heavy-atom RMSD; optionally (`refine_with_xtb`) the
+whole set is then refined with GFN2-xTB.
 """
 
 from __future__ import annotations
@@ -102,8 +103,8 @@ def add_etkdg_conformers(mol, n: int, seed: int, dedup_rmsd: float, xtb: bool = 
     the stereo (unless want_stereo is given) and is the first dedup reference (QM9: the DFT
     geometry). Without conformers, want_stereo (isomeric canonical SMILES, chem.canonical_smiles)
     defines the stereo, or, when None, the first embedded conformer does.
-    xtb: refine each with GFN2-xTB after MMFF (before the checks); one whose optimisation fails or
-    changes the bonding is dropped.
+    xtb: after the checks, refine every kept conformer, the input's included, with GFN2-xTB
+    (refine_with_xtb: the whole set at the benchmark references' level of theory).
     max_iterations / embed_timeout: RDKit's per-embedding caps (0 = RDKit's defaults); conformers
     that fail to embed are simply absent. max_matches: GetBestRMS's cap on symmetry matches.
     mmff_on_copy: optimise a copy of the Mol and copy the coordinates back, so MMFF's aromaticity
@@ -139,11 +140,6 @@ def add_etkdg_conformers(mol, n: int, seed: int, dedup_rmsd: float, xtb: bool = 
     else:  # the QM9 v2 chunks were built this way (MMFF on `trial` itself)
         with contextlib.suppress(Exception):
             AllChem.MMFFOptimizeMoleculeConfs(trial, maxIters=mmff_iters)
-    if xtb:
-        from .xtb import refine_conformer
-
-        failed = [cid for cid in cids if refine_conformer(trial, cid) is None]
-        cids = [cid for cid in cids if cid not in failed]
     heavy_ref = Chem.RemoveHs(mol)
     heavy_trial = Chem.RemoveHs(trial)
     kept_heavy = [heavy_ref.GetConformers()[0].GetId()] if has_ref else []
@@ -164,6 +160,42 @@ def add_etkdg_conformers(mol, n: int, seed: int, dedup_rmsd: float, xtb: bool = 
             continue
         mol.AddConformer(trial.GetConformer(cid), assignId=True)
         kept_heavy.append(heavy_ref.AddConformer(heavy_trial.GetConformer(cid), assignId=True))
+    return refine_with_xtb(mol, dedup_rmsd, want, max_matches) if xtb else mol
+
+
+def refine_with_xtb(mol, dedup_rmsd: float, want_stereo: str | None = None, max_matches: int = 1_000_000):
+    """Optimise every conformer of `mol` (all H) with GFN2-xTB (data/xtb.py) in place and keep those
+    that converge without changing the bonding, keep the stereo (want_stereo, isomeric canonical
+    SMILES; None: the first conformer's) and are not within dedup_rmsd of one kept before them (two
+    MMFF minima can fall into one xTB minimum). Returns `mol`, possibly with no conformer left.
+
+    Refining after the MMFF-level dedup, not before, optimises only the conformers kept (measured
+    on 15 random QM9 molecules: 2.8 per molecule of the 5 tried, 0.19 s each on one core).
+    """
+    from rdkit import Chem
+    from rdkit.Chem import rdMolAlign
+
+    from ..chem import stereo_smiles_from_3d
+    from .xtb import refine_conformer
+
+    ids = [c.GetId() for c in mol.GetConformers()]
+    refined = [cid for cid in ids if refine_conformer(mol, cid) is not None]
+    heavy = Chem.RemoveHs(mol)
+    kept: list[int] = []
+    for cid in refined:
+        got = stereo_smiles_from_3d(mol, cid)
+        if want_stereo is None:
+            want_stereo = got
+        if got != want_stereo:
+            continue
+        probe = Chem.Mol(heavy, confId=cid)
+        if any(rdMolAlign.GetBestRMS(probe, Chem.Mol(heavy, confId=k), maxMatches=max_matches) < dedup_rmsd
+               for k in kept):
+            continue
+        kept.append(cid)
+    for cid in ids:
+        if cid not in kept:
+            mol.RemoveConformer(cid)
     return mol
 
 

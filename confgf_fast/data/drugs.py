@@ -158,7 +158,7 @@ def make_drug_mol(row, cfg: dict):
 def build_tag(cfg: DrugsBuildConfig) -> str:
     """Every setting that changes a chunk's content."""
     return (f"v1_n{cfg.confs}_r{cfg.dedup_rmsd}_s{cfg.seed}_c{cfg.chunk_size}_m{cfg.mmff_iters}"
-            f"_i{cfg.max_iterations}_t{cfg.embed_timeout}" + ("_xtb" if cfg.xtb else ""))
+            f"_i{cfg.max_iterations}_t{cfg.embed_timeout}" + ("_xtb2" if cfg.xtb else ""))
 
 
 def build_drugs(out: str | Path, exclude_files: list[str | Path] | None = None, num_chunks: int | None = None,
@@ -179,7 +179,7 @@ def build_drugs(out: str | Path, exclude_files: list[str | Path] | None = None, 
         source = f"MOSES train set (molsets {MOLSETS_VERSION} wheel, {MOSES_TRAIN}; MIT licence; ZINC Clean Leads)"
     else:
         source = "given SMILES list"
-    method = "etkdgv3+mmff94" + ("+gfn2-xtb" if cfg.xtb else "")
+    method = "etkdgv3+mmff94" + (", all refined with gfn2-xtb" if cfg.xtb else "")
     return build_chunked(out, drug_rows(smiles), make_drug_mol, asdict(cfg), name="drugs", tag=build_tag(cfg),
                          chunk_size=cfg.chunk_size, seed=cfg.seed, num_chunks=num_chunks, workers=workers,
                          cache_dir=cache_dir, exclude=exclude, index_key="source_index", progress=progress,

@@ -33,7 +33,7 @@ class QM9BuildConfig:
     dedup_rmsd: float = 0.125  # angstrom, heavy-atom GetBestRMS
     chunk_size: int = 1000
     seed: int = 2021
-    xtb: bool = False  # refine the extra conformers with GFN2-xTB (data/xtb.py; needs tblite)
+    xtb: bool = False  # refine all conformers (the DFT one too) with GFN2-xTB (data/xtb.py; needs tblite)
 
 
 def qm9pack_data_dir() -> Path:
@@ -120,8 +120,8 @@ def build_qm9(out: str | Path, heldout_csv: str | Path, num_chunks: int | None =
     cfg = cfg or QM9BuildConfig()
     files = [heldout_csv] if isinstance(heldout_csv, (str, Path)) else list(heldout_csv)
     exclude = set().union(*(heldout_keys(f) for f in files))
-    tag = f"v2_e{cfg.extra_confs}_r{cfg.dedup_rmsd}_s{cfg.seed}_c{cfg.chunk_size}" + ("_xtb" if cfg.xtb else "")
-    method = "dft (qm9pack) + etkdgv3+mmff94" + ("+gfn2-xtb" if cfg.xtb else "")
+    tag = f"v2_e{cfg.extra_confs}_r{cfg.dedup_rmsd}_s{cfg.seed}_c{cfg.chunk_size}" + ("_xtb2" if cfg.xtb else "")
+    method = "dft (qm9pack) + etkdgv3+mmff94" + (", all refined with gfn2-xtb" if cfg.xtb else "")
     stats, _ = build_chunked(out, read_qm9_rows(), make_qm9_mol, asdict(cfg), name="qm9", tag=tag,
                              chunk_size=cfg.chunk_size, seed=cfg.seed, num_chunks=num_chunks, workers=workers,
                              cache_dir=cache_dir, exclude=exclude, index_key="qm9_index", progress=progress,

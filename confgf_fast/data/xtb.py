@@ -1,10 +1,11 @@
 """Optional GFN2-xTB refinement of training conformers, with the PyPI package tblite.
 
 ETKDG + MMFF94 conformers sit in MMFF minima; the benchmark's references are GFN2-xTB minima.
-Refining the extra training conformers with the same method moves the training distances towards
-the level of theory the model is judged against. It is optional (`confgf-fast build-qm9 --xtb`):
-one GFN2-xTB geometry optimisation costs ~1 s per QM9 conformer on one CPU core (tens of
-single points of ~10 ms each), about 5 CPU-days for all of QM9 with 4 extra conformers.
+Refining the training conformers with the same method moves the training distances towards the
+level of theory the model is judged against. It is optional (`confgf-fast build-qm9 --xtb`, data/build.refine_with_xtb: every
+conformer kept after the MMFF-level dedup, the DFT geometry included): one GFN2-xTB geometry
+optimisation costs ~0.2 s per QM9 conformer on one CPU core (tens of single points of a few ms
+each), ~0.5 s per molecule, about 4 CPU-hours for all of QM9.
 
 The optimiser is scipy's L-BFGS-B on the energy with tblite's analytic gradient, in atomic units
 internally; a conformer whose bonds break or whose atoms clash during the optimisation is
@@ -37,6 +38,24 @@ def available() -> bool:
     return True
 
 
+def one_openmp_thread() -> None:
+    """omp_set_num_threads(1) for the calling thread, in the OpenMP runtime tblite uses (libgomp).
+
+    tblite parallelises each single point with OpenMP. On a QM9-size molecule that costs far more
+    than it saves: one GFN2-xTB single point of CO took 3.2 s with 2 OpenMP threads on a busy
+    2-core machine and 5 ms with one. Callers run conformers in parallel instead (relax: one per
+    worker thread; the data builders: one chunk per process), and OpenMP's thread count is a
+    per-thread setting, so xtb_optimize sets it in whichever thread it runs."""
+    import ctypes
+    import os
+
+    try:
+        lib = ctypes.CDLL("libgomp.so.1", mode=getattr(os, "RTLD_NOLOAD", 0) | os.RTLD_LOCAL)
+    except OSError:  # not loaded (another OpenMP runtime, or none): leave it as it is
+        return
+    lib.omp_set_num_threads(1)
+
+
 def xtb_optimize(z: np.ndarray, pos: np.ndarray, charge: int = 0, max_steps: int = 300,
                  grad_tol: float = 1e-3) -> XTBResult:
     """Minimise the GFN2-xTB energy from pos.
@@ -48,6 +67,7 @@ def xtb_optimize(z: np.ndarray, pos: np.ndarray, charge: int = 0, max_steps: int
     from scipy.optimize import minimize
     from tblite.interface import Calculator
 
+    one_openmp_thread()  # after the import, which loads libgomp
     z = np.asarray(z, dtype=np.int32)
     x0 = np.asarray(pos, dtype=np.float64).reshape(-1) / BOHR
     calc = Calculator("GFN2-xTB", z, x0.reshape(-1, 3), charge=float(charge))
