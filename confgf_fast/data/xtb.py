@@ -2,10 +2,10 @@
 
 ETKDG + MMFF94 conformers sit in MMFF minima; the benchmark's references are GFN2-xTB minima.
 Refining the training conformers with the same method moves the training distances towards the
-level of theory the model is judged against. It is optional (`confgf-fast build-qm9 --xtb`, data/build.refine_with_xtb: every
-conformer kept after the MMFF-level dedup, the DFT geometry included): one GFN2-xTB geometry
-optimisation costs ~0.2 s per QM9 conformer on one CPU core (tens of single points of a few ms
-each), ~0.5 s per molecule, about 4 CPU-hours for all of QM9.
+level of theory the model is judged against. It is optional (`confgf-fast build-qm9 --xtb`,
+data/build.refine_with_xtb: every conformer kept after the MMFF-level dedup, the DFT geometry
+included): one GFN2-xTB geometry optimisation costs ~0.2 s per QM9 conformer on one CPU core
+(tens of single points of a few ms each), ~0.5 s per molecule, about 4 CPU-hours for all of QM9.
 
 The optimiser is scipy's L-BFGS-B on the energy with tblite's analytic gradient, in atomic units
 internally; a conformer whose bonds break or whose atoms clash during the optimisation is
