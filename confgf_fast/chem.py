@@ -24,13 +24,32 @@ class FeaturizeError(ValueError):
     """A molecule that cannot be turned into a graph (bad SMILES, unsupported bond, ...)."""
 
 
+# RDKit seeds each conformer of EmbedMultipleConfs from randomSeed with a multiplicative generator
+# modulo 2^31 - 1; a seed of 0 or 2^31 - 1 makes every conformer identical (measured with RDKit
+# 2026.09: 10 conformers of CCN(CC=O)CCO or CCCCO at RMSD 0, while seeds 1..39 give distinct ones).
+# The benchmark scripts seed molecule k with seed + k, so their first molecule got seed 0 and its
+# ETKDG baseline was one conformer repeated, until etkdg_seed remapped it.
+_DEGENERATE_SEED_REPLACEMENT = 0x5EED5
+
+
+def etkdg_seed(seed: int) -> int:
+    """seed modulo 2^31 (RDKit takes a signed 32-bit int; -1 would mean unseeded), with the two
+    values RDKit's per-conformer seeding turns into identical conformers (0 and 2^31 - 1) replaced
+    by a fixed nonzero seed; every other seed is unchanged, so results from before the fix
+    reproduce."""
+    s = seed % 2**31
+    return _DEGENERATE_SEED_REPLACEMENT if s % (2**31 - 1) == 0 else s
+
+
 def etkdg_params(seed: int, max_iterations: int = 0, embed_timeout: int = 0):
     """RDKit ETKDGv3 parameters with a seed and, where > 0, an iteration cap and a per-call
-    timeout (seconds; some embeddings of strained systems otherwise run for minutes)."""
+    timeout (seconds; some embeddings of strained systems otherwise run for minutes).
+
+    seed: any int, reduced to RDKit's 31 bits (etkdg_seed)."""
     from rdkit.Chem import AllChem
 
     params = AllChem.ETKDGv3()
-    params.randomSeed = seed
+    params.randomSeed = etkdg_seed(seed)
     if max_iterations:
         params.maxIterations = max_iterations
     if embed_timeout:
@@ -45,13 +64,13 @@ def etkdg_coordinates(mol: Chem.Mol, n: int, seed: int, oversample: int = 1,
     cages), RDKit's documented fallback from random coordinates is tried, then one without
     ETKDG's chirality check (2 of the 190 QM9 dev molecules, fused small rings, need it; the note
     says so, since their stereo then rests on the sampler's guidance). (None, note) if all fail.
-    seed: any int (RDKit takes 31 bits). oversample > 1 embeds oversample x n conformers and keeps
+    seed: any int (etkdg_seed). oversample > 1 embeds oversample x n conformers and keeps
     a diverse n of them (diverse_subset)."""
     from rdkit.Chem import AllChem
 
     m = Chem.Mol(mol)
     m.RemoveAllConformers()
-    params = etkdg_params(seed % 2**31)
+    params = etkdg_params(seed)
     n_embed = n * max(1, oversample)
     AllChem.EmbedMultipleConfs(m, n_embed, params)
     note = None

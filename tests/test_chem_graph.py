@@ -114,3 +114,22 @@ def test_set_conformers_and_canonical_smiles():
     assert torch.allclose(torch.tensor(out.GetConformer(1).GetPositions()), torch.tensor(coords[1]))
     assert canonical_smiles("C[C@H](O)CC") == canonical_smiles("CCC(C)O")
     assert canonical_smiles("C[C@H](O)CC", stereo=True) != canonical_smiles("C[C@@H](O)CC", stereo=True)
+
+
+@pytest.mark.parametrize("seed", [0, 2**31 - 1, 2**31, -1, 7])
+def test_etkdg_seeds_never_repeat_one_conformer(seed):
+    # RDKit turns randomSeed 0 and 2^31 - 1 into identical conformers; etkdg_seed remaps exactly
+    # those (chem.py), so the benchmark's first molecule (seed 0) gets a real ETKDG ensemble.
+    from rdkit.Chem import rdMolAlign
+
+    from confgf_fast.chem import etkdg_params, etkdg_seed
+
+    s = etkdg_seed(seed)
+    assert 0 < s < 2**31 - 1
+    if seed == 7:
+        assert s == 7  # other seeds are unchanged, so earlier results reproduce
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCN(CC=O)CCO"))
+    ids = list(AllChem.EmbedMultipleConfs(mol, 6, etkdg_params(seed)))
+    heavy = Chem.RemoveHs(mol)
+    rms = [rdMolAlign.GetBestRMS(Chem.Mol(heavy, confId=ids[0]), Chem.Mol(heavy, confId=i)) for i in ids[1:]]
+    assert len(ids) == 6 and min(rms) > 0.05, rms
