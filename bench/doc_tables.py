@@ -361,11 +361,12 @@ RELAX_FULL = "relax_dev_full_warm_mmff.json"
 RELAX_XTB_FULL = "relax_dev_full_warm_os3_mmff_xtb.json"  # eval_relax.py --relax mmff xtb, all 190 molecules
 # Rows of warm_vs_etkdg: (file with our rows, their per_molecule key, what ours is, file with the
 # ETKDG rows, their key, what they are); paired per molecule (the same 190 molecules and
-# conformer counts in every file).
+# conformer counts in every file). Plain ETKDGv3 comes from dev_full_etkdg.json, rerun after the
+# seed fix (chem.etkdg_seed), not from the ETKDG rows inside older files of ours.
 WARM_VS_ETKDG = [
     ("dev_full_project_warm_os3_step220000.json", "ours",
      "**the default**: warm start, 3x diverse ETKDG starts, step 220,000",
-     "dev_full_project_warm_os3_step220000.json", "etkdg", "ETKDGv3"),
+     "dev_full_etkdg.json", "etkdg", "ETKDGv3"),
     ("dev_full_project_warm_os3_step220000.json", "ours", "**the default**",
      "dev_full_etkdg_os3.json", "etkdg", "ETKDGv3, 3x oversampled with the same diversity selection"),
     ("relax_dev_full_warm_os3_mmff.json", "ours_mmff", "the default + MMFF94 (`--relax mmff`)",
@@ -374,7 +375,7 @@ WARM_VS_ETKDG = [
      "relax_dev_full_warm_os3_mmff.json", "etkdg_mmff", "ETKDGv3, 3x diverse, + MMFF94"),
     ("relax_dev_full_warm_os3_mmff.json", "ours_mmff", "the default + MMFF94 (`--relax mmff`)",
      "relax_dev_full_warm_os3_mmff.json", "ours", "the default, unrelaxed"),
-    (WARM, "ours", "warm start without oversampling, step 148,250", WARM, "etkdg", "ETKDGv3"),
+    (WARM, "ours", "warm start without oversampling, step 148,250", "dev_full_etkdg.json", "etkdg", "ETKDGv3"),
     # GFN2-xTB, whole benchmark (eval_relax.py --relax mmff xtb; ~0.3 s per QM9 conformer per core).
     (RELAX_XTB_FULL, "ours_xtb", "the default + GFN2-xTB (`--relax xtb`)",
      RELAX_XTB_FULL, "etkdg_xtb", "ETKDGv3, 3x diverse, + GFN2-xTB"),
