@@ -112,7 +112,7 @@ def add_etkdg_conformers(mol, n: int, seed: int, dedup_rmsd: float, xtb: bool = 
     conformers of molecules such as pyridones; kept so QM9 rebuilds stay identical).
     """
     from rdkit import Chem
-    from rdkit.Chem import AllChem, rdMolAlign
+    from rdkit.Chem import AllChem
 
     from ..chem import stereo_smiles_from_3d
 
@@ -147,20 +147,21 @@ def add_etkdg_conformers(mol, n: int, seed: int, dedup_rmsd: float, xtb: bool = 
         got = stereo_smiles_from_3d(trial, cid)
         if want is None:
             want = got
-        if got != want:
-            continue
-        dup = False
-        for kid in kept_heavy:
-            probe = Chem.Mol(heavy_trial, confId=cid)
-            ref = Chem.Mol(heavy_ref, confId=kid)
-            if rdMolAlign.GetBestRMS(probe, ref, maxMatches=max_matches) < dedup_rmsd:
-                dup = True
-                break
-        if dup:
+        if got != want or _near_any(Chem.Mol(heavy_trial, confId=cid), heavy_ref, kept_heavy, dedup_rmsd, max_matches):
             continue
         mol.AddConformer(trial.GetConformer(cid), assignId=True)
         kept_heavy.append(heavy_ref.AddConformer(heavy_trial.GetConformer(cid), assignId=True))
     return refine_with_xtb(mol, dedup_rmsd, want, max_matches) if xtb else mol
+
+
+def _near_any(probe, refs, ref_ids: list[int], threshold: float, max_matches: int) -> bool:
+    """True when the one-conformer heavy-atom Mol `probe` is within `threshold` (heavy-atom
+    GetBestRMS, symmetry-aware) of conformer ref_ids of `refs` (the dedup of the builders)."""
+    from rdkit import Chem
+    from rdkit.Chem import rdMolAlign
+
+    return any(rdMolAlign.GetBestRMS(probe, Chem.Mol(refs, confId=k), maxMatches=max_matches) < threshold
+               for k in ref_ids)
 
 
 def refine_with_xtb(mol, dedup_rmsd: float, want_stereo: str | None = None, max_matches: int = 1_000_000):
@@ -173,7 +174,6 @@ def refine_with_xtb(mol, dedup_rmsd: float, want_stereo: str | None = None, max_
     on 15 random QM9 molecules: 2.8 per molecule of the 5 tried, 0.19 s each on one core).
     """
     from rdkit import Chem
-    from rdkit.Chem import rdMolAlign
 
     from ..chem import stereo_smiles_from_3d
     from .xtb import refine_conformer
@@ -186,11 +186,7 @@ def refine_with_xtb(mol, dedup_rmsd: float, want_stereo: str | None = None, max_
         got = stereo_smiles_from_3d(mol, cid)
         if want_stereo is None:
             want_stereo = got
-        if got != want_stereo:
-            continue
-        probe = Chem.Mol(heavy, confId=cid)
-        if any(rdMolAlign.GetBestRMS(probe, Chem.Mol(heavy, confId=k), maxMatches=max_matches) < dedup_rmsd
-               for k in kept):
+        if got != want_stereo or _near_any(Chem.Mol(heavy, confId=cid), heavy, kept, dedup_rmsd, max_matches):
             continue
         kept.append(cid)
     for cid in ids:
