@@ -207,10 +207,12 @@ def sampler_speed_table() -> str:
 # of a row comes from the file. "{evals}", "{bands}", "{levels}", "{spl}" and "{precision}" in a label
 # are filled from the file; "{times}" is the multiplication sign.
 CARD_FULL_RUNS = [
+    (QM9_XTB_FT, "**ours, the GFN2-xTB fine-tune (shipped 2026-12-03), warm schedule with 3x diverse ETKDG starts, "
+                 "the default** ({evals} evaluations)"),
     ("dev_full_project_warm_os3_step220000.json",
-     "**ours, step 220,000, warm schedule with 3x diverse ETKDG starts, the default** ({evals} evaluations)"),
+     "ours, step 220,000, warm schedule with 3x diverse ETKDG starts ({evals} evaluations)"),
     ("dev_full_project_warm_step220000.json",
-     "ours, step 220,000 (shipped since 2026-12-02), warm schedule without oversampling ({evals} evaluations)"),
+     "ours, step 220,000 (shipped 2026-12-02 to 2026-12-03), warm schedule without oversampling ({evals} evaluations)"),
     ("dev_full_project_warm_step148250.json",
      "ours, step 148,250 (shipped before), warm schedule: ETKDG warm start + projected sampler "
      "({evals} evaluations)"),
