@@ -144,10 +144,8 @@ def add_etkdg_conformers(mol, n: int, seed: int, dedup_rmsd: float, xtb: bool = 
     heavy_trial = Chem.RemoveHs(trial)
     kept_heavy = [heavy_ref.GetConformers()[0].GetId()] if has_ref else []
     for cid in cids:
-        got = stereo_smiles_from_3d(trial, cid)
-        if want is None:
-            want = got
-        if got != want or _near_any(Chem.Mol(heavy_trial, confId=cid), heavy_ref, kept_heavy, dedup_rmsd, max_matches):
+        ok, want = _accept(trial, heavy_trial, cid, want, heavy_ref, kept_heavy, dedup_rmsd, max_matches)
+        if not ok:
             continue
         mol.AddConformer(trial.GetConformer(cid), assignId=True)
         kept_heavy.append(heavy_ref.AddConformer(heavy_trial.GetConformer(cid), assignId=True))
@@ -164,6 +162,20 @@ def _near_any(probe, refs, ref_ids: list[int], threshold: float, max_matches: in
                for k in ref_ids)
 
 
+def _accept(mol, heavy, cid: int, want: str | None, refs, ref_ids: list[int], dedup_rmsd: float,
+            max_matches: int) -> tuple[bool, str]:
+    """The builders' test of conformer cid of `mol` (all H; `heavy`: its heavy-atom copy): its 3D
+    stereo equals `want` (None: this conformer's defines it) and it is not within dedup_rmsd of
+    conformer ref_ids of `refs` (_near_any). Returns (accepted, want)."""
+    from rdkit import Chem
+
+    from ..chem import stereo_smiles_from_3d
+
+    got = stereo_smiles_from_3d(mol, cid)
+    want = got if want is None else want
+    return got == want and not _near_any(Chem.Mol(heavy, confId=cid), refs, ref_ids, dedup_rmsd, max_matches), want
+
+
 def refine_with_xtb(mol, dedup_rmsd: float, want_stereo: str | None = None, max_matches: int = 1_000_000):
     """Optimise every conformer of `mol` (all H) with GFN2-xTB (data/xtb.py) in place and keep those
     that converge without changing the bonding, keep the stereo (want_stereo, isomeric canonical
@@ -175,7 +187,6 @@ def refine_with_xtb(mol, dedup_rmsd: float, want_stereo: str | None = None, max_
     """
     from rdkit import Chem
 
-    from ..chem import stereo_smiles_from_3d
     from .xtb import refine_conformer
 
     ids = [c.GetId() for c in mol.GetConformers()]
@@ -183,12 +194,9 @@ def refine_with_xtb(mol, dedup_rmsd: float, want_stereo: str | None = None, max_
     heavy = Chem.RemoveHs(mol)
     kept: list[int] = []
     for cid in refined:
-        got = stereo_smiles_from_3d(mol, cid)
-        if want_stereo is None:
-            want_stereo = got
-        if got != want_stereo or _near_any(Chem.Mol(heavy, confId=cid), heavy, kept, dedup_rmsd, max_matches):
-            continue
-        kept.append(cid)
+        ok, want_stereo = _accept(mol, heavy, cid, want_stereo, heavy, kept, dedup_rmsd, max_matches)
+        if ok:
+            kept.append(cid)
     for cid in ids:
         if cid not in kept:
             mol.RemoveConformer(cid)
