@@ -135,13 +135,18 @@ def qm9_candidates_table(pattern: str) -> str:
     # the shipped weights' run with the same warm start (oversampled or not; old files predate the field)
     bases = {1: _load("dev_full_project_warm_step220000.json"), 3: _load("dev_full_project_warm_os3_step220000.json")}
     lines = ["| run | step | init_oversample | device | COV-R % | MAT-R Å | COV-P % | ΔCOV-R vs step 220,000 | "
-             "ΔMAT-R vs step 220,000 | ΔCOV-P vs step 220,000 | ΔMAT-P vs step 220,000 |", "|---" * 11 + "|"]
+             "ΔMAT-R vs step 220,000 | ΔCOV-P vs step 220,000 | ΔMAT-P vs step 220,000 | flagged broken "
+             "(step 220,000) |", "|---" * 12 + "|"]
     for path in sorted(RESULTS.glob(pattern)):
         d = json.loads(path.read_text())
         o, rows = d["ours"], d["per_molecule"]["ours"]
-        b = bases[d["sampler"].get("init_oversample", 1)]["per_molecule"]["ours"]
+        base = bases[d["sampler"].get("init_oversample", 1)]
+        b = base["per_molecule"]["ours"]
+        broken = (f"{100 * o['broken_fraction']:.2f} % ({100 * base['ours']['broken_fraction']:.2f} %)"
+                  if "broken_fraction" in o and "broken_fraction" in base["ours"] else "—")
         lines.append(f"| {path.stem} | {d.get('weights_step')} | {d['sampler'].get('init_oversample', 1)} | "
-                     f"{_device(d)} | {_means_and_deltas(o, rows, b, ('cov_r', 'mat_r', 'cov_p', 'mat_p'))} |")
+                     f"{_device(d)} | {_means_and_deltas(o, rows, b, ('cov_r', 'mat_r', 'cov_p', 'mat_p'))} | "
+                     f"{broken} |")
     return "\n".join(lines)
 
 
