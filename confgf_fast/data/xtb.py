@@ -5,7 +5,8 @@ Refining the training conformers with the same method moves the training distanc
 level of theory the model is judged against. It is optional (`confgf-fast build-qm9 --xtb`,
 data/build.refine_with_xtb: every conformer kept after the MMFF-level dedup, the DFT geometry
 included): one GFN2-xTB geometry optimisation costs ~0.2 s per QM9 conformer on one CPU core
-(tens of single points of a few ms each), ~0.5 s per molecule, about 4 CPU-hours for all of QM9.
+(tens of single points of a few ms each), ~0.5 s per molecule: ~6-9 minutes per chunk of 1000
+molecules, ~4 CPU-hours for the 27 chunks of the QM9 model's data, ~18 for all of QM9.
 
 The optimiser is scipy's L-BFGS-B on the energy with tblite's analytic gradient, in atomic units
 internally; a conformer whose bonds break or whose atoms clash during the optimisation is
