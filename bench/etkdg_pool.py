@@ -14,9 +14,9 @@ script reports COV-R (δ 0.5 Å, heavy-atom GetBestRMS, evaluate.rmsd_matrix) of
   (diverse subset chosen on the MMFF geometries);
 
 and, for every reference the raw pool misses, its distance to the nearest pool conformer (how near
-the misses are: a near miss is one better geometry could still cover). Seeds: chem.etkdg_params
-(seed + molecule index), as eval_dev.etkdg, so `first` and `fps` are exactly the rerun baselines
-dev_full_etkdg.json and dev_full_etkdg_os3.json.
+the misses are: a near miss is one better geometry could still cover). The pool is
+eval_dev.etkdg's embedding (seed + molecule index) of 3 x 2K, so `first` and `fps` are exactly
+the rerun baselines dev_full_etkdg.json and dev_full_etkdg_os3.json.
 
     python bench/etkdg_pool.py --json bench/results/etkdg_pool_ceiling.json     # ~6 min, one thread
 """
@@ -28,28 +28,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from eval_dev import DEV_SDF, benchmark_inputs, load_reference
+from eval_dev import DEV_SDF, benchmark_inputs, etkdg, load_reference
 from provenance import provenance, write_json
 from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 from schedule_table import paired
 
-from confgf_fast.chem import conformer_positions, diverse_subset, etkdg_params
+from confgf_fast.chem import conformer_positions, diverse_subset
 from confgf_fast.evaluate import rmsd_matrix
 
 MISS_BINS = (0.5, 0.6, 0.75, 1.0, 1.5, float("inf"))  # Å, nearest pool conformer of a missed reference
-
-
-def embed_pool(mol: Chem.Mol, n: int, seed: int) -> Chem.Mol:
-    """Copy of mol with n ETKDGv3 conformers (eval_dev.etkdg's embedding, without the selection)."""
-    m = Chem.Mol(mol)
-    m.RemoveAllConformers()
-    params = etkdg_params(seed)
-    AllChem.EmbedMultipleConfs(m, n, params)
-    if m.GetNumConformers() == 0:  # the random-coordinates fallback eval_dev.etkdg uses
-        params.useRandomCoords = True
-        AllChem.EmbedMultipleConfs(m, n, params)
-    return m
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, misses, t0 = [], [], time.perf_counter()
     for k, ((key, ref), mol) in enumerate(zip(refs, inputs)):
         n = 2 * ref.GetNumConformers()
-        pool = embed_pool(mol, args.oversample * n, args.seed + k)
+        pool = etkdg(mol, args.oversample * n, args.seed + k)  # all of them: no selection at this count
         C = pool.GetNumConformers()
         if C == 0:
             continue  # the one molecule ETKDG cannot embed; left out, as in dev_full_etkdg.json

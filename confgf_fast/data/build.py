@@ -182,8 +182,9 @@ def refine_with_xtb(mol, dedup_rmsd: float, want_stereo: str | None = None, max_
     SMILES; None: the first conformer's) and are not within dedup_rmsd of one kept before them (two
     MMFF minima can fall into one xTB minimum). Returns `mol`, possibly with no conformer left.
 
-    Refining after the MMFF-level dedup, not before, optimises only the conformers kept (measured
-    on 15 random QM9 molecules: 2.8 per molecule of the 5 tried, 0.19 s each on one core).
+    Refining after the MMFF-level dedup, not before, optimises only the conformers kept (~2.3 of
+    the 5 tried per QM9 molecule): a chunk of 1000 QM9 molecules takes 6-9 minutes on one core,
+    MMFF stage included (stats.seconds of the chunks in bench/train_data/qm9_xtb2_chunks).
     """
     from rdkit import Chem
 
