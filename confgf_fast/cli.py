@@ -435,6 +435,25 @@ def cmd_build_qm9(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_build_refs(args: argparse.Namespace) -> int:
+    from .data.reference_search import SearchSettings, build_union
+    from .data.xtb import available
+
+    if not available():
+        print("error: build-refs needs the tblite package (pip install tblite)", file=sys.stderr)
+        return EXIT_USAGE
+    if not Path(args.ref).is_file():
+        print(f"error: reference SDF not found: {args.ref}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = SearchSettings(starts=args.starts, noise=args.noise, window=args.window, dedup=args.dedup,
+                              seed=args.seed)
+    cache = args.cache_dir or str(Path(args.out).parent / (Path(args.out).name.split(".")[0] + "_cache"))
+    summary = build_union(args.ref, args.out, cache, settings, mol_ids=args.mol_id or None,
+                          progress=not args.quiet)
+    print(json.dumps(summary["totals"]))
+    return EXIT_OK
+
+
 def cmd_build_drugs(args: argparse.Namespace) -> int:
     from .data.build import format_composition
     from .data.drugs import DrugsBuildConfig, build_drugs, default_exclusion_files
@@ -690,6 +709,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "(tblite; ~0.2 s per QM9 conformer per core)")
     b.add_argument("--quiet", "-q", action="store_true")
     b.set_defaults(func=cmd_build_qm9)
+
+    r = sub.add_parser("build-refs", help="v2 reference ensembles: references + minima of a search without ETKDG "
+                                          "(random torsions + noise, GFN2-xTB)")
+    r.add_argument("ref", help="reference SDF (records grouped by mol_id, property energy_kcal)")
+    r.add_argument("--out", required=True, help="union SDF to write (.sdf.gz compresses); summary beside it as .json")
+    r.add_argument("--cache-dir", default=None, help="per-molecule results; a rerun resumes (default beside --out)")
+    r.add_argument("--starts", type=_positive, default=24, help="random starts per molecule (~2 s each, QM9 size)")
+    r.add_argument("--noise", type=float, default=0.25, help="Gaussian noise (angstrom) on every atom of a start")
+    r.add_argument("--window", type=float, default=6.0, help="energy window, kcal/mol")
+    r.add_argument("--dedup", type=float, default=0.125, help="duplicate threshold, heavy-atom RMSD (angstrom)")
+    r.add_argument("--seed", type=int, default=1000, help="molecule k of the file uses seed + k")
+    r.add_argument("--mol-id", action="append", default=[], help="only this molecule (repeatable)")
+    r.add_argument("--quiet", "-q", action="store_true")
+    r.set_defaults(func=cmd_build_refs)
 
     d = sub.add_parser("build-drugs", help="build the featurised drug-like training set (MOSES SMILES, ETKDG+MMFF)")
     d.add_argument("--out", required=True)
