@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 
 pytest.importorskip("tblite")
-from rdkit import Chem  # noqa: E402
+from rdkit import Chem
 
-from confgf_fast.chem import stereo_smiles_from_3d  # noqa: E402
-from confgf_fast.data.reference_search import (  # noqa: E402
+from confgf_fast.chem import stereo_smiles_from_3d
+from confgf_fast.data.reference_search import (
     SearchSettings,
     build_union,
     read_reference_groups,
     rotatable_torsions,
 )
-from confgf_fast.data.xtb import topology_kept  # noqa: E402
-from confgf_fast.evaluate import heavy_copy  # noqa: E402
+from confgf_fast.data.xtb import topology_kept
+from confgf_fast.evaluate import heavy_copy
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "qm9_xtb_dev.sdf"
 pytestmark = pytest.mark.skipif(not DEV.is_file(), reason="../shared/benchmarks/qm9_xtb_dev.sdf not present")
@@ -77,7 +77,8 @@ def test_rerun_resumes_from_cache_bit_identical(two_molecules):
     again = build_union(small, out2, tmp / "cache", settings, progress=False,
                         optimize=lambda z, p: calls.append(1))  # must not be called: all cached
     assert not calls
-    assert gzip.open(out, "rt").read() == gzip.open(out2, "rt").read()
+    with gzip.open(out, "rt") as a, gzip.open(out2, "rt") as b:
+        assert a.read() == b.read()
     assert again["totals"] == summary["totals"]
     with pytest.raises(ValueError, match="settings"):
         build_union(small, tmp / "x.sdf.gz", tmp / "cache", SearchSettings(starts=4), progress=False)
@@ -88,7 +89,8 @@ def test_cache_is_plain_json(two_molecules):
     files = sorted((tmp / "cache").glob("*.json.gz"))
     assert len(files) == 2
     for f in files:
-        data = json.loads(gzip.open(f, "rt").read())
+        with gzip.open(f, "rt") as fh:
+            data = json.load(fh)
         assert set(data) == {"summary", "settings", "union"}
 
 

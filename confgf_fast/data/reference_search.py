@@ -250,8 +250,7 @@ def build_union(ref_sdf: str | Path, out_sdf: str | Path, cache_dir: str | Path,
         results.append(res)
 
     out_sdf = Path(out_sdf)
-    fh = gzip.open(out_sdf, "wt") if out_sdf.suffix == ".gz" else open(out_sdf, "w")
-    with fh:
+    with (gzip.open(out_sdf, "wt") if out_sdf.suffix == ".gz" else open(out_sdf, "w")) as fh:
         writer = Chem.SDWriter(fh)
         for key, res in zip(keys, results):
             first = groups[key][0]
@@ -262,7 +261,7 @@ def build_union(ref_sdf: str | Path, out_sdf: str | Path, cache_dir: str | Path,
                         m.SetProp(prop, first.GetProp(prop))
                 m.SetProp("mol_id", key)
                 m.SetProp("conf_id", str(k))
-                m.SetProp("energy_kcal", "%.3f" % rec["energy_kcal"])
+                m.SetProp("energy_kcal", f"{rec['energy_kcal']:.3f}")
                 m.SetProp("source", rec["source"])
                 writer.write(m)
         writer.close()
