@@ -55,7 +55,7 @@ class GINELayer(nn.Module):
         else:
             # eager: the C++ kernel reads e through edge_pair, no [E, H] temporaries (CPU; the
             # reference elsewhere)
-            agg = ops.gine_aggregate(h, edge_index, e, edge_pair, backend=self.backend)
+            agg = ops.gine_aggregate(h, edge_index, e, edge_pair, backend=self.backend, validate=False)
         return self.mlp(agg)
 
 

@@ -133,7 +133,7 @@ def project_distances(pos: Tensor, edge_index: Tensor, target: Tensor, degree: T
     """
     step = 0.5 / degree
     if pos.shape[1] == 3:  # all sweeps in one fused call (ops.project_sweeps)
-        return ops.project_sweeps(pos, edge_index, target, step, iters, backend, rowptr=rowptr)
+        return ops.project_sweeps(pos, edge_index, target, step, iters, backend, rowptr=rowptr, validate=False)
     src, dst = edge_index
     for _ in range(iters):
         diff = pos[src] - pos[dst]  # [E, D]
@@ -146,7 +146,7 @@ def project_distances(pos: Tensor, edge_index: Tensor, target: Tensor, degree: T
 def edge_lengths(pos: Tensor, edge_index: Tensor, backend: str = "auto") -> Tensor:
     """[E] |r_src - r_dst| for pos [N, D]: the fused op for D = 3, plain torch otherwise."""
     if pos.shape[1] == 3:
-        return ops.pairwise_distance(pos, edge_index, backend=backend)
+        return ops.pairwise_distance(pos, edge_index, backend=backend, validate=False)
     return (pos[edge_index[0]] - pos[edge_index[1]]).norm(dim=1)
 
 
@@ -234,9 +234,9 @@ def _langevin_corrector(pos: Tensor, batch: GraphBatch, score: ScoreFn, sig: flo
     xyz = pos[:, :3].contiguous()
     ei = batch.edge_index
     sigma = torch.tensor(sig, dtype=torch.float32, device=pos.device)
-    d = ops.pairwise_distance(xyz, ei, backend=cfg.backend)
+    d = ops.pairwise_distance(xyz, ei, backend=cfg.backend, validate=False)
     s = score(batch.z, ei, batch.edge_type, d, sigma, batch.half_edges, batch.edge_pair)
-    grad = ops.coord_score(xyz, ei, s, backend=cfg.backend, rowptr=batch.rowptr)  # [N, 3]
+    grad = ops.coord_score(xyz, ei, s, backend=cfg.backend, rowptr=batch.rowptr, validate=False)  # [N, 3]
     zn = torch.randn(xyz.shape, generator=generator, device=pos.device)
     g = batch.num_graphs
     grad_sq = torch.zeros(g, device=pos.device).index_add_(0, batch.node_graph, grad.square().sum(1))
@@ -357,10 +357,11 @@ def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg:
         alpha = step_size(cfg, sigma_f, sigma_min)
 
         def step(pos: Tensor, noise_z: Tensor, sigma=sigma, sigma_f=sigma_f, alpha=alpha, li=li) -> Tensor:
-            d = ops.pairwise_distance(pos, ei, backend=cfg.backend)
+            d = ops.pairwise_distance(pos, ei, backend=cfg.backend, validate=False)
             s = score(z, ei, et, d, sigma, batch.half_edges, batch.edge_pair)
             extra = guidance(pos, sigma_f, li) if guidance is not None else None
-            out = ops.langevin_step(pos, ei, s, noise_z, alpha, cfg.clip, backend=cfg.backend, rowptr=batch.rowptr)
+            out = ops.langevin_step(pos, ei, s, noise_z, alpha, cfg.clip, backend=cfg.backend, rowptr=batch.rowptr,
+                                     validate=False)
             return out if extra is None else out + alpha * extra
 
         replay = _capture_level(step, pos, noise_z) if graphs else None

@@ -38,7 +38,8 @@ def _signatures(dtype: str) -> dict[str, tuple[dict[str, str], dict[str, int]]]:
     f, i = f"*{dtype}", "*i64"
     return {
         "pairwise_distance_kernel": (
-            {"pos_ptr": f, "src_ptr": i, "dst_ptr": i, "out_ptr": f, "E": "i32", "BLOCK": "constexpr"},
+            {"pos_ptr": f, "src_ptr": i, "dst_ptr": i, "out_ptr": f, "E": "i32", "N": "i32",
+             "BLOCK": "constexpr"},
             {"BLOCK": BLOCK_EDGES}),
         "coord_score_kernel": (
             {"pos_ptr": f, "dst_ptr": i, "score_ptr": f, "rowptr_ptr": i, "out_ptr": f, "N": "i32",

@@ -14,7 +14,7 @@ from .segment import BLOCK_ATOMS, atom_score, rows
 def coord_score_kernel(pos_ptr, dst_ptr, score_ptr, rowptr_ptr, out_ptr, N, BLOCK: tl.constexpr):
     atoms = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = atoms < N
-    _, _, _, sx, sy, sz = atom_score(pos_ptr, dst_ptr, score_ptr, rowptr_ptr, atoms, mask)
+    _, _, _, sx, sy, sz = atom_score(pos_ptr, dst_ptr, score_ptr, rowptr_ptr, atoms, mask, N)
     tl.store(out_ptr + 3 * atoms, sx, mask=mask)
     tl.store(out_ptr + 3 * atoms + 1, sy, mask=mask)
     tl.store(out_ptr + 3 * atoms + 2, sz, mask=mask)

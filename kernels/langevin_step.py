@@ -17,7 +17,7 @@ def langevin_step_kernel(pos_ptr, dst_ptr, score_ptr, noise_ptr, rowptr_ptr, out
                          a_hi, a_lo, ns_hi, ns_lo, clip_hi, clip_lo, BLOCK: tl.constexpr):
     atoms = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = atoms < N
-    xi, yi, zi, sx, sy, sz = atom_score(pos_ptr, dst_ptr, score_ptr, rowptr_ptr, atoms, mask)
+    xi, yi, zi, sx, sy, sz = atom_score(pos_ptr, dst_ptr, score_ptr, rowptr_ptr, atoms, mask, N)
     dtype = pos_ptr.dtype.element_ty
     # Scalars arrive as fp32 pairs (see segment.split_float) so a float64 run keeps their precision.
     a = tl.cast(a_hi, dtype) + tl.cast(a_lo, dtype)

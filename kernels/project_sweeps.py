@@ -10,6 +10,8 @@ import triton.language as tl
 from torch import Tensor
 from torch.library import triton_op, wrap_triton
 
+from confgf_fast.ops.validation import check_graph_unless_checked
+
 from .segment import BLOCK_ATOMS, rows
 
 
@@ -32,6 +34,7 @@ def project_sweep_kernel(prev_ptr, dst_ptr, target_ptr, step_ptr, rowptr_ptr, ne
         e = e0 + k
         m = mask & (e < e1)
         j = tl.load(dst_ptr + e, mask=m, other=0)
+        m = m & (j >= 0) & (j < N)  # never read outside prev, whatever dst holds
         t = tl.load(target_ptr + e, mask=m, other=0.0)
         dx = xi - tl.load(prev_ptr + 3 * j, mask=m, other=0.0)
         dy = yi - tl.load(prev_ptr + 3 * j + 1, mask=m, other=0.0)
@@ -59,6 +62,7 @@ def project_sweeps(pos: Tensor, edge_index: Tensor, target: Tensor, step: Tensor
     stp = step.to(pos.dtype).contiguous()
     N = pos.shape[0]
     out = torch.empty_like(pos)
+    check_graph_unless_checked(edge_index, N, rowptr)
     if iters == 0 or N == 0:
         return out.copy_(pos)
     rp = rows(edge_index, N, rowptr)  # built once, reused by every sweep

@@ -8,6 +8,7 @@ import triton.language as tl
 from torch import Tensor
 
 from confgf_fast.graph import rowptr_from_sorted
+from confgf_fast.ops.validation import check_graph_unless_checked
 
 # Atoms per program. A row is ~10 edges on molecular graphs; 128 lanes x 4 warps keeps enough
 # independent gathers in flight while the per-block loop runs to the block's longest row.
@@ -18,8 +19,11 @@ BLOCK_EDGES = 1024
 def rows(edge_index: Tensor, num_atoms: int, rowptr: Tensor | None) -> Tensor:
     """edge_index: [2, E] sorted by source -> rowptr [N+1], rowptr[i] = first edge with src >= i.
 
-    Uses the caller's rowptr when given (the sampler keeps one per batch).
+    Uses the caller's rowptr when given (the sampler keeps one per batch). Checks the graph first
+    (check_graph: indices in range, sources sorted, rowptr matching them) unless confgf_fast.ops
+    has already done so for this call; the kernels also mask every dst index outside [0, N).
     """
+    check_graph_unless_checked(edge_index, num_atoms, rowptr)
     if rowptr is not None:
         return rowptr.contiguous()
     return rowptr_from_sorted(edge_index[0], num_atoms)
@@ -41,7 +45,7 @@ def split_float(x: float) -> tuple[float, float]:
 
 
 @triton.jit
-def atom_score(pos_ptr, dst_ptr, score_ptr, rowptr_ptr, atoms, mask):
+def atom_score(pos_ptr, dst_ptr, score_ptr, rowptr_ptr, atoms, mask, N):
     """For a block of atoms: (r_i, S_i) with S_i = sum_{e in row i} s_e (r_i - r_dst(e)) / d_e.
 
     The block loops to its longest row; lanes past their own row are masked. Each lane adds its
@@ -61,6 +65,7 @@ def atom_score(pos_ptr, dst_ptr, score_ptr, rowptr_ptr, atoms, mask):
         e = e0 + k
         m = mask & (e < e1)
         j = tl.load(dst_ptr + e, mask=m, other=0)
+        m = m & (j >= 0) & (j < N)  # never read outside pos, whatever dst holds
         s = tl.load(score_ptr + e, mask=m, other=0.0)
         dx = xi - tl.load(pos_ptr + 3 * j, mask=m, other=0.0)
         dy = yi - tl.load(pos_ptr + 3 * j + 1, mask=m, other=0.0)

@@ -1,4 +1,4 @@
-"""Validation mode of confgf_fast.ops: inconsistent graph input (indices out of range, sources not
+"""Validation of confgf_fast.ops (on by default): inconsistent graph input (indices out of range, sources not
 sorted, a rowptr that does not match edge_index[0], a broken edge pairing) raises the same
 GraphInputError on every backend before dispatch, and valid input passes unchanged.
 
@@ -120,35 +120,37 @@ def test_metadata_errors():
         check_graph(ei, n, torch.zeros(n, dtype=torch.long))
 
 
-def test_off_by_default_and_process_wide_switch():
+def test_on_by_default_and_process_wide_switch():
     _n, ei, p, s, _z = _graph()
     bad = ei.flip(1)  # sorted descending
     backend = BACKENDS[-1]  # the reference: without validation it computes on any order
-    ops.coord_score(p, bad, s, backend=backend)  # off: no check
-    previous = set_validation(True)
+    with pytest.raises(GraphInputError, match="not sorted"):
+        ops.coord_score(p, bad, s, backend=backend)  # on by default (issue 26)
+    ops.coord_score(p, bad, s, backend=backend, validate=False)  # a call can opt out
+    previous = set_validation(False)
     try:
-        with pytest.raises(GraphInputError, match="not sorted"):
-            ops.coord_score(p, bad, s, backend=backend)
-        ops.coord_score(p, bad, s, backend=backend, validate=False)  # a call can opt out
+        ops.coord_score(p, bad, s, backend=backend)  # off process-wide
     finally:
         set_validation(previous)
 
 
-def test_environment_variable_turns_it_on():
+def test_environment_variable_turns_it_off():
     code = textwrap.dedent("""
         import torch
         from confgf_fast import ops
         ei = torch.tensor([[1, 0], [0, 1]])
         try:
             ops.coord_score(torch.randn(2, 3), ei, torch.randn(2), backend="reference")
+            print("not checked")
         except ops.GraphInputError as exc:
             print("raised:", exc)
     """)
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["CONFGF_FAST_VALIDATE"] = "1"
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
-                         timeout=120, check=False)
-    assert res.returncode == 0 and "raised: edge_index is not sorted by source" in res.stdout, res.stdout + res.stderr
+    for value, want in (("0", "not checked"), ("1", "raised: edge_index is not sorted by source")):
+        env["CONFGF_FAST_VALIDATE"] = value
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+                             timeout=120, check=False)
+        assert res.returncode == 0 and want in res.stdout, res.stdout + res.stderr
 
 
 @pytest.mark.skipif(not _backends.GINE_CPU_AVAILABLE, reason="C++ gine_aggregate not built")
@@ -180,13 +182,13 @@ def test_gine_aggregate_graph_and_pairing():
 
 
 def test_without_validation_the_cpu_kernel_still_refuses_a_short_rowptr():
-    """rowptr[N] != E costs the CPU kernels one read, so they check it always (RuntimeError)."""
+    """rowptr[N] != E costs the CPU kernels one read, so they check it always (ValueError)."""
     if "cpp" not in BACKENDS:
         pytest.skip("cpp backend unavailable")
     n, ei, p, s, _z = _graph()
     rp = rowptr_from_sorted(ei[0], n)
     rp[-1] -= 1
-    with pytest.raises(RuntimeError, match=r"rowptr\[N\] must equal"):
+    with pytest.raises(ValueError, match=r"rowptr\[N\] must equal"):
         ops.coord_score(p, ei, s, backend="cpp", rowptr=rp, validate=False)
 
 

@@ -250,8 +250,11 @@ def test_bad_inputs_are_refused():
         ops.project_sweeps(pos, ei, t, a[:-1], 1, backend="cpp")
     with pytest.raises(RuntimeError, match=r"pos must have shape \[N, 3\]"):
         ops.project_sweeps(pos[:, :2], ei, t, a, 1, backend="cpp")
-    with pytest.raises(RuntimeError, match="rowptr"):
+    with pytest.raises(ValueError, match="rowptr"):  # validation's GraphInputError; the kernel's own check
         ops.project_sweeps(pos, ei, t, a, 1, backend="cpp", rowptr=torch.zeros(N + 1, dtype=torch.long))
+    with pytest.raises(ValueError, match="rowptr"):
+        ops.project_sweeps(pos, ei, t, a, 1, backend="cpp", rowptr=torch.zeros(N + 1, dtype=torch.long),
+                           validate=False)
     with pytest.raises(ValueError, match="unknown backend"):
         ops.project_sweeps(pos, ei, t, a, 1, backend="fortran")
     # Validation mode: the same GraphInputError on every backend, before any kernel runs.

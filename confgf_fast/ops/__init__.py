@@ -25,10 +25,10 @@ deterministic). They find the rows from edge_index[0]; a caller that already has
 pointers (GraphBatch.rowptr, [N+1]) can pass `rowptr=` to skip that.
 
 Graph inputs that break the contract (indices out of range, sources not sorted, a rowptr that does
-not match edge_index[0]) are caught the same way on every backend in validation mode:
-`validate=True` on a call, or process-wide `CONFGF_FAST_VALIDATE=1` / `set_validation(True)`; then
-the op raises GraphInputError (a ValueError) before dispatch. It is off by default because it
-costs a host sync on a GPU; validation.py says what each backend checks without it.
+not match edge_index[0]) raise GraphInputError (a ValueError) before dispatch, the same on every
+backend: validation is on by default. It costs one pass over the edges (and a host sync on a GPU),
+so a caller whose graphs are correct by construction, as the sampler's, passes `validate=False`;
+the C++ and CUDA kernels still check every index they read (validation.py says how).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from torch import Tensor
 
 from . import _backends, reference
 from ._registration import register_cpp_fakes, register_gine_aggregate_autograd, register_pairwise_distance_autograd
-from .validation import GraphInputError, check_graph, check_pairing, set_validation, should_validate
+from .validation import GraphInputError, check_graph, check_pairing, graph_checked, set_validation, should_validate
 
 __all__ = ["BACKENDS", "GraphInputError", "available_backends", "check_graph", "coord_score", "gine_aggregate",
            "langevin_step", "pairwise_distance", "project_sweeps", "reference", "set_validation"]
@@ -161,7 +161,8 @@ def pairwise_distance(pos: Tensor, edge_index: Tensor, backend: str = "auto", *,
     if b == "reference":
         return reference.pairwise_distance(pos, edge_index)
     if b == "triton":
-        return _backends.triton_ops()["pairwise_distance"](pos, edge_index)
+        with graph_checked():  # checked above, or the caller vouched for it (validate=False)
+            return _backends.triton_ops()["pairwise_distance"](pos, edge_index)
     return torch.ops.confgf_fast.pairwise_distance(pos, edge_index)
 
 
@@ -176,7 +177,8 @@ def coord_score(pos: Tensor, edge_index: Tensor, edge_score: Tensor, backend: st
     edge_index: Tensor  # [2, E] int64, sorted by source, both directions present
     edge_score: Tensor  # [E] s_ij (cast to pos' dtype)
     rowptr: Tensor | None  # [N+1] int64 CSR row pointers of edge_index[0], optional (fast backends)
-    validate: check the graph against the contract first (None: the process-wide setting)
+    validate: check the graph against the contract first (None: the process-wide setting, on
+        unless CONFGF_FAST_VALIDATE=0); False for graphs built correct, as the sampler's
     returns: Tensor  # [N, 3]
     """
     if should_validate(validate, pos):
@@ -185,7 +187,8 @@ def coord_score(pos: Tensor, edge_index: Tensor, edge_score: Tensor, backend: st
     if b == "reference":
         return reference.coord_score(pos, edge_index, edge_score)
     if b == "triton":
-        return _backends.triton_ops()["coord_score"](pos, edge_index, edge_score, rowptr)
+        with graph_checked():  # checked above, or the caller vouched for it (validate=False)
+            return _backends.triton_ops()["coord_score"](pos, edge_index, edge_score, rowptr)
     return torch.ops.confgf_fast.coord_score(pos, edge_index, edge_score, rowptr)
 
 
@@ -203,7 +206,8 @@ def langevin_step(pos: Tensor, edge_index: Tensor, edge_score: Tensor, noise: Te
     edge_score: Tensor  # [E] s_ij (cast to pos' dtype)
     noise: Tensor  # [N, 3] z ~ N(0, I), an input so the step is deterministic and testable
     rowptr: Tensor | None  # [N+1] int64 CSR row pointers of edge_index[0], optional (fast backends)
-    validate: check the graph against the contract first (None: the process-wide setting)
+    validate: check the graph against the contract first (None: the process-wide setting, on
+        unless CONFGF_FAST_VALIDATE=0); False for graphs built correct, as the sampler's
     returns: Tensor  # [N, 3]
     """
     if should_validate(validate, pos):
@@ -212,8 +216,9 @@ def langevin_step(pos: Tensor, edge_index: Tensor, edge_score: Tensor, noise: Te
     if b == "reference":
         return reference.langevin_step(pos, edge_index, edge_score, noise, step_size, clip)
     if b == "triton":
-        return _backends.triton_ops()["langevin_step"](pos, edge_index, edge_score, noise, rowptr,
-                                                       float(step_size), float(clip))
+        with graph_checked():  # checked above, or the caller vouched for it (validate=False)
+            return _backends.triton_ops()["langevin_step"](pos, edge_index, edge_score, noise, rowptr,
+                                                           float(step_size), float(clip))
     return torch.ops.confgf_fast.langevin_step(pos, edge_index, edge_score, noise, rowptr,
                                                float(step_size), float(clip))
 
@@ -330,7 +335,8 @@ def project_sweeps(pos: Tensor, edge_index: Tensor, target: Tensor, step: Tensor
     step: Tensor  # [N] per-atom step (cast to pos' dtype); a [N, 1] column is accepted
     iters: int  # >= 0 sweeps; 0 returns a copy of pos
     rowptr: Tensor | None  # [N+1] int64 CSR row pointers of edge_index[0], optional (fast backends)
-    validate: check the graph against the contract first (None: the process-wide setting)
+    validate: check the graph against the contract first (None: the process-wide setting, on
+        unless CONFGF_FAST_VALIDATE=0); False for graphs built correct, as the sampler's
     returns: Tensor  # [N, 3], a new tensor; not differentiable (the sampler runs it under no_grad)
 
     backend: as the other ops ("auto": cuda > triton > cpp > reference for the tensor's device and
@@ -347,5 +353,6 @@ def project_sweeps(pos: Tensor, edge_index: Tensor, target: Tensor, step: Tensor
     if b == "reference":
         return reference.project_sweeps(pos, edge_index, target, step, iters)
     if b == "triton":
-        return _backends.triton_project_sweeps()(pos, edge_index, target, step, rowptr, iters)
+        with graph_checked():  # checked above, or the caller vouched for it (validate=False)
+            return _backends.triton_project_sweeps()(pos, edge_index, target, step, rowptr, iters)
     return torch.ops.confgf_fast.project_sweeps(pos, edge_index, target, step, rowptr, iters)

@@ -1,28 +1,40 @@
-"""Opt-in checks of graph inputs against the ops' contract, the same for every backend.
+"""Checks of graph inputs against the ops' contract, the same for every backend.
 
 The fast kernels read each atom's edges as one CSR row of the source-sorted edge list. Inputs that
-break that contract give wrong numbers (or read out of bounds) in a fast kernel while the
-reference, a plain index_add, may still be right. What each backend does by default:
+break that contract would give wrong numbers, or reads out of bounds, in a fast kernel. Two layers
+stop them (issue 26, untrusted input):
 
-- every backend, always: shapes, dtypes and devices (host-side metadata only, no pass over data);
-- CPU kernels, always: rowptr[N] == E (one read of host memory);
-- CUDA kernels, always: when they build the rows themselves (rowptr=None), a device-side assert on
-  unsorted or out-of-range sources, as ATen's indexing kernels do (fatal to the CUDA context, but
-  never silent); a caller's rowptr is trusted;
-- validation mode (this module), every backend the same: before dispatch, check_graph runs on the
-  tensors' device and raises GraphInputError (a ValueError) with the same message whichever
-  backend was asked for, reference included.
-
-Validation reads the data, so on a GPU it costs a host sync: it is off by default and turned on
-per call (``validate=True`` on any op), per process (``CONFGF_FAST_VALIDATE=1`` in the environment
-at import, or ``set_validation(True)``). It is skipped while torch.compile traces and while a CUDA
-graph is being captured (a sync is illegal there); the eager warm-up run that capture needs has
-checked the same tensors already.
+1. Validation (this module), ON by default for every public op and every backend, reference and
+   Triton included: before dispatch, check_graph runs on the tensors' device and raises
+   GraphInputError (a ValueError) naming the first bad edge: shapes, dtypes, devices,
+   0 <= src, dst < N, sources sorted, rowptr[0] == 0, rowptr non-decreasing, rowptr[N] == E and
+   equal to the rows of edge_index[0]. It reads the data, so on a GPU it costs one host sync per
+   call. The sampler and the model pass ``validate=False`` for the graphs graph.py builds (correct
+   by construction, and checked by the tests); so may any caller that builds its own graphs
+   correctly. ``CONFGF_FAST_VALIDATE=0`` in the environment at import, or
+   ``set_validation(False)``, turns the default off process-wide. It is skipped while
+   torch.compile traces and while a CUDA graph is being captured (a sync is illegal there).
+2. The kernels themselves, always, whatever `validate` says, so no input makes a kernel read
+   outside its tensors:
+   - every backend: shapes, dtypes and devices (host-side metadata, no pass over the data);
+   - CPU (csrc/cpu/csr_rows.h, GraphCheck): fused into the row walk, each row's src[e] == i and
+     0 <= dst[e] < N (and edge_pair in range), rows inside [0, E] and covering all E edges; a bad
+     row is not read and the op raises ValueError. Costs nothing measurable (the indices are
+     loaded for the row anyway);
+   - CUDA (csrc/cuda/csr_rows.cuh): the same per-row conditions as device-side asserts
+     (CUDA_KERNEL_ASSERT, as ATen's indexing kernels), checked before the row is read. An assert
+     needs no host sync, so it stays legal inside CUDA graphs, where validation (1) cannot run; an
+     error flag would need a sync to be read, which is exactly what a captured graph cannot do. The
+     price: a failed assert poisons the CUDA context (the process must restart), which is why (1)
+     runs first in eager calls and gives a ValueError instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -31,7 +43,7 @@ from ..graph import rowptr_from_sorted
 
 __all__ = ["GraphInputError", "check_graph", "check_pairing", "set_validation", "validation_enabled"]
 
-_ENABLED = os.environ.get("CONFGF_FAST_VALIDATE", "0").strip().lower() in ("1", "true", "yes", "on")
+_ENABLED = os.environ.get("CONFGF_FAST_VALIDATE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 class GraphInputError(ValueError):
@@ -47,6 +59,33 @@ def set_validation(enabled: bool) -> bool:
 
 def validation_enabled() -> bool:
     return _ENABLED
+
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def graph_checked() -> Iterator[None]:
+    """Inside: the graph of the current call has been checked (or its caller vouched for it with
+    validate=False), so the Triton wrappers skip their own check_graph. confgf_fast.ops enters it
+    around each Triton call; a direct call of a wrapper in confgf_fast.kernels checks."""
+    previous = getattr(_local, "checked", False)
+    _local.checked = True
+    try:
+        yield
+    finally:
+        _local.checked = previous
+
+
+def check_graph_unless_checked(edge_index: Tensor, num_atoms: int, rowptr: Tensor | None = None, *,
+                               sorted_by_source: bool = True) -> None:
+    """check_graph for the Triton wrappers: skipped inside graph_checked(), while torch.compile
+    traces, and during CUDA graph capture (as should_validate)."""
+    if getattr(_local, "checked", False) or torch.compiler.is_compiling():
+        return
+    if edge_index.is_cuda and torch.cuda.is_current_stream_capturing():
+        return
+    check_graph(edge_index, num_atoms, rowptr, sorted_by_source=sorted_by_source)
 
 
 def should_validate(validate: bool | None, t: Tensor) -> bool:

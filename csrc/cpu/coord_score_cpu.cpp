@@ -34,10 +34,12 @@ at::Tensor coord_score_cpu(const at::Tensor& pos,                       // [N, 3
     const scalar_t* s = score.const_data_ptr<scalar_t>();
     const int64_t* r = rp.defined() ? rp.const_data_ptr<int64_t>() : nullptr;
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    cpu::GraphCheck check(N, E);
     at::parallel_for(0, N, cpu::kAtomGrain, [&](int64_t begin, int64_t end) {
-      cpu::for_each_row(r, src, E, begin, end,
+      cpu::for_each_row(r, src, dst, nullptr, E, begin, end, check,
                         [&](int64_t i, int64_t e0, int64_t e1) { atom_score(p, dst, s, i, e0, e1, o + 3 * i); });
     });
+    check.raise_if_bad("coord_score");
   });
   return out;
 }

@@ -56,8 +56,9 @@ at::Tensor gine_aggregate_cpu(const at::Tensor& h,                       // [N, 
     const int64_t* pr = pair.const_data_ptr<int64_t>();
     const int64_t* r = rp.defined() ? rp.const_data_ptr<int64_t>() : nullptr;
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    cpu::GraphCheck check(N, E, ac.size(0));
     at::parallel_for(0, N, kNodeGrain, [&](int64_t begin, int64_t end) {
-      cpu::for_each_row(r, src, E, begin, end, [&](int64_t i, int64_t e0, int64_t e1) {
+      cpu::for_each_row(r, src, dst, pr, E, begin, end, check, [&](int64_t i, int64_t e0, int64_t e1) {
         scalar_t* __restrict__ oi = o + i * H;
         const scalar_t* __restrict__ hi = hp + i * H;
         for (int64_t k = 0; k < H; ++k) oi[k] = hi[k];
@@ -68,6 +69,7 @@ at::Tensor gine_aggregate_cpu(const at::Tensor& h,                       // [N, 
         }
       });
     });
+    check.raise_if_bad("gine_aggregate");
   });
   return out;
 }
@@ -102,8 +104,9 @@ std::tuple<at::Tensor, at::Tensor> gine_aggregate_backward_cpu(const at::Tensor&
     const int64_t* r = rp.defined() ? rp.const_data_ptr<int64_t>() : nullptr;
     scalar_t* gh = grad_h.mutable_data_ptr<scalar_t>();
     scalar_t* ga = grad_a.mutable_data_ptr<scalar_t>();
+    cpu::GraphCheck check(N, E, ac.size(0));
     at::parallel_for(0, N, kNodeGrain, [&](int64_t begin, int64_t end) {
-      cpu::for_each_row(r, src, E, begin, end, [&](int64_t i, int64_t e0, int64_t e1) {
+      cpu::for_each_row(r, src, dst, pr, E, begin, end, check, [&](int64_t i, int64_t e0, int64_t e1) {
         scalar_t* __restrict__ ghi = gh + i * H;
         const scalar_t* __restrict__ hi = hp + i * H;
         const scalar_t* __restrict__ gi = gp + i * H;
@@ -124,6 +127,7 @@ std::tuple<at::Tensor, at::Tensor> gine_aggregate_backward_cpu(const at::Tensor&
         }
       });
     });
+    check.raise_if_bad("gine_aggregate_backward");
   });
   return {grad_h, grad_a};
 }

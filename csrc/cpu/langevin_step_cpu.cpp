@@ -43,13 +43,15 @@ at::Tensor langevin_step_cpu(const at::Tensor& pos,                     // [N, 3
     const scalar_t a = static_cast<scalar_t>(step_size);
     const scalar_t noise_scale = static_cast<scalar_t>(std::sqrt(2.0 * step_size));
     const scalar_t limit = static_cast<scalar_t>(clip);
+    cpu::GraphCheck check(N, E);
     at::parallel_for(0, N, cpu::kAtomGrain, [&](int64_t begin, int64_t end) {
-      cpu::for_each_row(r, src, E, begin, end, [&](int64_t i, int64_t e0, int64_t e1) {
+      cpu::for_each_row(r, src, dst, nullptr, E, begin, end, check, [&](int64_t i, int64_t e0, int64_t e1) {
         scalar_t S[3];
         atom_score(p, dst, s, i, e0, e1, S);
         langevin_update(p + 3 * i, S, z + 3 * i, a, noise_scale, limit, o + 3 * i);
       });
     });
+    check.raise_if_bad("langevin_step");
   });
   return out;
 }

@@ -23,8 +23,8 @@ namespace {
 
 // rowptr [N+1] of the sorted sources, built once per call when the caller has none: every sweep
 // reads the same rows, so one O(N + E) scan here beats a search per chunk per sweep. The rows are
-// non-decreasing and inside [0, E] whatever src holds, so a bad src gives wrong rows, never
-// reads outside the edge arrays (opt-in validation reports it; see confgf_fast/ops/validation.py).
+// non-decreasing and inside [0, E] whatever src holds; GraphCheck (csr_rows.h) then refuses any
+// row that is not exactly its atom's edges before a sweep reads through it.
 at::Tensor build_rowptr(const int64_t* src, int64_t N, int64_t E, const at::TensorOptions& options) {
   at::Tensor rp = at::empty({N + 1}, options);
   int64_t* r = rp.mutable_data_ptr<int64_t>();
@@ -62,6 +62,13 @@ at::Tensor project_sweeps_cpu(const at::Tensor& pos,                     // [N, 
     const scalar_t* a = stp.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     scalar_t* o2 = spare.defined() ? spare.mutable_data_ptr<scalar_t>() : nullptr;
+    // The rows are checked once, before the first sweep reads through them (always on; one pass
+    // over the edges against the `iters` passes of the sweeps).
+    cpu::GraphCheck check(N, E);
+    at::parallel_for(0, N, cpu::kAtomGrain, [&](int64_t begin, int64_t end) {
+      cpu::for_each_row(r, src, dst, nullptr, E, begin, end, check, [](int64_t, int64_t, int64_t) {});
+    });
+    check.raise_if_bad("project_sweeps");
     const scalar_t* prev = pos_c.const_data_ptr<scalar_t>();  // sweep 0 reads the caller's pos
     for (int64_t k = 0; k < iters; ++k) {
       // Alternate buffers so that the last sweep lands in `out`, with no final copy.
