@@ -1,11 +1,24 @@
-"""Checkpoints: model weights + every config needed to rebuild and resume, in one torch file."""
+"""Checkpoints: model weights + every config needed to rebuild and resume, in one torch file.
+
+Files are read with `torch.load(..., weights_only=True)` (load_plain): a checkpoint shared by
+someone else must not be able to run code, and a pickle can (any callable, e.g. os.system, may be
+named in it). So what we save is plain data only: tensors, dicts, lists, tuples, str, int, float,
+bool and None (to_plain converts the few richer values we produce and refuses the rest at save
+time, so we never write a file we would refuse to read).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
+import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import Any
 
+import numpy as np
 import torch
 
 from .config import (
@@ -31,6 +44,90 @@ class WeightsError(RuntimeError):
     """A weights file that is missing, unreadable or does not fit the model it describes."""
 
 
+class UnsafeFileError(ValueError):
+    """A torch file that is not plain tensors and containers: its pickle names a class or function
+    (possibly code that would run on load). Refused before anything in it runs; one-line message
+    naming the file. The loaders raise subclasses that their callers already catch."""
+
+
+class UnsafeCheckpointError(WeightsError, UnsafeFileError):
+    """A weights / training-state file refused by load_plain (a WeightsError, so `generate`, `train`
+    and `export-weights` report it as any other bad weights file)."""
+
+
+_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def load_plain(path: str | Path, what: str = "checkpoint") -> Any:
+    """torch.load(path, weights_only=True) on the CPU; UnsafeFileError (one line, naming the file and
+    what its pickle asked for) when the file needs more than plain tensors and containers.
+
+    Why not weights_only=False: that unpickles arbitrary objects, and unpickling can call any
+    function the file names. Other failures (missing, truncated, not a torch file) propagate as
+    torch raises them, for the caller to word."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeFileError(unsafe_message(path, what, exc)) from None
+
+
+def unsafe_message(path: str | Path, what: str, exc: BaseException) -> str:
+    """The one-line refusal for a file the weights-only unpickler rejected (torch's own message is
+    a paragraph that suggests weights_only=False, which is exactly what must not be done)."""
+    text = str(exc)
+    named = _GLOBAL_RE.search(text)
+    if named:
+        why = f"its pickle asks for {named.group(1)}, which is refused (nothing in the file was run)"
+    else:
+        detail = next((ln.strip() for ln in text.splitlines() if ln.strip().startswith("Unsupported")), "")
+        why = "not a torch file, or a pickle the weights-only reader cannot read" + (f" ({detail})" if detail else "")
+    return (f"{path} is not a plain-tensor {what}: {why}; only tensors, dicts, lists, strings and numbers "
+            "are loaded")
+
+
+def to_plain(obj: Any, where: str = "state") -> Any:
+    """`obj` as only what weights_only loading reads back (tensors, dict / OrderedDict, list, tuple,
+    str, int, float, bool, None): numpy arrays become tensors, numpy scalars Python numbers, paths
+    strings, dataclasses dicts, sets sorted lists. TypeError naming the key for anything else: a
+    file is checked when written, not discovered unreadable when a user loads it.
+    Values that are already plain are returned as they are (no copy of the tensors)."""
+    if obj is None or type(obj) in (bool, int, float, str) or isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, (torch.dtype, torch.device, torch.Size)):
+        return obj  # allowed by weights_only loading
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj).copy())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    for base in (int, float, str):  # subclasses (IntEnum, str enums) would pickle their own class
+        if isinstance(obj, base):
+            return str.__str__(obj) if base is str else base(obj)
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_plain(dataclasses.asdict(obj), where)
+    if isinstance(obj, dict):
+        items = {}
+        for k, v in obj.items():
+            key = to_plain(k, f"{where} key")
+            if not (key is None or isinstance(key, (bool, int, float, str))):
+                raise TypeError(f"{where}: key {k!r} cannot be stored in a plain-tensor file")
+            items[key] = to_plain(v, f"{where}[{k!r}]")
+        if type(obj) is OrderedDict:  # a state_dict: keep its type and its _metadata (module versions)
+            out = OrderedDict(items)
+            if hasattr(obj, "_metadata"):
+                out._metadata = to_plain(obj._metadata, f"{where}._metadata")
+            return out
+        return items
+    if isinstance(obj, (list, tuple)):
+        vals = [to_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return vals if isinstance(obj, list) else tuple(vals)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(to_plain(v, f"{where} item") for v in obj)
+    raise TypeError(f"{where}: a {type(obj).__module__}.{type(obj).__qualname__} cannot be stored in a "
+                    "plain-tensor file (only tensors, dicts, lists, tuples, str, int, float, bool, None)")
+
+
 def default_weights_path(name: str = DEFAULT_WEIGHTS) -> Path:
     """A shipped pretrained checkpoint (confgf_fast/weights/; default the QM9 model)."""
     return Path(str(resources.files("confgf_fast") / "weights" / name))
@@ -53,19 +150,24 @@ def save_checkpoint(path: str | Path, model: ScoreNet, noise: NoiseConfig, **ext
         **extra,
     }
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    torch.save(to_plain(state), tmp)
     tmp.replace(path)
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """The checkpoint dict in `path`; WeightsError naming the file if it is missing or unreadable."""
+    """The checkpoint dict in `path`; WeightsError naming the file if it is missing or unreadable,
+    UnsafeCheckpointError (a WeightsError) if it is not plain tensors and containers (load_plain).
+    The one reader of weights, training states and resume files (load_model, export_weights,
+    train.py's resume and init), so none of them unpickles anything but plain data."""
     path = Path(path)
     if path.is_dir():
         raise WeightsError(f"weights path is a directory, not a checkpoint file: {path}")
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_plain(path, "checkpoint")
+    except UnsafeFileError as exc:
+        raise UnsafeCheckpointError(str(exc)) from None
     except Exception as exc:  # truncated, empty, or not a torch file at all
         raise WeightsError(f"cannot read weights file {path} (truncated or not a torch file?): {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
@@ -234,6 +336,6 @@ def export_weights(src: str | Path, dst: str | Path, average: bool = True,
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
-    torch.save(slim, tmp)
+    torch.save(to_plain(slim), tmp)
     tmp.replace(dst)
     return slim

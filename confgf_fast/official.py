@@ -21,6 +21,10 @@ rows. The other 94 rows belong to bond types our featurizer never produces (and 
 official QM9 / GEOM-Drugs data do not contain), so no molecule we can featurize gets a different
 embedding; their count is recorded in the output (`official_edge_rows_dropped`).
 
+The file is read with weights_only=True (read_official): tensors and containers, and the config's
+easydict.EasyDict read as an OrderedDict; a pickle naming anything else is refused
+unread, so importing a checkpoint someone shared cannot run code.
+
 The official config (an EasyDict pickled in the checkpoint) must describe what ScoreNet computes:
 relu for mlp_act and gnn_act, short_cut true, concat_hidden false, order 3. Anything else, and any
 missing, unexpected or mis-shaped parameter, raises OfficialImportError naming it.
@@ -31,12 +35,12 @@ from __future__ import annotations
 import math
 import pickle
 import re
-import types
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
 
-from .checkpoint import save_checkpoint
+from .checkpoint import UnsafeFileError, save_checkpoint, unsafe_message
 from .config import (
     EDGE_ANGLE,
     EDGE_AROMATIC,
@@ -78,41 +82,51 @@ class OfficialImportError(ValueError):
     """An official checkpoint that cannot be represented exactly by ScoreNet (one-line message)."""
 
 
-class _Opaque(dict):
-    """Stand-in for a pickled class that is not importable here (the official config is an
-    easydict.EasyDict: a dict subclass, so its items arrive as dict items)."""
-
-    def __setstate__(self, state):
-        if isinstance(state, dict):
-            self.__dict__.update(state)
+class UnsafeOfficialError(OfficialImportError, UnsafeFileError):
+    """An official checkpoint whose pickle asks for more than tensors, containers and the EasyDict
+    config (a class or function that could run code): refused before anything in it runs."""
 
 
-class _Unpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError):
-            if module.startswith("torch"):
-                raise
-            return _Opaque
-
-
-_pickle_module = types.SimpleNamespace(Unpickler=_Unpickler, load=pickle.load, __name__="confgf_official_pickle")
+def _is_easydict(name: str) -> bool:
+    """A pickled class name the importer reads as an OrderedDict: class `EasyDict` from a module
+    whose last part names easydict (easydict.EasyDict in the official runner's checkpoints). Any
+    such module is safe to map: the name only selects collections.OrderedDict (which the
+    weights-only unpickler fills item by item and whose __dict__ takes the EasyDict attributes);
+    the module is never imported and none of its code runs."""
+    module, _, cls = name.rpartition(".")
+    return cls == "EasyDict" and "easydict" in module.rpartition(".")[2].lower()
 
 
 def read_official(path: str | Path) -> dict:
     """The official checkpoint as a dict with a `model` state dict (a bare state dict is wrapped).
 
-    The file is unpickled (the official runner pickles its config): open only files you trust.
-    Classes that cannot be imported here (easydict) are read as plain dicts.
+    Read with weights_only=True: tensors and containers only, plus the config's EasyDict class,
+    which is read as an OrderedDict (a dict: _get reads it by item). Any other class or function named in the
+    pickle is refused with UnsafeOfficialError (one line, naming the file and the globals) before
+    the file is unpickled: a shared checkpoint must not run code here.
     """
     path = Path(path)
     if not path.is_file():
         raise OfficialImportError(f"official checkpoint not found: {path}")
+    try:  # a static scan of the pickle's globals (zip-format files; nothing is unpickled)
+        named = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # the legacy (non-zip) format: the weights-only unpickler still refuses them
+        named = ["easydict.EasyDict"]
+    refused = [g for g in named if not _is_easydict(g)]
+    if refused:
+        more = f" (+{len(refused) - 3} more)" if len(refused) > 3 else ""
+        raise UnsafeOfficialError(
+            f"{path} is not a plain-tensor official checkpoint: its pickle asks for {', '.join(refused[:3])}{more}, "
+            "which is refused (nothing in the file was run); only tensors, containers and the EasyDict config "
+            "are loaded")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_pickle_module)
+        with torch.serialization.safe_globals([(OrderedDict, g) for g in named]):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeOfficialError(unsafe_message(path, "official checkpoint", exc)) from None
     except Exception as exc:
-        raise OfficialImportError(f"cannot read {path} as a torch checkpoint: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OfficialImportError(f"cannot read {path} as a torch checkpoint: {first}") from None
     if not isinstance(state, dict):
         raise OfficialImportError(f"{path} holds a {type(state).__name__}, not an official ConfGF checkpoint dict")
     if "model" not in state:

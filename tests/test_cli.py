@@ -17,14 +17,14 @@ def read_sdf(path):
 
 
 def test_train_writes_resumable_checkpoint(tiny_ckpt, ref_sdf, tmp_path):
-    state = torch.load(tiny_ckpt, weights_only=False)
+    state = torch.load(tiny_ckpt, weights_only=True)
     assert state["step"] == 6 and state["model_config"]["hidden_dim"] == 32
     assert {"optimizer_state", "history", "noise_config", "train_config"} <= set(state)
     out = tmp_path / "resumed.pt"
     rc = main(["train", "--data", str(ref_sdf), "--out", str(out), "--resume", str(tiny_ckpt), "--steps", "9",
                "--batch-size", "4", "--val-fraction", "0", "-q"])
     assert rc == EXIT_OK
-    assert torch.load(out, weights_only=False)["step"] == 9
+    assert torch.load(out, weights_only=True)["step"] == 9
 
 
 def test_generate_smiles(tiny_ckpt, tmp_path):
@@ -173,7 +173,7 @@ sys.exit(rc)
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert torch.load(tmp_path / "ck.pt", weights_only=False)["step"] == 3
+    assert torch.load(tmp_path / "ck.pt", weights_only=True)["step"] == 3
 
 
 def test_generate_flags_stereo_and_quality(tiny_ckpt, tmp_path):

@@ -207,7 +207,7 @@ def test_corrupt_truncated_and_mismatched_weights_are_named(tiny_ckpt, tmp_path,
     with pytest.raises(WeightsError, match="is a directory"):
         load_model(tmp_path)
 
-    state = torch.load(tiny_ckpt, weights_only=False)
+    state = torch.load(tiny_ckpt, weights_only=True)
     shape = dict(state, model_config=dict(state["model_config"], hidden_dim=16))
     torch.save(shape, tmp_path / "shape.pt")
     with pytest.raises(WeightsError, match=r"shape\.pt.*hidden_dim=16.*shape mismatch: node_emb\.weight \[100, 32\]"):
@@ -231,7 +231,7 @@ def test_corrupt_truncated_and_mismatched_weights_are_named(tiny_ckpt, tmp_path,
 
 
 def test_old_checkpoint_without_elements_assumes_qm9(tiny_ckpt, tmp_path, capsys):
-    state = torch.load(tiny_ckpt, weights_only=False)
+    state = torch.load(tiny_ckpt, weights_only=True)
     assert state["trained_elements"] == [1, 6, 7, 8]
     del state["trained_elements"]
     old = tmp_path / "old.pt"
@@ -246,7 +246,7 @@ def test_old_checkpoint_without_elements_assumes_qm9(tiny_ckpt, tmp_path, capsys
 def test_molecules_larger_than_the_training_data_get_a_warning(tiny_ckpt, tmp_path, capsys):
     """tiny_ckpt was trained on CCO and CC(=O)N (at most 4 heavy atoms): hexane (6) is sampled, with
     a warning in its SDF record and on stderr, and counted in the closing summary; ethanol is not."""
-    assert torch.load(tiny_ckpt, weights_only=False)["trained_max_heavy_atoms"] == 4
+    assert torch.load(tiny_ckpt, weights_only=True)["trained_max_heavy_atoms"] == 4
     assert load_model(tiny_ckpt)[0].trained_max_heavy_atoms == 4
     inp = tmp_path / "in.smi"
     inp.write_text("CCO\nCCCCCC\n")
@@ -275,7 +275,7 @@ def test_trained_size_of_older_checkpoints(tiny_ckpt, tmp_path):
     """Checkpoints without trained_max_heavy_atoms: the data's composition statistics, else 9 for
     QM9 (the shipped weights), else unknown (None: no warning)."""
     assert load_model()[0].trained_max_heavy_atoms == 9  # qm9_small.pt: QM9, at most 9 heavy atoms
-    state = torch.load(tiny_ckpt, weights_only=False)
+    state = torch.load(tiny_ckpt, weights_only=True)
     del state["trained_max_heavy_atoms"]
     old = tmp_path / "old.pt"
     for meta, expect in (({}, None), ({"source": "qm9pack"}, 9),

@@ -109,7 +109,7 @@ def test_import_official_cli_writes_loadable_checkpoint(tmp_path, capsys):
     out = tmp_path / "drugs.pt"
     assert main(["import-official", str(src), "--out", str(out)]) == 0
     model, noise = load_model(out)
-    state = torch.load(out, weights_only=False)
+    state = torch.load(out, weights_only=True)
     assert state["source"].startswith("official ConfGF") and state["official_config"] == "drugs_default"
     assert state["official_epoch"] == 284 and state["official_dataset"] == "drugs"
     assert 35 in model.trained_elements and 80 in model.trained_elements and not model.trained_elements_assumed

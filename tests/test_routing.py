@@ -35,7 +35,7 @@ def test_choose_model_prefers_the_first_that_covers_elements_and_size():
 
 
 def _variant(src, dst, elements, max_heavy):
-    state = torch.load(src, map_location="cpu", weights_only=False)
+    state = torch.load(src, map_location="cpu", weights_only=True)
     state["trained_elements"] = list(elements)
     state["trained_max_heavy_atoms"] = max_heavy
     torch.save(state, dst)

@@ -10,6 +10,9 @@ In memory:
   pos: [sum_c n_mol(c), 3] float32, conformer c's atoms at pos[conf_ptr[c]:conf_ptr[c+1]]
   conf_mol: [C] int64 molecule of each conformer (sorted);  conf_ptr: [C+1]
   smiles: list[str] (isomeric SMILES of each molecule);  meta: dict
+
+On disk: only plain tensors, lists, dicts, str and numbers (meta is converted by checkpoint.to_plain
+on save), read back with weights_only=True, so a dataset file someone shared cannot run code.
 """
 
 from __future__ import annotations
@@ -21,9 +24,20 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..checkpoint import UnsafeFileError, load_plain, to_plain
 from ..graph import GraphBatch, MolGraph, PackedGraphs, extended_graph, offsets
 
 FORMAT_VERSION = 2
+
+
+class DatasetFileError(ValueError):
+    """A dataset file that cannot be used: unreadable, not plain tensors (refused unread, see
+    checkpoint.load_plain), or of an unknown format. One line naming the file."""
+
+
+class UnsafeDatasetError(DatasetFileError, UnsafeFileError):
+    """A dataset file whose pickle asks for more than plain tensors and containers (it could run
+    code)."""
 
 
 @dataclass
@@ -130,6 +144,8 @@ class ConformerDataset:
 
     # ---- io -------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
+        """Write the compact format 2 file: plain tensors, the SMILES list and meta (made plain by
+        checkpoint.to_plain, which refuses what load could not read back)."""
         M = self.num_molecules
         bonds = [self.graphs.graph(m).bonds() for m in range(M)]
         nb = torch.tensor([b[1].numel() for b in bonds], dtype=torch.long)
@@ -141,12 +157,23 @@ class ConformerDataset:
             "bond_type": (torch.cat([b[1] for b in bonds]) if M else torch.zeros(0)).to(torch.uint8),
             "bond_ptr": offsets(nb),
             "pos": self.pos.float(), "conf_mol": self.conf_mol.to(torch.int32), "conf_ptr": self.conf_ptr,
-            "smiles": self.smiles, "meta": self.meta,
+            "smiles": list(self.smiles), "meta": to_plain(self.meta, "meta"),
         }, str(path))
 
     @classmethod
     def load(cls, path: str | Path) -> ConformerDataset:
-        d = torch.load(str(path), map_location="cpu", weights_only=False)
+        """Read a dataset file with weights_only=True. UnsafeDatasetError (one line) for a file whose
+        pickle names a class or function, DatasetFileError for one that is unreadable or not a
+        dataset: nothing but plain data is ever unpickled."""
+        try:
+            d = load_plain(str(path), "dataset")
+        except UnsafeFileError as exc:
+            raise UnsafeDatasetError(str(exc)) from None
+        except Exception as exc:  # missing, truncated, not a torch file
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DatasetFileError(f"cannot read dataset {path}: {first}") from None
+        if not isinstance(d, dict):
+            raise DatasetFileError(f"{path} holds a {type(d).__name__}, not a confgf_fast dataset")
         version = d.get("format_version")
         if version == 1:  # full extended graphs stored
             graphs = PackedGraphs.from_state_dict(d["graphs"])
@@ -156,6 +183,7 @@ class ConformerDataset:
             graphs = PackedGraphs([extended_graph(z[ap[m]:ap[m + 1]], bi[:, bp[m]:bp[m + 1]], bt[bp[m]:bp[m + 1]])
                                    for m in range(ap.numel() - 1)])
         else:
-            raise ValueError(f"{path}: dataset format {version!r}, expected 1 or {FORMAT_VERSION}")
+            raise DatasetFileError(f"{path}: dataset format {version!r}, expected 1 or {FORMAT_VERSION}")
         return cls(graphs, d["pos"].float(), d["conf_mol"].long(), d["conf_ptr"].long(), d["smiles"],
                    d.get("meta", {}))
+
