@@ -4,10 +4,11 @@ Langevin dynamics, Shi et al., ICML 2021).
 Public API:
     generate(inputs, num_confs, ...) -> GenerationResult   SMILES/Mols in, RDKit conformers out
         (the shipped QM9 and drug-like weights, chosen per molecule by elements and size)
+    generate_iter(inputs, num_confs, ...) -> Iterator[MolOutcome]   the same, streamed in input order
     generate_tensors(graphs_or_mols, num_confs, ...) -> TensorConformers   conformers as device tensors
     load_model(path=None, device="cpu") -> (ScoreNet, NoiseConfig)   one checkpoint (default the QM9 model)
     load_models(paths=None, device="cpu") -> [(ScoreNet, NoiseConfig)]   several (default the shipped set)
-    featurize(mol) -> MolGraph;  PackedGraphs(graphs).batch(mol_ids) -> GraphBatch
+    featurize(mol) -> MolGraph (warns when hydrogens are implicit);  PackedGraphs(graphs).batch(mol_ids) -> GraphBatch
     langevin_sample(model, batch, noise, sampler_cfg) -> positions [N, 3]
     ops: pairwise_distance, coord_score, langevin_step (backend choice)
 """
@@ -22,10 +23,27 @@ from .model import ScoreNet
 __version__ = "0.1.0"
 
 
+def featurize(mol, order: int = 3) -> MolGraph:
+    """chem.featurize (Mol -> MolGraph of all atom pairs within `order` bonds), with a warning when
+    `mol` carries hydrogens only implicitly: the model was trained on graphs with every H as an
+    atom, and an H-less graph samples without complaint into conformers with no hydrogens at all.
+    The warning gives the count and the fix (Chem.AddHs, or chem.mol_from_smiles)."""
+    import warnings
+
+    from .chem import featurize as _featurize
+
+    missing = sum(a.GetTotalNumHs() for a in mol.GetAtoms())  # H not present as atoms
+    if missing:
+        warnings.warn(f"featurize: {missing} hydrogen(s) of this molecule are implicit, not atoms; the model "
+                      "works on graphs with every H as an atom: call rdkit.Chem.AddHs(mol) first "
+                      "(confgf_fast.chem.mol_from_smiles does)", UserWarning, stacklevel=2)
+    return _featurize(mol, order)
+
+
 def __getattr__(name: str):
     # RDKit-dependent pieces load lazily, so tensor-only users (e.g. a GPU box without RDKit)
     # can import the package.
-    if name in ("generate", "GenerationResult"):
+    if name in ("generate", "generate_iter", "GenerationResult", "RunStats"):
         from . import pipeline as _g
 
         return getattr(_g, name)
@@ -33,10 +51,6 @@ def __getattr__(name: str):
         from . import tensors as _t
 
         return getattr(_t, name)
-    if name == "featurize":
-        from .chem import featurize
-
-        return featurize
     if name in ("load_model", "load_models"):
         from . import checkpoint as _c
 
@@ -61,6 +75,7 @@ __all__ = [
     "TrainConfig",
     "featurize",
     "generate",
+    "generate_iter",
     "generate_tensors",
     "langevin_sample",
     "load_model",

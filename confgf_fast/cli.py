@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # The generate command's files and exit codes; re-exported, as callers import them from here.
+from . import threads as threads_mod
 from .config import RELAX_AUTO, RELAX_METHODS
 from .generate_io import (  # noqa: F401 (re-exports)
     EXIT_FATAL,
@@ -153,8 +154,6 @@ def cli_wording(message: str) -> str:
 
 # ---- commands ---------------------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> int:
-    import torch
-
     from . import distributed
     from .checkpoint import WeightsError, load_models
     from .config import SamplerConfig
@@ -168,9 +167,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if shard is None and distributed.world_size() > 1:
         return distributed.generate_sharded(args, cmd_generate)
     t0 = time.time()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("error: --device cuda requested but no CUDA device is available", file=sys.stderr)
+    why = device_problem(args.device)
+    if why is not None:
+        print(f"error: {why}", file=sys.stderr)
         return EXIT_FATAL
+    why = backend_problem(args.backend, args.device)
+    if why is not None:
+        print(f"error: {why}", file=sys.stderr)
+        return EXIT_USAGE
+    if shard is None and Path(args.out).exists() and not args.resume and not args.force:
+        print(f"error: {args.out} already exists: add --resume to keep its complete molecules and append the rest, "
+              "or --force to overwrite it", file=sys.stderr)
+        return EXIT_USAGE
     try:
         input_kind(args.input)
     except InputError as exc:
@@ -181,8 +189,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE if "--count-column" in str(exc) else EXIT_FATAL
-    if args.threads:
-        torch.set_num_threads(args.threads)  # also bounds OpenMP in the C++ kernels (same runtime)
+    # One budget for torch, the C++ kernels' OpenMP and RDKit (threads.py): --threads, else the cores
+    # available to this process minus those other processes keep busy. Set for the whole process.
+    try:
+        budget = threads_mod.resolve(args.threads)
+    except ValueError as exc:  # a malformed CONFGF_THREADS
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    threads_mod.apply(budget)
     needs_energy = args.prune_rms is not None or args.energy_window is not None or args.sort_energy
     energy_error = "error: --prune-rms, --energy-window and --sort-energy work on energies: add --relax mmff or xtb"
     if args.relax == "none" and needs_energy:
@@ -201,7 +215,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return EXIT_FATAL
     try:
         relax = relax_per_model(args.relax, [getattr(m, "relax_default", "none") for m, _ in models],
-                                args.prune_rms, args.energy_window, args.sort_energy, threads=args.threads or 0)
+                                args.prune_rms, args.energy_window, args.sort_energy, threads=budget.threads)
     except RelaxError as exc:
         if needs_energy:  # --relax auto, and some weights do not relax
             lazy = [getattr(m, "weights_name", "?") for m, _ in models if getattr(m, "relax_default", "none") == "none"]
@@ -283,7 +297,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"error: cannot write output: {exc}", file=sys.stderr)
         return EXIT_FATAL
 
-    n_in = n_ok = n_partial = n_failed = n_confs = 0
+    n_in = n_ok = n_partial = n_failed = n_broken = n_confs = 0
     stats = RunStats()
     code = EXIT_OK
 
@@ -308,7 +322,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
                                      max_heavy_atoms=args.max_heavy_atoms or None,
                                      allow_unknown_elements=args.allow_unknown_elements,
                                      largest_fragment=args.largest_fragment,
-                                     skip=shard.skip(done) if shard else done, relax=relax, stats=stats):
+                                     skip=shard.skip(done) if shard else done, relax=relax, stats=stats,
+                                     threads=budget):
                 with guard.critical():
                     n_in += 1
                     for w in res.warnings:
@@ -319,7 +334,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
                         why = cli_wording(res.error)
                         print(f"error: molecule {res.index} ({res.text!r}): {why}", file=sys.stderr)
                         errlog.add(res.index, res.text, why)
-                    if res.error is None:
+                    if res.error is None and res.mol is not None and _all_broken(res.conf_flags):
+                        n_broken += 1  # written, flagged, but not one usable conformer: not "ok"
+                    elif res.error is None:
                         n_ok += 1
                     elif res.mol is not None:
                         n_partial += 1
@@ -348,13 +365,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if code == EXIT_OK and n_in == 0 and not done and shard is None:  # a shard may be empty: checked globally
         print(f"error: no molecules in {args.input} (empty, or only blank and comment lines)", file=sys.stderr)
         return EXIT_FATAL
-    if code == EXIT_OK and (n_failed or n_partial):
+    # Molecules whose every conformer is flagged broken are never counted "ok" in the summary. They
+    # make the exit partial under --allow-unknown-elements (the model was asked to sample elements it
+    # never saw, and broken output is that request failing); otherwise exit 0 stays "every molecule
+    # has its records" as before, with the count in the summary.
+    if code == EXIT_OK and (n_failed or n_partial or (n_broken and args.allow_unknown_elements)):
         code = EXIT_PARTIAL
     resumed = f" (+{len(done)} already there)" if done else ""
     state = "stopped" if code in (EXIT_SIGINT, EXIT_SIGTERM, EXIT_FATAL) else "done"
     elapsed = time.time() - t0
     nfe = "/".join(sorted({str(num_evaluations(noise, sampler)) for _, noise in models}))
-    summary = (f"{state}: {n_ok} ok, {n_partial} with missing conformers, {n_failed} failed of {n_in} molecules"
+    broken = f", {n_broken} with every conformer flagged quality=broken" if n_broken else ""
+    summary = (f"{state}: {n_ok} ok, {n_partial} with missing conformers{broken}, {n_failed} failed of {n_in} molecules"
                f"{resumed}; {n_confs} conformers written to {out_path}"
                f"{' (no records: the file was not kept)' if dropped_out else ''} in {elapsed:.1f} s "
                f"({n_confs / max(elapsed, 1e-9):.2f} conformers/s, {nfe} network "
@@ -365,8 +387,52 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if errlog.count:
         summary += f"; errors in {errors_path}"
     print(summary, file=sys.stderr)
-    print(run_stats_line(stats, relax_methods(relax)), file=sys.stderr)
+    print(run_stats_line(stats, relax_methods(relax)) + f"; threads: {budget.describe()}", file=sys.stderr)
     return code
+
+
+def _all_broken(flags: list[dict]) -> bool:
+    """Every written conformer of a molecule is flagged broken (quality.py): the molecule has no
+    usable conformer, whatever the summary would otherwise count it as."""
+    return bool(flags) and all(f.get("quality", "ok") != "ok" for f in flags)
+
+
+def device_problem(device: str) -> str | None:
+    """Why `--device DEVICE` cannot run here (one line naming the fix), or None. Said before the
+    weights load, so `cuda:0` or a typo fails as cleanly as `cuda` on a machine without a GPU."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        return f"--device {device}: not a device; use cpu, cuda or cuda:N"
+    if dev.type == "cpu":
+        return None
+    if dev.type != "cuda":
+        return f"--device {device}: only cpu and cuda (cuda:N) are supported"
+    if not torch.cuda.is_available():
+        return f"--device {device} requested but no CUDA device is available (use --device cpu)"
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        return (f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    return None
+
+
+def backend_problem(backend: str, device: str) -> str | None:
+    """Why `--backend BACKEND` cannot run on DEVICE (one line naming the fix), or None: said before
+    the run starts, not as a mid-run failure that suggests --resume."""
+    if backend in ("auto", "reference"):
+        return None
+    import torch
+
+    from . import ops
+
+    usable = ops.available_backends(device)
+    if backend in usable:
+        return None
+    why = ops._why_unavailable(backend, torch.device(device))
+    return (f"--backend {backend} cannot run on --device {device}: {why}; use --backend auto "
+            f"(here: {' or '.join(usable)})")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -643,9 +709,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the complete molecules of an existing OUT (from an interrupted run) and append the rest")
     g.add_argument("--chunk-size", type=_positive, default=1000,
                    help="molecules read and sampled at a time (bounds memory; default 1000)")
+    g.add_argument("--force", "--overwrite", action="store_true",
+                   help="overwrite an existing OUT (without it, or --resume, an existing OUT is an error)")
     g.add_argument("--threads", type=_positive, default=None,
-                   help="CPU threads for torch and the C++ kernels (default: torch's, one per core); on a machine "
-                        "shared with other jobs, fewer threads avoid OpenMP oversubscription")
+                   help="CPU threads shared by torch, the C++ kernels' OpenMP and RDKit (default: the cores this "
+                        "process may use minus those other processes keep busy; env CONFGF_THREADS also sets it)")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
 

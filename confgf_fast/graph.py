@@ -7,6 +7,7 @@ reductions over edges are segment reductions over CSR rows (`rowptr`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,9 +200,15 @@ class PackedGraphs:
         e0, e1 = int(self.edge_ptr[i]), int(self.edge_ptr[i + 1])
         return MolGraph(self.z[a0:a1], self.edge_index[:, e0:e1], self.edge_type[e0:e1], self.rev[e0:e1])
 
-    def batch(self, mol_ids: Tensor) -> GraphBatch:
-        """mol_ids: [G] int64 molecule index of each conformer (repeats allowed) -> GraphBatch."""
-        mol_ids = mol_ids.long().cpu()
+    def batch(self, mol_ids: Tensor | Sequence[int]) -> GraphBatch:
+        """mol_ids: [G] molecule index of each conformer (repeats allowed), a tensor or any sequence
+        of ints (e.g. [0, 0, 1] for two conformers of molecule 0 and one of molecule 1) -> GraphBatch.
+        An index outside 0..num_molecules-1 is an IndexError naming it."""
+        mol_ids = torch.as_tensor(mol_ids, dtype=torch.long).reshape(-1).cpu()
+        m = self.atom_ptr.numel() - 1
+        if mol_ids.numel() and (int(mol_ids.min()) < 0 or int(mol_ids.max()) >= m):
+            bad = mol_ids[(mol_ids < 0) | (mol_ids >= m)][0].item()
+            raise IndexError(f"molecule index {bad} out of range: this PackedGraphs holds {m} molecule(s)")
         n = self.atom_ptr[mol_ids + 1] - self.atom_ptr[mol_ids]  # [G]
         e = self.edge_ptr[mol_ids + 1] - self.edge_ptr[mol_ids]  # [G]
         G = mol_ids.numel()

@@ -22,6 +22,7 @@ never stops the others. The policy, case by case (prepare_molecule and generate_
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections import Counter
@@ -61,6 +62,9 @@ from .relax import RelaxOptions, quality_flags, relax_flags, relax_per_model
 from .sampler import default_max_atoms, plan_batches
 from .seeds import CHUNK_PURPOSE, MODEL_GROUP_PURPOSE, WARM_START_PURPOSE, derive_seed
 from .stereo import StereoConstraints
+from .threads import ThreadBudget
+from .threads import resolve as resolve_threads
+from .threads import use as use_threads
 
 DEFAULT_CHUNK_SIZE = 1000
 DEFAULT_RETRIES = 2
@@ -132,7 +136,7 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
                   trained_elements: Iterable[int] | None = None, skip: Container[int] = (),
                   relax: str | RelaxOptions | Sequence[RelaxOptions] = "auto", prune_rms: float | None = None,
                   energy_window: float | None = None, sort_energy: bool = False, stats: RunStats | None = None,
-                  ) -> Iterator[MolOutcome]:
+                  threads: int | ThreadBudget | None = None) -> Iterator[MolOutcome]:
     """Generate conformers for a stream of inputs; yield one MolOutcome per input, in input order.
 
     inputs: SMILES, Mols or MolInput (per-molecule counts, names, known errors); read lazily,
@@ -167,11 +171,19 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
     measured best with (their checkpoint's relax_default; load_model; none for models built in
     code): the shipped QM9 weights do not relax, the drug-like ones relax with MMFF94.
     stats: a RunStats to fill with counts and per-stage timings.
+    threads: CPU threads of the run, shared by torch / the C++ kernels' OpenMP and RDKit's relax
+    (threads.py): None = the cores available to the process minus those other processes keep
+    busy (torch's own default, one per core, oversubscribes a shared machine); torch's previous
+    thread count is restored when the iterator finishes.
     """
     stats = stats if stats is not None else RunStats()
+    budget = threads if isinstance(threads, ThreadBudget) else resolve_threads(threads)
     models = resolve_models(model, noise, weights, device)
     relax_opts = relax_per_model(relax, [getattr(m, "relax_default", "none") for m, _ in models], prune_rms,
-                                 energy_window, sort_energy)
+                                 energy_window, sort_energy, threads=budget.threads)
+    # RDKit's numThreads=0 means every core of the machine: bound it by the run's budget too.
+    relax_opts = [dataclasses.replace(o, threads=budget.threads) if o.threads <= 0 or o.threads > budget.threads
+                  else o for o in relax_opts]
     sampler = resolve_sampler(sampler, schedule)
     if sampler.init not in ("random", "etkdg") or (sampler.init == "etkdg" and sampler.sampler != "project"):
         raise ValueError(f"init {sampler.init!r} with the {sampler.sampler} sampler: a warm start needs "
@@ -194,6 +206,19 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
     bar = tqdm(total=len(inputs) if isinstance(inputs, Sized) else None, desc="generate", unit="mol",
                disable=not progress, file=sys.stderr)
     try:
+        yield from _run_chunks(inputs, prepare, models, sampler, relax_opts, device, seed, chunk_size, max_atoms,
+                               retries, skip, progress, stats, bar, budget)
+    finally:
+        bar.close()
+
+
+def _run_chunks(inputs: Iterable[str | Chem.Mol | MolInput], prepare: Callable[[int, object], Entry],
+                models: list[tuple[ScoreNet, NoiseConfig]], sampler: SamplerConfig, relax_opts: list[RelaxOptions],
+                device: str | torch.device, seed: int, chunk_size: int, max_atoms: int | None, retries: int,
+                skip: Container[int], progress: bool, stats: RunStats, bar, budget: ThreadBudget,
+                ) -> Iterator[MolOutcome]:
+    """generate_iter's loop over chunks, with torch on the run's thread budget."""
+    with use_threads(budget):
         stream = enumerate(inputs)
         for chunk_no in range(sys.maxsize):
             # Chunks are fixed ranges of input positions, whatever is skipped or fails, so the
@@ -217,8 +242,6 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
                     stats.per_model[out.model] += 1
                 bar.update(1)
                 yield out
-    finally:
-        bar.close()
 
 
 def center_conformers(mol: Chem.Mol) -> Chem.Mol:
@@ -317,8 +340,6 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
                   stats: RunStats | None = None, group: int = 0) -> Iterator[MolOutcome]:
     """Sample every entry with a graph (with `model`, the run's model number `group`); yield finished
     outcomes in order as soon as possible."""
-    if sampler.init == "etkdg":
-        _embed_starts(entries, seed, chunk_no, sampler)
     todo = [e for e in entries if e.graph is not None and e.out.error is None]
     next_out = 0
 
@@ -340,7 +361,25 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
                         max_atoms or default_max_atoms(device))
     # One generator through the chunk's first tries; each retry has its own (reproducible) seed.
     gen = torch.Generator(device=device).manual_seed(_batch_seed(seed, chunk_no, group, 0, 0))
+    embedded = 0
     for b, pieces in enumerate(plan):
+        if sampler.init == "etkdg":
+            # The warm start embeds each batch's molecules just before the batch samples, not the
+            # whole chunk up front: the first records are written after one batch's embeddings
+            # (seconds), not after the chunk's (minutes for 200 drug-size molecules), and the bar
+            # says which molecule is embedding. Seeds are per molecule, so the order changes nothing.
+            for m, _ in pieces:
+                e = todo[m]
+                if e.init_coords is None and e.out.error is None:
+                    embedded += 1
+                    if status is not None:
+                        status(f"embedding ETKDG starts, molecule {e.out.index} ({embedded}/{len(todo)})")
+                    _embed_start(e, seed, chunk_no, sampler)
+            # A molecule RDKit could not embed now has its error: its conformers leave the batch.
+            pieces = [(m, c) for m, c in pieces if todo[m].out.error is None]
+            if not pieces:
+                yield from ready()
+                continue
         mol_ids = torch.cat([torch.full((c,), m, dtype=torch.long) for m, c in pieces])
 
         def on_level(done: int, total: int, b: int = b) -> None:
@@ -373,20 +412,17 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
         yield from ready()
 
 
-def _embed_starts(entries: list[Entry], seed: int, chunk_no: int, sampler: SamplerConfig) -> None:
-    """Warm start (SamplerConfig.init = "etkdg"): ETKDGv3 conformers for every entry to sample,
-    seeded by (seed, chunk, input index), a diverse subset of init_oversample x as many; an entry
-    RDKit cannot embed at all gets an error."""
-    for e in entries:
-        if e.graph is None or e.out.error is not None:
-            continue
-        e.init_coords, note = etkdg_coordinates(e.mol, e.out.requested,
-                                                derive_seed(seed, chunk_no, e.out.index, purpose=WARM_START_PURPOSE),
-                                                oversample=sampler.init_oversample)
-        if e.init_coords is None:
-            e.out.error = note
-        elif note is not None:
-            e.out.warnings.append(note)
+def _embed_start(e: Entry, seed: int, chunk_no: int, sampler: SamplerConfig) -> None:
+    """Warm start (SamplerConfig.init = "etkdg"): ETKDGv3 conformers for entry e, seeded by (seed,
+    chunk, input index), a diverse subset of init_oversample x as many; an entry RDKit cannot embed
+    at all gets an error."""
+    e.init_coords, note = etkdg_coordinates(e.mol, e.out.requested,
+                                            derive_seed(seed, chunk_no, e.out.index, purpose=WARM_START_PURPOSE),
+                                            oversample=sampler.init_oversample)
+    if e.init_coords is None:
+        e.out.error = note
+    elif note is not None:
+        e.out.warnings.append(note)
 
 
 def _starts(todo: list[Entry], mol_ids: Tensor, sampler: SamplerConfig) -> Tensor | None:

@@ -1,0 +1,178 @@
+"""One CPU thread budget for everything a run starts: torch's intra-op threads, the OpenMP of the
+C++ kernels (at::parallel_for, the same OpenMP runtime as torch), RDKit's thread pools (MMFF's
+numThreads, ETKDG's numThreads) and the relax / evaluate worker pools.
+
+Why: the kernels and the score network run on batches of ~1000 atoms, so each OpenMP region is a
+few microseconds of work between barriers. When a region has more threads than there are free
+cores, one thread waits for a timeslice while the others spin at the barrier, and every step takes
+a scheduler quantum instead of microseconds. torch's default is one thread per core, whatever else
+runs there: next to one busy process on a 2-core machine the default ran 10-25x slower than
+`--threads 1` (README, *Threads*). So the default counts the cores this process may run on
+(`os.sched_getaffinity`, which honours taskset / cgroup cpusets) and takes away the cores other
+processes keep busy (a 0.1 s look at /proc/stat); every pool of the run gets that one number, and
+the stages run one after another, so no more threads are busy at once than the budget.
+
+`--threads N` (or CONFGF_THREADS=N) replaces the automatic choice.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+ENV_VAR = "CONFGF_THREADS"
+PROBE_S = 0.1
+# A core counts as taken when other processes use more than this share of it: a barrier-synchronised
+# OpenMP region is as slow as its slowest thread, so even a partly busy core is not a free one.
+BUSY_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class ThreadBudget:
+    """threads: CPU threads any one stage of the run may keep busy (torch / OpenMP, RDKit, workers);
+    cores: cores in the process's affinity mask; busy: cores other processes kept busy at the probe
+    (None: not probed, e.g. an explicit --threads); source: where `threads` came from."""
+
+    threads: int
+    cores: int
+    busy: float | None
+    source: str
+
+    def describe(self) -> str:
+        """One line for the run's log: how many threads and why."""
+        if self.source == "auto":
+            return (f"{self.threads} thread(s): {self.cores} core(s) available, {self.busy:.1f} busy with other "
+                    "processes (--threads N to choose)")
+        return f"{self.threads} thread(s) ({self.source})"
+
+
+def available_cores() -> int:
+    """Cores this process may run on: the affinity mask where the OS has one (taskset, cgroup
+    cpusets, a container's CPU set), else os.cpu_count()."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _cpu_ticks(cpus: set[int] | None) -> int | None:
+    """Busy clock ticks (user, nice, system, irq, softirq, steal) summed over `cpus` from
+    /proc/stat; None where there is no /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            lines = f.readlines()
+    except OSError:
+        return None
+    total = 0
+    for line in lines:
+        name, *vals = line.split()
+        if not name.startswith("cpu") or name == "cpu":
+            continue
+        if cpus is not None and int(name[3:]) not in cpus:
+            continue
+        v = [int(x) for x in vals[:8]] + [0] * (8 - len(vals[:8]))
+        total += v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+    return total
+
+
+def busy_other_cores(interval: float = PROBE_S) -> float:
+    """Cores of this process's affinity set that other processes kept busy during `interval`
+    seconds: busy ticks on those cores minus this process's own CPU time. 0.0 where /proc/stat
+    cannot be read."""
+    try:
+        cpus: set[int] | None = set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = None
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    t0, own0, ticks0 = time.perf_counter(), _own_cpu_s(), _cpu_ticks(cpus)
+    if ticks0 is None:
+        return 0.0
+    time.sleep(interval)
+    t1, own1, ticks1 = time.perf_counter(), _own_cpu_s(), _cpu_ticks(cpus)
+    if ticks1 is None:
+        return 0.0
+    busy_s = (ticks1 - ticks0) / hz - (own1 - own0)
+    return max(0.0, busy_s / max(t1 - t0, 1e-6))
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def auto_threads(cores: int, busy: float) -> int:
+    """Threads for `cores` available cores of which others keep `busy` busy: one per core left
+    free, at least 1 (a core used more than BUSY_SHARE by others counts as taken)."""
+    import math
+
+    taken = max(0, math.ceil(busy - BUSY_SHARE))
+    return max(1, min(cores, cores - taken))
+
+
+_probe_cache: tuple[float, float] | None = None  # (time.monotonic() of the probe, busy cores)
+PROBE_TTL_S = 30.0
+
+
+def resolve(threads: int | None = None, *, cores: int | None = None, busy: float | None = None) -> ThreadBudget:
+    """The run's budget: `threads` if given (>= 1), else the CONFGF_THREADS environment variable,
+    else auto_threads(available_cores(), busy_other_cores()). cores / busy replace the measured
+    values (tests). The probe is cached for PROBE_TTL_S, so library calls in a loop do not each
+    sleep 0.1 s."""
+    global _probe_cache
+    n_cores = cores if cores is not None else available_cores()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        return ThreadBudget(threads, n_cores, None, "--threads")
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"{ENV_VAR}={env!r}: expected a whole number >= 1")
+        return ThreadBudget(n, n_cores, None, ENV_VAR)
+    if busy is None:
+        now = time.monotonic()
+        if _probe_cache is None or now - _probe_cache[0] > PROBE_TTL_S:
+            _probe_cache = (now, busy_other_cores())
+        busy = _probe_cache[1]
+    return ThreadBudget(auto_threads(n_cores, busy), n_cores, busy, "auto")
+
+
+def apply(budget: ThreadBudget) -> int:
+    """Give torch (and with it the OpenMP of the C++ kernels and MKL) `budget.threads` intra-op
+    threads; returns the count to hand RDKit and worker pools (the same number)."""
+    import torch
+
+    if torch.get_num_threads() != budget.threads:
+        torch.set_num_threads(budget.threads)
+    return budget.threads
+
+
+class use:
+    """Context manager: torch runs with budget.threads inside, the previous count is restored
+    after (library calls must not leave the caller's process changed)."""
+
+    def __init__(self, budget: ThreadBudget):
+        self.budget = budget
+        self.before: int | None = None
+
+    def __enter__(self) -> ThreadBudget:
+        import torch
+
+        self.before = torch.get_num_threads()
+        apply(self.budget)
+        return self.budget
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        if self.before is not None and torch.get_num_threads() != self.before:
+            torch.set_num_threads(self.before)
+
+
+__all__ = ["ENV_VAR", "ThreadBudget", "apply", "auto_threads", "available_cores", "busy_other_cores", "resolve",
+           "use"]
