@@ -24,6 +24,38 @@ class FeaturizeError(ValueError):
     """A molecule that cannot be turned into a graph (bad SMILES, unsupported bond, ...)."""
 
 
+# Size limits on input from files we did not write (issue 26). Each bounds the memory and time one
+# molecule can take before any limit of the caller's applies; what exceeds one fails for that
+# molecule alone, with a message naming the limit, and the rest of the input goes on.
+# - MAX_SMILES_CHARS: a SMILES longer than this is not parsed. 10,000 characters is ~50x the
+#   longest SMILES in GEOM-Drugs and far beyond the 100 heavy atoms generate allows by default.
+# - MAX_ATOMS: atoms including hydrogens, the graph the model sees. The extended graph has ~25-30
+#   edges per atom and every edge an H-wide feature in each network evaluation, so 1,000 atoms is
+#   ~30k edges (tens of MB per activation at H = 256); 100,000 atoms would be GBs. Applies with
+#   --max-heavy-atoms 0 too (that lifts the heavy-atom policy, not this bound).
+# - MAX_SDF_RECORD_BYTES: one SDF record (mol block + data items) is read into memory only up to
+#   this size; 1 MiB is ~10x a MAX_ATOMS molecule's V2000 block (~70 bytes per atom line).
+MAX_SMILES_CHARS = 10_000
+MAX_ATOMS = 1_000
+MAX_SDF_RECORD_BYTES = 1 << 20
+
+
+def smiles_length_error(n_chars: int) -> str | None:
+    """Why a SMILES of `n_chars` characters is not read (over MAX_SMILES_CHARS), or None."""
+    if n_chars > MAX_SMILES_CHARS:
+        return (f"SMILES of {n_chars:,} characters, more than the limit of {MAX_SMILES_CHARS:,} "
+                "(chem.MAX_SMILES_CHARS); not parsed")
+    return None
+
+
+def atom_count_error(n_atoms: int) -> str | None:
+    """Why a molecule of `n_atoms` atoms (hydrogens included) is refused (over MAX_ATOMS), or None."""
+    if n_atoms > MAX_ATOMS:
+        return (f"too large: {n_atoms:,} atoms with hydrogens, more than the limit of {MAX_ATOMS:,} "
+                "(chem.MAX_ATOMS)")
+    return None
+
+
 # RDKit seeds each conformer of EmbedMultipleConfs from randomSeed with a multiplicative generator
 # modulo 2^31 - 1; a seed of 0 or 2^31 - 1 makes every conformer identical (measured with RDKit
 # 2026.09: 10 conformers of CCN(CC=O)CCO or CCCCO at RMSD 0, while seeds 1..39 give distinct ones).
@@ -100,10 +132,18 @@ def diverse_subset(mol: Chem.Mol, pos: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def mol_from_smiles(smiles: str) -> Chem.Mol:
-    """Parse a SMILES and add explicit hydrogens (the model works on all atoms)."""
+    """Parse a SMILES and add explicit hydrogens (the model works on all atoms). FeaturizeError
+    for a SMILES over MAX_SMILES_CHARS (not parsed) or a molecule over MAX_ATOMS with hydrogens
+    (counted before they are added)."""
+    too_long = smiles_length_error(len(smiles))
+    if too_long is not None:
+        raise FeaturizeError(too_long)
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
         raise FeaturizeError(f"invalid SMILES: {smiles!r}")
+    too_large = atom_count_error(mol.GetNumAtoms() + sum(a.GetTotalNumHs() for a in mol.GetAtoms()))
+    if too_large is not None:
+        raise FeaturizeError(too_large)
     return Chem.AddHs(mol)
 
 
@@ -113,10 +153,14 @@ def featurize(mol: Chem.Mol, order: int = 3) -> MolGraph:
     Edge (i, j) exists for 1 <= topological distance(i, j) <= order. Its type is the bond type
     when i and j are bonded, EDGE_ANGLE at distance 2, EDGE_DIHEDRAL at distance 3 (built by
     graph.extended_graph from the bonds, so RDKit-free data files rebuild the same graph).
+    FeaturizeError for more than MAX_ATOMS atoms: the graph's memory is bounded for any input.
     """
     n = mol.GetNumAtoms()
     if n == 0:
         raise FeaturizeError("molecule has no atoms")
+    too_large = atom_count_error(n)
+    if too_large is not None:
+        raise FeaturizeError(too_large)
     z = torch.tensor([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=torch.long)
     pairs, types = [], []
     for b in mol.GetBonds():

@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .pipeline import MolOutcome
@@ -41,17 +41,68 @@ EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + signal number, the shell conventio
 _FILE_SUFFIXES = {".smi", ".smiles", ".txt", ".csv", ".tsv", ".sdf", ".sd", ".mol"}
 
 
+# Bounds on what one line / record of INPUT may cost (issue 26: input from files we did not write).
+# A text line is read at most MAX_LINE_CHARS characters at a time; a longer one (e.g. a whole file
+# without newlines) is skipped in bounded pieces and becomes one molecule's error. The per-molecule
+# limits (SMILES length, atoms, SDF record bytes) are chem.MAX_SMILES_CHARS, chem.MAX_ATOMS and
+# chem.MAX_SDF_RECORD_BYTES; a line may be longer than a SMILES (names, counts), hence its own bound.
+MAX_LINE_CHARS = 100_000
+_LABEL_CHARS = 60  # how much of an oversized input is quoted in its error (stderr, errors file)
+
+
 class InputError(RuntimeError):
     """INPUT cannot be read at all (fatal), as opposed to one bad molecule in it."""
+
+
+def _clip(text: str, n: int = _LABEL_CHARS) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
+@dataclass
+class _Overlong:
+    """A text line longer than MAX_LINE_CHARS: its first characters and its length (not kept)."""
+
+    head: str
+    length: int
+
+
+def _bounded_lines(fh: IO, limit: int) -> Iterator[str | _Overlong]:
+    """The lines of `fh` (text or binary), each read at most `limit` characters / bytes at a time:
+    a line up to `limit` comes back whole, a longer one as _Overlong after the rest of it has been
+    skipped in `limit`-sized pieces. Memory is O(limit) whatever the file holds."""
+    nl = "\n" if isinstance(fh, io.TextIOBase) else b"\n"
+    while True:
+        line = fh.readline(limit)
+        if not line:
+            return
+        if len(line) < limit or line.endswith(nl):
+            yield line
+            continue
+        length, piece = len(line), fh.readline(limit)
+        if not piece:
+            yield line  # exactly `limit` long, at the end of the file
+            return
+        while piece:
+            length += len(piece)
+            if piece.endswith(nl):
+                length -= 1  # the newline is not part of the line
+                break
+            piece = fh.readline(limit)
+        head = line[:_LABEL_CHARS]
+        yield _Overlong(head if isinstance(head, str) else head.decode("utf-8", "replace"), length)
 
 
 # ---- input parsing --------------------------------------------------------------------------------
 def input_kind(spec: str) -> str:
     """'sdf', 'text' or 'smiles' for INPUT; InputError if it names a file that cannot be read."""
     path = Path(spec)
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError:  # e.g. ENAMETOOLONG: a (long) SMILES on the command line is no file name
+        is_dir = is_file = False
+    if is_dir:
         raise InputError(f"input {spec} is a directory")
-    if path.is_file():
+    if is_file:
         if not os.access(path, os.R_OK):
             raise InputError(f"cannot read input file {spec}: permission denied")
         return "sdf" if path.suffix.lower() in (".sdf", ".sd", ".mol") else "text"
@@ -173,26 +224,81 @@ def _columns(first: str, spec: str, count_column: str | None,
     return cols, header
 
 
-def sdf_records(path: Path) -> Iterator[bytes]:
-    """The raw records of an SDF, one at a time (streaming: never the whole file in memory)."""
+@dataclass
+class SdfBlock:
+    """One SDF record as read from the file: `data` (its bytes, None when it was longer than the
+    reader's byte limit and so not kept), `size` (its length in bytes) and `title` (its first line)."""
+
+    data: bytes | None
+    size: int
+    title: str
+
+
+def sdf_blocks(path: Path, max_bytes: int | None = None) -> Iterator[SdfBlock]:
+    """The records of an SDF, one at a time, in O(max_bytes) memory: a record longer than max_bytes
+    (None: no limit) is skipped to its `$$$$` line and comes back with data None, so one huge
+    record costs its reading time but not its size in memory. Lines are read in pieces of at most
+    64 KiB, so a record without newlines is bounded too."""
     block: list[bytes] = []
+    size, title, kept, at_line_start = 0, None, True, True
     with open(path, "rb") as fh:
-        for line in fh:
-            block.append(line)
-            if line.rstrip(b"\r\n") == b"$$$$":
-                yield b"".join(block)
+        while line := fh.readline(1 << 16):
+            if title is None:
+                title = line.split(b"\n", 1)[0].decode("utf-8", "replace").strip()[:_LABEL_CHARS]
+            size += len(line)
+            kept = kept and (max_bytes is None or size <= max_bytes)
+            if kept:
+                block.append(line)
+            else:
                 block = []
-    if any(x.strip() for x in block):
-        yield b"".join(block)  # a last record without its $$$$ terminator
+            if at_line_start and line.rstrip(b"\r\n") == b"$$$$":
+                yield SdfBlock(b"".join(block) if kept else None, size, title)
+                block, size, title, kept = [], 0, None, True
+            at_line_start = line.endswith(b"\n")
+    if not kept or any(x.strip() for x in block):  # a last record without its $$$$ terminator
+        yield SdfBlock(b"".join(block) if kept else None, size, title or "")
+
+
+def sdf_records(path: Path) -> Iterator[bytes]:
+    """The raw records of an SDF, one at a time (streaming: never the whole file in memory). For
+    SDFs we wrote ourselves (--resume, the merge of shards); INPUT is read by sdf_blocks with a
+    byte limit."""
+    for b in sdf_blocks(path):
+        assert b.data is not None  # no limit given
+        yield b.data
+
+
+_V2000_COUNTS = re.compile(rb"^\s*(\d{1,3})")
+_V3000_COUNTS = re.compile(rb"^M  V30 COUNTS (\d+)", re.MULTILINE)
+
+
+def _declared_atoms(block: bytes) -> int | None:
+    """The atom count an SDF record's header declares (V2000 counts line or V3000 COUNTS), read
+    before RDKit parses anything; None when there is none to read (RDKit will say why)."""
+    m = _V3000_COUNTS.search(block, 0, 4096)
+    if m:
+        return int(m.group(1))
+    lines = block.split(b"\n", 4)
+    if len(lines) > 3:
+        counts = lines[3]
+        m = _V2000_COUNTS.match(counts[:3])
+        if m and b"V3000" not in counts:
+            return int(m.group(1))
+    return None
 
 
 def _read_sdf_record(k: int, block: bytes, default_count: int) -> MolInput:
     from rdkit import Chem
 
+    from .chem import atom_count_error
     from .prepare import MolInput
 
     title = block.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-    label = f"SDF record {k}" + (f" ({title})" if title else "")
+    label = f"SDF record {k}" + (f" ({_clip(title)})" if title else "")
+    declared = _declared_atoms(block)
+    too_large = atom_count_error(declared) if declared is not None else None
+    if too_large is not None:  # said before RDKit builds a Mol of that size
+        return MolInput(None, default_count, text=label, name=_clip(title), error=f"{label}: {too_large}; not read")
     rec = next(Chem.ForwardSDMolSupplier(io.BytesIO(block), removeHs=False), None)
     if rec is None:
         # Read it again unsanitised only to say why RDKit refused it.
@@ -204,6 +310,9 @@ def _read_sdf_record(k: int, block: bytes, default_count: int) -> MolInput:
             except Exception as exc:  # valence / kekulisation problems, as RDKit words them
                 why = str(exc)
         return MolInput(None, default_count, text=label, name=title, error=f"unreadable {label}: {why}")
+    too_large = atom_count_error(rec.GetNumAtoms())
+    if too_large is not None:  # a counts line that under-declared
+        return MolInput(None, default_count, text=label, name=_clip(title), error=f"{label}: {too_large}")
     if rec.HasProp("smiles"):
         # One line: it is written back as an SDF property, and --resume reads only first lines.
         text = " ".join(rec.GetProp("smiles").splitlines())
@@ -215,9 +324,43 @@ def _read_sdf_record(k: int, block: bytes, default_count: int) -> MolInput:
     return MolInput(rec, default_count, text=text, name=title)
 
 
+def _oversized_sdf_record(k: int, b: SdfBlock, default_count: int) -> MolInput:
+    from .chem import MAX_SDF_RECORD_BYTES
+    from .prepare import MolInput
+
+    label = f"SDF record {k}" + (f" ({_clip(b.title)})" if b.title else "")
+    return MolInput(None, default_count, text=label, name=_clip(b.title),
+                    error=f"{label}: {b.size:,} bytes, more than the limit of {MAX_SDF_RECORD_BYTES:,} for one record "
+                          "(chem.MAX_SDF_RECORD_BYTES); not read")
+
+
+def _checked_smiles(m: MolInput) -> MolInput:
+    """m, or in its place an error for a SMILES over chem.MAX_SMILES_CHARS (never parsed)."""
+    from .chem import smiles_length_error
+
+    if isinstance(m.source, str):
+        too_long = smiles_length_error(len(m.source))
+        if too_long is not None:
+            return type(m)(None, m.num_confs, text=_clip(m.source), name=_clip(m.name), error=too_long)
+    return m
+
+
+def _overlong_line(line: _Overlong, default_count: int) -> MolInput:
+    from .prepare import MolInput
+
+    return MolInput(None, default_count, text=line.head.strip() + "...",
+                    error=f"input line of {line.length:,} characters, more than the limit of {MAX_LINE_CHARS:,} "
+                          "(generate_io.MAX_LINE_CHARS); not read")
+
+
 def iter_inputs(spec: str, default_count: int, keep: Callable[[int], bool] | None = None, *,
                 count_column: str | None = None, note: Callable[[str], None] | None = None) -> Iterator[MolInput]:
     """INPUT -> MolInput per molecule, streaming (a file is read one line / record at a time).
+
+    Bounded: a line over MAX_LINE_CHARS, a SMILES over chem.MAX_SMILES_CHARS, an SDF record over
+    chem.MAX_SDF_RECORD_BYTES or one declaring more than chem.MAX_ATOMS atoms becomes that
+    molecule's error (MolInput.error) without being parsed, and the input goes on; memory is
+    O(those limits), not O(file).
 
     INPUT is an .sdf file (one molecule per record; unreadable records become per-molecule errors),
     a text file with one SMILES per line, or else a SMILES string. Text files: blank lines and lines
@@ -242,15 +385,28 @@ def iter_inputs(spec: str, default_count: int, keep: Callable[[int], bool] | Non
         raise InputError(f"--count-column applies to a text file of SMILES, not to {what}")
     placeholder = MolInput(None, default_count, text="", error="not read (another shard's molecule)")
     if kind == "smiles":
-        yield MolInput(spec, default_count) if keep is None or keep(0) else placeholder
+        yield _checked_smiles(MolInput(spec, default_count)) if keep is None or keep(0) else placeholder
     elif kind == "sdf":
-        for k, block in enumerate(sdf_records(Path(spec))):
-            yield _read_sdf_record(k, block, default_count) if keep is None or keep(k) else placeholder
+        from .chem import MAX_SDF_RECORD_BYTES
+
+        for k, b in enumerate(sdf_blocks(Path(spec), MAX_SDF_RECORD_BYTES)):
+            if keep is not None and not keep(k):
+                yield placeholder
+            elif b.data is None:
+                yield _oversized_sdf_record(k, b, default_count)
+            else:
+                yield _read_sdf_record(k, b.data, default_count)
     else:
         # errors="replace": a stray non-UTF-8 byte makes that line an invalid SMILES, not a crash.
         with open(spec, encoding="utf-8", errors="replace") as fh:
             k, cols = 0, None
-            for line in fh:
+            for line in _bounded_lines(fh, MAX_LINE_CHARS):
+                if isinstance(line, _Overlong):  # one molecule's error; takes no part in the layout
+                    if line.head.lstrip().startswith("#"):
+                        continue  # a (long) comment
+                    yield _overlong_line(line, default_count) if keep is None or keep(k) else placeholder
+                    k += 1
+                    continue
                 line = line.strip()
                 if not line or line.startswith("#"):
                     continue
@@ -258,7 +414,7 @@ def iter_inputs(spec: str, default_count: int, keep: Callable[[int], bool] | Non
                     cols, header = _columns(line, spec, count_column, note)
                     if header:
                         continue
-                yield cols.parse(line, default_count) if keep is None or keep(k) else placeholder
+                yield _checked_smiles(cols.parse(line, default_count)) if keep is None or keep(k) else placeholder
                 k += 1
 
 
@@ -297,7 +453,10 @@ def count_inputs(spec: str) -> int | None:
             return count_sdf_records(Path(spec))
         n, header_checked = 0, False
         with open(spec, "rb") as fh:
-            for raw in fh:
+            for raw in _bounded_lines(fh, MAX_LINE_CHARS):
+                if isinstance(raw, _Overlong):  # one molecule (its error), as iter_inputs yields it
+                    n += not raw.head.lstrip().startswith("#")
+                    continue
                 line = raw.strip()
                 if not line or line.startswith(b"#"):
                     continue
