@@ -6,7 +6,9 @@
 The extension is compiled from csrc/ops.cpp (op schemas) + csrc/cpu/*.cpp (OpenMP kernels), and
 adds csrc/cuda/*.cu only when the installed torch is a CUDA build and a CUDA toolkit is found.
 Environment overrides: FORCE_CUDA=1 builds the CUDA kernels whenever a toolkit is found (even
-with no visible GPU, e.g. in a container build); BUILD_NO_CUDA=1 never builds them.
+with no visible GPU, e.g. in a container build); BUILD_NO_CUDA=1 never builds them;
+CONFGF_SANITIZE=address,undefined builds the CPU kernels with those sanitizers (.ci/run's asan
+phase; run Python with the sanitizer runtimes in LD_PRELOAD, see there).
 `--no-build-isolation` makes the build use the torch already installed, so the extension's ABI
 matches it.
 """
@@ -56,6 +58,12 @@ def _extensions():
     # header code), so the kernels run on torch's thread pool and honour torch.set_num_threads.
     cxx_flags = ["-O3", "-fopenmp", "-DNDEBUG"]
     link_flags = ["-fopenmp"]
+    sanitize = os.environ.get("CONFGF_SANITIZE", "").strip()
+    if sanitize:
+        # -O1 and frame pointers: readable sanitizer reports; errors abort, so a report fails CI.
+        san = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
+        cxx_flags = ["-O1", "-g", "-fopenmp", "-DNDEBUG", *san]
+        link_flags = ["-fopenmp", *san]
     if with_cuda:
         # No --use_fast_math: the kernels are checked against the reference at ~1e-6 relative.
         nvcc_flags = ["-O3", "-DNDEBUG", "--expt-relaxed-constexpr"]

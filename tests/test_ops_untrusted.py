@@ -15,6 +15,8 @@ import textwrap
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from confgf_fast import ops
 from confgf_fast.graph import pair_edges, rowptr_from_sorted
@@ -179,3 +181,103 @@ def test_triton_without_validation_never_reads_out_of_bounds():
     assert torch.isfinite(out).all()
     d = ops.pairwise_distance(p, ei, backend="triton", validate=False)
     assert torch.isfinite(d).all()
+
+
+# ---- hypothesis: random malformed graphs never crash a kernel ---------------------------------------
+
+
+@st.composite
+def mangled_graphs(draw):
+    """A valid random graph, then zero or more corruptions: an index set out of range (negative, N,
+    huge), two edges swapped (unsorted), a rowptr entry moved (stale), or a rowptr for other edges."""
+    n = draw(st.integers(0, 12))
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    if n >= 2:
+        mask = torch.rand(n, n, generator=gen) < 0.4
+        mask = (mask | mask.T) & ~torch.eye(n, dtype=torch.bool)
+        ei = torch.nonzero(mask).T.contiguous()  # row-major: sorted by source
+    else:
+        ei = torch.zeros(2, 0, dtype=torch.long)
+    E = ei.shape[1]
+    rowptr = rowptr_from_sorted(ei[0], n) if draw(st.booleans()) else None
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(["index", "swap", "rowptr", "rowptr_len"]))
+        if kind == "index" and E:
+            ei = ei.clone()
+            ei[draw(st.integers(0, 1)), draw(st.integers(0, E - 1))] = draw(
+                st.sampled_from([-1, -(2**40), n, n + 1, 2**40, 400_000]))
+        elif kind == "swap" and E >= 2:
+            a, b = draw(st.integers(0, E - 1)), draw(st.integers(0, E - 1))
+            ei = ei.clone()
+            ei[:, [a, b]] = ei[:, [b, a]]
+        elif kind == "rowptr" and rowptr is not None:
+            rowptr = rowptr.clone()
+            rowptr[draw(st.integers(0, n))] += draw(st.sampled_from([-3, -1, 1, 2, 10**6]))
+        elif kind == "rowptr_len" and rowptr is not None:
+            rowptr = rowptr[:-1] if draw(st.booleans()) else torch.cat([rowptr, rowptr[-1:]])
+    return n, ei, rowptr
+
+
+@needs_cpp
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mangled_graphs())
+def test_fuzz_mangled_graphs_cpp(graph):
+    """With validation off, each op either raises ValueError/RuntimeError (metadata) or, when the
+    graph is still valid, matches the reference. Under .ci/run's asan phase this runs with
+    AddressSanitizer + UBSan: an out-of-bounds read there aborts the run."""
+    n, ei, rowptr = graph
+    gen = torch.Generator().manual_seed(0)
+    pos = torch.randn(n, 3, generator=gen, dtype=torch.float64)
+    s = torch.randn(ei.shape[1], generator=gen, dtype=torch.float64)
+    try:
+        ops.check_graph(ei, n, rowptr)
+        valid = True
+    except GraphInputError:
+        valid = False
+    calls = {
+        "coord_score": lambda: ops.coord_score(pos, ei, s, backend="cpp", rowptr=rowptr, validate=False),
+        "project_sweeps": lambda: ops.project_sweeps(pos, ei, s.abs(), torch.full((n,), 0.1, dtype=torch.float64), 2,
+                                                     backend="cpp", rowptr=rowptr, validate=False),
+    }
+    for name, call in calls.items():
+        if valid:
+            out = call()
+            ref = (ops.reference.coord_score(pos, ei, s) if name == "coord_score" else
+                   ops.reference.project_sweeps(pos, ei, s.abs(), torch.full((n,), 0.1, dtype=torch.float64), 2))
+            torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
+        else:
+            with pytest.raises((ValueError, RuntimeError)):
+                call()
+    try:
+        ops.check_graph(ei, n, sorted_by_source=False)
+        in_range = True
+    except GraphInputError:
+        in_range = False
+    if in_range:
+        torch.testing.assert_close(ops.pairwise_distance(pos, ei, backend="cpp", validate=False),
+                                   ops.reference.pairwise_distance(pos, ei))
+    else:
+        with pytest.raises(ValueError):
+            ops.pairwise_distance(pos, ei, backend="cpp", validate=False)
+
+
+@needs_cpp
+def test_a_million_edges_with_one_bad_index():
+    """Large inputs take the multi-chunk path of the row walk (several OpenMP chunks)."""
+    n = 200_000
+    src = torch.arange(n).repeat_interleave(5)
+    dst = (src + torch.tensor([1, 2, 3, 4, 5]).repeat(n)) % n
+    ei = torch.stack([src, dst])  # 1,000,000 edges, sorted by source
+    pos = torch.randn(n, 3)
+    s = torch.randn(ei.shape[1])
+    ok = ops.coord_score(pos, ei, s, backend="cpp", validate=False)
+    torch.testing.assert_close(ok, ops.reference.coord_score(pos, ei, s), rtol=1e-4, atol=1e-4)
+    for value in (n, -1):
+        bad = ei.clone()
+        bad[1, 777_777] = value
+        with pytest.raises(ValueError, match="edge_index\\[1\\] has an atom index outside"):
+            ops.coord_score(pos, bad, s, backend="cpp", validate=False)
+    bad = ei.clone()
+    bad[0, 500_000], bad[0, 500_001] = bad[0, 500_001].item() + 1, bad[0, 500_000].item()
+    with pytest.raises(ValueError, match="malformed graph"):
+        ops.coord_score(pos, bad, s, backend="cpp", validate=False)
