@@ -175,10 +175,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if why is not None:
         print(f"error: {why}", file=sys.stderr)
         return EXIT_USAGE
-    if shard is None and Path(args.out).exists() and not args.resume and not args.force:
-        print(f"error: {args.out} already exists: add --resume to keep its complete molecules and append the rest, "
-              "or --force to overwrite it", file=sys.stderr)
-        return EXIT_USAGE
     try:
         input_kind(args.input)
     except InputError as exc:
@@ -270,6 +266,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     out_path = Path(args.out)
+    if shard is None and out_path.is_file() and out_path.stat().st_size > 0 and not args.resume and not args.force:
+        # Said after every option check (those errors are the more useful) and before anything is
+        # written; a 0-byte file holds nothing to lose.
+        print(f"error: {out_path} already exists: add --resume to keep its complete molecules and append the rest, "
+              "or --force to overwrite it", file=sys.stderr)
+        return EXIT_USAGE
     done: dict[int, int] = {}
     if args.resume and out_path.is_file():
         try:
@@ -454,7 +456,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                             anneal_steps=args.anneal_steps, anneal_to=args.anneal_to)
     train_from_files(args.data, args.out, model_cfg, NoiseConfig(), train_cfg, device=args.device,
                      resume=args.resume, val_fraction=args.val_fraction, log_path=args.log,
-                     progress=not args.quiet, time_limit_s=args.time_limit, threads=args.threads, init=args.init)
+                     progress=not args.quiet, time_limit_s=args.time_limit,
+                     threads=threads_mod.resolve(args.threads).threads, init=args.init)
     return EXIT_OK
 
 
@@ -736,7 +739,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--save-every", type=int, default=1000)
     t.add_argument("--log", default=None, help="append the learning curve here (JSON lines)")
     t.add_argument("--time-limit", type=float, default=None, help="stop (and save) after this many seconds")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--threads", type=_positive, default=None,
+                   help="torch CPU threads (default: the cores available minus those other processes keep busy)")
     t.add_argument("--seed", type=int, default=2021)
     t.add_argument("--coord-noise", type=float, default=0.0, metavar="FRACTION",
                    help="share of conformers perturbed in coordinates instead of per distance (0 = the official "

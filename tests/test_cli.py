@@ -71,7 +71,7 @@ def test_generate_bands_and_schedule_overrides(tiny_ckpt, tmp_path, monkeypatch)
 
     monkeypatch.setattr(batch_sampling, "sample", spy)
     out = tmp_path / "out.sdf"
-    common = ["generate", "CCO", "-n", "1", "--out", str(out), "--weights", str(tiny_ckpt), "-q"]
+    common = ["generate", "CCO", "-n", "1", "--out", str(out), "--weights", str(tiny_ckpt), "-q", "--force"]
     assert main([*common, "--bands", "1:2x2,0:1x1"]) == EXIT_OK
     assert seen[-1][0] == "1:2x2,0:1x1"
     assert main([*common, "--schedule", "fast", "--levels", "2", "--steps-per-level", "2"]) == EXIT_OK
@@ -87,7 +87,8 @@ def test_generate_project_sampler_provenance_and_option_checks(tiny_ckpt, tmp_pa
     and conformers/s; options of the other sampler, or a schedule of the other sampler, are
     usage errors."""
     out = tmp_path / "out.sdf"
-    common = ["generate", "CCO", "-n", "2", "--out", str(out), "--weights", str(tiny_ckpt), "-q", "--seed", "3"]
+    common = ["generate", "CCO", "-n", "2", "--out", str(out), "--weights", str(tiny_ckpt), "-q", "--seed", "3",
+              "--force"]
     assert main([*common, "--sampler", "project", "--num-steps", "5"]) == EXIT_OK
     recs = [m for m in Chem.SDMolSupplier(str(out), removeHs=False)]
     step = load_model(str(tiny_ckpt))[0].trained_steps

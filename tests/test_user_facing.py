@@ -182,7 +182,7 @@ def test_headerless_count_column_is_announced_and_can_be_turned_off(tiny_ckpt, t
     assert main(["generate", str(smi), "-n", "1", "-o", str(out), "--weights", str(tiny_ckpt), *FAST]) == EXIT_OK
     assert "note: " in capsys.readouterr().err and len(records(out)) == 3
     assert main(["generate", str(smi), "-n", "1", "-o", str(out), "--weights", str(tiny_ckpt), "--count-column",
-                 "none", *FAST]) == EXIT_OK
+                 "none", "--force", *FAST]) == EXIT_OK
     assert "note: " not in capsys.readouterr().err and len(records(out)) == 2
 
 

@@ -1,0 +1,132 @@
+"""What a new user hits first (issue 29): each case gives a one-line error naming the fix, or a
+warning with a count, never a traceback or a silent surprise."""
+
+import warnings
+
+import pytest
+import torch
+from rdkit import Chem
+
+import confgf_fast as cf
+from confgf_fast.cli import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+
+FAST = ["--levels", "3", "--steps-per-level", "3", "-q"]
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+
+
+def _one_line_error(err: str) -> str:
+    lines = [x for x in err.strip().splitlines() if x.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@no_cuda
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "gpu"])
+def test_device_without_gpu_is_one_line_error(tmp_path, capsys, device):
+    out = tmp_path / "out.sdf"
+    assert main(["generate", "CCO", "-n", "1", "--out", str(out), "--device", device, "-q"]) == EXIT_FATAL
+    line = _one_line_error(capsys.readouterr().err)
+    assert f"--device {device}" in line and ("--device cpu" in line or "cuda:N" in line)
+    assert not out.exists()
+
+
+@no_cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_backend_that_cannot_run_names_the_fix(tmp_path, capsys, backend, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    out = tmp_path / "out.sdf"
+    assert main(["generate", "CCO", "-n", "1", "--out", str(out), "--backend", backend, "-q"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    line = _one_line_error(err)
+    assert f"--backend {backend}" in line and "--backend auto" in line
+    assert "generation stopped" not in err and "--resume" not in err
+
+
+@no_cuda
+def test_generate_tensors_on_missing_cuda_is_a_clear_error():
+    from confgf_fast.tensors import DeviceError
+
+    with pytest.raises(DeviceError, match="no CUDA device"):
+        cf.generate_tensors(["CCO"], 1, device="cuda")
+    with pytest.raises(RuntimeError, match="not a device"):
+        cf.generate_tensors(["CCO"], 1, device="gpu")
+
+
+def test_generate_iter_is_top_level():
+    from confgf_fast.pipeline import generate_iter
+
+    assert cf.generate_iter is generate_iter
+    assert "generate_iter" in cf.__all__
+
+
+def test_packed_graphs_batch_takes_a_list():
+    from confgf_fast.chem import featurize, mol_from_smiles
+
+    packed = cf.PackedGraphs([featurize(mol_from_smiles("CCO")), featurize(mol_from_smiles("C"))])
+    from_list = packed.batch([0, 0, 1])
+    from_tensor = packed.batch(torch.tensor([0, 0, 1]))
+    assert from_list.z.tolist() == from_tensor.z.tolist()
+    assert torch.equal(from_list.edge_index, from_tensor.edge_index)
+    assert from_list.z.numel() == 9 + 9 + 5
+    with pytest.raises(IndexError, match="out of range"):
+        packed.batch([2])
+
+
+def test_featurize_without_explicit_h_warns_with_count():
+    with pytest.warns(UserWarning, match=r"6 hydrogen\(s\).*AddHs"):
+        g = cf.featurize(Chem.MolFromSmiles("CCO"))
+    assert g.num_atoms == 3  # the graph is the molecule as given; the warning says what is missing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cf.featurize(Chem.AddHs(Chem.MolFromSmiles("CCO"))).num_atoms == 9
+
+
+def test_existing_output_is_not_overwritten_without_resume_or_force(tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "out.sdf"
+    out.write_text("precious\n")
+    args = ["generate", "CCO", "-n", "1", "--out", str(out), "--weights", str(tiny_ckpt), *FAST]
+    assert main(args) == EXIT_USAGE
+    line = _one_line_error(capsys.readouterr().err)
+    assert "--resume" in line and "--force" in line
+    assert out.read_text() == "precious\n"
+    assert main([*args, "--force"]) == EXIT_OK
+    assert "$$$$" in out.read_text()
+    assert main([*args, "--overwrite"]) == EXIT_OK  # the same flag under its other name
+
+
+def test_all_broken_molecule_is_not_counted_ok(tiny_ckpt, tmp_path, capsys):
+    """A tiny model (6 training steps) on 3 x 3 Langevin steps writes every conformer flagged broken:
+    the summary must not call that molecule "ok", and with --allow-unknown-elements (a Si atom the
+    model never saw) the exit is partial."""
+    out = tmp_path / "out.sdf"
+    rc = main(["generate", "C[Si](C)(C)C", "-n", "3", "--out", str(out), "--weights", str(tiny_ckpt),
+               "--allow-unknown-elements", "--retries", "0", *FAST])
+    err = capsys.readouterr().err
+    records = list(Chem.SDMolSupplier(str(out), removeHs=False))
+    flags = [r.GetProp("quality") for r in records]
+    assert flags and set(flags) == {"broken"}
+    summary = next(x for x in err.splitlines() if x.startswith("done:"))
+    assert summary.startswith("done: 0 ok") and "1 with every conformer flagged quality=broken" in summary
+    assert rc == EXIT_PARTIAL
+
+
+def test_generate_tensors_default_is_not_the_5000_step_schedule(monkeypatch):
+    """No sampler named: the quick projected schedule (44 evaluations), not the paper's 5000."""
+    import confgf_fast.tensors as tensors
+    from confgf_fast.config import resolve_sampler
+    from confgf_fast.sampler import num_evaluations
+
+    seen = []
+
+    def spy(model, packed, mol_ids, noise, sampler, *a, **k):
+        seen.append(sampler)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(tensors, "sample_batch", spy)
+    model = cf.ScoreNet(cf.ModelConfig.preset("tiny"))
+    with pytest.raises(RuntimeError, match="stop here"):
+        cf.generate_tensors(["CCO"], 1, model=model, noise=cf.NoiseConfig())
+    assert seen[0].sampler == "project" and seen[0].schedule == "quick"
+    assert num_evaluations(cf.NoiseConfig(), seen[0]) < 100 < num_evaluations(cf.NoiseConfig(),
+                                                                             resolve_sampler("langevin"))
