@@ -480,7 +480,8 @@ def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Seque
              allow_unknown_elements: bool = False, largest_fragment: bool = True,
              trained_elements: Iterable[int] | None = None,
              relax: str | RelaxOptions | Sequence[RelaxOptions] = "auto", prune_rms: float | None = None,
-             energy_window: float | None = None, sort_energy: bool = False) -> GenerationResult:
+             energy_window: float | None = None, sort_energy: bool = False,
+             threads: int | None = None) -> GenerationResult:
     """Generate conformers for each input (SMILES or Mol) with the score model (by default from
     ETKDG warm starts, schedule `warm`; see generate_iter for sampler / schedule).
 
@@ -489,7 +490,8 @@ def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Seque
     and device. Without `model`, the checkpoint(s) `weights` (default: the shipped set, QM9 then
     drug-like, chosen per molecule; see generate_iter) are loaded.
     All results are held in memory; for large inputs stream with generate_iter. The remaining
-    options are generate_iter's (relax, prune_rms, energy_window, sort_energy: relax.py); the run's
+    options are generate_iter's (relax, prune_rms, energy_window, sort_energy: relax.py; threads:
+    threads.py, default the cores available minus those other processes keep busy); the run's
     counts and timings are in result.stats.
     """
     counts = [num_confs] * len(inputs) if isinstance(num_confs, int) else list(num_confs)
@@ -506,7 +508,8 @@ def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Seque
                              retries=retries, max_heavy_atoms=max_heavy_atoms,
                              allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
                              trained_elements=trained_elements, relax=relax, prune_rms=prune_rms,
-                             energy_window=energy_window, sort_energy=sort_energy, stats=result.stats):
+                             energy_window=energy_window, sort_energy=sort_energy, stats=result.stats,
+                             threads=threads):
         result.mols[out.index] = out.mol
         result.flags[out.index] = out.conf_flags
         if out.error is not None:
