@@ -24,9 +24,10 @@ __global__ void coord_score_kernel(const scalar_t* __restrict__ pos,    // [N, 3
                                    const scalar_t* __restrict__ score,  // [E]
                                    const int64_t* __restrict__ rowptr,  // [N+1]
                                    scalar_t* __restrict__ out,          // [N, 3]
-                                   int64_t N) {
+                                   int64_t N, cuda::RowCheck check) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= N) return;
+  check.row(rowptr, i);
   scalar_t S[3];
   atom_score(pos, dst, score, i, rowptr[i], rowptr[i + 1], S);
   out[3 * i] = S[0];
@@ -51,7 +52,7 @@ at::Tensor coord_score_cuda(const at::Tensor& pos,         // [N, 3]
   AT_DISPATCH_FLOATING_TYPES(pos_c.scalar_type(), "coord_score_cuda", [&] {
     coord_score_kernel<scalar_t><<<cuda::num_blocks(N), cuda::kThreads, 0, stream>>>(
         pos_c.const_data_ptr<scalar_t>(), ei.const_data_ptr<int64_t>() + ei.size(1), score.const_data_ptr<scalar_t>(),
-        rp.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), N);
+        rp.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), N, cuda::row_check(ei, rowptr, N));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;

@@ -37,10 +37,11 @@ __global__ void gine_aggregate_kernel(const scalar_t* __restrict__ h,      // [N
                                       const int64_t* __restrict__ pair,    // [E]
                                       const int64_t* __restrict__ rowptr,  // [N+1]
                                       scalar_t* __restrict__ out,          // [N, H]
-                                      int64_t N, int64_t H) {
+                                      int64_t N, int64_t H, cuda::RowCheck check) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= N * H) return;
   const int64_t i = t / H, k = t - i * H;
+  check.row(rowptr, i);  // every thread of the row checks it (warp-broadcast loads, no extra traffic)
   const int64_t e1 = rowptr[i + 1];
   scalar_t acc = h[t];
   for (int64_t e = rowptr[i]; e < e1; ++e) {
@@ -58,10 +59,11 @@ __global__ void gine_aggregate_backward_kernel(const scalar_t* __restrict__ g,  
                                                const int64_t* __restrict__ rowptr,   // [N+1]
                                                scalar_t* __restrict__ grad_h,        // [N, H]
                                                scalar_t* __restrict__ grad_a,        // [P, H], zeroed
-                                               int64_t N, int64_t H) {
+                                               int64_t N, int64_t H, cuda::RowCheck check) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= N * H) return;
   const int64_t i = t / H, k = t - i * H;
+  check.row(rowptr, i);  // every thread of the row checks it (warp-broadcast loads, no extra traffic)
   const int64_t e1 = rowptr[i + 1];
   const scalar_t h_ik = h[t], g_ik = g[t];
   scalar_t acc = g_ik;
@@ -98,7 +100,8 @@ at::Tensor gine_aggregate_cuda(const at::Tensor& h,                       // [N,
   AT_DISPATCH_FLOATING_TYPES(hc.scalar_type(), "gine_aggregate_cuda", [&] {
     gine_aggregate_kernel<scalar_t><<<cuda::num_blocks(N * H), cuda::kThreads, 0, stream>>>(
         hc.const_data_ptr<scalar_t>(), ac.const_data_ptr<scalar_t>(), ei.const_data_ptr<int64_t>() + E,
-        pr.const_data_ptr<int64_t>(), rp.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), N, H);
+        pr.const_data_ptr<int64_t>(), rp.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), N, H,
+        cuda::row_check(ei, rowptr, N, pr.const_data_ptr<int64_t>(), ac.size(0)));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
@@ -132,7 +135,8 @@ std::tuple<at::Tensor, at::Tensor> gine_aggregate_backward_cuda(const at::Tensor
     gine_aggregate_backward_kernel<scalar_t><<<cuda::num_blocks(N * H), cuda::kThreads, 0, stream>>>(
         g.const_data_ptr<scalar_t>(), hc.const_data_ptr<scalar_t>(), ac.const_data_ptr<scalar_t>(),
         ei.const_data_ptr<int64_t>() + E, pr.const_data_ptr<int64_t>(), rp.const_data_ptr<int64_t>(),
-        grad_h.mutable_data_ptr<scalar_t>(), grad_a.mutable_data_ptr<scalar_t>(), N, H);
+        grad_h.mutable_data_ptr<scalar_t>(), grad_a.mutable_data_ptr<scalar_t>(), N, H,
+        cuda::row_check(ei, rowptr, N, pr.const_data_ptr<int64_t>(), ac.size(0)));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {grad_h, grad_a};

@@ -27,9 +27,11 @@ __global__ void langevin_step_kernel(const scalar_t* __restrict__ pos,    // [N,
                                      const scalar_t* __restrict__ noise,  // [N, 3]
                                      const int64_t* __restrict__ rowptr,  // [N+1]
                                      scalar_t* __restrict__ out,          // [N, 3]
-                                     int64_t N, scalar_t a, scalar_t noise_scale, scalar_t limit) {
+                                     int64_t N, scalar_t a, scalar_t noise_scale, scalar_t limit,
+                                     cuda::RowCheck check) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= N) return;
+  check.row(rowptr, i);
   scalar_t S[3];
   atom_score(pos, dst, score, i, rowptr[i], rowptr[i + 1], S);
   langevin_update(pos + 3 * i, S, noise + 3 * i, a, noise_scale, limit, out + 3 * i);
@@ -57,7 +59,7 @@ at::Tensor langevin_step_cuda(const at::Tensor& pos,         // [N, 3]
         pos_c.const_data_ptr<scalar_t>(), ei.const_data_ptr<int64_t>() + ei.size(1), score.const_data_ptr<scalar_t>(),
         noise_c.const_data_ptr<scalar_t>(), rp.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), N,
         static_cast<scalar_t>(step_size), static_cast<scalar_t>(std::sqrt(2.0 * step_size)),
-        static_cast<scalar_t>(clip));
+        static_cast<scalar_t>(clip), cuda::row_check(ei, rowptr, N));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;

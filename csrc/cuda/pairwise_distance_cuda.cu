@@ -20,9 +20,12 @@ __global__ void pairwise_distance_kernel(const scalar_t* __restrict__ pos,  // [
                                          const int64_t* __restrict__ src,   // [E]
                                          const int64_t* __restrict__ dst,   // [E]
                                          scalar_t* __restrict__ out,        // [E]
-                                         int64_t E) {
+                                         int64_t E, int64_t N) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= E) return;
+  // Always on (issue 26): an index outside [0, N) stops the kernel (device-side assert, no host
+  // sync; see csr_rows.cuh for why an assert rather than an error flag).
+  CUDA_KERNEL_ASSERT(src[e] >= 0 && src[e] < N && dst[e] >= 0 && dst[e] < N);
   out[e] = edge_length(pos, src[e], dst[e]);
 }
 
@@ -40,7 +43,7 @@ at::Tensor pairwise_distance_cuda(const at::Tensor& pos,          // [N, 3]
   AT_DISPATCH_FLOATING_TYPES(pos_c.scalar_type(), "pairwise_distance_cuda", [&] {
     const int64_t* src = ei.const_data_ptr<int64_t>();
     pairwise_distance_kernel<scalar_t><<<cuda::num_blocks(E), cuda::kThreads, 0, stream>>>(
-        pos_c.const_data_ptr<scalar_t>(), src, src + E, out.mutable_data_ptr<scalar_t>(), E);
+        pos_c.const_data_ptr<scalar_t>(), src, src + E, out.mutable_data_ptr<scalar_t>(), E, pos_c.size(0));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;

@@ -30,9 +30,10 @@ __global__ void project_sweep_kernel(const scalar_t* __restrict__ prev,    // [N
                                      const scalar_t* __restrict__ step,    // [N]
                                      const int64_t* __restrict__ rowptr,   // [N+1]
                                      scalar_t* __restrict__ next,          // [N, 3] this sweep
-                                     int64_t N) {
+                                     int64_t N, cuda::RowCheck check, bool first_sweep) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= N) return;
+  if (first_sweep) check.row(rowptr, i);  // the rows do not change between sweeps
   stress_sweep_atom(prev, dst, target, step[i], i, rowptr[i], rowptr[i + 1], next);
 }
 
@@ -64,10 +65,12 @@ at::Tensor project_sweeps_cuda(const at::Tensor& pos,                     // [N,
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     scalar_t* o2 = spare.defined() ? spare.mutable_data_ptr<scalar_t>() : nullptr;
     const scalar_t* prev = pos_c.const_data_ptr<scalar_t>();
+    const cuda::RowCheck check = cuda::row_check(ei, rowptr, N);
     for (int64_t k = 0; k < iters; ++k) {
       // Alternate buffers so that the last sweep lands in `out`, with no final copy.
       scalar_t* next = (iters - 1 - k) % 2 == 0 ? o : o2;
-      project_sweep_kernel<scalar_t><<<cuda::num_blocks(N), cuda::kThreads, 0, stream>>>(prev, dst, t, a, r, next, N);
+      project_sweep_kernel<scalar_t><<<cuda::num_blocks(N), cuda::kThreads, 0, stream>>>(prev, dst, t, a, r, next, N, check,
+                                                                                          k == 0);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       prev = next;
     }
