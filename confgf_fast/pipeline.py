@@ -63,7 +63,7 @@ from .sampler import default_max_atoms, plan_batches
 from .seeds import CHUNK_PURPOSE, MODEL_GROUP_PURPOSE, WARM_START_PURPOSE, derive_seed
 from .stereo import StereoConstraints
 from .threads import ThreadBudget
-from .threads import resolve as resolve_threads
+from .threads import resolve_for_call as resolve_threads
 from .threads import use as use_threads
 
 DEFAULT_CHUNK_SIZE = 1000
@@ -173,8 +173,9 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
     stats: a RunStats to fill with counts and per-stage timings.
     threads: CPU threads of the run, shared by torch / the C++ kernels' OpenMP and RDKit's relax
     (threads.py): None = the cores available to the process minus those other processes keep
-    busy (torch's own default, one per core, oversubscribes a shared machine); torch's previous
-    thread count is restored when the iterator finishes.
+    busy, at most torch.get_num_threads() (torch's own default, one per core, oversubscribes a
+    shared machine; a caller's lower setting is kept); torch's previous thread count is restored
+    when the iterator finishes.
     """
     stats = stats if stats is not None else RunStats()
     budget = threads if isinstance(threads, ThreadBudget) else resolve_threads(threads)

@@ -130,7 +130,7 @@ def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Seque
                      sampler: SamplerConfig | str | None = None, device: str | torch.device = "cpu", seed: int = 0,
                      max_atoms: int | None = None, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
                      allow_unknown_elements: bool = False, largest_fragment: bool = True,
-                     trained_elements: Iterable[int] | None = None) -> TensorConformers:
+                     trained_elements: Iterable[int] | None = None, threads: int | None = None) -> TensorConformers:
     """Sample conformers for every input and return them as device tensors (TensorConformers).
 
     inputs: MolGraph (RDKit-free; no stereo information), or SMILES / RDKit Mol / MolInput
@@ -147,8 +147,26 @@ def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Seque
     sampler: a SamplerConfig or a name as `generate`'s; default the projected sampler's quick
     schedule from noise (44 network evaluations; "langevin" = the paper's 5000). A device this
     process cannot use raises DeviceError (a RuntimeError) before anything loads.
+    threads: CPU threads for torch and the C++ kernels during the call (threads.py; default the
+    cores available minus those other processes keep busy, at most torch.get_num_threads());
+    torch's count is restored after.
     """
     check_device(device)
+    from . import threads as threads_mod
+
+    with threads_mod.use(threads_mod.resolve_for_call(threads)):
+        return _generate_tensors(inputs, num_confs, model=model, noise=noise, weights=weights, sampler=sampler,
+                                 device=device, seed=seed, max_atoms=max_atoms, max_heavy_atoms=max_heavy_atoms,
+                                 allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
+                                 trained_elements=trained_elements)
+
+
+def _generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Sequence[int], *,
+                      model: ScoreNet | None, noise: NoiseConfig | None, weights: str | None,
+                      sampler: SamplerConfig | str | None, device: str | torch.device, seed: int,
+                      max_atoms: int | None, max_heavy_atoms: int | None, allow_unknown_elements: bool,
+                      largest_fragment: bool, trained_elements: Iterable[int] | None) -> TensorConformers:
+    """generate_tensors' work, on the thread budget it set."""
     if model is None:
         model, noise = load_model(weights, device)
     noise = noise or NoiseConfig()

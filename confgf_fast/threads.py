@@ -12,7 +12,8 @@ runs there: next to one busy process on a 2-core machine the default ran 10-25x 
 processes keep busy (a 0.1 s look at /proc/stat); every pool of the run gets that one number, and
 the stages run one after another, so no more threads are busy at once than the budget.
 
-`--threads N` (or CONFGF_THREADS=N) replaces the automatic choice.
+`--threads N` (or CONFGF_THREADS=N, or OMP_NUM_THREADS=N as for any OpenMP program) replaces the
+automatic choice; under torchrun the ranks of one machine share its free cores.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ PROBE_TTL_S = 30.0
 
 def resolve(threads: int | None = None, *, cores: int | None = None, busy: float | None = None) -> ThreadBudget:
     """The run's budget: `threads` if given (>= 1), else the CONFGF_THREADS environment variable,
-    else auto_threads(available_cores(), busy_other_cores()). cores / busy replace the measured
+    else OMP_NUM_THREADS where set, else auto_threads(available_cores(), busy_other_cores()),
+    divided among torchrun's LOCAL_WORLD_SIZE ranks of this machine. cores / busy replace the measured
     values (tests). The probe is cached for PROBE_TTL_S, so library calls in a loop do not each
     sleep 0.1 s."""
     global _probe_cache
@@ -134,12 +136,32 @@ def resolve(threads: int | None = None, *, cores: int | None = None, busy: float
         if n < 1:
             raise ValueError(f"{ENV_VAR}={env!r}: expected a whole number >= 1")
         return ThreadBudget(n, n_cores, None, ENV_VAR)
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if omp.isdigit() and int(omp) >= 1:  # the user's (or a launcher's) standing choice for OpenMP
+        return ThreadBudget(int(omp), n_cores, None, "OMP_NUM_THREADS")
     if busy is None:
         now = time.monotonic()
         if _probe_cache is None or now - _probe_cache[0] > PROBE_TTL_S:
             _probe_cache = (now, busy_other_cores())
         busy = _probe_cache[1]
-    return ThreadBudget(auto_threads(n_cores, busy), n_cores, busy, "auto")
+    # torchrun starts LOCAL_WORLD_SIZE ranks on this machine at once; each probes the same idle
+    # cores, so each takes its share of them, not all.
+    ranks = os.environ.get("LOCAL_WORLD_SIZE", "").strip()
+    share = int(ranks) if ranks.isdigit() and int(ranks) > 1 else 1
+    return ThreadBudget(max(1, auto_threads(n_cores, busy) // share), n_cores, busy, "auto")
+
+
+def resolve_for_call(threads: int | None = None) -> ThreadBudget:
+    """resolve() for a library call (generate, generate_iter, generate_tensors): with threads=None
+    the automatic budget, but never more than torch.get_num_threads(), so a caller (a benchmark
+    script, a worker process) that already lowered torch's thread count keeps it; torch's own
+    default, one per core, is what gets lowered."""
+    import torch
+
+    budget = resolve(threads)
+    if threads is None and budget.threads > torch.get_num_threads():
+        return ThreadBudget(torch.get_num_threads(), budget.cores, budget.busy, "torch.get_num_threads()")
+    return budget
 
 
 def apply(budget: ThreadBudget) -> int:
@@ -175,4 +197,4 @@ class use:
 
 
 __all__ = ["ENV_VAR", "ThreadBudget", "apply", "auto_threads", "available_cores", "busy_other_cores", "resolve",
-           "use"]
+           "resolve_for_call", "use"]

@@ -15,6 +15,8 @@ def restore_threads(monkeypatch):
     """torch's thread count and the probe cache as they were, after the test."""
     before = torch.get_num_threads()
     monkeypatch.delenv(threads.ENV_VAR, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     monkeypatch.setattr(threads, "_probe_cache", None)
     yield
     torch.set_num_threads(before)
@@ -55,6 +57,17 @@ def test_explicit_and_environment_override(monkeypatch, restore_threads):
         threads.resolve(cores=8, busy=0.0)
     with pytest.raises(ValueError):
         threads.resolve(0)
+
+
+def test_omp_num_threads_and_torchrun_ranks(monkeypatch, restore_threads):
+    """OMP_NUM_THREADS (README's torchrun line sets it) is kept; without it, torchrun's ranks on one
+    machine split its free cores instead of each taking all of them."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads.resolve(cores=16, busy=0.0).threads == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert threads.resolve(cores=16, busy=0.0).threads == 4
+    assert threads.resolve(cores=2, busy=0.0).threads == 1
 
 
 def test_probe_sees_a_busy_core_of_this_machine():
@@ -116,3 +129,18 @@ def test_generate_iter_budget_is_scoped(tiny_ckpt, restore_threads):
         assert out.mol is not None
     assert seen == [1, 1]
     assert torch.get_num_threads() == 2
+
+
+def test_library_default_keeps_a_lower_torch_setting(monkeypatch, restore_threads):
+    """generate(threads=None) lowers torch's one-per-core default to the budget, but a caller that
+    set fewer threads (a benchmark at 1 thread) keeps them."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(threads, "busy_other_cores", lambda interval=threads.PROBE_S: 0.0)
+    torch.set_num_threads(1)
+    assert threads.resolve_for_call().threads == 1
+    torch.set_num_threads(2)
+    assert threads.resolve_for_call().threads == 2
+    monkeypatch.setattr(threads, "busy_other_cores", lambda interval=threads.PROBE_S: 1.0)
+    monkeypatch.setattr(threads, "_probe_cache", None)
+    assert threads.resolve_for_call().threads == 1  # one core busy elsewhere: lowered
+    assert threads.resolve_for_call(2).threads == 2  # an explicit count is the caller's
