@@ -203,6 +203,10 @@ class SamplerConfig:
     # 220,000, against the warm start without it (1): COV-R +6.5 +- 0.9, MAT-R -0.039 +- 0.005,
     # COV-P -1.1 +- 0.7 (bench/results/dev_full_project_warm_os3_step220000.json).
     init_oversample: int = 3
+    # From noise only (init "random"): sample oversample x n conformers and keep a diverse n of the
+    # good ones (diversity.select_conformers). Counted in the network evaluations per output
+    # conformer (sampler.num_evaluations, the SDF's nfe=).
+    oversample: int = 1
 
     def override(self, levels: int | None = None, steps_per_level: int | None = None, eps: float | None = None,
                  bands: str | None = None) -> None:
@@ -314,6 +318,10 @@ class SamplerConfig:
             words.append(f"init={self.init}")  # a warm start is always named, whatever the preset
         if self.init == "etkdg" and f"init_oversample={self.init_oversample}" not in words:
             words.append(f"init_oversample={self.init_oversample}")
+        if self.init == "etkdg":  # oversample applies to sampling from noise only
+            words = [w for w in words if not w.startswith("oversample=")]
+        elif self.oversample > 1 and f"oversample={self.oversample}" not in words:
+            words.append(f"oversample={self.oversample}")  # always named: it multiplies nfe
         return " ".join(words)
 
 
@@ -327,7 +335,7 @@ SCHEDULE_FIELDS = ("steps_per_level", "eps", "clip", "levels", "bands", "stereo"
                    "stereo_sigma_max", "num_steps", "sigma_max", "sigma_min", "rho", "tweedie", "eval_scale",
                    "noise_scale", "quiet_below", "inner_iters", "final_steps", "final_sigma", "init_scale",
                    "stereo_gain", "embed_dims", "squash_sigma", "eta", "corrector_steps", "snr", "init",
-                   "init_oversample")
+                   "init_oversample", "oversample")
 
 
 # Fields a checkpoint's sampler_defaults may set (SamplerConfig.tuned_for): the schedule's numbers,

@@ -11,9 +11,15 @@ atoms in the same order, no symmetry search: a permuted duplicate reads as diffe
 makes the selection keep a near-duplicate now and then).
 Measured on the whole QM9 dev benchmark (README "Warm start from ETKDG"): 3x oversampling raises
 COV-R by +6.5 points and lowers MAT-R by 0.039 A against the plain warm start.
+
+From noise (SamplerConfig.init = "random", oversample > 1) the sampler's own samples are selected
+the same way (select_conformers): the good ones first (quality "ok", stereo kept), farthest-point
+among them; flagged ones only when too few are good.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -46,3 +52,22 @@ def farthest_point_subset(pos: Tensor, k: int, atoms: Tensor | None = None) -> T
         chosen.append(nxt)
         nearest = torch.minimum(nearest, rmsd_to_all(sub, sub[nxt]))
     return torch.tensor(chosen)
+
+
+def select_conformers(mol, coords: Sequence[Tensor], flags: Sequence[dict], n: int) -> list[int]:
+    """Indices of n of the conformers coords ([atoms, 3] each) of RDKit `mol`: farthest-point on the
+    heavy atoms (all atoms where fewer than 3 heavy atoms fix no orientation) among the good ones
+    (flags: quality == "ok" and stereo_ok), then, if fewer than n are good, the flagged ones in the
+    same way. In the order chosen, good first."""
+    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
+    atoms = torch.tensor(heavy) if len(heavy) >= 3 else None
+    good = [k for k, f in enumerate(flags) if f.get("quality", "ok") == "ok" and f.get("stereo_ok", 1)]
+    rest = [k for k in range(len(coords)) if k not in set(good)]
+    out: list[int] = []
+    for group in (good, rest):
+        need = n - len(out)
+        if need <= 0 or not group:
+            continue
+        pos = torch.stack([coords[k] for k in group])
+        out += [group[int(i)] for i in farthest_point_subset(pos, need, atoms)]
+    return out

@@ -39,6 +39,7 @@ from .batch_sampling import POS_LIMIT, bad_conformers, sample_batch  # noqa: F40
 from .checkpoint import load_models
 from .chem import etkdg_coordinates, set_conformers
 from .config import NoiseConfig, SamplerConfig, resolve_sampler
+from .diversity import select_conformers
 from .elements import DEFAULT_MAX_HEAVY_ATOMS, Coverage
 from .graph import PackedGraphs
 from .model import ScoreNet
@@ -356,9 +357,12 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
     yield from ready()
     if not todo:
         return
+    if sampler.init == "random" and sampler.oversample > 1:
+        for e in todo:
+            e.oversample = sampler.oversample
     packed = PackedGraphs([e.graph for e in todo])
     stereo = [e.stereo if e.stereo is not None else StereoConstraints.empty() for e in todo]
-    plan = plan_batches([e.graph.num_atoms for e in todo], [e.out.requested for e in todo],
+    plan = plan_batches([e.graph.num_atoms for e in todo], [e.to_sample for e in todo],
                         max_atoms or default_max_atoms(device))
     # One generator through the chunk's first tries; each retry has its own (reproducible) seed.
     gen = torch.Generator(device=device).manual_seed(_batch_seed(seed, chunk_no, group, 0, 0))
@@ -459,6 +463,9 @@ def _finish(e: Entry, retries: int) -> MolOutcome:
     out = e.out
     if out.error is not None:
         return out
+    if len(e.coords) > out.requested:  # oversampled from noise: keep a diverse `requested` of the good ones
+        keep = select_conformers(e.mol, e.coords, e.flags, out.requested)
+        e.coords, e.flags = [e.coords[k] for k in keep], [e.flags[k] for k in keep]
     missing = out.requested - len(e.coords)
     why = f"non-finite or exploded coordinates (NaN/inf or |x| > {POS_LIMIT:g} A) after {retries} retries"
     if len(e.coords) == 0:

@@ -289,6 +289,9 @@ class Entry:
     # (cycling when RDKit gave fewer than requested); init_next counts those handed out.
     init_coords: Tensor | None = None
     init_next: int = 0
+    # From noise (SamplerConfig.init = "random", oversample > 1): oversample x requested conformers
+    # are sampled and a diverse `requested` of the good ones kept (diversity.select_conformers).
+    oversample: int = 1
 
     def next_start(self) -> Tensor:
         """The next warm-start conformer [atoms, 3]."""
@@ -299,7 +302,12 @@ class Entry:
 
     @property
     def finished(self) -> bool:
-        return self.out.error is not None or self.attempted >= self.out.requested
+        return self.out.error is not None or self.attempted >= self.to_sample
+
+    @property
+    def to_sample(self) -> int:
+        """Conformers to sample: the requested count, times the oversampling from noise."""
+        return self.out.requested * self.oversample
 
 
 def as_input(x: str | Chem.Mol | MolInput) -> MolInput:

@@ -67,11 +67,13 @@ def level_plan(noise: NoiseConfig, cfg: SamplerConfig) -> list[tuple[int, int]]:
 
 
 def num_evaluations(noise: NoiseConfig, cfg: SamplerConfig) -> int:
-    """Network evaluations per conformer for this schedule."""
+    """Network evaluations per output conformer for this schedule, oversampling from noise included
+    (cfg.oversample samples per output conformer when cfg.init == "random")."""
+    per = cfg.oversample if cfg.init == "random" else 1
     if cfg.sampler == "project":
         plan = project_plan(noise, cfg)
-        return len(plan) + cfg.corrector_steps * sum(1 for _, nxt in plan if nxt > 0 and cfg.noise_scale > 0)
-    return sum(steps for _, steps in level_plan(noise, cfg))
+        return per * (len(plan) + cfg.corrector_steps * sum(1 for _, nxt in plan if nxt > 0 and cfg.noise_scale > 0))
+    return per * sum(steps for _, steps in level_plan(noise, cfg))
 
 
 SAMPLERS = ("langevin", "project")

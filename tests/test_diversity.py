@@ -59,3 +59,39 @@ def test_warm_start_oversampling_keeps_n_conformers_that_are_more_diverse():
     assert closest_pair(diverse) > closest_pair(plain)
     # the first conformer is the same embedding either way (selection starts from it)
     assert torch.allclose(plain[0], diverse[0])
+
+
+def test_select_conformers_prefers_good_ones_then_diversity():
+    from confgf_fast.diversity import select_conformers
+
+    mol = mol_from_smiles("CCCCO")
+    AllChem.EmbedMultipleConfs(mol, 6, randomSeed=5)
+    pos = [torch.from_numpy(c.GetPositions()).float() for c in mol.GetConformers()]
+    coords = [pos[0], pos[0].clone(), pos[1], pos[2], pos[3], pos[4]]  # 1 is a duplicate of 0
+    ok, bad = {"quality": "ok", "stereo_ok": 1}, {"quality": "broken", "stereo_ok": 1}
+    flags = [ok, ok, bad, ok, {"quality": "ok", "stereo_ok": 0}, ok]
+    keep = select_conformers(mol, coords, flags, 3)
+    assert len(keep) == 3 and len(set(keep)) == 3
+    assert set(keep) <= {0, 1, 3, 5}  # only good ones while enough are good
+    assert not {0, 1} <= set(keep)  # the duplicate is not kept next to its original
+    keep = select_conformers(mol, coords, flags, 6)  # more than the good ones: the flagged fill in last
+    assert sorted(keep) == list(range(6)) and set(keep[:4]) == {0, 1, 3, 5}
+
+
+def test_oversampling_from_noise_keeps_the_count_and_counts_evaluations():
+    from confgf_fast.checkpoint import load_models
+    from confgf_fast.config import SamplerConfig
+    from confgf_fast.pipeline import generate
+    from confgf_fast.sampler import num_evaluations
+
+    base = SamplerConfig.preset("quick")
+    over = SamplerConfig.preset("quick")
+    over.oversample = 2
+    noise = load_models(None, "cpu")[0][1]
+    assert num_evaluations(noise, over) == 2 * num_evaluations(noise, base)
+    assert "oversample=2" in over.describe()
+    res = generate(["CCN(CC=O)CCO"], 4, sampler=over, seed=0)
+    assert res.mols[0].GetNumConformers() == 4 and len(res.flags[0]) == 4
+    warm = SamplerConfig.preset("warm")
+    warm.oversample = 2  # a warm start takes its diversity from ETKDG (init_oversample), not from this
+    assert num_evaluations(noise, warm) == num_evaluations(noise, SamplerConfig.preset("warm"))
