@@ -63,6 +63,7 @@ from .relax import RelaxOptions, quality_flags, relax_flags, relax_per_model
 from .sampler import default_max_atoms, plan_batches
 from .seeds import CHUNK_PURPOSE, MODEL_GROUP_PURPOSE, WARM_START_PURPOSE, derive_seed
 from .stereo import StereoConstraints
+from .tensors import check_device
 from .threads import ThreadBudget
 from .threads import resolve_for_call as resolve_threads
 from .threads import use as use_threads
@@ -178,6 +179,7 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
     shared machine; a caller's lower setting is kept); torch's previous thread count is restored
     when the iterator finishes.
     """
+    check_device(device)  # a clear DeviceError, not torch's AssertionError from inside Module.to
     stats = stats if stats is not None else RunStats()
     budget = threads if isinstance(threads, ThreadBudget) else resolve_threads(threads)
     models = resolve_models(model, noise, weights, device)

@@ -169,3 +169,11 @@ def test_warm_start_progress_names_the_molecule_embedding(tiny_ckpt, capsys):
     assert len(outs) == 2
     err = capsys.readouterr().err
     assert "embedding ETKDG starts, molecule 0 (1/2)" in err and "molecule 1 (2/2)" in err
+
+
+@no_cuda
+def test_generate_on_missing_cuda_is_a_clear_error():
+    from confgf_fast.tensors import DeviceError
+
+    with pytest.raises(DeviceError, match="no CUDA device"):
+        cf.generate(["CCO"], 1, device="cuda:0")
