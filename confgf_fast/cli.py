@@ -454,10 +454,17 @@ def cmd_train(args: argparse.Namespace) -> int:
                             coord_noise=args.coord_noise, coord_noise_scale=args.coord_noise_scale,
                             ema_decay=args.ema_decay, grad_clip=args.grad_clip,
                             anneal_steps=args.anneal_steps, anneal_to=args.anneal_to)
-    train_from_files(args.data, args.out, model_cfg, NoiseConfig(), train_cfg, device=args.device,
-                     resume=args.resume, val_fraction=args.val_fraction, log_path=args.log,
-                     progress=not args.quiet, time_limit_s=args.time_limit,
-                     threads=threads_mod.resolve(args.threads).threads, init=args.init)
+    from .checkpoint import WeightsError
+    from .data.dataset import DatasetFileError
+
+    try:
+        train_from_files(args.data, args.out, model_cfg, NoiseConfig(), train_cfg, device=args.device,
+                         resume=args.resume, val_fraction=args.val_fraction, log_path=args.log,
+                         progress=not args.quiet, time_limit_s=args.time_limit,
+                         threads=threads_mod.resolve(args.threads).threads, init=args.init)
+    except (WeightsError, DatasetFileError) as exc:  # a bad --data / --resume / --init file: one line
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
     return EXIT_OK
 
 

@@ -216,3 +216,12 @@ def test_saves_are_plain_and_refuse_what_load_would(tmp_path):
     with pytest.raises(TypeError):
         save_checkpoint(tmp_path / "bad.pt", model, NoiseConfig(), extra=object())
     assert not (tmp_path / "bad.pt").exists() and not (tmp_path / "never").exists()
+
+
+def test_train_cli_refuses_shared_resume_file_in_one_line(evil_ckpt, pwned, ref_sdf, tmp_path, capsys):
+    out = tmp_path / "out.pt"
+    rc = main(["train", "--data", str(ref_sdf), "--out", str(out), "--resume", str(evil_ckpt), "--steps", "1", "-q"])
+    assert rc == EXIT_FATAL
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: "), err
+    assert str(evil_ckpt) in err and not pwned.exists() and not out.exists()
