@@ -41,9 +41,12 @@ DEV_SDF = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "qm9_x
 
 
 def load_reference(path: Path) -> list[tuple[str, Chem.Mol]]:
-    """[(smiles, mol with all K reference conformers)] in file order, grouped by mol_id."""
+    """[(smiles, mol with all K reference conformers)] in file order, grouped by mol_id (.sdf, or
+    .sdf.gz as the v2 benchmarks in bench/refs_v2)."""
+    from confgf_fast.data.reference_search import read_reference_groups
+
     groups: dict[str, tuple[str, Chem.Mol]] = {}
-    for rec in Chem.SDMolSupplier(str(path), removeHs=False):
+    for rec in (m for ms in read_reference_groups(path).values() for m in ms):
         key = rec.GetProp("mol_id")
         if key not in groups:
             m = Chem.Mol(rec)
