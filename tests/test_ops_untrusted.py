@@ -210,9 +210,9 @@ def mangled_graphs(draw):
             a, b = draw(st.integers(0, E - 1)), draw(st.integers(0, E - 1))
             ei = ei.clone()
             ei[:, [a, b]] = ei[:, [b, a]]
-        elif kind == "rowptr" and rowptr is not None:
+        elif kind == "rowptr" and rowptr is not None and rowptr.numel():
             rowptr = rowptr.clone()
-            rowptr[draw(st.integers(0, n))] += draw(st.sampled_from([-3, -1, 1, 2, 10**6]))
+            rowptr[draw(st.integers(0, rowptr.numel() - 1))] += draw(st.sampled_from([-3, -1, 1, 2, 10**6]))
         elif kind == "rowptr_len" and rowptr is not None:
             rowptr = rowptr[:-1] if draw(st.booleans()) else torch.cat([rowptr, rowptr[-1:]])
     return n, ei, rowptr
