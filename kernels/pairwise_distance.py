@@ -17,10 +17,10 @@ def pairwise_distance_kernel(pos_ptr, src_ptr, dst_ptr, out_ptr, E, N, BLOCK: tl
     m = e < E
     i = tl.load(src_ptr + e, mask=m, other=0)
     j = tl.load(dst_ptr + e, mask=m, other=0)
-    m = m & (i >= 0) & (i < N) & (j >= 0) & (j < N)  # never read outside pos, whatever edge_index holds
-    dx = tl.load(pos_ptr + 3 * i, mask=m, other=0.0) - tl.load(pos_ptr + 3 * j, mask=m, other=0.0)
-    dy = tl.load(pos_ptr + 3 * i + 1, mask=m, other=0.0) - tl.load(pos_ptr + 3 * j + 1, mask=m, other=0.0)
-    dz = tl.load(pos_ptr + 3 * i + 2, mask=m, other=0.0) - tl.load(pos_ptr + 3 * j + 2, mask=m, other=0.0)
+    ok = m & (i >= 0) & (i < N) & (j >= 0) & (j < N)  # never read outside pos, whatever edge_index holds
+    dx = tl.load(pos_ptr + 3 * i, mask=ok, other=0.0) - tl.load(pos_ptr + 3 * j, mask=ok, other=0.0)
+    dy = tl.load(pos_ptr + 3 * i + 1, mask=ok, other=0.0) - tl.load(pos_ptr + 3 * j + 1, mask=ok, other=0.0)
+    dz = tl.load(pos_ptr + 3 * i + 2, mask=ok, other=0.0) - tl.load(pos_ptr + 3 * j + 2, mask=ok, other=0.0)
     tl.store(out_ptr + e, tl.sqrt(dx * dx + dy * dy + dz * dz), mask=m)
 
 
