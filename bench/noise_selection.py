@@ -35,7 +35,7 @@ from confgf_fast.evaluate import evaluate, format_table
 from confgf_fast.pipeline import generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_dev import DEV_SDF, benchmark_inputs, load_reference
+from eval_dev import DEV_SDF, benchmark_inputs, budget_counts, load_reference
 from provenance import provenance, write_json
 from schedule_table import paired
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
         pick = sorted(random.Random(0).sample(range(len(refs)), args.sample))
         refs = [refs[i] for i in pick]
-    counts = [2 * m.GetNumConformers() for _, m in refs]
+    counts = budget_counts(refs)
     inputs, ref_groups = benchmark_inputs(refs)
     sampler = SamplerConfig.resolve(None, "quick", None)
     t0 = time.perf_counter()

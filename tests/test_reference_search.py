@@ -56,6 +56,8 @@ def test_union_keeps_references_and_adds_only_new_minima(two_molecules):
         refs = [m for m in mine if m.GetProp("source") == "reference"]
         new = [m for m in mine if m.GetProp("source") == "independent"]
         assert len(mine) == row["union"] and len(refs) == row["union_references"]
+        # the sampling budget stays the original reference count, whatever the union adds
+        assert {int(m.GetProp("budget_k")) for m in mine} == {len(groups[k])}
         if row["lower_than_references_kcal"] == 0.0:  # window unchanged: every reference stays
             assert len(refs) == len(groups[k])
         energies = np.array([float(m.GetProp("energy_kcal")) for m in mine])

@@ -224,7 +224,9 @@ def build_union(ref_sdf: str | Path, out_sdf: str | Path, cache_dir: str | Path,
     union ensemble as out_sdf (.sdf.gz compresses) and its summary as out_sdf's stem + .json.
 
     Records of the union: all atoms with H; properties smiles, mol_id, conf_id, energy_kcal (relative
-    to the union's lowest), source (reference | independent) and the references' geom_conformers.
+    to the union's lowest), source (reference | independent), the references' geom_conformers, and
+    budget_k: the molecule's reference count in ref_sdf. A benchmark on the union generates 2 x budget_k
+    conformers, the same budget as on ref_sdf, so the two yardsticks score the same samples.
     Returns the summary dict (totals and per-molecule rows)."""
     from rdkit import Chem
     from tqdm import tqdm
@@ -263,6 +265,7 @@ def build_union(ref_sdf: str | Path, out_sdf: str | Path, cache_dir: str | Path,
                 m.SetProp("conf_id", str(k))
                 m.SetProp("energy_kcal", f"{rec['energy_kcal']:.3f}")
                 m.SetProp("source", rec["source"])
+                m.SetProp("budget_k", str(len(groups[key])))
                 writer.write(m)
         writer.close()
     rows = [r["summary"] for r in results]
