@@ -22,7 +22,9 @@ from schedule_table import describe, paired
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-DOCS = [REPO / "README.md", REPO / "bench" / "README.md", REPO / "confgf_fast" / "weights" / "MODEL_CARD.md"]
+DOCS = [REPO / "README.md", REPO / "bench" / "README.md", REPO / "confgf_fast" / "weights" / "MODEL_CARD.md",
+        REPO / "bench" / "refs_v2" / "README.md"]
+REFS_V2 = REPO / "bench" / "refs_v2"
 PAPER = "dev_full_paper_step148250.json"
 # The whole-benchmark runs of the sampler table, in row order (missing files are left out).
 SAMPLER_RUNS = [PAPER, "dev_full_fast966_step148250.json",
@@ -632,13 +634,61 @@ def etkdg_pool_table() -> str:
     return "\n".join(lines)
 
 
+def _refs_v2_summaries() -> list[tuple[str, dict]]:
+    """(benchmark name, build-refs summary) for each v2 union built so far, QM9 first."""
+    out = []
+    for name in ("qm9_dev_v2", "drugs_dev_v2"):
+        path = REFS_V2 / f"{name}.json"
+        if path.is_file():
+            out.append((name, json.loads(path.read_text())))
+    return out
+
+
+def refs_v2_totals_table() -> str:
+    """One row per v2 benchmark: the recipe's settings and what the independent search added."""
+    lines = ["| benchmark | molecules | starts / molecule | v1 references | minima found | new (> 0.5 Å) | "
+             "new (> 0.25 Å) | molecules with new | molecules with a lower minimum | union | core-seconds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, d in _refs_v2_summaries():
+        t, st = d["totals"], d["settings"]
+        lines.append(f"| `{name}.sdf.gz` | {t['molecules']} | {st['starts']} | {t['references']} | {t['minima']} | "
+                     f"{t['unmatched_0p5']} ({_pct(100 * t['unmatched_0p5'] / max(1, t['minima']))} of the minima) | "
+                     f"{t['unmatched_0p25']} | {t['molecules_with_unmatched_0p5']} | "
+                     f"{t['molecules_with_lower_minimum']} | {t['union']} | {t['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def refs_v2_molecules_table() -> str:
+    """Per molecule of each v2 benchmark: references, torsions, minima found, new minima and how far
+    below the lowest reference the search went (molecules with at least one new minimum or a lower
+    minimum; the others are counted in the last line)."""
+    lines = ["| benchmark | mol_id | SMILES | torsions | v1 references | minima found | new (> 0.5 Å) | "
+             "new (> 0.25 Å) | lowest found below the references, kcal/mol |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    quiet = []
+    for name, d in _refs_v2_summaries():
+        rest = 0
+        for r in d["molecules"]:
+            if r["unmatched_0p5"] == 0 and r["unmatched_0p25"] == 0 and r["lower_than_references_kcal"] <= 0.1:
+                rest += 1
+                continue
+            lines.append(f"| {name} | {r['mol_id']} | `{r['smiles']}` | {r['torsions']} | {r['references']} | "
+                         f"{r['minima']} | {r['unmatched_0p5']} | {r['unmatched_0p25']} | "
+                         f"{r['lower_than_references_kcal']:.2f} |")
+        quiet.append(f"{name}: {rest} more molecules with no new minimum")
+    lines.append("")
+    lines.append("; ".join(quiet) + ".")
+    return "\n".join(lines)
+
+
 TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "drugs_warm_sweep": drugs_warm_sweep_table, "mix_qm9": mix_qm9_table, "sampler_speed": sampler_speed_table,
           "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table,
           "card_learning_curve": card_curve_table, "drugs": drugs_table, "drugs_eval_sweep": drugs_eval_sweep_table,
           "far_conformers": far_conformers_table, "relax_methods": relax_methods_table,
           "drugs_versions": drugs_versions_table, "qm9_anneal": qm9_anneal_table, "qm9_xtb": qm9_xtb_table,
-          "etkdg_pool": etkdg_pool_table}
+          "etkdg_pool": etkdg_pool_table, "refs_v2_totals": refs_v2_totals_table,
+          "refs_v2_molecules": refs_v2_molecules_table}
 
 
 def render(text: str) -> str:

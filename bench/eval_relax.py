@@ -28,7 +28,7 @@ import torch
 from rdkit import Chem, RDLogger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_dev import DEV_SDF, benchmark_inputs, etkdg, load_reference
+from eval_dev import DEV_SDF, apply_sets, benchmark_inputs, budget_counts, etkdg, load_reference
 from provenance import provenance, write_json
 from schedule_table import paired
 
@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the ETKDG baseline embeds N x as many and keeps a diverse subset, as our warm start does")
     ap.add_argument("--workers", type=int, default=1,
                     help="processes for the RMSD evaluation (not timed; with six methods most of a whole-set run)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="set a SamplerConfig field of ours, e.g. --set oversample=2")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     RDLogger.DisableLog("rdApp.*")
@@ -100,10 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.sample is not None and args.sample < len(refs):
         pick = sorted(random.Random(args.sample_seed).sample(range(len(refs)), args.sample))
         refs = [refs[i] for i in pick]
-    counts = [2 * m.GetNumConformers() for _, m in refs]
+    counts = budget_counts(refs)
     inputs, ref_groups = benchmark_inputs(refs)
     model, noise = load_model(args.weights, "cpu")
     sampler = SamplerConfig.resolve(None, args.schedule)
+    try:
+        apply_sets(sampler, args.set)
+    except ValueError as exc:
+        ap.error(str(exc))
     opts = {m: RelaxOptions(m, max_iters=args.max_iters, threads=args.threads) for m in args.relax}
 
     def ev(mols: list[Chem.Mol]):
