@@ -10,8 +10,17 @@ the ETKDG rows of --paired (e.g. the 3x diverse ETKDGv3 run):
 - `first`: the first 2K samples (no selection: what oversample=1 gives, same samples);
 - `mmff<q>`: drop the fraction q of the highest MMFF94 single-point energies (no optimisation,
   RDKit's force field only scores the sampled geometry), then farthest-point;
+- `win<x>`: keep the samples within x kcal/mol of the lowest MMFF94 single-point energy (at least
+  2K of the lowest), then farthest-point;
 - `mmffgreedy`: conformers in order of MMFF94 energy, each kept unless within --radius A heavy-atom
   RMSD of one kept before (lowest-energy representatives of distinct basins).
+
+--pools 2,3 applies every selection to the first P x 2K samples of each molecule as well (the
+samples are independent draws, so the first P x 2K of an OS x 2K run are a P x 2K run), and
+--etkdg-pool P embeds P x 2K ETKDGv3 conformers per molecule and applies the same selections to them
+(`etkdg:fps` is the 3x diverse ETKDGv3 baseline when P = 3, `etkdg:first` plain ETKDGv3): an energy
+filter that helps our samples is then also given to ETKDG. Without --paired, differences are
+against `etkdg:fps`.
 
     OMP_NUM_THREADS=1 python bench/noise_selection.py --oversample 2 --json bench/results/noise_selection_os2.json \\
         --paired bench/results/dev_full_etkdg_os3.json
@@ -29,13 +38,15 @@ import torch
 from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 
+from confgf_fast.checkpoint import load_model
 from confgf_fast.config import SamplerConfig
 from confgf_fast.diversity import farthest_point_subset, rmsd_to_all, select_conformers
-from confgf_fast.evaluate import evaluate, format_table
+from confgf_fast.evaluate import evaluate
 from confgf_fast.pipeline import generate
+from confgf_fast.sampler import num_evaluations
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_dev import DEV_SDF, benchmark_inputs, budget_counts, load_reference
+from eval_dev import DEV_SDF, apply_sets, benchmark_inputs, budget_counts, etkdg, load_reference
 from provenance import provenance, write_json
 from schedule_table import paired
 
@@ -77,6 +88,13 @@ def select(name: str, mol: Chem.Mol, flags: list[dict], n: int, energies: np.nda
     order = [int(k) for k in np.argsort(energies, kind="stable")]
     atoms = heavy_index(mol)
     sub = pos if atoms is None else pos[:, atoms]
+    if name.startswith("win"):
+        finite = energies[np.isfinite(energies)]
+        if finite.size == 0:
+            return [int(i) for i in farthest_point_subset(pos, n, atoms)]
+        ok = set(int(k) for k in np.flatnonzero(energies <= finite.min() + float(name[3:])))
+        kept = sorted(ok | set(order[:n]))
+        return [kept[int(i)] for i in farthest_point_subset(pos[kept], n, atoms)]
     if name.startswith("mmff") and name != "mmffgreedy":
         q = float(name[4:])
         kept = sorted(order[: max(n, round(len(order) * (1 - q)))])
@@ -105,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--selections", default="first,fps,mmff0.25,mmff0.5,mmffgreedy")
     ap.add_argument("--radius", type=float, default=0.25, help="mmffgreedy: distinct-basin RMSD (A)")
     ap.add_argument("--paired", default=None, help="result JSON whose etkdg rows the differences are against")
+    ap.add_argument("--pools", default=None, help="also select from the first P x 2K samples, e.g. 2,3")
+    ap.add_argument("--etkdg-pool", type=int, default=0, help="ETKDGv3 pool of P x 2K, same selections")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a SamplerConfig field of the quick schedule, e.g. --set num_steps=29")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -119,34 +141,55 @@ def main(argv: list[str] | None = None) -> int:
     counts = budget_counts(refs)
     inputs, ref_groups = benchmark_inputs(refs)
     sampler = SamplerConfig.resolve(None, "quick", None)
+    apply_sets(sampler, args.set)
     t0 = time.perf_counter()
     res = generate(inputs, [c * args.oversample for c in counts], sampler=sampler, seed=args.seed, threads=1)
     t_sample = time.perf_counter() - t0
+    flags = [res.flags.get(k, []) for k in range(len(refs))]
+    arms = [("", res.mols, flags, args.oversample)]
+    for p in sorted({int(x) for x in args.pools.split(",")} if args.pools else set()):
+        if p < args.oversample:
+            pools = [None if m is None else subset(m, list(range(min(m.GetNumConformers(), p * n))))
+                     for m, n in zip(res.mols, counts)]
+            arms.append((f"p{p}:", pools, [f[: p * n] for f, n in zip(flags, counts)], p))
+    t_etkdg = None
+    if args.etkdg_pool:
+        t0 = time.perf_counter()
+        pool = [etkdg(x, args.etkdg_pool * n, args.seed + k) for k, (x, n) in enumerate(zip(inputs, counts))]
+        t_etkdg = time.perf_counter() - t0
+        arms.append(("etkdg:", [m if m.GetNumConformers() else None for m in pool], [[] for _ in pool],
+                     args.etkdg_pool))
+    out = {"benchmark": Path(args.ref).name, "n_mols": len(refs), "oversample": args.oversample,
+           "network_evaluations_per_sample": num_evaluations(load_model(None, "cpu")[1], sampler),
+           "sampler_tag": sampler.describe(), "seconds_sampling": t_sample, "seconds_etkdg_pool": t_etkdg,
+           "selections": {}, "per_molecule": {}, "provenance": provenance("cpu")}
     base = None
     if args.paired:
         import json
 
         base = json.loads(Path(args.paired).read_text())["per_molecule"]["etkdg"]
-    out = {"benchmark": Path(args.ref).name, "n_mols": len(refs), "oversample": args.oversample,
-           "sampler_tag": sampler.describe(), "seconds_sampling": t_sample, "selections": {},
-           "per_molecule": {}, "provenance": provenance("cpu")}
-    energies = [mmff_energies(m) if m is not None else None for m in res.mols]
-    for name in args.selections.split(","):
-        picked = {}
-        for (smi, _), m, n, fl, en in zip(refs, res.mols, counts, [res.flags.get(k, []) for k in range(len(refs))],
-                                          energies):
-            picked[smi] = [] if m is None else [subset(m, select(name, m, fl, n, en, args.radius))]
-        ev = evaluate(picked, ref_groups, threshold=0.5, progress=False)
-        rows = ev.row_dicts()
-        out["selections"][name] = ev.summary()
-        out["per_molecule"][name] = rows
-        print(name)
-        print(format_table(ev.summary()))
+    names = args.selections.split(",")
+    results = {}
+    for prefix, mols, fls, _ in arms:
+        energies = [mmff_energies(m) if m is not None else None for m in mols]
+        for name in names:
+            picked = {}
+            for (smi, _), m, n, fl, en in zip(refs, mols, counts, fls, energies):
+                picked[smi] = [] if m is None else [subset(m, select(name, m, fl, n, en, args.radius))]
+            ev = evaluate(picked, ref_groups, threshold=0.5, progress=False)
+            results[prefix + name] = (ev.summary(), ev.row_dicts())
+    if base is None and "etkdg:fps" in results:
+        base = results["etkdg:fps"][1]
+    for key, (summary, rows) in results.items():
+        out["selections"][key] = summary
+        out["per_molecule"][key] = rows
+        line = f"{key:<16} COV-R {summary['cov_r_mean']:6.2f} MAT-R {summary['mat_r_mean']:.4f} " \
+               f"COV-P {summary['cov_p_mean']:6.2f} MAT-P {summary['mat_p_mean']:.4f}"
         if base is not None:
             diffs = [paired(rows, base, k) for k in METRICS]
-            out["selections"][name]["paired_vs_etkdg"] = {k: [m, e, c] for k, (m, e, c) in zip(METRICS, diffs)}
-            print("  paired vs etkdg: " + ", ".join(f"d{k} {m:+.3f} +- {e:.3f}"
-                                                    for k, (m, e, _) in zip(METRICS, diffs)))
+            out["selections"][key]["paired_vs_etkdg"] = {k: [m, e, c] for k, (m, e, c) in zip(METRICS, diffs)}
+            line += "  | paired: " + ", ".join(f"d{k} {m:+.3f} +- {e:.3f}" for k, (m, e, _) in zip(METRICS, diffs))
+        print(line, flush=True)
     if args.json:
         write_json(args.json, out)
     return 0

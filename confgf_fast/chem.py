@@ -131,6 +131,27 @@ def diverse_subset(mol: Chem.Mol, pos: torch.Tensor, n: int) -> torch.Tensor:
     return farthest_point_subset(pos, n, torch.tensor(heavy) if len(heavy) >= 3 else None)
 
 
+def mmff_energies(mol: Chem.Mol, coords: Iterable[np.ndarray | torch.Tensor]) -> np.ndarray:
+    """[C] MMFF94 single-point energies (kcal/mol) of `mol` at each of the coordinate sets coords
+    ([atoms, 3] each, angstrom): the force field scores the geometry as it is, nothing is
+    optimised. All inf where MMFF94 has no parameters for the molecule (it is then no ranking)."""
+    from rdkit.Chem import rdForceFieldHelpers
+
+    coords = [np.asarray(c, dtype=np.float64).reshape(-1) for c in coords]
+    m = Chem.Mol(mol)
+    if not coords or not rdForceFieldHelpers.MMFFHasAllMoleculeParams(m):
+        return np.full(len(coords), np.inf)
+    m.RemoveAllConformers()
+    conf = Chem.Conformer(m.GetNumAtoms())
+    m.AddConformer(conf, assignId=True)
+    props = rdForceFieldHelpers.MMFFGetMoleculeProperties(m)
+    ff = rdForceFieldHelpers.MMFFGetMoleculeForceField(m, props)
+    if ff is None:
+        return np.full(len(coords), np.inf)
+    out = np.array([ff.CalcEnergy(c.tolist()) for c in coords])
+    return np.where(np.isfinite(out), out, np.inf)
+
+
 def mol_from_smiles(smiles: str) -> Chem.Mol:
     """Parse a SMILES and add explicit hydrogens (the model works on all atoms). FeaturizeError
     for a SMILES over MAX_SMILES_CHARS (not parsed) or a molecule over MAX_ATOMS with hydrogens

@@ -207,6 +207,12 @@ class SamplerConfig:
     # good ones (diversity.select_conformers). Counted in the network evaluations per output
     # conformer (sampler.num_evaluations, the SDF's nfe=).
     oversample: int = 1
+    # From noise with oversample > 1: before the diverse selection, keep only the samples whose
+    # MMFF94 single-point energy (chem.mmff_energies: the sampled geometry scored, nothing
+    # optimised) is within select_window kcal/mol of the molecule's lowest sample (at least n of
+    # the lowest); None: no energy cut. Farthest-point selection alone reaches for the strained
+    # outliers (far from every other sample because they are wrong), which costs precision.
+    select_window: float | None = None
 
     def override(self, levels: int | None = None, steps_per_level: int | None = None, eps: float | None = None,
                  bands: str | None = None) -> None:
@@ -322,6 +328,10 @@ class SamplerConfig:
             words = [w for w in words if not w.startswith("oversample=")]
         elif self.oversample > 1 and f"oversample={self.oversample}" not in words:
             words.append(f"oversample={self.oversample}")  # always named: it multiplies nfe
+        if self.init == "etkdg" or self.oversample <= 1:  # the energy cut acts on oversampled noise only
+            words = [w for w in words if not w.startswith("select_window=")]
+        elif self.select_window is not None and f"select_window={self.select_window}" not in words:
+            words.append(f"select_window={self.select_window}")  # always named: it changes the output
         return " ".join(words)
 
 
@@ -335,7 +345,7 @@ SCHEDULE_FIELDS = ("steps_per_level", "eps", "clip", "levels", "bands", "stereo"
                    "stereo_sigma_max", "num_steps", "sigma_max", "sigma_min", "rho", "tweedie", "eval_scale",
                    "noise_scale", "quiet_below", "inner_iters", "final_steps", "final_sigma", "init_scale",
                    "stereo_gain", "embed_dims", "squash_sigma", "eta", "corrector_steps", "snr", "init",
-                   "init_oversample", "oversample")
+                   "init_oversample", "oversample", "select_window")
 
 
 # Fields a checkpoint's sampler_defaults may set (SamplerConfig.tuned_for): the schedule's numbers,

@@ -54,14 +54,28 @@ def farthest_point_subset(pos: Tensor, k: int, atoms: Tensor | None = None) -> T
     return torch.tensor(chosen)
 
 
-def select_conformers(mol, coords: Sequence[Tensor], flags: Sequence[dict], n: int) -> list[int]:
+def select_conformers(mol, coords: Sequence[Tensor], flags: Sequence[dict], n: int,
+                      energies: Sequence[float] | None = None, window: float | None = None) -> list[int]:
     """Indices of n of the conformers coords ([atoms, 3] each) of RDKit `mol`: farthest-point on the
     heavy atoms (all atoms where fewer than 3 heavy atoms fix no orientation) among the good ones
     (flags: quality == "ok" and stereo_ok), then, if fewer than n are good, the flagged ones in the
-    same way. In the order chosen, good first."""
+    same way. In the order chosen, good first.
+
+    With energies ([C], e.g. chem.mmff_energies, kcal/mol) and a window: the good ones are first
+    cut to those with energy <= min(energy) + window (the minimum over the good ones), topped up to
+    n with the lowest-energy good ones outside it, so farthest-point does not reach for strained
+    outliers: a sample far from every other is often far because it is wrong. Non-finite energies
+    (no force field) leave the cut out."""
     heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
     atoms = torch.tensor(heavy) if len(heavy) >= 3 else None
     good = [k for k, f in enumerate(flags) if f.get("quality", "ok") == "ok" and f.get("stereo_ok", 1)]
+    if energies is not None and window is not None and len(good) > n:
+        e = torch.as_tensor([float(energies[k]) for k in good], dtype=torch.float64)
+        if bool(torch.isfinite(e).any()):
+            inside = (e <= e[torch.isfinite(e)].min() + window).tolist()
+            by_energy = [good[int(i)] for i in torch.argsort(e, stable=True)]
+            kept = {k for k, ok in zip(good, inside) if ok} | set(by_energy[:n])
+            good = [k for k in good if k in kept]
     rest = [k for k in range(len(coords)) if k not in set(good)]
     out: list[int] = []
     for group in (good, rest):

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from .batch_sampling import POS_LIMIT, bad_conformers, sample_batch  # noqa: F401 (bad_conformers: re-export)
 from .checkpoint import load_models
-from .chem import etkdg_coordinates, set_conformers
+from .chem import etkdg_coordinates, mmff_energies, set_conformers
 from .config import NoiseConfig, SamplerConfig, resolve_sampler
 from .diversity import select_conformers
 from .elements import DEFAULT_MAX_HEAVY_ATOMS, Coverage
@@ -352,7 +352,7 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
         while next_out < len(entries) and entries[next_out].finished:
             e = entries[next_out]
             next_out += 1
-            out = _finish(e, retries)
+            out = _finish(e, retries, sampler.select_window if sampler.init == "random" else None)
             e.coords, e.mol, e.graph = [], None, None  # the outcome owns the result now; free the rest
             yield out
 
@@ -461,12 +461,13 @@ def _sample(model: ScoreNet, packed: PackedGraphs, stereo: list[StereoConstraint
             for g in range(len(bad))]
 
 
-def _finish(e: Entry, retries: int) -> MolOutcome:
+def _finish(e: Entry, retries: int, window: float | None = None) -> MolOutcome:
     out = e.out
     if out.error is not None:
         return out
     if len(e.coords) > out.requested:  # oversampled from noise: keep a diverse `requested` of the good ones
-        keep = select_conformers(e.mol, e.coords, e.flags, out.requested)
+        energies = mmff_energies(e.mol, e.coords) if window is not None else None
+        keep = select_conformers(e.mol, e.coords, e.flags, out.requested, energies, window)
         e.coords, e.flags = [e.coords[k] for k in keep], [e.flags[k] for k in keep]
     missing = out.requested - len(e.coords)
     why = f"non-finite or exploded coordinates (NaN/inf or |x| > {POS_LIMIT:g} A) after {retries} retries"

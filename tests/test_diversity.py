@@ -95,3 +95,58 @@ def test_oversampling_from_noise_keeps_the_count_and_counts_evaluations():
     warm = SamplerConfig.preset("warm")
     warm.oversample = 2  # a warm start takes its diversity from ETKDG (init_oversample), not from this
     assert num_evaluations(noise, warm) == num_evaluations(noise, SamplerConfig.preset("warm"))
+
+
+def test_mmff_energies_score_geometry_without_optimising():
+    from rdkit.Chem import rdForceFieldHelpers
+
+    from confgf_fast.chem import mmff_energies
+
+    mol = mol_from_smiles("CCCCO")
+    AllChem.EmbedMultipleConfs(mol, 3, randomSeed=7)
+    pos = [c.GetPositions() for c in mol.GetConformers()]
+    squashed = pos[0] * 0.8  # every bond 20 % short: strained
+    e = mmff_energies(mol, [*pos, squashed])
+    props = rdForceFieldHelpers.MMFFGetMoleculeProperties(mol)
+    for k, c in enumerate(mol.GetConformers()):  # the force field's own energy of each conformer
+        ff = rdForceFieldHelpers.MMFFGetMoleculeForceField(mol, props, confId=c.GetId())
+        assert e[k] == pytest.approx(ff.CalcEnergy(), rel=1e-9)
+    assert e[3] > e[0] + 50
+    assert np.allclose(mol.GetConformer(0).GetPositions(), pos[0])  # the input is left as it was
+    noparams = mol_from_smiles("[Pt](N)(N)Cl")
+    assert np.isinf(mmff_energies(noparams, [np.zeros((noparams.GetNumAtoms(), 3))])).all()
+
+
+def test_select_conformers_energy_window_drops_strained_outliers():
+    from confgf_fast.diversity import select_conformers
+
+    mol = mol_from_smiles("CCCCO")
+    AllChem.EmbedMultipleConfs(mol, 4, randomSeed=5)
+    pos = [torch.from_numpy(c.GetPositions()).float() for c in mol.GetConformers()]
+    # 5: a strained, far-from-everything sample (farthest-point alone would pick it second)
+    outlier = pos[0] * 3.0
+    coords = [*pos, outlier]
+    ok = {"quality": "ok", "stereo_ok": 1}
+    flags = [ok] * 5
+    energies = [1.0, 2.0, 3.0, 4.0, 90.0]
+    assert 4 in select_conformers(mol, coords, flags, 2)
+    keep = select_conformers(mol, coords, flags, 2, energies, window=10.0)
+    assert len(keep) == 2 and 4 not in keep and keep[0] == 0
+    # a window too narrow for n: topped up with the lowest energies outside it, never short
+    assert sorted(select_conformers(mol, coords, flags, 3, energies, window=0.5)) == [0, 1, 2]
+    # no force field (inf everywhere): no cut, the plain selection
+    inf = [float("inf")] * 5
+    assert select_conformers(mol, coords, flags, 2, inf, 10.0) == select_conformers(mol, coords, flags, 2)
+
+
+def test_from_noise_energy_window_runs_through_generate():
+    from confgf_fast.config import SamplerConfig
+    from confgf_fast.pipeline import generate
+
+    cfg = SamplerConfig.preset("quick")
+    cfg.num_steps, cfg.oversample, cfg.select_window = 8, 3, 10.0
+    assert "select_window=10.0" in cfg.describe() and "oversample=3" in cfg.describe()
+    res = generate(["CCN(CC=O)CCO"], 3, sampler=cfg, seed=0, relax="none")
+    assert res.mols[0].GetNumConformers() == 3
+    cfg.oversample = 1  # no oversampling: nothing to cut, and the tag does not claim a cut
+    assert "select_window" not in cfg.describe()
