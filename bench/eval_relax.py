@@ -33,7 +33,7 @@ from provenance import provenance, write_json
 from schedule_table import paired
 
 from confgf_fast.checkpoint import load_model
-from confgf_fast.config import SamplerConfig
+from confgf_fast.config import SCHEDULES, SamplerConfig
 from confgf_fast.evaluate import evaluate, format_table
 from confgf_fast.pipeline import generate
 from confgf_fast.relax import RelaxOptions, check_conformers, relax_conformers
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ref", default=str(DEV_SDF))
     ap.add_argument("--weights", default=None)
-    ap.add_argument("--schedule", default="fast", choices=["paper", "fast", "quick", "warm"],
+    ap.add_argument("--schedule", default="fast", choices=list(SCHEDULES),
                     help="a generate schedule preset (warm: the ETKDG warm start, generate's default)")
     ap.add_argument("--relax", nargs="+", default=["mmff"], choices=["mmff", "mmff94s", "xtb"])
     ap.add_argument("--max-iters", type=int, default=1000, help="MMFF iterations, both methods")

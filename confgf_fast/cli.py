@@ -658,13 +658,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sampler", default=None, choices=["langevin", "project"],
                    help="langevin: annealed Langevin dynamics, as the paper; project: projected denoising, one "
                         "network evaluation per noise level (the default, with --schedule warm; see README)")
-    g.add_argument("--schedule", default=None, choices=["paper", "fast", "quick", "warm"],
-                   help="project: warm (24 network evaluations from ETKDG conformers, the default) or quick (44, "
-                        "from noise); langevin: paper (5000, from noise, the sampler's default) or fast (966)")
+    g.add_argument("--schedule", default=None, choices=["paper", "fast", "quick", "warm", "noise"],
+                   help="project: warm (24 network evaluations from ETKDG conformers, the default), noise (from "
+                        "noise: 4 x 24 evaluations, an MMFF94 energy cut and a diverse selection, what --init random "
+                        "alone gives) or quick (44, from noise, one sample per conformer); langevin: paper (5000, "
+                        "from noise, the sampler's default) or fast (966)")
     g.add_argument("--init", default=None, choices=["random", "etkdg"],
                    help="where sampling starts: etkdg (RDKit ETKDGv3 conformers noised to 0.5 A and refined by the "
                         "project sampler: the default, schedule warm) or random (noise, as the paper; alone it means "
-                        "the paper schedule). Every SDF record names it in its sampler property")
+                        "the from-noise schedule noise; --schedule paper for the paper's). Every SDF record names "
+                        "it in its sampler property")
     g.add_argument("--init-oversample", type=_positive, default=None, metavar="N",
                    help="warm start: embed N x as many ETKDG conformers and keep the most diverse (farthest-point "
                         "on heavy-atom RMSD; default 3, 1 = off, faster: +6.5 COV-R on the QM9 dev benchmark)")

@@ -259,6 +259,13 @@ class SamplerConfig:
             # projected sampler from ETKDGv3 conformers noised to 0.5 A, 20 Karras levels + 4 polish
             # steps = 24 evaluations (config.init; README "Warm start from ETKDG")
             return cls(sampler="project", init="etkdg", sigma_max=0.5, num_steps=20)
+        if name == "noise":
+            # From noise, no RDKit embedding (what `--init random` alone selects): the projected
+            # sampler at 20 Karras levels + 4 polish steps (24 evaluations) on 4 x as many samples
+            # as asked, cut to those within 9 kcal/mol of the lowest MMFF94 single-point energy,
+            # then farthest-point: 96 network evaluations per output conformer. Sweep and
+            # whole-benchmark result on the v2 QM9 dev set: bench/README.md, README "From noise".
+            return cls(sampler="project", num_steps=20, oversample=4, select_window=9.0)
         if name == "quick":
             # projected sampler, 40 Karras levels (rho 3) + 4 polish steps = 44 evaluations. Whole
             # dev benchmark, step-148,250 weights, paired against paper: COV-R -3.5 +- 1.2,
@@ -272,9 +279,9 @@ class SamplerConfig:
         """The preset for a --sampler / --schedule / --init triple: any may be None. No sampler:
         the schedule's own (paper and fast are Langevin schedules, quick and warm projected ones).
         No schedule: `warm` (the ETKDG warm start, the default of generate) unless init is
-        "random" or a sampler is named; then the sampler's default (DEFAULT_SCHEDULE: paper for
-        Langevin and for a bare init "random", quick for project), or `warm` for project with init
-        "etkdg". init overrides the preset's start (config field `init`).
+        "random" or a sampler is named; then `noise` for a bare init "random" (the from-noise mode),
+        the sampler's default (DEFAULT_SCHEDULE: paper for Langevin, quick for project), or `warm`
+        for project with init "etkdg". init overrides the preset's start (config field `init`).
         ValueError for an unknown name, a schedule of another sampler, or a warm start with the
         Langevin sampler (it would start from the data at sigma 10 A, where it means nothing)."""
         if sampler is not None and sampler not in DEFAULT_SCHEDULE:
@@ -283,7 +290,12 @@ class SamplerConfig:
             raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
         if schedule is None:
             warm = (sampler is None and init != "random") or (sampler == "project" and init == "etkdg")
-            schedule = "warm" if warm else DEFAULT_SCHEDULE[sampler or "langevin"]
+            if warm:
+                schedule = "warm"
+            elif sampler is None:  # a bare init "random": the from-noise mode
+                schedule = "noise"
+            else:
+                schedule = DEFAULT_SCHEDULE[sampler]
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
         if sampler is not None and SCHEDULES[schedule] != sampler:
@@ -337,7 +349,7 @@ class SamplerConfig:
 
 
 # Every schedule preset and the sampler it belongs to; the default schedule of each sampler.
-SCHEDULES = {"paper": "langevin", "fast": "langevin", "quick": "project", "warm": "project"}
+SCHEDULES = {"paper": "langevin", "fast": "langevin", "quick": "project", "warm": "project", "noise": "project"}
 INITS = ("random", "etkdg")
 DEFAULT_SCHEDULE = {"langevin": "paper", "project": "quick"}
 # The fields that change which coordinates a sampler produces (not how fast): named in provenance.
