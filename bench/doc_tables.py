@@ -23,7 +23,7 @@ from schedule_table import describe, paired
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 DOCS = [REPO / "README.md", REPO / "bench" / "README.md", REPO / "confgf_fast" / "weights" / "MODEL_CARD.md",
-        REPO / "bench" / "refs_v2" / "README.md"]
+        REPO / "bench" / "refs_v2" / "README.md", REPO / "bench" / "HISTORY.md"]
 REFS_V2 = REPO / "bench" / "refs_v2"
 PAPER = "dev_full_paper_step148250.json"
 # The whole-benchmark runs of the sampler table, in row order (missing files are left out).
@@ -681,6 +681,118 @@ def refs_v2_molecules_table() -> str:
     return "\n".join(lines)
 
 
+# ---- the v2 QM9 dev benchmark (bench/refs_v2, bench/v2_suite.sh) ---------------------------------
+V2 = "v2"  # bench/results/v2
+# (file, per_molecule key, label, network evaluations per conformer or None)
+V2_METHODS = [
+    ("qm9_warm_vs_etkdg.json", "ours", "**the default**: warm start from 3x diverse ETKDGv3 (`warm`)", 24),
+    ("qm9_warm_vs_etkdg.json", "ours_mmff", "the default + MMFF94 (`--relax mmff`)", 24),
+    ("qm9_noise.json", "ours", "**from noise** (`--init random`, schedule `noise`: 4 x 24, MMFF94 cut, diverse)", None),
+    ("qm9_quick_vs_etkdg3.json", "ours", "from noise, `quick` (44, one sample per conformer)", 44),
+    ("qm9_quick_vs_etkdg3.json", "ours_mmff", "`quick` + MMFF94", 44),
+    ("qm9_fast.json", "ours", "from noise, Langevin `fast`", 966),
+    ("qm9_warm_vs_etkdg.json", "etkdg", "RDKit ETKDGv3", None),
+    ("qm9_warm_vs_etkdg.json", "etkdg_mmff", "ETKDGv3 + MMFF94", None),
+    ("qm9_quick_vs_etkdg3.json", "etkdg", "ETKDGv3, 3x oversampled, diverse 2K", None),
+    ("qm9_quick_vs_etkdg3.json", "etkdg_mmff", "ETKDGv3, 3x diverse, + MMFF94", None),
+]
+# (ours file, key, label, baseline file, key, label)
+V2_PAIRS = [
+    ("qm9_warm_vs_etkdg.json", "ours", "the default", "qm9_warm_vs_etkdg.json", "etkdg", "ETKDGv3"),
+    ("qm9_warm_vs_etkdg.json", "ours", "the default", "qm9_quick_vs_etkdg3.json", "etkdg",
+     "ETKDGv3, 3x diverse (the same selection)"),
+    ("qm9_warm_vs_etkdg.json", "ours_mmff", "the default + MMFF94", "qm9_warm_vs_etkdg.json", "etkdg_mmff",
+     "ETKDGv3 + MMFF94"),
+    ("qm9_warm_vs_etkdg.json", "ours_mmff", "the default + MMFF94", "qm9_quick_vs_etkdg3.json", "etkdg_mmff",
+     "ETKDGv3, 3x diverse, + MMFF94"),
+    ("qm9_warm_vs_etkdg.json", "ours_mmff", "the default + MMFF94", "qm9_warm_vs_etkdg.json", "ours", "the default"),
+    ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_quick_vs_etkdg3.json", "etkdg",
+     "ETKDGv3, 3x diverse (issue 30's bar)"),
+    ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_warm_vs_etkdg.json", "etkdg", "ETKDGv3"),
+    ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_warm_vs_etkdg.json", "ours", "the default"),
+    ("qm9_quick_vs_etkdg3.json", "ours", "`quick`", "qm9_quick_vs_etkdg3.json", "etkdg", "ETKDGv3, 3x diverse"),
+    ("qm9_fast.json", "ours", "Langevin `fast`", "qm9_quick_vs_etkdg3.json", "etkdg", "ETKDGv3, 3x diverse"),
+]
+
+
+def _v2(name: str) -> dict | None:
+    path = RESULTS / V2 / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def v2_methods_table() -> str:
+    """Every headline method on the whole v2 QM9 dev benchmark, absolute figures (mean over the 190
+    molecules, 2K conformers each with K the v1 reference count, δ 0.5 Å)."""
+    lines = ["| method | network evaluations / conformer | COV-R % | MAT-R Å | COV-P % | MAT-P Å | result file |",
+             "|---|---|---|---|---|---|---|"]
+    machines = set()
+    for name, key, label, nfe in V2_METHODS:
+        d = _v2(name)
+        if d is None:
+            continue
+        m = d["methods"][key] if "methods" in d else d[key]
+        if nfe is None and key.startswith("ours"):
+            nfe = d.get("network_evaluations")
+        machines.add(_device(d))
+        lines.append(f"| {label} | {nfe if nfe is not None else '—'} | {m['cov_r_mean']:.1f} | {m['mat_r_mean']:.3f} | "
+                     f"{m['cov_p_mean']:.1f} | {m['mat_p_mean']:.3f} | `v2/{name}` |")
+    lines.append("")
+    lines.append("Machine: " + "; ".join(sorted(machines)) + ".")
+    return "\n".join(lines)
+
+
+def v2_paired_table() -> str:
+    """Paired per-molecule differences on the whole v2 QM9 dev benchmark (mean ± standard error)."""
+    lines = ["| ours | minus | n | ΔCOV-R | ΔMAT-R Å | ΔCOV-P | ΔMAT-P Å |", "|---|---|---|---|---|---|---|"]
+    for name, key, label, base_name, base_key, base_label in V2_PAIRS:
+        d, b = _v2(name), _v2(base_name)
+        if d is None or b is None:
+            continue
+        ours, rd = d["per_molecule"][key], b["per_molecule"][base_key]
+        cells = [_diff(ours, rd, k, f) for k, f in (("cov_r", "+.1f"), ("mat_r", "+.3f"), ("cov_p", "+.1f"),
+                                                       ("mat_p", "+.3f"))]
+        lines.append(f"| {label} | {base_label} | {paired(ours, rd, 'cov_r')[2]} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+V2_SWEEPS = ["qm9_s60_quick44_os3.json", "qm9_s60_quick33_os3.json", "qm9_s60_quick33_os3_windows.json",
+             "qm9_s60_quick24_os4.json", "qm9_s60_quick20_os5.json"]
+
+
+def v2_noise_sweep_table() -> str:
+    """The from-noise selection sweep (bench/noise_selection.py) on 60 molecules of the v2 QM9 dev
+    set: per sampling run and selection, evaluations per output conformer (per sample x pool),
+    absolute figures and paired differences against the 3x diverse ETKDGv3 of the same run."""
+    lines = ["| run | selection | evaluations / output conformer | COV-R % | MAT-R Å | COV-P % | MAT-P Å | "
+             "ΔCOV-R | ΔMAT-R Å | ΔCOV-P | ΔMAT-P Å |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    machine = None
+    for name in V2_SWEEPS:
+        path = RESULTS / V2 / "sweeps" / name
+        if not path.is_file():
+            continue
+        d = json.loads(path.read_text())
+        machine = _device(d)
+        per = d["network_evaluations_per_sample"]
+        for key, m in d["selections"].items():
+            if key.startswith("etkdg:") and key != "etkdg:fps" and name != V2_SWEEPS[0]:
+                continue  # the ETKDG arm is the same in every run (same seeds): once is enough
+            pool = d["oversample"]
+            if key.startswith("p") and ":" in key and not key.startswith("etkdg"):
+                pool = int(key[1:key.index(":")])
+            nfe = "—" if key.startswith("etkdg") else str(per * pool)
+            pd = m.get("paired_vs_etkdg", {})
+            cells = [f"{pd[k][0]:{f}} ± {pd[k][1]:{f[1:]}}" if k in pd else "" for k, f in
+                     (("cov_r", "+.1f"), ("mat_r", "+.3f"), ("cov_p", "+.1f"), ("mat_p", "+.3f"))]
+            lines.append(f"| `{name}` | {key} | {nfe} | {m['cov_r_mean']:.1f} | {m['mat_r_mean']:.3f} | "
+                         f"{m['cov_p_mean']:.1f} | {m['mat_p_mean']:.3f} | {' | '.join(cells)} |")
+    lines.append("")
+    lines.append(f"Machine: {machine}. `fps`: farthest-point only; `win<x>`: MMFF94 single-point cut at x kcal/mol "
+                 "above the lowest sample, then farthest-point; `mmff<q>`: the fraction q of highest energies "
+                 "dropped; `p<P>:`: the first P x 2K samples of the run; `etkdg:`: the 3x ETKDGv3 pool given "
+                 "the same selection (`etkdg:fps` is the baseline of the differences).")
+    return "\n".join(lines)
+
+
 TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "drugs_warm_sweep": drugs_warm_sweep_table, "mix_qm9": mix_qm9_table, "sampler_speed": sampler_speed_table,
           "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table,
@@ -688,7 +800,8 @@ TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "far_conformers": far_conformers_table, "relax_methods": relax_methods_table,
           "drugs_versions": drugs_versions_table, "qm9_anneal": qm9_anneal_table, "qm9_xtb": qm9_xtb_table,
           "etkdg_pool": etkdg_pool_table, "refs_v2_totals": refs_v2_totals_table,
-          "refs_v2_molecules": refs_v2_molecules_table}
+          "refs_v2_molecules": refs_v2_molecules_table, "v2_methods": v2_methods_table,
+          "v2_paired": v2_paired_table, "v2_noise_sweep": v2_noise_sweep_table}
 
 
 def render(text: str) -> str:
