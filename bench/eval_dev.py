@@ -126,7 +126,14 @@ def apply_sets(sampler: SamplerConfig, items: list[str]) -> None:
         old = getattr(sampler, key)
         if isinstance(old, bool):  # bool("False") is True: read booleans by name
             value = value.lower() in ("1", "true", "yes", "on")
-        setattr(sampler, key, type(old)(value) if old is not None else value)
+        if old is None:  # an optional field (e.g. select_window): a number if it reads as one
+            try:
+                value = int(value) if value.lstrip("-").isdigit() else float(value)
+            except ValueError:
+                pass
+            setattr(sampler, key, value)
+        else:
+            setattr(sampler, key, type(old)(value))
 
 
 def main(argv: list[str] | None = None) -> int:

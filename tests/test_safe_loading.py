@@ -225,3 +225,31 @@ def test_train_cli_refuses_shared_resume_file_in_one_line(evil_ckpt, pwned, ref_
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: "), err
     assert str(evil_ckpt) in err and not pwned.exists() and not out.exists()
+
+
+def test_geom_pickles_unpickle_only_mols_numpy_and_containers(tmp_path, pwned):
+    import json
+    import pickle
+
+    from rdkit import Chem
+
+    from confgf_fast.data.geom import UnsafeGeomPickleError, load_geom_pickle, load_geom_rdkit_folder_with_stats
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCO"))
+    Chem.AllChem.EmbedMolecule(mol, randomSeed=1)
+    good = {"smiles": "CCO", "conformers": [{"rd_mol": mol, "boltzmannweight": np.float64(1.0),
+                                             "totalenergy": -1.0, "coords": np.zeros((2, 3))}]}
+    (tmp_path / "qm9").mkdir()
+    (tmp_path / "qm9" / "good.pickle").write_bytes(pickle.dumps(good))
+    data = load_geom_pickle(tmp_path / "qm9" / "good.pickle")
+    assert data["conformers"][0]["rd_mol"].GetNumAtoms() == mol.GetNumAtoms()
+    (tmp_path / "qm9" / "evil.pickle").write_bytes(pickle.dumps({"smiles": "CO", "conformers": [touch(pwned)]}))
+    with pytest.raises(UnsafeGeomPickleError, match="system") as info:
+        load_geom_pickle(tmp_path / "qm9" / "evil.pickle")
+    assert isinstance(info.value, UnsafeFileError) and "\n" not in str(info.value)
+    # through the folder loader: the hostile molecule is skipped and counted, the good one loads
+    summary = {"CCO": {"pickle_path": "qm9/good.pickle"}, "CO": {"pickle_path": "qm9/evil.pickle"}}
+    (tmp_path / "summary_qm9.json").write_text(json.dumps(summary))
+    mols, stats = load_geom_rdkit_folder_with_stats(tmp_path, "qm9")
+    assert stats.n_unreadable_pickle == 1 and len(mols) == 1
+    assert not pwned.exists()

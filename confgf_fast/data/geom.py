@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 from rdkit import Chem, rdBase
+
+from ..checkpoint import UnsafeFileError
 from tqdm.auto import tqdm
 
 from ..chem import canonical_smiles
@@ -53,6 +55,36 @@ class GeomLoadStats:
     n_mismatch: int = 0  # conformers disagree with each other or with the SMILES
     n_conformers: int = 0  # conformers in the loaded molecules
     n_dropped_conformers: int = 0  # conformers with the wrong bonding dropped (drop_bad_conformers=True)
+
+
+# What a GEOM rdkit_folder pickle needs: RDKit Mols, numpy scalars and arrays, plain containers.
+# A pickle may name any importable callable (os.system included) and runs it on load; GEOM files
+# come from a download, so anything else is refused (issue 26).
+_GEOM_PICKLE_GLOBALS = {
+    ("rdkit.Chem.rdchem", "Mol"), ("copyreg", "_reconstructor"), ("builtins", "object"),
+    ("numpy", "dtype"), ("numpy", "ndarray"), ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"), ("collections", "OrderedDict"), ("collections", "defaultdict"),
+}
+
+
+class UnsafeGeomPickleError(UnsafeFileError):
+    """A GEOM pickle that names a class or function beyond RDKit Mols, numpy data and containers."""
+
+
+class _GeomUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) in _GEOM_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise UnsafeGeomPickleError(f"refused: the GEOM pickle asks for {module}.{name}, which a GEOM file never "
+                                    "needs (only RDKit Mols, numpy data and containers are unpickled)")
+
+
+def load_geom_pickle(path: str | Path) -> dict:
+    """One GEOM rdkit_folder pickle, unpickling only RDKit Mols, numpy data and plain containers;
+    UnsafeGeomPickleError for anything else (it could run code)."""
+    with open(path, "rb") as f:
+        return _GeomUnpickler(f).load()
 
 
 def _topology(mol: Chem.Mol) -> tuple:
@@ -148,8 +180,11 @@ def load_geom_rdkit_folder_with_stats(
             stats.n_missing_pickle += 1
             continue
         try:
-            with open(path, "rb") as f:
-                data = pickle.load(f)
+            data = load_geom_pickle(path)
+        except UnsafeGeomPickleError as e:
+            log.warning("unsafe GEOM pickle %s: %s", path, e)
+            stats.n_unreadable_pickle += 1
+            continue
         except Exception as e:
             log.warning("unreadable GEOM pickle %s: %s", path, e)
             stats.n_unreadable_pickle += 1
