@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 from rdkit import Chem, rdBase
-
-from ..checkpoint import UnsafeFileError
 from tqdm.auto import tqdm
 
+from ..checkpoint import UnsafeFileError
 from ..chem import canonical_smiles
 from .dataset import ConformerDataset
 
