@@ -12,6 +12,8 @@ the ETKDG rows of --paired (e.g. the 3x diverse ETKDGv3 run):
   RDKit's force field only scores the sampled geometry), then farthest-point;
 - `win<x>`: keep the samples within x kcal/mol of the lowest MMFF94 single-point energy (at least
   2K of the lowest), then farthest-point;
+- `soft<T>`: farthest-point on (RMSD to the nearest kept) x exp(-(E - E_min) / T), T in kcal/mol,
+  starting from the lowest energy: diversity discounted by strain instead of a hard cut;
 - `mmffgreedy`: conformers in order of MMFF94 energy, each kept unless within --radius A heavy-atom
   RMSD of one kept before (lowest-energy representatives of distinct basins).
 
@@ -95,6 +97,22 @@ def select(name: str, mol: Chem.Mol, flags: list[dict], n: int, energies: np.nda
         ok = set(int(k) for k in np.flatnonzero(energies <= finite.min() + float(name[3:])))
         kept = sorted(ok | set(order[:n]))
         return [kept[int(i)] for i in farthest_point_subset(pos[kept], n, atoms)]
+    if name.startswith("soft"):  # farthest-point on min-RMSD x exp(-(E - E_min) / T), T kcal/mol
+        t = float(name[4:])
+        finite = np.isfinite(energies)
+        if not finite.any():
+            return [int(i) for i in farthest_point_subset(pos, n, atoms)]
+        rel = np.where(finite, energies - energies[finite].min(), np.inf)
+        weight = torch.from_numpy(np.exp(-rel / t))
+        chosen = [int(np.argmin(rel))]
+        nearest = rmsd_to_all(sub, sub[chosen[0]])
+        while len(chosen) < min(n, len(coords)):
+            score = nearest * weight
+            score[chosen] = -1.0
+            nxt = int(score.argmax())
+            chosen.append(nxt)
+            nearest = torch.minimum(nearest, rmsd_to_all(sub, sub[nxt]))
+        return chosen
     if name.startswith("mmff") and name != "mmffgreedy":
         q = float(name[4:])
         kept = sorted(order[: max(n, round(len(order) * (1 - q)))])
