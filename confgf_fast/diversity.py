@@ -37,25 +37,32 @@ def rmsd_to_all(pos: Tensor, ref: Tensor) -> Tensor:
     return sq.clamp_min(0).sqrt()
 
 
-def farthest_point_subset(pos: Tensor, k: int, atoms: Tensor | None = None) -> Tensor:
+def farthest_point_subset(pos: Tensor, k: int, atoms: Tensor | None = None, weights: Tensor | None = None,
+                          first: int = 0) -> Tensor:
     """Indices [min(k, C)] of a diverse subset of pos [C, n, 3] (module docstring), in the order
-    chosen; RMSD over `atoms` (an index tensor, e.g. the heavy atoms) or all atoms. Memory and time
-    grow as k x C (one row of RMSDs per choice), not C^2."""
+    chosen, starting from conformer `first`; RMSD over `atoms` (an index tensor, e.g. the heavy
+    atoms) or all atoms. weights [C] (optional, >= 0) scale each candidate's distance to the kept
+    set: the next pick is argmax_c weights_c * min_{s in S} rmsd(c, s). Memory and time grow as
+    k x C (one row of RMSDs per choice), not C^2."""
     C = pos.shape[0]
     if k >= C:
         return torch.arange(C)
     sub = pos if atoms is None else pos[:, atoms]
-    chosen = [0]
-    nearest = rmsd_to_all(sub, sub[0])
+    chosen = [first]
+    nearest = rmsd_to_all(sub, sub[first])
     while len(chosen) < k:
-        nxt = int(nearest.argmax())
+        score = nearest if weights is None else nearest * weights
+        score = score.clone()
+        score[chosen] = -1.0  # never again, even where every other score is 0 (duplicates)
+        nxt = int(score.argmax())
         chosen.append(nxt)
         nearest = torch.minimum(nearest, rmsd_to_all(sub, sub[nxt]))
     return torch.tensor(chosen)
 
 
 def select_conformers(mol, coords: Sequence[Tensor], flags: Sequence[dict], n: int,
-                      energies: Sequence[float] | None = None, window: float | None = None) -> list[int]:
+                      energies: Sequence[float] | None = None, window: float | None = None,
+                      temperature: float | None = None) -> list[int]:
     """Indices of n of the conformers coords ([atoms, 3] each) of RDKit `mol`: farthest-point on the
     heavy atoms (all atoms where fewer than 3 heavy atoms fix no orientation) among the good ones
     (flags: quality == "ok" and stereo_ok), then, if fewer than n are good, the flagged ones in the
@@ -65,7 +72,11 @@ def select_conformers(mol, coords: Sequence[Tensor], flags: Sequence[dict], n: i
     cut to those with energy <= min(energy) + window (the minimum over the good ones), topped up to
     n with the lowest-energy good ones outside it, so farthest-point does not reach for strained
     outliers: a sample far from every other is often far because it is wrong. Non-finite energies
-    (no force field) leave the cut out."""
+    (no force field) leave the cut out.
+
+    With energies and a temperature T (kcal/mol): among the good ones, start from the lowest energy
+    and pick by distance x exp(-(E - E_min) / T) (farthest_point_subset's weights): diversity
+    discounted by strain instead of cut by it. Both may be given (the cut first)."""
     heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
     atoms = torch.tensor(heavy) if len(heavy) >= 3 else None
     good = [k for k, f in enumerate(flags) if f.get("quality", "ok") == "ok" and f.get("stereo_ok", 1)]
@@ -78,10 +89,16 @@ def select_conformers(mol, coords: Sequence[Tensor], flags: Sequence[dict], n: i
             good = [k for k in good if k in kept]
     rest = [k for k in range(len(coords)) if k not in set(good)]
     out: list[int] = []
-    for group in (good, rest):
+    for g, group in enumerate((good, rest)):
         need = n - len(out)
         if need <= 0 or not group:
             continue
         pos = torch.stack([coords[k] for k in group])
-        out += [group[int(i)] for i in farthest_point_subset(pos, need, atoms)]
+        weights, first = None, 0
+        if g == 0 and energies is not None and temperature is not None:
+            e = torch.as_tensor([float(energies[k]) for k in group], dtype=torch.float64)
+            if bool(torch.isfinite(e).any()):
+                rel = e - e[torch.isfinite(e)].min()  # inf (no energy) -> weight 0
+                weights, first = torch.exp(-rel / temperature), int(torch.argmin(rel))
+        out += [group[int(i)] for i in farthest_point_subset(pos, need, atoms, weights, first)]
     return out

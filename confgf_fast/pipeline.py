@@ -352,7 +352,8 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
         while next_out < len(entries) and entries[next_out].finished:
             e = entries[next_out]
             next_out += 1
-            out = _finish(e, retries, sampler.select_window if sampler.init == "random" else None)
+            out = _finish(e, retries, (sampler.select_window, sampler.select_temperature)
+                          if sampler.init == "random" else None)
             e.coords, e.mol, e.graph = [], None, None  # the outcome owns the result now; free the rest
             yield out
 
@@ -461,13 +462,15 @@ def _sample(model: ScoreNet, packed: PackedGraphs, stereo: list[StereoConstraint
             for g in range(len(bad))]
 
 
-def _finish(e: Entry, retries: int, window: float | None = None) -> MolOutcome:
+def _finish(e: Entry, retries: int, select: tuple[float | None, float | None] | None = None) -> MolOutcome:
+    """select: (select_window, select_temperature) of an oversampled run from noise, or None."""
     out = e.out
     if out.error is not None:
         return out
     if len(e.coords) > out.requested:  # oversampled from noise: keep a diverse `requested` of the good ones
-        energies = mmff_energies(e.mol, e.coords) if window is not None else None
-        keep = select_conformers(e.mol, e.coords, e.flags, out.requested, energies, window)
+        window, temperature = select if select is not None else (None, None)
+        energies = mmff_energies(e.mol, e.coords) if window is not None or temperature is not None else None
+        keep = select_conformers(e.mol, e.coords, e.flags, out.requested, energies, window, temperature)
         e.coords, e.flags = [e.coords[k] for k in keep], [e.flags[k] for k in keep]
     missing = out.requested - len(e.coords)
     why = f"non-finite or exploded coordinates (NaN/inf or |x| > {POS_LIMIT:g} A) after {retries} retries"

@@ -150,3 +150,24 @@ def test_from_noise_energy_window_runs_through_generate():
     assert res.mols[0].GetNumConformers() == 3
     cfg.oversample = 1  # no oversampling: nothing to cut, and the tag does not claim a cut
     assert "select_window" not in cfg.describe()
+
+
+def test_energy_weighted_selection_starts_low_and_discounts_strain():
+    from confgf_fast.diversity import select_conformers
+
+    mol = mol_from_smiles("CCCCO")
+    AllChem.EmbedMultipleConfs(mol, 4, randomSeed=5)
+    pos = [torch.from_numpy(c.GetPositions()).float() for c in mol.GetConformers()]
+    coords = [*pos, pos[0] * 3.0]  # 4: far from everything and strained
+    flags = [{"quality": "ok", "stereo_ok": 1}] * 5
+    energies = [3.0, 1.0, 2.0, 4.0, 60.0]
+    keep = select_conformers(mol, coords, flags, 2, energies, temperature=5.0)
+    assert keep[0] == 1 and 4 not in keep  # lowest first; exp(-59/5) outweighs any distance
+    # a hot temperature is plain farthest-point from the lowest: the outlier comes back
+    assert 4 in select_conformers(mol, coords, flags, 2, energies, temperature=1e9)
+    # duplicates (all remaining scores 0) never repeat a pick
+    dup = [pos[0]] * 4
+    assert sorted(select_conformers(mol, dup, flags[:4], 3, [0.0] * 4, temperature=5.0)) == [0, 1, 2]
+    # no force field: plain selection
+    inf = [float("inf")] * 5
+    assert select_conformers(mol, coords, flags, 2, inf, temperature=5.0) == select_conformers(mol, coords, flags, 2)

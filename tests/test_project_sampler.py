@@ -123,7 +123,7 @@ def test_resolve_names_like_the_cli():
     # --init random alone: the from-noise mode (issue 30), at most 100 evaluations per conformer
     noise_mode = SamplerConfig.resolve(None, None, "random")
     assert noise_mode.schedule == "noise" and noise_mode.sampler == "project" and noise_mode.init == "random"
-    assert noise_mode.oversample > 1 and noise_mode.select_window is not None
+    assert noise_mode.oversample > 1 and noise_mode.select_temperature is not None
     assert SamplerConfig.resolve("langevin", None, "random").schedule == "paper"
     assert resolve_sampler("langevin").schedule == "paper"
     assert resolve_sampler("project").schedule == "quick"
