@@ -708,6 +708,8 @@ V2_PAIRS = [
     ("qm9_warm_vs_etkdg.json", "ours_mmff", "the default + MMFF94", "qm9_warm_vs_etkdg.json", "ours", "the default"),
     ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_quick_vs_etkdg3.json", "etkdg",
      "ETKDGv3, 3x diverse (issue 30's bar)"),
+    ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_noise_selection_os4_full.json", "etkdg:soft5",
+     "ETKDGv3, 3x pool given the same energy-weighted selection"),
     ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_warm_vs_etkdg.json", "etkdg", "ETKDGv3"),
     ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_warm_vs_etkdg.json", "ours", "the default"),
     ("qm9_quick_vs_etkdg3.json", "ours", "`quick`", "qm9_quick_vs_etkdg3.json", "etkdg", "ETKDGv3, 3x diverse"),
