@@ -240,6 +240,15 @@ class SamplerConfig:
 
     @classmethod
     def preset(cls, name: str) -> SamplerConfig:
+        """The named schedule preset (_preset has each one and its measurements), with `schedule`
+        set to its name, so a checkpoint's tuned settings for it apply (tuned_for) and the SDF
+        tag names it; before, a bare preset("warm") said schedule=custom and skipped them."""
+        cfg = cls._preset(name)
+        cfg.schedule = name
+        return cfg
+
+    @classmethod
+    def _preset(cls, name: str) -> SamplerConfig:
         """`paper`: 50 levels x 100 steps, eps 2.4e-6 (5000 network evaluations).
 
         `fast`: 966 evaluations spent where they pay. The middle band (0.1 < sigma <= 2 A:

@@ -220,3 +220,15 @@ def test_generate_warm_start_end_to_end(tiny_ckpt):
     assert any("chirality" in w for w in res.warnings[1])
     with pytest.raises(ValueError, match="warm start"):
         generate(["CCO"], 2, model=model, noise=noise, sampler=SamplerConfig(init="etkdg"))
+
+
+def test_a_bare_preset_names_its_schedule_so_tuned_settings_apply():
+    # issue 27's trap: preset("warm") used to say schedule=custom, so a checkpoint's tuned warm-start
+    # sigma was silently skipped and the SDF tag lost the preset's name
+    from confgf_fast.config import SCHEDULES, SamplerConfig
+
+    for name in SCHEDULES:
+        assert SamplerConfig.preset(name).schedule == name
+    warm = SamplerConfig.preset("warm")
+    assert warm.tuned_for({"warm": {"sigma_max": 0.15}}).sigma_max == 0.15
+    assert "schedule=warm" in warm.describe()
