@@ -660,9 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "network evaluation per noise level (the default, with --schedule warm; see README)")
     g.add_argument("--schedule", default=None, choices=["paper", "fast", "quick", "warm", "noise"],
                    help="project: warm (24 network evaluations from ETKDG conformers, the default), noise (from "
-                        "noise: 4 x 24 evaluations and a diverse selection weighted by MMFF94 energy, what --init random "
-                        "alone gives) or quick (44, from noise, one sample per conformer); langevin: paper (5000, "
-                        "from noise, the sampler's default) or fast (966)")
+                        "noise: 4 x 24 evaluations and a diverse selection weighted by MMFF94 energy, what "
+                        "--init random alone gives) or quick (44, from noise, one sample per conformer); langevin: "
+                        "paper (5000, from noise, the sampler's default) or fast (966)")
     g.add_argument("--init", default=None, choices=["random", "etkdg"],
                    help="where sampling starts: etkdg (RDKit ETKDGv3 conformers noised to 0.5 A and refined by the "
                         "project sampler: the default, schedule warm) or random (noise, as the paper; alone it means "
