@@ -23,3 +23,11 @@ step $D/qm9_noise_selection_os2.json python bench/noise_selection.py --ref $R --
 # the fast schedule from noise (the paper schedule costs 5,000 evaluations per conformer)
 step $D/qm9_fast.json python bench/eval_dev.py --ref $R --schedule fast --no-etkdg --quiet \
   --paired $D/qm9_quick_vs_etkdg3.json
+# the from-noise mode (--init random alone: schedule noise), paired against 3x diverse ETKDGv3
+step $D/qm9_noise.json python bench/eval_dev.py --ref $R --init random --no-etkdg --quiet \
+  --paired $D/qm9_quick_vs_etkdg3.json
+# the drug model on the v2 drug dev set (when built) and GEOM-Drugs-10, with and without MMFF94
+if [ -s bench/refs_v2/drugs_dev_v2.sdf.gz ]; then
+  step $D/drugs_v2.json python bench/eval_drugs.py --bench both --threads 1 --quiet \
+    --drugs-ref bench/refs_v2/drugs_dev_v2.sdf.gz
+fi
