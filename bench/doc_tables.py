@@ -687,7 +687,8 @@ V2 = "v2"  # bench/results/v2
 V2_METHODS = [
     ("qm9_warm_vs_etkdg.json", "ours", "**the default**: warm start from 3x diverse ETKDGv3 (`warm`)", 24),
     ("qm9_warm_vs_etkdg.json", "ours_mmff", "the default + MMFF94 (`--relax mmff`)", 24),
-    ("qm9_noise.json", "ours", "**from noise** (`--init random`, schedule `noise`: 4 x 24, MMFF94 cut, diverse)", None),
+    ("qm9_noise.json", "ours", "**from noise** (`--init random`, schedule `noise`: 4 x 24, energy-weighted diverse)",
+     None),
     ("qm9_quick_vs_etkdg3.json", "ours", "from noise, `quick` (44, one sample per conformer)", 44),
     ("qm9_quick_vs_etkdg3.json", "ours_mmff", "`quick` + MMFF94", 44),
     ("qm9_fast.json", "ours", "from noise, Langevin `fast`", 966),
@@ -709,7 +710,7 @@ V2_PAIRS = [
     ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_quick_vs_etkdg3.json", "etkdg",
      "ETKDGv3, 3x diverse (issue 30's bar)"),
     ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_noise_selection_os4_full.json", "etkdg:soft5",
-     "ETKDGv3, 3x pool given the same energy-weighted selection"),
+     "ETKDGv3, 3x pool, energy-weighted selection (T = 5 kcal/mol; probe file)"),
     ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_warm_vs_etkdg.json", "etkdg", "ETKDGv3"),
     ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_warm_vs_etkdg.json", "ours", "the default"),
     ("qm9_quick_vs_etkdg3.json", "ours", "`quick`", "qm9_quick_vs_etkdg3.json", "etkdg", "ETKDGv3, 3x diverse"),
