@@ -98,21 +98,12 @@ def select(name: str, mol: Chem.Mol, flags: list[dict], n: int, energies: np.nda
         kept = sorted(ok | set(order[:n]))
         return [kept[int(i)] for i in farthest_point_subset(pos[kept], n, atoms)]
     if name.startswith("soft"):  # farthest-point on min-RMSD x exp(-(E - E_min) / T), T kcal/mol
-        t = float(name[4:])
         finite = np.isfinite(energies)
         if not finite.any():
             return [int(i) for i in farthest_point_subset(pos, n, atoms)]
         rel = np.where(finite, energies - energies[finite].min(), np.inf)
-        weight = torch.from_numpy(np.exp(-rel / t))
-        chosen = [int(np.argmin(rel))]
-        nearest = rmsd_to_all(sub, sub[chosen[0]])
-        while len(chosen) < min(n, len(coords)):
-            score = nearest * weight
-            score[chosen] = -1.0
-            nxt = int(score.argmax())
-            chosen.append(nxt)
-            nearest = torch.minimum(nearest, rmsd_to_all(sub, sub[nxt]))
-        return chosen
+        weight = torch.from_numpy(np.exp(-rel / float(name[4:])))
+        return [int(i) for i in farthest_point_subset(pos, n, atoms, weight, int(np.argmin(rel)))]
     if name.startswith("mmff") and name != "mmffgreedy":
         q = float(name[4:])
         kept = sorted(order[: max(n, round(len(order) * (1 - q)))])
