@@ -55,7 +55,7 @@ from schedule_table import paired
 
 from confgf_fast.checkpoint import load_models
 from confgf_fast.chem import canonical_smiles, set_conformers
-from confgf_fast.config import SamplerConfig
+from confgf_fast.config import SCHEDULES, SamplerConfig
 from confgf_fast.evaluate import EvalResult, evaluate, stereo_match_rate
 from confgf_fast.pipeline import generate
 from confgf_fast.relax import DEFAULT_MAX_ITERS, RelaxOptions
@@ -242,8 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", action="append", default=None,
                     help="checkpoint; repeat for several, chosen per molecule as generate does (default: the shipped "
                          "set, QM9 then drug-like)")
+    ap.add_argument("--schedule", default=None, choices=list(SCHEDULES),
+                    help="the schedule preset for ours (default: generate's, warm; noise = the from-noise mode)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                    help="set a field of the default (warm) SamplerConfig, e.g. --set num_steps=30")
+                    help="set a field of the schedule's SamplerConfig, e.g. --set num_steps=30")
     ap.add_argument("--max-mols", type=int, default=None, help="only the first N molecules of each benchmark")
     ap.add_argument("--sample", type=int, default=None, help="a seeded random subset of N molecules per benchmark")
     ap.add_argument("--sample-seed", type=int, default=0)
@@ -269,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
 
     models = load_models(args.weights, args.device)
     per_model: Counter = Counter()
-    sampler = SamplerConfig.resolve()  # generate's default: the warm start
+    sampler = SamplerConfig.resolve(schedule=args.schedule)  # default: generate's, the warm start
     try:
         apply_sets(sampler, args.set)
     except ValueError as exc:

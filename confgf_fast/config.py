@@ -188,6 +188,12 @@ class SamplerConfig:
     # + eta * noise_scale * sigma_next * z, where x0_hat is the projected Tweedie estimate; eta = 0
     # is the Euler step of the probability-flow ODE, eta = 1 fresh noise only.
     eta: float = 1.0
+    # Projected sampler: atoms >= 4 bonds apart (no edge of the extended graph; the network cannot
+    # see them) are kept at least repel * (R_vdw(i) + R_vdw(j)) apart by joining the
+    # stress-majorisation sweeps as extra edges while closer than that, re-chosen every
+    # repel_every sweeps (sampler.FarContacts; distance geometry's lower bounds). 0 = off.
+    repel: float = 0.0
+    repel_every: int = 10
     # Langevin corrector steps after each re-noising (predictor-corrector, Song et al. 2021): one
     # network evaluation each at the new level, step size alpha = 2 (snr |z| / |S|)^2 per conformer
     # (S the coordinate score), x <- x + alpha S + sqrt(2 alpha) z.
@@ -375,7 +381,7 @@ DEFAULT_SCHEDULE = {"langevin": "paper", "project": "quick"}
 SCHEDULE_FIELDS = ("steps_per_level", "eps", "clip", "levels", "bands", "stereo", "stereo_strength",
                    "stereo_sigma_max", "num_steps", "sigma_max", "sigma_min", "rho", "tweedie", "eval_scale",
                    "noise_scale", "quiet_below", "inner_iters", "final_steps", "final_sigma", "init_scale",
-                   "stereo_gain", "embed_dims", "squash_sigma", "eta", "corrector_steps", "snr", "init",
+                   "stereo_gain", "embed_dims", "squash_sigma", "eta", "repel", "repel_every", "corrector_steps", "snr", "init",
                    "init_oversample", "oversample", "select_window", "select_temperature")
 
 

@@ -117,10 +117,12 @@ def hbond_atoms(batch: GraphBatch) -> tuple[Tensor, Tensor]:
     return donor_h, torch.isin(z, torch.tensor(ACCEPTORS, device=z.device))
 
 
-def far_pair_index(batch: GraphBatch, max_pairs: int = MAX_PAIRS):
+def far_pair_index(batch: GraphBatch, max_pairs: int = MAX_PAIRS, below: int = EDGE_DIHEDRAL):
     """Yield (src [P], dst [P]) int64 numpy arrays of global atom indices: every pair src < dst
-    within one conformer that is >= 3 bonds apart (not a 1-2 or 1-3 pair of the extended graph),
-    in chunks of whole atom rows with at most max_pairs candidate pairs each (or one row, if longer).
+    within one conformer not joined by an edge of type < `below` (the default: >= 3 bonds apart,
+    not a 1-2 or 1-3 pair of the extended graph; NUM_EDGE_TYPES: no edge at all, >= 4 bonds
+    apart), in chunks of whole atom rows with at most max_pairs candidate pairs each (or one row,
+    if longer).
 
     Built on the host with numpy: index arithmetic on small arrays, where torch's parallel
     kernels cost more in thread start-up than the work (measured 17 ms per repeat_interleave
@@ -128,7 +130,7 @@ def far_pair_index(batch: GraphBatch, max_pairs: int = MAX_PAIRS):
     ptr = batch.atom_ptr.cpu().numpy()
     N = int(ptr[-1])
     ei = batch.edge_index.cpu().numpy()
-    keep = (ei[0] < ei[1]) & (batch.edge_type.cpu().numpy() < EDGE_DIHEDRAL)
+    keep = (ei[0] < ei[1]) & (batch.edge_type.cpu().numpy() < below)
     near = ei[0, keep] * N + ei[1, keep]  # ascending: edges are sorted by (src, dst)
     partners = np.repeat(ptr[1:], np.diff(ptr)) - 1 - np.arange(N)  # [N] atoms after each in its conformer
     cum = np.concatenate([[0], np.cumsum(partners)])
