@@ -381,8 +381,8 @@ DEFAULT_SCHEDULE = {"langevin": "paper", "project": "quick"}
 SCHEDULE_FIELDS = ("steps_per_level", "eps", "clip", "levels", "bands", "stereo", "stereo_strength",
                    "stereo_sigma_max", "num_steps", "sigma_max", "sigma_min", "rho", "tweedie", "eval_scale",
                    "noise_scale", "quiet_below", "inner_iters", "final_steps", "final_sigma", "init_scale",
-                   "stereo_gain", "embed_dims", "squash_sigma", "eta", "repel", "repel_every", "corrector_steps", "snr", "init",
-                   "init_oversample", "oversample", "select_window", "select_temperature")
+                   "stereo_gain", "embed_dims", "squash_sigma", "eta", "repel", "repel_every", "corrector_steps",
+                   "snr", "init", "init_oversample", "oversample", "select_window", "select_temperature")
 
 
 # Fields a checkpoint's sampler_defaults may set (SamplerConfig.tuned_for): the schedule's numbers,
