@@ -257,7 +257,7 @@ def test_far_contacts_are_the_pairs_no_edge_joins_with_vdw_bounds():
     src, dst = fc.pairs[:, 0]  # squeeze one far pair together in the second copy only
     pos[dst + n] = pos[src + n] + 0.3
     target = reference.pairwise_distance(pos, batch.edge_index)
-    ei, tgt, rowptr, deg = fc.add_active(pos, batch.edge_index, target)
+    ei, tgt, rowptr, deg = fc.add_active(pos, batch.edge_index, target, batch.rowptr, degree(batch))
     d = (pos[fc.pairs[0]] - pos[fc.pairs[1]]).norm(dim=1)
     n_active = int((d < fc.bound).sum())
     assert n_active >= 1 and ei.shape[1] == batch.edge_index.shape[1] + 2 * n_active
@@ -267,6 +267,9 @@ def test_far_contacts_are_the_pairs_no_edge_joins_with_vdw_bounds():
     added = [(a, b, t) for (a, b), t in zip(ei.t().tolist(), tgt.tolist()) if (a, b) not in edges]
     assert len(added) == 2 * n_active
     assert all(abs(t - float(fc.bound[0])) < 1e-6 for a, b, t in added if {a, b} == {int(src) + n, int(dst) + n})
+    ok = conformer_positions(mol)[0].repeat(2, 1)  # the embedded conformer: nothing inside its bound
+    same = fc.add_active(ok, batch.edge_index, target, batch.rowptr, degree(batch))
+    assert same[0] is batch.edge_index and same[2] is batch.rowptr
 
 
 def test_repel_separates_atoms_the_network_cannot_see():
@@ -286,7 +289,7 @@ def test_repel_separates_atoms_the_network_cannot_see():
     plain = project_distances(pos, batch.edge_index, d0, degree(batch), 200, backend="reference")
     rep = pos
     for _ in range(20):
-        ei, t, rowptr, deg = fc.add_active(rep, batch.edge_index, d0)
+        ei, t, rowptr, deg = fc.add_active(rep, batch.edge_index, d0, batch.rowptr, degree(batch))
         rep = project_distances(rep, ei, t, deg, 10, backend="reference", rowptr=rowptr)
 
     def worst(p):
