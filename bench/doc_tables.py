@@ -796,6 +796,59 @@ def v2_noise_sweep_table() -> str:
     return "\n".join(lines)
 
 
+# eval_drugs.py runs with the v2 drug dev references (and the GEOM-Drugs fixture): (file under
+# bench/results/v2, what ran). The from-noise settings (sigma_max 4, repel 1.0) are the drug-like
+# weights' sampler_defaults for schedule noise, so `--schedule noise` alone now runs the same.
+V2_DRUGS = [("drugs_v2.json", "the default (warm start)"),
+            ("sweeps/drugsdev_v2_noise_repel1_smax4.json", "from noise (`noise`)"),
+            ("sweeps/geom10_noise_repel1_smax4.json", "from noise (`noise`)")]
+V2_DRUG_DIFFS = ("ours - etkdg", "ours - etkdg_diverse", "ours_mmff - etkdg_mmff")
+
+
+def v2_drugs_table() -> str:
+    """The drug-like weights on the v2 drug dev set and GEOM-Drugs-10 (δ 0.75 Å): per run and
+    benchmark, each method's means (unrelaxed and MMFF94-relaxed rows of ours and of ETKDGv3),
+    then the paired per-molecule differences of ours against the baseline relaxed the same way."""
+    keep = ("ours", "ours_mmff", "etkdg", "etkdg_diverse", "etkdg_mmff")
+    lines = ["| benchmark | run | method | COV-R % | MAT-R Å | COV-P % | MAT-P Å | conf/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    diffs = ["| benchmark | run | difference | n | ΔCOV-R | ΔMAT-R Å | ΔCOV-P | ΔMAT-P Å |",
+             "|---|---|---|---|---|---|---|---|"]
+    machines, seen_base = set(), set()
+    for name, run in V2_DRUGS:
+        d = _v2(name)
+        if d is None:
+            continue
+        machines.add(_device(d))
+        labels = {**drugs_method_labels(d), "ours": "ours unrelaxed (`--relax none`)",
+                  "ours_mmff": "ours + MMFF94 (what `--relax auto` writes)"}
+        for bench, b in d["benchmarks"].items():
+            blabel = f"{DRUGS_BENCH_LABELS.get(bench, bench)}{' v2' if bench == 'drugs' else ''} ({b['n_mols']} mol.)"
+            for method in keep:
+                m = b["methods"].get(method)
+                if m is None or (not method.startswith("ours") and (bench, method) in seen_base):
+                    continue  # the ETKDG rows are the same in every run (same seeds): once per benchmark
+                if not method.startswith("ours"):
+                    seen_base.add((bench, method))
+                t = m["by_threshold"]["0.75"]
+                who = run if method.startswith("ours") else "—"
+                lines.append(f"| {blabel} | {who} | {labels.get(method, method)} | {t['cov_r_mean']:.1f} | "
+                             f"{t['mat_r_mean']:.3f} | {t['cov_p_mean']:.1f} | {t['mat_p_mean']:.3f} | "
+                             f"{_num(m['conformers_per_s'], '.2f')} |")
+            for pair in V2_DRUG_DIFFS:
+                by_t = b["paired"].get(pair)
+                if by_t is None:
+                    continue
+                p = by_t["0.75"]
+                a, base = (labels.get(x, x) for x in pair.split(" - "))
+                cells = [f"{p[k]['mean']:+{f}} ± {_num(p[k]['se'], f)}" for k, f in
+                         (("cov_r", ".1f"), ("mat_r", ".3f"), ("cov_p", ".1f"), ("mat_p", ".3f"))]
+                diffs.append(f"| {blabel} | {run} | {a} \N{MINUS SIGN} {base} | {p['cov_r']['n']} | "
+                             f"{' | '.join(cells)} |")
+    return "\n".join([*lines, "", *diffs, "", "Machine: " + "; ".join(sorted(machines)) + "; δ 0.75 Å; 2K conformers "
+                      "for K references (the v1 count on the drug dev set)."])
+
+
 TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "drugs_warm_sweep": drugs_warm_sweep_table, "mix_qm9": mix_qm9_table, "sampler_speed": sampler_speed_table,
           "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table,
@@ -804,7 +857,7 @@ TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "drugs_versions": drugs_versions_table, "qm9_anneal": qm9_anneal_table, "qm9_xtb": qm9_xtb_table,
           "etkdg_pool": etkdg_pool_table, "refs_v2_totals": refs_v2_totals_table,
           "refs_v2_molecules": refs_v2_molecules_table, "v2_methods": v2_methods_table,
-          "v2_paired": v2_paired_table, "v2_noise_sweep": v2_noise_sweep_table}
+          "v2_paired": v2_paired_table, "v2_noise_sweep": v2_noise_sweep_table, "v2_drugs": v2_drugs_table}
 
 
 def render(text: str) -> str:
