@@ -134,6 +134,8 @@ def test_resolve_names_like_the_cli():
         resolve_sampler("project", "paper")
     with pytest.raises(ValueError, match="unknown sampler"):
         resolve_sampler("heun")
+    with pytest.raises(ValueError, match=r"'noise' is a schedule: schedule='noise'"):  # a name mixed up
+        resolve_sampler("noise")
     with pytest.raises(ValueError, match="SamplerConfig"):
         resolve_sampler(cfg, "fast")
     custom = SamplerConfig.resolve("project")
