@@ -308,7 +308,8 @@ class SamplerConfig:
         ValueError for an unknown name, a schedule of another sampler, or a warm start with the
         Langevin sampler (it would start from the data at sigma 10 A, where it means nothing)."""
         if sampler is not None and sampler not in DEFAULT_SCHEDULE:
-            hint = f" ({sampler!r} is a schedule: schedule={sampler!r}, --schedule {sampler})" if sampler in SCHEDULES else ""
+            hint = (f" ({sampler!r} is a schedule: schedule={sampler!r}, --schedule {sampler})"
+                    if sampler in SCHEDULES else "")
             raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(DEFAULT_SCHEDULE)}{hint}")
         if init is not None and init not in INITS:
             raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
