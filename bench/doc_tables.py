@@ -707,6 +707,8 @@ V2_PAIRS = [
     ("qm9_warm_vs_etkdg.json", "ours_mmff", "the default + MMFF94", "qm9_quick_vs_etkdg3.json", "etkdg_mmff",
      "ETKDGv3, 3x diverse, + MMFF94"),
     ("qm9_warm_vs_etkdg.json", "ours_mmff", "the default + MMFF94", "qm9_warm_vs_etkdg.json", "ours", "the default"),
+    ("qm9_warm_vs_etkdg.json", "ours", "the default", "sweeps/qm9_warm_vs_etkdg_repel0.json", "ours",
+     "the default before `repel` 0.8 (2026-12-07)"),
     ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_quick_vs_etkdg3.json", "etkdg",
      "ETKDGv3, 3x diverse (issue 30's bar)"),
     ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_noise_selection_os4_full.json", "etkdg:soft5",
