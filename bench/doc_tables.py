@@ -802,8 +802,8 @@ def v2_noise_sweep_table() -> str:
 # bench/results/v2, what ran). The from-noise settings (sigma_max 4, repel 1.0) are the drug-like
 # weights' sampler_defaults for schedule noise, so `--schedule noise` alone now runs the same.
 V2_DRUGS = [("drugs_v2.json", "the default (warm start)"),
-            ("sweeps/drugsdev_v2_noise_repel1_smax4.json", "from noise (`noise`)"),
-            ("sweeps/geom10_noise_repel1_smax4.json", "from noise (`noise`)")]
+            ("drugs_dev_v2_noise_repel.json", "from noise (`noise`)"),
+            ("drugs_geom10_noise_repel.json", "from noise (`noise`)")]
 V2_DRUG_DIFFS = ("ours - etkdg", "ours - etkdg_diverse", "ours_mmff - etkdg_mmff")
 
 

@@ -31,3 +31,11 @@ if [ -s bench/refs_v2/drugs_dev_v2.sdf.gz ]; then
   step $D/drugs_v2.json python bench/eval_drugs.py --bench both --threads 1 --quiet \
     --drugs-ref bench/refs_v2/drugs_dev_v2.sdf.gz
 fi
+# the drug-like weights from noise on both drug benchmarks (repel 1.0 and sigma_max 4 are those
+# weights' sampler_defaults for schedule noise; named here so the command says what ran)
+step $D/drugs_geom10_noise_repel.json python bench/eval_drugs.py --bench geom --schedule noise --set repel=1.0 \
+  --set sigma_max=4.0 --threads 1 --quiet
+if [ -s bench/refs_v2/drugs_dev_v2.sdf.gz ]; then
+  step $D/drugs_dev_v2_noise_repel.json python bench/eval_drugs.py --bench drugs --schedule noise --set repel=1.0 \
+    --set sigma_max=4.0 --threads 1 --quiet --drugs-ref bench/refs_v2/drugs_dev_v2.sdf.gz
+fi
