@@ -117,6 +117,12 @@ def hbond_atoms(batch: GraphBatch) -> tuple[Tensor, Tensor]:
     return donor_h, torch.isin(z, torch.tensor(ACCEPTORS, device=z.device))
 
 
+def hbond_pairs(batch: GraphBatch, src: Tensor, dst: Tensor) -> Tensor:
+    """[P] bool: pair (src, dst) is a hydrogen bond, an H on a DONORS atom and an ACCEPTORS atom."""
+    donor_h, acceptor = hbond_atoms(batch)
+    return (donor_h[src] & acceptor[dst]) | (donor_h[dst] & acceptor[src])
+
+
 def far_pair_index(batch: GraphBatch, max_pairs: int = MAX_PAIRS, below: int = EDGE_DIHEDRAL):
     """Yield (src [P], dst [P]) int64 numpy arrays of global atom indices: every pair src < dst
     within one conformer not joined by an edge of type < `below` (the default: >= 3 bonds apart,
@@ -167,12 +173,11 @@ def closest_far_contacts(pos: Tensor, batch: GraphBatch, max_pairs: int = MAX_PA
     vdw and connectivity tests came."""
     G = batch.num_graphs
     rv, rc = vdw_radii(batch.z).to(pos.dtype), covalent_radii(batch.z).to(pos.dtype)
-    donor_h, acceptor = hbond_atoms(batch)
     out_w = torch.full((G,), float("inf"), dtype=pos.dtype, device=pos.device)
     out_l = out_w.clone()
     for src, dst, d in far_pairs(pos, batch, max_pairs):
         g = batch.node_graph[src]
-        hbond = (donor_h[src] & acceptor[dst]) | (donor_h[dst] & acceptor[src])
+        hbond = hbond_pairs(batch, src, dst)
         out_w.scatter_reduce_(0, g, torch.where(hbond, torch.inf, d / (rv[src] + rv[dst])), "amin")
         out_l.scatter_reduce_(0, g, d / (rc[src] + rc[dst]), "amin")
     return out_w, out_l
@@ -199,10 +204,9 @@ def conformer_defects(pos: Tensor, batch: GraphBatch, bond_tolerance: float = 0.
     vdw_hits = torch.zeros(G, dtype=torch.long, device=dev)
     conn_hits = torch.zeros(G, dtype=torch.long, device=dev)
     rv, rc = vdw_radii(batch.z).to(pos.dtype), covalent_radii(batch.z).to(pos.dtype)
-    donor_h, acceptor = hbond_atoms(batch)
     for s, t, dd in far_pairs(pos, batch, max_pairs):
         g = batch.node_graph[s]
-        hbond = (donor_h[s] & acceptor[t]) | (donor_h[t] & acceptor[s])
+        hbond = hbond_pairs(batch, s, t)
         vdw_hits.index_add_(0, g, ((dd < vdw_fraction * (rv[s] + rv[t])) & ~hbond).long())
         conn_hits.index_add_(0, g, (dd < (1.0 + bond_tolerance) * (rc[s] + rc[t])).long())
     return {
@@ -244,6 +248,7 @@ __all__ = [
     "far_pair_index",
     "far_pairs",
     "hbond_atoms",
+    "hbond_pairs",
     "reference_lengths",
     "vdw_radii",
 ]

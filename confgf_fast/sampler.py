@@ -29,7 +29,7 @@ from . import ops
 from .config import NUM_EDGE_TYPES, NoiseConfig, SamplerConfig, parse_bands
 from .graph import GraphBatch, rowptr_from_sorted
 from .model import ScoreNet
-from .quality import far_pair_index, hbond_atoms, vdw_radii
+from .quality import far_pair_index, hbond_pairs, vdw_radii
 
 
 def level_indices(num_levels: int, levels: int | None) -> list[int]:
@@ -168,8 +168,7 @@ class FarContacts:
         parts = list(far_pair_index(batch, below=NUM_EDGE_TYPES)) or [(np.zeros(0, np.int64),) * 2]
         src, dst = (torch.from_numpy(np.concatenate(p)).to(batch.z.device) for p in zip(*parts))
         rv = vdw_radii(batch.z)
-        donor_h, acceptor = hbond_atoms(batch)
-        hbond = (donor_h[src] & acceptor[dst]) | (donor_h[dst] & acceptor[src])
+        hbond = hbond_pairs(batch, src, dst)
         self.pairs = torch.stack([src, dst])  # [2, P]
         self.bound = torch.where(hbond, HBOND_REPEL, repel) * (rv[src] + rv[dst])  # [P]
         self.num_atoms = batch.num_atoms
