@@ -1,0 +1,109 @@
+"""Issue 29's thread table: the default thread budget against --threads 1 and --threads 2, back to
+back on the same inputs, through the CLI a user runs.
+
+Each workload runs once per setting per pass, the settings' order rotated between passes so no
+setting always runs first (warm page cache, CPU clocks). Conformers/s and seconds come from the
+run's own summary line; the `threads:` line records what the default resolved to and why.
+
+    python bench/threads_table.py --out bench/results/threads_idle.json            # idle machine
+    python bench/threads_table.py --busy 1 --out bench/results/threads_busy1.json  # + 1 busy process
+
+`--busy N` starts N spinning processes (pure Python loops, niced 0) for the whole measurement:
+"one other busy process" of the issue, reproducible. Tables: bench/doc_tables.py `threads`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import REPO, provenance, write_json
+
+SHARED = REPO.parent / "shared"
+SETTINGS = {"default": [], "threads 1": ["--threads", "1"], "threads 2": ["--threads", "2"]}
+SUMMARY = re.compile(r"conformers written to .* in ([0-9.]+) s \(([0-9.]+) conformers/s")
+THREADS = re.compile(r"threads: (.*)$", re.M)
+
+
+def _first_smiles(path: Path, n: int) -> list[str]:
+    rows = [ln.split(",")[0].strip() for ln in path.read_text().splitlines()[1:] if ln.strip()]
+    return rows[:n]
+
+
+def workloads(tmp: Path, qm9: int, drugs: int) -> dict[str, list[str]]:
+    """name -> CLI arguments after `generate` (input, counts, options)."""
+    furan = tmp / "furan.smi"
+    furan.write_text("CC(C)C1=CC=CO1\n" * 50)
+    q = tmp / "qm9.smi"
+    q.write_text("\n".join(_first_smiles(SHARED / "data" / "qm9_heldout_smiles.csv", qm9)) + "\n")
+    d = tmp / "drugs.smi"
+    d.write_text("\n".join(_first_smiles(SHARED / "data" / "drugs_test_smiles.csv", drugs)) + "\n")
+    return {
+        "quick start `examples/input.sdf -n 10 --sampler project` (3 molecules)":
+            [str(REPO / "examples" / "input.sdf"), "-n", "10", "--sampler", "project"],
+        "furan benchmark, 50 x 20 `CC(C)C1=CC=CO1`": [str(furan), "-n", "20"],
+        f"first {qm9} QM9 held-out SMILES x 10": [str(q), "-n", "10"],
+        f"first {drugs} drug test SMILES x 10 (MMFF relax by default)": [str(d), "-n", "10"],
+    }
+
+
+def run_one(args: list[str], out: Path) -> dict:
+    cmd = [sys.executable, "-m", "confgf_fast.cli", "generate", *args, "-o", str(out), "--force"]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}:\n{p.stderr[-2000:]}")
+    text = p.stdout + p.stderr
+    m, t = SUMMARY.search(text), THREADS.search(text)
+    if m is None:
+        raise RuntimeError(f"no summary line in the output of {' '.join(cmd)}")
+    return {"seconds": float(m.group(1)), "conformers_per_s": float(m.group(2)), "wall_s": round(wall, 2),
+            "threads_line": t.group(1).strip() if t else None}
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--passes", type=int, default=2)
+    ap.add_argument("--busy", type=int, default=0, help="spinning processes kept running throughout")
+    ap.add_argument("--qm9", type=int, default=200, help="QM9 held-out molecules (issue: 200)")
+    ap.add_argument("--drugs", type=int, default=40, help="drug test molecules (issue: 200)")
+    a = ap.parse_args()
+    spinners = [mp.Process(target=_spin, daemon=True) for _ in range(a.busy)]
+    for s in spinners:
+        s.start()
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp_p = Path(tmp)
+            names = list(SETTINGS)
+            for pass_i in range(a.passes):
+                order = names[pass_i % len(names):] + names[:pass_i % len(names)]
+                for wl, args in workloads(tmp_p, a.qm9, a.drugs).items():
+                    for setting in order:
+                        r = run_one(args + SETTINGS[setting], tmp_p / "out.sdf")
+                        r.update(workload=wl, setting=setting, pass_=pass_i + 1, order=order)
+                        rows.append(r)
+                        print(f"pass {pass_i + 1} | {wl} | {setting}: {r['conformers_per_s']} conf/s "
+                              f"({r['seconds']} s) [{r['threads_line']}]", flush=True)
+    finally:
+        for s in spinners:
+            s.terminate()
+    write_json(a.out, {"provenance": provenance(), "busy_processes": a.busy, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
