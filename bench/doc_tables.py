@@ -851,6 +851,41 @@ def v2_drugs_table() -> str:
                       "for K references (the v1 count on the drug dev set)."])
 
 
+# bench/threads_table.py runs (file, the machine's state while it ran), in row order.
+THREADS_RUNS = [("threads_idle.json", "idle"),
+                ("threads_busy1.json", "one other busy process")]
+
+
+def threads_table() -> str:
+    """Issue 29: conformers/s of the default thread budget, --threads 1 and --threads 2 on the same
+    inputs back to back, per machine state and pass, with what the default resolved to."""
+    lines = ["| machine | input | pass | default (resolved to) | `--threads 1` | `--threads 2` | default / 1 thread |",
+             "|---|---|---|---|---|---|---|"]
+    machines, notes = set(), []
+    for name, state in THREADS_RUNS:
+        path = RESULTS / name
+        if not path.is_file():
+            continue
+        d = json.loads(path.read_text())
+        machines.add(_device(d))
+        if d.get("busy_note"):
+            notes.append(f"{state}: {d['busy_note']}")
+        cells: dict[tuple[str, int], dict[str, dict]] = {}
+        for r in d["rows"]:
+            cells.setdefault((r["workload"], r["pass_"]), {})[r["setting"]] = r
+        for (wl, pass_i), by in cells.items():
+            dflt = by.get("default", {})
+            m = re.match(r"(\d+) thread", dflt.get("threads_line") or "")
+            resolved = f" ({m.group(1)})" if m else ""
+            ratio = (f"{dflt['conformers_per_s'] / by['threads 1']['conformers_per_s']:.2f}"
+                     if dflt and "threads 1" in by else "")
+            lines.append(f"| {state} | {wl} | {pass_i} | {dflt.get('conformers_per_s', '')}{resolved} | "
+                         f"{by.get('threads 1', {}).get('conformers_per_s', '')} | "
+                         f"{by.get('threads 2', {}).get('conformers_per_s', '')} | {ratio} |")
+    tail = "Machine: " + "; ".join(sorted(machines)) + ". Conformers/s from each run's summary line."
+    return "\n".join([*lines, "", tail + ("" if not notes else " " + " ".join(notes))])
+
+
 TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "drugs_warm_sweep": drugs_warm_sweep_table, "mix_qm9": mix_qm9_table, "sampler_speed": sampler_speed_table,
           "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table,
@@ -859,7 +894,8 @@ TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "drugs_versions": drugs_versions_table, "qm9_anneal": qm9_anneal_table, "qm9_xtb": qm9_xtb_table,
           "etkdg_pool": etkdg_pool_table, "refs_v2_totals": refs_v2_totals_table,
           "refs_v2_molecules": refs_v2_molecules_table, "v2_methods": v2_methods_table,
-          "v2_paired": v2_paired_table, "v2_noise_sweep": v2_noise_sweep_table, "v2_drugs": v2_drugs_table}
+          "v2_paired": v2_paired_table, "v2_noise_sweep": v2_noise_sweep_table, "v2_drugs": v2_drugs_table,
+          "threads": threads_table}
 
 
 def render(text: str) -> str:
