@@ -886,6 +886,62 @@ def threads_table() -> str:
     return "\n".join([*lines, "", tail + ("" if not notes else " " + " ".join(notes))])
 
 
+# The headline tables (README, model card): a few rows of the v2 QM9 and v2 drug results, with the
+# speed each run measured. (result file under bench/results/v2, benchmark key or None for a QM9 file,
+# method key, label).
+HEADLINE_ROWS = {
+    "qm9": [("qm9_warm_vs_etkdg.json", None, "ours", "**the default**: warm start from ETKDGv3 (24 evaluations)"),
+            ("qm9_noise.json", None, "ours", "from noise (`--init random`, 96 evaluations)"),
+            ("qm9_warm_vs_etkdg.json", None, "etkdg", "RDKit ETKDGv3"),
+            ("qm9_quick_vs_etkdg3.json", None, "etkdg", "ETKDGv3, 3x oversampled, diverse subset")],
+    "drugs": [("drugs_v2.json", "drugs", "ours_mmff", "**the default**: warm start + MMFF94 (`--relax auto`)"),
+              ("drugs_v2.json", "drugs", "ours", "warm start unrelaxed (`--relax none`)"),
+              ("drugs_dev_v2_noise_repel.json", "drugs", "ours_mmff", "from noise + MMFF94"),
+              ("drugs_v2.json", "drugs", "etkdg", "RDKit ETKDGv3"),
+              ("drugs_v2.json", "drugs", "etkdg_diverse", "ETKDGv3, 3x oversampled, diverse subset"),
+              ("drugs_v2.json", "drugs", "etkdg_mmff", "ETKDGv3 + MMFF94"),
+              ("drugs_v2.json", "geom", "ours_mmff", "**the default**: warm start + MMFF94 (`--relax auto`)"),
+              ("drugs_v2.json", "geom", "ours", "warm start unrelaxed (`--relax none`)"),
+              ("drugs_geom10_noise_repel.json", "geom", "ours_mmff", "from noise + MMFF94"),
+              ("drugs_v2.json", "geom", "etkdg", "RDKit ETKDGv3"),
+              ("drugs_v2.json", "geom", "etkdg_mmff", "ETKDGv3 + MMFF94")],
+}
+HEADLINE_README = {"qm9": [0, 1, 2, 3], "drugs": [0, 1, 3, 5, 6, 9, 10]}  # the README's rows of each list
+
+
+def headline_table(parts: tuple[str, ...] = ("qm9", "drugs"), readme: bool = False) -> str:
+    """Means over the molecules of a few headline methods on the v2 benchmarks (QM9 dev at δ 0.5 Å,
+    drug dev set and GEOM-Drugs-10 at δ 0.75 Å), with each run's conformers/s and its file."""
+    lines = ["| benchmark | method | COV-R % | MAT-R Å | COV-P % | MAT-P Å | conformers/s | result file |",
+             "|---|---|---|---|---|---|---|---|"]
+    machines = set()
+    for part in parts:
+        rows = HEADLINE_ROWS[part]
+        for i, (name, bench, key, label) in enumerate(rows):
+            if readme and i not in HEADLINE_README[part]:
+                continue
+            d = _v2(name)
+            if d is None:
+                continue
+            machines.add(_device(d))
+            if bench is None:
+                m = d["methods"][key] if "methods" in d else d[key]
+                t, blabel = m, f"QM9 dev v2 ({m['n_mols']} mol., δ 0.5 Å)"
+            else:
+                b = d["benchmarks"][bench]
+                m = b["methods"][key]
+                v2 = " v2" if bench == "drugs" else ""
+                blabel = f"{DRUGS_BENCH_LABELS.get(bench, bench)}{v2} ({b['n_mols']} mol., δ 0.75 Å)"
+                t = m["by_threshold"]["0.75"]
+            per_s = m.get("conformers_per_s") or m["conformers"] / m["seconds"]
+            lines.append(f"| {blabel} | {label} | {t['cov_r_mean']:.1f} | {t['mat_r_mean']:.3f} | "
+                         f"{t['cov_p_mean']:.1f} | {t['mat_p_mean']:.3f} | {per_s:.1f} | `v2/{name}` |")
+    lines.append("")
+    lines.append("Machine: " + "; ".join(sorted(machines)) + " (a shared machine: conformers/s timed inside each "
+                 "benchmark run, ETKDG embedding and relax included, indicative). 2K conformers for K references.")
+    return "\n".join(lines)
+
+
 TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "drugs_warm_sweep": drugs_warm_sweep_table, "mix_qm9": mix_qm9_table, "sampler_speed": sampler_speed_table,
           "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table,
@@ -895,7 +951,8 @@ TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "etkdg_pool": etkdg_pool_table, "refs_v2_totals": refs_v2_totals_table,
           "refs_v2_molecules": refs_v2_molecules_table, "v2_methods": v2_methods_table,
           "v2_paired": v2_paired_table, "v2_noise_sweep": v2_noise_sweep_table, "v2_drugs": v2_drugs_table,
-          "threads": threads_table}
+          "threads": threads_table, "headline": lambda: headline_table(readme=True),
+          "headline_qm9": lambda: headline_table(("qm9",)), "headline_drugs": lambda: headline_table(("drugs",))}
 
 
 def render(text: str) -> str:
