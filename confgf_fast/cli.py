@@ -471,6 +471,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import EvalInputError, evaluate_files, format_table
 
+    if args.properties:  # before the RMSDs: a missing tblite should not cost a whole COV/MAT run
+        from .properties import tblite_problem
+
+        problem = tblite_problem()
+        if problem:
+            print(f"error: --properties: {problem}", file=sys.stderr)
+            return EXIT_FATAL
     try:
         result = evaluate_files(args.generated, args.reference, threshold=args.threshold, workers=args.workers,
                                 progress=not args.quiet)
@@ -478,6 +485,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL
     print(format_table(result))
+    if args.properties:
+        from .properties import evaluate_properties_files, format_properties_table
+
+        try:
+            props = evaluate_properties_files(args.generated, args.reference, margin=args.margin,
+                                              max_confs=args.max_confs, workers=args.workers,
+                                              progress=not args.quiet)
+        except EvalInputError as exc:  # incl. PropertyInputError: a molecule whose two sets do not match
+            print(f"error: --properties: {exc}", file=sys.stderr)
+            return EXIT_FATAL
+        result["properties"] = props.summary(per_molecule=True)
+        print(format_properties_table(result["properties"]))
     if args.json:
         try:
             Path(args.json).write_text(json.dumps(result, indent=2))
@@ -776,6 +795,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", default=None, help="also write the figures as JSON")
     e.add_argument("--workers", type=int, default=1)
     e.add_argument("--quiet", "-q", action="store_true")
+    e.add_argument("--properties", action="store_true",
+                   help="also ensemble properties: GFN2-xTB single points (tblite) of every conformer, the MAE (eV) "
+                        "of mean/lowest energy and mean/lowest/highest HOMO-LUMO gap against the references, and "
+                        "outliers (confgf_fast/properties.py)")
+    e.add_argument("--margin", type=_non_negative_float, default=0.1,
+                   help="--properties: a conformer whose removal moves E_min or the highest gap by more than this "
+                        "(eV) is an outlier (default 0.1)")
+    e.add_argument("--max-confs", type=_positive, default=None,
+                   help="--properties: at most this many conformers per ensemble, a seeded random subset (the "
+                        "paper used 50; default: all)")
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("build-qm9", help="build the featurised QM9 training set from the qm9pack package")

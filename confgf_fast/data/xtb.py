@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 BOHR = 0.529177210903  # angstrom per bohr
+HARTREE_EV = 27.211386245988  # eV per hartree (CODATA 2018)
 
 
 @dataclass
@@ -88,6 +89,61 @@ def xtb_optimize(z: np.ndarray, pos: np.ndarray, charge: int = 0, max_steps: int
     gmax = float(np.abs(grad).max()) if grad.size else 0.0
     return XTBResult(pos=out.x.reshape(-1, 3) * BOHR, energy=energy, grad_max=gmax,
                      converged=gmax <= grad_tol, evaluations=count)
+
+
+@dataclass
+class XTBSinglePoint:
+    energy: float  # hartree, GFN2-xTB total energy
+    gap: float  # hartree, HOMO-LUMO gap (NaN when there is no LUMO)
+
+
+def homo_lumo_gap(orbital_energies: np.ndarray, occupations: np.ndarray) -> float:
+    """HOMO-LUMO gap from tblite's `orbital-energies` [norb] and `orbital-occupations` [norb]
+    (spin-restricted: 0..2 electrons per orbital, Fermi-smeared at tblite's 300 K).
+
+    With n = round(sum of occupations) electrons and the orbitals in ascending energy, the HOMO is
+    orbital ceil(n / 2) (1-based: the highest doubly occupied one for even n, the singly occupied
+    one for odd n) and the LUMO the next: gap = e[HOMO + 1] - e[HOMO]. Counting electrons rather
+    than thresholding occupations keeps the answer right when the smearing makes occupations
+    fractional (a small gap). NaN when the LUMO does not exist (no virtual orbital) or n is 0."""
+    e = np.sort(np.asarray(orbital_energies, dtype=np.float64).reshape(-1))
+    n_el = round(float(np.asarray(occupations, dtype=np.float64).sum()))
+    homo = (n_el + 1) // 2 - 1  # 0-based
+    if n_el <= 0 or homo + 1 >= e.size:
+        return float("nan")
+    return float(e[homo + 1] - e[homo])
+
+
+def xtb_singlepoints(z: np.ndarray, positions: np.ndarray, charge: int = 0) -> list[XTBSinglePoint | None]:
+    """GFN2-xTB single points (energy and HOMO-LUMO gap) of conformers of one molecule.
+
+    z: [n] atomic numbers; positions: [C, n, 3] (or [n, 3]) angstrom; charge: total charge.
+    One tblite Calculator is reused (calc.update per conformer); every SCF starts from tblite's
+    own guess, not from the previous conformer, so a result does not depend on the order. A
+    conformer whose SCF fails (tblite raises) or gives a non-finite energy is None."""
+    from tblite.interface import Calculator
+
+    one_openmp_thread()  # after the import, which loads libgomp
+    z = np.asarray(z, dtype=np.int32)
+    pos = np.asarray(positions, dtype=np.float64).reshape(-1, len(z), 3) / BOHR
+    out: list[XTBSinglePoint | None] = []
+    calc = None
+    for x in pos:
+        try:
+            if calc is None:
+                calc = Calculator("GFN2-xTB", z, x, charge=float(charge))
+                calc.set("verbosity", 0)
+            else:
+                calc.update(x)
+            res = calc.singlepoint()
+            energy = float(res.get("energy"))
+            gap = homo_lumo_gap(res.get("orbital-energies"), res.get("orbital-occupations"))
+        except Exception:  # tblite raises on SCF failure (or on atoms on top of each other)
+            calc = None  # a failed Calculator is not reused
+            out.append(None)
+            continue
+        out.append(XTBSinglePoint(energy=energy, gap=gap) if np.isfinite(energy) else None)
+    return out
 
 
 def topology_kept(mol, pos: np.ndarray, tolerance: float = 0.3, clash: float = 0.7) -> bool:
