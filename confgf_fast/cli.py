@@ -471,12 +471,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import EvalInputError, evaluate_files, format_table
 
-    if args.properties:  # before the RMSDs: a missing tblite should not cost a whole COV/MAT run
-        from .properties import tblite_problem
+    props = None
+    if args.properties:  # before the RMSDs, so a missing tblite or mismatched sets fail at once
+        from .properties import evaluate_properties_files, format_properties_table, tblite_problem
 
         problem = tblite_problem()
         if problem:
             print(f"error: --properties: {problem}", file=sys.stderr)
+            return EXIT_FATAL
+        try:
+            props = evaluate_properties_files(args.generated, args.reference, margin=args.margin,
+                                              max_confs=args.max_confs, workers=args.workers,
+                                              progress=not args.quiet).summary(per_molecule=True)
+        except EvalInputError as exc:  # incl. PropertyInputError: a molecule whose two sets do not match
+            print(f"error: {exc}", file=sys.stderr)
             return EXIT_FATAL
     try:
         result = evaluate_files(args.generated, args.reference, threshold=args.threshold, workers=args.workers,
@@ -485,18 +493,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL
     print(format_table(result))
-    if args.properties:
-        from .properties import evaluate_properties_files, format_properties_table
-
-        try:
-            props = evaluate_properties_files(args.generated, args.reference, margin=args.margin,
-                                              max_confs=args.max_confs, workers=args.workers,
-                                              progress=not args.quiet)
-        except EvalInputError as exc:  # incl. PropertyInputError: a molecule whose two sets do not match
-            print(f"error: --properties: {exc}", file=sys.stderr)
-            return EXIT_FATAL
-        result["properties"] = props.summary(per_molecule=True)
-        print(format_properties_table(result["properties"]))
+    if props is not None:
+        result["properties"] = props
+        print(format_properties_table(props))
     if args.json:
         try:
             Path(args.json).write_text(json.dumps(result, indent=2))

@@ -24,8 +24,9 @@ unique lowest-energy (largest-gap) conformer can have non-zero leverage, which i
 E_min(S) (Δε_max(S) - Δε_max(S \\ c)): the gap to the second best. So each molecule has at most
 one E_min outlier and one Δε_max outlier: a conformer that alone sets that statistic more than
 the margin away from every other conformer. We count them per molecule and in total (generated and
-reference ensembles alike), also for Ē (leverage |E_c - Ē(S \\ c)| / |S|: a conformer far above
-the rest), and report the E_min / Δε_max MAEs with the generated outliers removed.
+reference ensembles alike), and report the E_min / Δε_max MAEs with the generated outliers removed.
+(No count for Ē: its leave-one-out shift |E_c - Ē(S \\ c)| / |S| is of the same size for every
+conformer of a small ensemble, so a margin on it does not single out the bad ones.)
 
 A conformer whose SCF fails is left out of its ensemble and counted. Records of one molecule must
 have the same composition (elements with explicit hydrogens, total charge) on both sides; xTB of a
@@ -51,7 +52,7 @@ from .evaluate import EvalInputError, group_by_molecule, read_sdf
 STAT_KEYS = ("e_mean", "e_min", "gap_mean", "gap_min", "gap_max")
 STAT_LABELS = {"e_mean": "E_mean", "e_min": "E_min", "gap_mean": "gap_mean", "gap_min": "gap_min",
                "gap_max": "gap_max"}
-OUTLIER_KEYS = ("e_min", "gap_max", "e_mean")
+OUTLIER_KEYS = ("e_min", "gap_max")
 DEFAULT_MARGIN = 0.1  # eV
 
 
@@ -110,11 +111,10 @@ def leave_one_out_shift(values: np.ndarray, stat: str) -> np.ndarray:
 
 
 def outlier_masks(energy: np.ndarray, gap: np.ndarray, margin: float = DEFAULT_MARGIN) -> dict[str, np.ndarray]:
-    """{'e_min', 'gap_max', 'e_mean': bool [C]}: conformers whose removal changes that statistic
-    by more than `margin` eV (module docstring)."""
+    """{'e_min', 'gap_max': bool [C]}: conformers whose removal changes that statistic by more
+    than `margin` eV (module docstring)."""
     return {"e_min": leave_one_out_shift(energy, "min") > margin,
-            "gap_max": leave_one_out_shift(gap, "max") > margin,
-            "e_mean": leave_one_out_shift(energy, "mean") > margin}
+            "gap_max": leave_one_out_shift(gap, "max") > margin}
 
 
 # ---- one molecule ------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ class MolProperties:
     ref: dict = field(default_factory=dict)  # the five statistics, eV
     gen: dict = field(default_factory=dict)
     abs_err: dict = field(default_factory=dict)  # |gen - ref| per statistic, eV
-    outliers_gen: dict = field(default_factory=dict)  # {e_min, gap_max, e_mean: count}, plus `any`
+    outliers_gen: dict = field(default_factory=dict)  # {e_min, gap_max: count, any: either}
     outliers_ref: dict = field(default_factory=dict)
     abs_err_no_outliers: dict = field(default_factory=dict)  # e_min, gap_max with generated outliers removed
 
@@ -384,14 +384,12 @@ def evaluate_properties(gen: Mapping[str, Sequence[Chem.Mol]] | Iterable[Chem.Mo
 
 
 def evaluate_properties_files(gen_sdf: str, ref_sdf: str, **kwargs) -> PropertyResult:
-    """evaluate_properties on two SDF files (one record per conformer, with hydrogens).
-    EvalInputError for a missing / unreadable file or no shared molecule."""
+    """evaluate_properties on two SDF files (one record per conformer, with hydrogens; records
+    grouped by evaluate.molecule_key). EvalInputError for a missing or unreadable file; with no
+    shared molecule every row is 'missing' (evaluate_files names that problem)."""
     gen_mols, _ = read_sdf(gen_sdf, "generated")
     ref_mols, _ = read_sdf(ref_sdf, "reference")
-    gen_groups, ref_groups = group_by_molecule(gen_mols), group_by_molecule(ref_mols)
-    if not gen_groups.keys() & ref_groups.keys():
-        raise EvalInputError(f"{gen_sdf} and {ref_sdf} share no molecule")
-    return evaluate_properties(gen_groups, ref_groups, **kwargs)
+    return evaluate_properties(group_by_molecule(gen_mols), group_by_molecule(ref_mols), **kwargs)
 
 
 def format_properties_table(result: dict | PropertyResult) -> str:
@@ -405,8 +403,8 @@ def format_properties_table(result: dict | PropertyResult) -> str:
         lines.append(f"{STAT_LABELS[k]:10s}{s['mae'][k]:9.4f}{s['median_ae'][k]:9.4f}{s['mean_signed'][k]:+9.4f}")
     g, r = s["outliers"]["gen"], s["outliers"]["ref"]
     lines.append(f"outliers (removal moves the statistic > {s['margin_ev']:g} eV): generated E_min {g['e_min']}, "
-                 f"gap_max {g['gap_max']}, E_mean {g['e_mean']} ({g['molecules']} molecules); reference E_min "
-                 f"{r['e_min']}, gap_max {r['gap_max']}, E_mean {r['e_mean']}")
+                 f"gap_max {g['gap_max']} ({g['molecules']} molecules); reference E_min {r['e_min']}, "
+                 f"gap_max {r['gap_max']}")
     lines.append(f"without the generated outliers: E_min MAE {s['mae_no_outliers']['e_min']:.4f}, "
                  f"gap_max MAE {s['mae_no_outliers']['gap_max']:.4f}")
     notes = [f"{s[k]} {label}" for k, label in (
