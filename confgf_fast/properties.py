@@ -25,8 +25,9 @@ E_min(S) (Δε_max(S) - Δε_max(S \\ c)): the gap to the second best. So each m
 one E_min outlier and one Δε_max outlier: a conformer that alone sets that statistic more than
 the margin away from every other conformer. We count them per molecule and in total (generated and
 reference ensembles alike), and report the E_min / Δε_max MAEs with the generated outliers removed.
-(No count for Ē: its leave-one-out shift |E_c - Ē(S \\ c)| / |S| is of the same size for every
-conformer of a small ensemble, so a margin on it does not single out the bad ones.)
+(No count for Ē: its leave-one-out shift |E_c - Ē(S \\ c)| / |S| depends on the ensemble size and
+in a small ensemble is large for ordinary conformers too: with three conformers at -10 eV and one
+at -8 eV, removing any of the four moves Ē by more than 0.1 eV.)
 
 A conformer whose SCF fails is left out of its ensemble and counted. Records of one molecule must
 have the same composition (elements with explicit hydrogens, total charge) on both sides; xTB of a
