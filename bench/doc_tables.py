@@ -1,4 +1,4 @@
-"""The result tables of README.md, bench/README.md and the model card
+"""The result tables of README.md, docs/, bench/README.md and the model card
 (confgf_fast/weights/MODEL_CARD.md), generated from the committed result JSON files so that no
 figure is copied by hand.
 
@@ -23,7 +23,8 @@ from schedule_table import describe, paired
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 DOCS = [REPO / "README.md", REPO / "bench" / "README.md", REPO / "confgf_fast" / "weights" / "MODEL_CARD.md",
-        REPO / "bench" / "refs_v2" / "README.md", REPO / "bench" / "HISTORY.md"]
+        REPO / "bench" / "refs_v2" / "README.md", REPO / "docs" / "benchmarks.md", REPO / "docs" / "history.md",
+        REPO / "docs" / "threads.md"]
 REFS_V2 = REPO / "bench" / "refs_v2"
 PAPER = "dev_full_paper_step148250.json"
 # The whole-benchmark runs of the sampler table, in row order (missing files are left out).
@@ -952,7 +953,7 @@ TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "refs_v2_molecules": refs_v2_molecules_table, "v2_methods": v2_methods_table,
           "v2_paired": v2_paired_table, "v2_noise_sweep": v2_noise_sweep_table, "v2_drugs": v2_drugs_table,
           "threads": threads_table, "headline": lambda: headline_table(readme=True),
-          "headline_qm9": lambda: headline_table(("qm9",)), "headline_drugs": lambda: headline_table(("drugs",))}
+          "headline_drugs": lambda: headline_table(("drugs",))}
 
 
 def render(text: str) -> str:

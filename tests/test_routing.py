@@ -190,7 +190,7 @@ def test_relax_auto_relaxes_each_molecule_as_its_weights_were_exported(tiny_ckpt
 
 def test_shipped_drug_weights_sample_drug_size_molecules_from_noise_without_clashes():
     """From noise (`--init random`, schedule noise) the shipped drug-like weights bring their own
-    measured settings (sigma_max 4, repel 1.0: bench/README.md, *From noise*), and the repel is
+    measured settings (sigma_max 4, repel 1.0: docs/samplers.md, *From noise*), and the repel is
     what keeps drug-size samples intact: without it 14 of 16 samples of this 27-heavy-atom GEOM-Drugs
     molecule failed the vdw / connectivity tests (session probe), with it none of them."""
     import confgf_fast as cf

@@ -60,7 +60,7 @@ def test_explicit_and_environment_override(monkeypatch, restore_threads):
 
 
 def test_omp_num_threads_and_torchrun_ranks(monkeypatch, restore_threads):
-    """OMP_NUM_THREADS (README's torchrun line sets it) is kept; without it, torchrun's ranks on one
+    """OMP_NUM_THREADS (docs/cli.md's torchrun line sets it) is kept; without it, torchrun's ranks on one
     machine split its free cores instead of each taking all of them."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert threads.resolve(cores=16, busy=0.0).threads == 1
