@@ -2,9 +2,9 @@
 
     python -m confgf_fast.kernels.aot --arch 90 [--arch 80 ...] [--dtype fp32 --dtype fp64] [--json out.json]
 
-For each kernel (every ``*_kernel`` JIT function of the op modules), each float dtype and each
-arch, triton.compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", arch, 32))
-lowers it to a cubin, and ptxas' report on the same PTX gives registers, spill stores/loads and
+For each kernel (every ``*_kernel`` JIT function of the op modules, kernels.OPS), each float dtype
+and each arch, triton.compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", arch,
+32)) lowers it to a cubin, and ptxas' report on the same PTX gives registers, spill stores/loads and
 shared memory. One line per compiled kernel; exit status 0 when all compile, 1 otherwise (also
 when a kernel has no signature below, so a new kernel cannot be skipped silently).
 
@@ -27,7 +27,8 @@ import sys
 import tempfile
 import time
 
-MODULES = ("pairwise_distance", "coord_score", "langevin_step", "project_sweeps")
+from . import OPS as MODULES  # the op modules: every Triton op (kernels/__init__.py)
+
 DTYPES = ("fp32", "fp64")
 
 
@@ -164,7 +165,8 @@ def _run(args: argparse.Namespace) -> int:
         specs = _signatures(dtype)
         for name in sorted(kernels):
             for arch in args.arch:
-                row = {"kernel": name, "dtype": dtype, "arch": arch}
+                row = {"kernel": name, "op": kernels[name].__module__.rpartition(".")[2], "dtype": dtype,
+                       "arch": arch}
                 if name not in specs:
                     row["error"] = "no AOT signature in kernels/aot.py"
                 else:

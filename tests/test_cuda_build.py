@@ -18,14 +18,15 @@ import textwrap
 import pytest
 import torch
 
+from confgf_fast.ops import _registry
+
 pytestmark = pytest.mark.skipif(torch.version.cuda is None,
                                 reason=f"torch {torch.__version__} is a CPU build (the CUDA build runs in .venv-cuda)")
 
 NAMESPACE = "confgf_fast::"
-# Every op of csrc/ops.cpp; the test also compares against what the dispatcher knows, so a new op
-# without a CUDA kernel fails here even if this list is not updated.
-OPS = ("pairwise_distance", "coord_score", "langevin_step", "gine_aggregate", "gine_aggregate_backward",
-       "project_sweeps")
+# Every op of csrc/ops.cpp, as the op registry expects them; the test also compares against what
+# the dispatcher knows, so an op in csrc/ without a registry entry, or without a CUDA kernel, fails.
+OPS = _registry.compiled_ops()
 
 
 def _namespace_ops() -> list[str]:
@@ -37,12 +38,13 @@ def _namespace_ops() -> list[str]:
 
 def test_extension_is_the_cuda_build():
     import confgf_fast
-    from confgf_fast.ops import _backends
 
     # A source tree on sys.path (python -m pytest from the repo root) would shadow the installed
     # CUDA build with the CPU venv's extension: run pytest's script, or from another directory.
-    assert _backends.EXTENSION_LOADED, f"{_backends.EXTENSION_ERROR} (confgf_fast from {confgf_fast.__file__})"
-    assert _backends.CUDA_KERNELS_AVAILABLE and _backends.GINE_CUDA_AVAILABLE and _backends.PROJECT_CUDA_AVAILABLE
+    ext = _registry.EXTENSION
+    assert ext.error is None, f"{ext.error} (confgf_fast from {confgf_fast.__file__})"
+    assert ext.backends == {"cpp", "cuda"}, ext
+    assert all(_registry.has_backend(op, "cuda") for op, spec in _registry.SPECS.items() if spec.compiled)
 
 
 def test_every_op_has_a_cuda_kernel():
@@ -66,7 +68,7 @@ def test_import_without_a_gpu():
             import confgf_fast
             from confgf_fast import ops
             assert not torch.cuda.is_available()
-            assert ops._backends.CUDA_KERNELS_AVAILABLE
+            assert all(ops._registry.has_backend(op, "cuda") for op in ops._registry.SPECS)
             assert ops.available_backends("cpu")[0] == "cpp", ops.available_backends("cpu")
             ei = torch.tensor([[0, 0, 1, 2], [1, 2, 0, 0]])
             p, s = torch.randn(3, 3, dtype=torch.float64), torch.randn(4, dtype=torch.float64)

@@ -15,7 +15,7 @@ import torch
 
 from confgf_fast import ops
 from confgf_fast.graph import pair_edges, rowptr_from_sorted
-from confgf_fast.ops import _backends, reference
+from confgf_fast.ops import _registry, reference
 from confgf_fast.ops.testing import norm_rel_err, replicate, reverse_index, synthetic_molecule
 
 SEED = int(os.environ.get("CONFGF_TEST_SEED", int.from_bytes(os.urandom(4), "little")))
@@ -24,18 +24,19 @@ SEED = int(os.environ.get("CONFGF_TEST_SEED", int.from_bytes(os.urandom(4), "lit
 TOL = {torch.float32: 1e-6, torch.float64: 1e-13}
 
 HAS_CUDA = torch.cuda.is_available()
+GINE_CPU = _registry.has_backend("gine_aggregate", "cpp")
+GINE_CUDA = _registry.has_backend("gine_aggregate", "cuda")  # registered, GPU or not
 # (backend, device) of the kernels under test; each skips cleanly where it cannot run.
 KERNELS = [
     pytest.param("cpp", "cpu", id="cpp", marks=pytest.mark.skipif(
-        not _backends.GINE_CPU_AVAILABLE, reason=f"C++ gine_aggregate not built: {_backends.EXTENSION_ERROR}")),
+        not GINE_CPU, reason=f"C++ gine_aggregate not built: {_registry.EXTENSION.error}")),
     pytest.param("cuda", "cuda", id="cuda", marks=[
         pytest.mark.cuda,
         pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU"),
-        pytest.mark.skipif(not _backends.GINE_CUDA_AVAILABLE,
+        pytest.mark.skipif(not GINE_CUDA,
                            reason="confgf_fast._C has no CUDA gine_aggregate (built without CUDA)")]),
 ]
-needs_cpp = pytest.mark.skipif(not _backends.GINE_CPU_AVAILABLE,
-                               reason=f"C++ gine_aggregate not built: {_backends.EXTENSION_ERROR}")
+needs_cpp = pytest.mark.skipif(not GINE_CPU, reason=f"C++ gine_aggregate not built: {_registry.EXTENSION.error}")
 
 
 def _graph(num_atoms: int, edges: int, copies: int, salt: int):
@@ -119,7 +120,7 @@ def test_opcheck(backend, device):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not (HAS_CUDA and _backends.GINE_CUDA_AVAILABLE and _backends.GINE_CPU_AVAILABLE),
+@pytest.mark.skipif(not (HAS_CUDA and GINE_CUDA and GINE_CPU),
                     reason="needs both the CUDA and the C++ gine_aggregate")
 def test_cuda_matches_cpu_bitwise():
     """The two kernels add the same terms in the same order (kernel_math.h): identical bits."""

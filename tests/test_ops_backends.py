@@ -19,7 +19,7 @@ import torch
 
 from confgf_fast import ops
 from confgf_fast.graph import rowptr_from_sorted
-from confgf_fast.ops import reference
+from confgf_fast.ops import _registry, reference
 from confgf_fast.ops.testing import (
     edges_from_pairs,
     extended_graph,
@@ -53,7 +53,7 @@ DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id=
 
 def _require(backend: str, device: str) -> None:
     if backend not in ops.available_backends(device):
-        why = ops._why_unavailable(backend, torch.device(device))
+        why = _registry.why_unavailable(backend, device, load=False)
         pytest.skip(f"backend {backend!r} unavailable on {device}: {why}")
 
 
@@ -157,7 +157,7 @@ def test_extension_built():
     (the other cpp tests skip)."""
     if os.environ.get("CONFGF_FAST_NO_EXT") == "1":
         pytest.skip("CONFGF_FAST_NO_EXT=1")
-    assert ops._backends.EXTENSION_LOADED, ops._backends.EXTENSION_ERROR
+    assert _registry.EXTENSION.error is None, _registry.EXTENSION.error
     assert "cpp" in ops.available_backends("cpu")
 
 
@@ -416,12 +416,69 @@ def test_backend_choice():
     p = torch.zeros(3, 3)
     assert ops.available_backends("cpu")[-1] == "reference"
     if "cpp" in ops.available_backends("cpu"):
-        assert ops._resolve("auto", p) == "cpp"
-    assert ops._resolve("auto", p.half()) == "reference"  # kernels are float32/float64 only
+        assert _registry.resolve("coord_score", "auto", p) == "cpp"
+    assert _registry.resolve("coord_score", "auto", p.half()) == "reference"  # kernels are float32/float64 only
     with pytest.raises(ValueError, match="unknown backend"):
         ops.pairwise_distance(p, torch.zeros(2, 0, dtype=torch.long), backend="fortran")
     with pytest.raises(RuntimeError, match="backend 'cuda' is unavailable"):
         ops.pairwise_distance(p, torch.zeros(2, 0, dtype=torch.long), backend="cuda")
+
+
+def _stale(drop: str):
+    """registered_kernels() of a full CPU+CUDA build, less what `drop` names: "schema:<op>" (the
+    op did not exist), "CPU:<op>" or "CUDA:<op>" (its kernel was not compiled)."""
+    kind, op = drop.split(":")
+    have = {name: frozenset({"CPU", "CUDA"}) for name in _registry.compiled_ops()}
+    if kind == "schema":
+        del have[op]
+    else:
+        have[op] = have[op] - {kind}
+    return have
+
+
+@pytest.mark.parametrize("drop", ["schema:project_sweeps", "CPU:gine_aggregate_backward", "CUDA:coord_score"])
+def test_stale_build_is_refused_with_rebuild(monkeypatch, drop):
+    """An extension that loads but lacks a kernel the registry expects (built before an op was
+    added) is not used at all: asking for cpp raises one line naming the rebuild, for every op, not
+    only the missing one; auto warns the same and runs the reference."""
+    monkeypatch.setattr(_registry, "_LOAD_ERROR", None)
+    monkeypatch.setattr(_registry, "registered_kernels", lambda: _stale(drop))
+    ext = _registry.probe_extension()
+    assert ext.stale and not ext.backends, ext
+    assert "rebuild" in ext.error and "python setup.py build_ext --inplace" in ext.error, ext.error
+    assert drop.split(":")[1] in ext.error and "\n" not in ext.error, ext.error
+    monkeypatch.setattr(_registry, "EXTENSION", ext)
+    monkeypatch.setattr(_registry, "_warned", set())
+    assert "cpp" not in ops.available_backends("cpu")
+    assert not _registry.has_backend("coord_score", "cpp")
+    ei = torch.tensor([[0, 0, 1, 2], [1, 2, 0, 0]])
+    p, s, z = torch.randn(3, 3), torch.randn(4), torch.randn(3, 3)
+    for call in (lambda b: ops.coord_score(p, ei, s, backend=b),
+                 lambda b: ops.project_sweeps(p, ei, s.abs(), torch.full((3,), 0.25), 2, backend=b)):
+        with pytest.raises(RuntimeError, match="rebuild") as info:
+            call("cpp")
+        assert "\n" not in str(info.value)
+    with pytest.warns(RuntimeWarning, match="rebuild"):
+        got = ops.langevin_step(p, ei, s, z, 0.1)
+    torch.testing.assert_close(got, reference.langevin_step(p, ei, s, z, 0.1), rtol=0, atol=0)
+
+
+def test_a_build_without_cuda_kernels_is_not_stale(monkeypatch):
+    """No CUDA kernel at all (a CPU torch, BUILD_NO_CUDA=1) is a whole build: it serves cpp."""
+    monkeypatch.setattr(_registry, "_LOAD_ERROR", None)
+    monkeypatch.setattr(_registry, "registered_kernels",
+                        lambda: {name: frozenset({"CPU"}) for name in _registry.compiled_ops()})
+    assert _registry.probe_extension() == _registry.Extension(None, frozenset({"cpp"}))
+
+
+def test_every_triton_op_is_registered():
+    """kernels.OPS is the one list of Triton ops: each has an entry, and the registry offers its
+    Triton backend exactly for them (no other op list to keep in step)."""
+    from confgf_fast.kernels import OPS as TRITON_OPS
+
+    assert set(TRITON_OPS) <= set(_registry.SPECS)
+    assert {op for op in _registry.SPECS if "triton" in _registry.op_backends(op)} == set(TRITON_OPS)
+    assert "triton" not in _registry.op_backends("gine_aggregate")
 
 
 def _run_python(code: str, **env) -> subprocess.CompletedProcess:

@@ -112,9 +112,9 @@ def test_pairwise_distance_gradcheck():
 
 def test_opcheck():
     """Schema, fake kernel and autograd registration of the triton_op wrappers."""
-    from confgf_fast.ops import _backends
+    from confgf_fast.ops import _registry
 
-    tops = _backends.triton_ops()
+    tops = _registry.triton_kernels()
     p64, ei, s64, z64 = _case("isolated_atoms")
     p, s, z, e = p64.float().to(DEVICE), s64.float().to(DEVICE), z64.float().to(DEVICE), ei.to(DEVICE)
     # test_aot_dispatch_dynamic traces the kernels themselves, which needs compiled (GPU) Triton.

@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 
 from confgf_fast import ops
 from confgf_fast.graph import pair_edges, rowptr_from_sorted
-from confgf_fast.ops import GraphInputError, _backends
+from confgf_fast.ops import GraphInputError, _registry
 from confgf_fast.ops.testing import random_inputs, replicate, reverse_index, synthetic_molecule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-needs_cpp = pytest.mark.skipif(not _backends.CPP_AVAILABLE, reason="C++ extension not built")
+needs_cpp = pytest.mark.skipif(not _registry.has_backend("coord_score", "cpp"), reason="C++ extension not built")
 
 
 def _graph():
@@ -152,7 +152,8 @@ def test_the_reported_segfault_is_a_python_error():
 def _triton():
     if "triton" not in ops.available_backends("cpu"):
         pytest.skip("Triton interpreter unavailable (TRITON_INTERPRET=1 and triton installed)")
-    return _backends.triton_ops(), _backends.triton_project_sweeps()
+    tops = _registry.triton_kernels()
+    return tops, tops["project_sweeps"]
 
 
 @pytest.mark.parametrize("case", list(BAD))

@@ -18,7 +18,7 @@ import torch
 
 from confgf_fast import ops
 from confgf_fast.graph import rowptr_from_sorted
-from confgf_fast.ops import GraphInputError, _backends, check_graph, reference, set_validation
+from confgf_fast.ops import GraphInputError, _registry, check_graph, reference, set_validation
 from confgf_fast.ops.testing import random_inputs, replicate, reverse_index, synthetic_molecule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,7 +153,7 @@ def test_environment_variable_turns_it_off():
         assert res.returncode == 0 and want in res.stdout, res.stdout + res.stderr
 
 
-@pytest.mark.skipif(not _backends.GINE_CPU_AVAILABLE, reason="C++ gine_aggregate not built")
+@pytest.mark.skipif(not _registry.has_backend("gine_aggregate", "cpp"), reason="C++ gine_aggregate not built")
 def test_gine_aggregate_graph_and_pairing():
     from confgf_fast.graph import pair_edges
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from confgf_fast import ops
-from confgf_fast.ops import reference
+from confgf_fast.ops import _registry, reference
 from confgf_fast.ops.testing import edges_from_pairs, norm_rel_err, random_graph, replicate, synthetic_molecule
 
 SEED = int(os.environ.get("CONFGF_TEST_SEED", int.from_bytes(os.urandom(4), "little")))
@@ -47,15 +47,9 @@ ITERS = [0, 1, 7, 40]
 
 
 def _require(backend: str, device: str) -> None:
-    if backend not in ops.available_backends(device):
-        why = ops._why_unavailable(backend, torch.device(device))
-        pytest.skip(f"backend {backend!r} unavailable on {device}: {why}")
-    if backend == "cpp" and not ops._backends.PROJECT_CPU_AVAILABLE:
-        pytest.skip(f"no C++ project_sweeps kernel: {ops._why_no_project('cpp', torch.device(device))}")
-    if backend == "cuda" and not ops._backends.PROJECT_CUDA_AVAILABLE:
-        pytest.skip(f"no CUDA project_sweeps kernel: {ops._why_no_project('cuda', torch.device(device))}")
-    if backend == "triton" and ops._backends.triton_project_sweeps() is None:
-        pytest.skip(f"no Triton project_sweeps kernel: {ops._backends.PROJECT_TRITON_ERROR}")
+    why = _registry.why_unavailable(backend, device, "project_sweeps")  # imports Triton where it can run
+    if why is not None:
+        pytest.skip(f"backend {backend!r} unavailable for project_sweeps on {device}: {why}")
 
 
 def _gen(salt: int) -> torch.Generator:
@@ -266,10 +260,10 @@ def test_bad_inputs_are_refused():
 
 def test_auto_picks_the_fused_kernel():
     _require("cpp", "cpu")
-    assert ops._resolve_project("auto", torch.zeros(2, 3)) == "cpp"
-    assert ops._resolve_project("auto", torch.zeros(2, 3, dtype=torch.float16)) == "reference"
+    assert _registry.resolve("project_sweeps", "auto", torch.zeros(2, 3)) == "cpp"
+    assert _registry.resolve("project_sweeps", "auto", torch.zeros(2, 3, dtype=torch.float16)) == "reference"
     with pytest.raises(RuntimeError, match="unavailable for project_sweeps"):
-        ops._resolve_project("cuda", torch.zeros(2, 3))
+        _registry.resolve("project_sweeps", "cuda", torch.zeros(2, 3))
 
 
 def test_opcheck_and_compile():

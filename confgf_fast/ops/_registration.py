@@ -1,9 +1,10 @@
-"""Fake (meta) kernels and autograd for the ops of confgf_fast._C, registered from Python.
+"""Fake (meta) kernels and autograd formulas for the ops of confgf_fast._C, registered from
+Python by the op registry (_registry.py, which names each op's fakes and autograd hook).
 
 Fake kernels give output shapes/dtypes without running anything, which torch.compile, FakeTensor
 and torch.library.opcheck need. Autograd is registered for pairwise_distance (the op that sits
-inside the score network's forward); coord_score, langevin_step and project_sweeps are used
-without gradients.
+inside the score network's forward; on its compiled and its Triton ops) and gine_aggregate;
+coord_score, langevin_step and project_sweeps are used without gradients.
 """
 
 from __future__ import annotations
@@ -11,50 +12,55 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+# Fake kernels of the compiled ops, one per confgf_fast::<name> schema of csrc/ops.cpp, same
+# arguments. _registry.SPECS names them and registers them when the extension is usable.
 
-def register_cpp_fakes() -> None:
-    @torch.library.register_fake("confgf_fast::pairwise_distance")
-    def _pairwise_distance_fake(pos: Tensor, edge_index: Tensor) -> Tensor:
-        torch._check(pos.dim() == 2 and pos.shape[1] == 3, lambda: f"pos must be [N, 3], got {tuple(pos.shape)}")
-        torch._check(edge_index.dim() == 2 and edge_index.shape[0] == 2,
-                     lambda: f"edge_index must be [2, E], got {tuple(edge_index.shape)}")
-        return pos.new_empty(edge_index.shape[1])
 
-    @torch.library.register_fake("confgf_fast::coord_score")
-    def _coord_score_fake(pos: Tensor, edge_index: Tensor, edge_score: Tensor, rowptr: Tensor | None) -> Tensor:
-        torch._check(pos.dim() == 2 and pos.shape[1] == 3, lambda: f"pos must be [N, 3], got {tuple(pos.shape)}")
-        torch._check(edge_score.shape[0] == edge_index.shape[1], lambda: "edge_score must be [E]")
-        return pos.new_empty(pos.shape)
+def pairwise_distance_fake(pos: Tensor, edge_index: Tensor) -> Tensor:
+    """pos: [N, 3], edge_index: [2, E] -> [E]."""
+    torch._check(pos.dim() == 2 and pos.shape[1] == 3, lambda: f"pos must be [N, 3], got {tuple(pos.shape)}")
+    torch._check(edge_index.dim() == 2 and edge_index.shape[0] == 2,
+                 lambda: f"edge_index must be [2, E], got {tuple(edge_index.shape)}")
+    return pos.new_empty(edge_index.shape[1])
 
-    @torch.library.register_fake("confgf_fast::langevin_step")
-    def _langevin_step_fake(pos: Tensor, edge_index: Tensor, edge_score: Tensor, noise: Tensor,
-                            rowptr: Tensor | None, step_size: float, clip: float) -> Tensor:
-        torch._check(pos.dim() == 2 and pos.shape[1] == 3, lambda: f"pos must be [N, 3], got {tuple(pos.shape)}")
-        torch._check(noise.shape == pos.shape, lambda: "noise must have the shape of pos")
-        torch._check(edge_score.shape[0] == edge_index.shape[1], lambda: "edge_score must be [E]")
-        return pos.new_empty(pos.shape)
 
-    if hasattr(torch.ops.confgf_fast, "gine_aggregate"):
-        @torch.library.register_fake("confgf_fast::gine_aggregate")
-        def _gine_aggregate_fake(h: Tensor, edge_index: Tensor, edge_attr: Tensor, edge_pair: Tensor,
-                                 rowptr: Tensor | None) -> Tensor:
-            torch._check(h.dim() == 2, lambda: f"h must be [N, H], got {tuple(h.shape)}")
-            torch._check(edge_pair.shape[0] == edge_index.shape[1], lambda: "edge_pair must be [E]")
-            return h.new_empty(h.shape)
+def coord_score_fake(pos: Tensor, edge_index: Tensor, edge_score: Tensor, rowptr: Tensor | None) -> Tensor:
+    """pos: [N, 3], edge_index: [2, E], edge_score: [E], rowptr: [N+1] or None -> [N, 3]."""
+    torch._check(pos.dim() == 2 and pos.shape[1] == 3, lambda: f"pos must be [N, 3], got {tuple(pos.shape)}")
+    torch._check(edge_score.shape[0] == edge_index.shape[1], lambda: "edge_score must be [E]")
+    return pos.new_empty(pos.shape)
 
-        @torch.library.register_fake("confgf_fast::gine_aggregate_backward")
-        def _gine_aggregate_backward_fake(grad_out: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor,
-                                          edge_pair: Tensor, rowptr: Tensor | None) -> tuple[Tensor, Tensor]:
-            return h.new_empty(h.shape), edge_attr.new_empty(edge_attr.shape)
 
-    if hasattr(torch.ops.confgf_fast, "project_sweeps"):
-        @torch.library.register_fake("confgf_fast::project_sweeps")
-        def _project_sweeps_fake(pos: Tensor, edge_index: Tensor, target: Tensor, step: Tensor,
-                                 rowptr: Tensor | None, iters: int) -> Tensor:
-            torch._check(pos.dim() == 2 and pos.shape[1] == 3, lambda: f"pos must be [N, 3], got {tuple(pos.shape)}")
-            torch._check(target.shape[0] == edge_index.shape[1], lambda: "target must be [E]")
-            torch._check(step.dim() == 1 and step.shape[0] == pos.shape[0], lambda: "step must be [N]")
-            return pos.new_empty(pos.shape)
+def langevin_step_fake(pos: Tensor, edge_index: Tensor, edge_score: Tensor, noise: Tensor,
+                       rowptr: Tensor | None, step_size: float, clip: float) -> Tensor:
+    """pos, noise: [N, 3], edge_index: [2, E], edge_score: [E], rowptr: [N+1] or None -> [N, 3]."""
+    torch._check(pos.dim() == 2 and pos.shape[1] == 3, lambda: f"pos must be [N, 3], got {tuple(pos.shape)}")
+    torch._check(noise.shape == pos.shape, lambda: "noise must have the shape of pos")
+    torch._check(edge_score.shape[0] == edge_index.shape[1], lambda: "edge_score must be [E]")
+    return pos.new_empty(pos.shape)
+
+
+def gine_aggregate_fake(h: Tensor, edge_index: Tensor, edge_attr: Tensor, edge_pair: Tensor,
+                        rowptr: Tensor | None) -> Tensor:
+    """h: [N, H], edge_index: [2, E], edge_attr: [E/2, H], edge_pair: [E] -> [N, H]."""
+    torch._check(h.dim() == 2, lambda: f"h must be [N, H], got {tuple(h.shape)}")
+    torch._check(edge_pair.shape[0] == edge_index.shape[1], lambda: "edge_pair must be [E]")
+    return h.new_empty(h.shape)
+
+
+def gine_aggregate_backward_fake(grad_out: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor,
+                                 edge_pair: Tensor, rowptr: Tensor | None) -> tuple[Tensor, Tensor]:
+    """grad_out, h: [N, H], edge_attr: [E/2, H] -> (grad h [N, H], grad edge_attr [E/2, H])."""
+    return h.new_empty(h.shape), edge_attr.new_empty(edge_attr.shape)
+
+
+def project_sweeps_fake(pos: Tensor, edge_index: Tensor, target: Tensor, step: Tensor,
+                        rowptr: Tensor | None, iters: int) -> Tensor:
+    """pos: [N, 3], edge_index: [2, E], target: [E], step: [N] -> [N, 3]."""
+    torch._check(pos.dim() == 2 and pos.shape[1] == 3, lambda: f"pos must be [N, 3], got {tuple(pos.shape)}")
+    torch._check(target.shape[0] == edge_index.shape[1], lambda: "target must be [E]")
+    torch._check(step.dim() == 1 and step.shape[0] == pos.shape[0], lambda: "step must be [N]")
+    return pos.new_empty(pos.shape)
 
 
 def register_gine_aggregate_autograd(gine_op, backward_op) -> None:
