@@ -342,6 +342,14 @@ def test_export_weights_in_the_cli_reference():
     for command in sub.choices:  # every command, export-weights included
         assert f"`confgf-fast {command} " in ref, command
     assert "`confgf-fast --version`" in ref
+    generate = sub.choices["generate"]
+    for opt in (o for a in generate._actions for o in a.option_strings if o.startswith("--") and o != "--help"):
+        assert f"`{opt}" in ref, opt  # every generate option has its row in the options table
+
+
+def test_readme_stays_a_front_page():
+    """Issue 27: README.md is at most 200 lines; the reference lives in docs/."""
+    assert len((REPO / "README.md").read_text().splitlines()) <= 200
 
 
 # ---- 5. centred output ------------------------------------------------------------------------------
