@@ -2,7 +2,7 @@
 
     python -m confgf_fast.kernels.aot --arch 90 [--arch 80 ...] [--dtype fp32 --dtype fp64] [--json out.json]
 
-For each kernel (every ``*_kernel`` JIT function of the op modules, kernels.OPS), each float dtype
+For each kernel (every ``*_kernel`` JIT function of the op modules, the registry's TRITON_OPS), each float dtype
 and each arch, triton.compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", arch,
 32)) lowers it to a cubin, and ptxas' report on the same PTX gives registers, spill stores/loads and
 shared memory. One line per compiled kernel; exit status 0 when all compile, 1 otherwise (also
@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from . import OPS as MODULES  # the op modules: every Triton op (kernels/__init__.py)
+from confgf_fast.ops._registry import TRITON_OPS as MODULES  # the op modules: every Triton op
 
 DTYPES = ("fp32", "fp64")
 

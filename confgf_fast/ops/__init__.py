@@ -39,12 +39,13 @@ Adding an op `foo` touches the registry and the kernel files, nothing else (avai
 stale-build check, fake and autograd registration, `available_backends`, the AOT compile check
 and the CUDA-build test all read the registry):
 1. kernel files: `reference.foo`; its schema in csrc/ops.cpp, csrc/cpu/foo_cpu.cpp,
-   csrc/cuda/foo_cuda.cu; kernels/foo.py defining a triton_op named `foo` with the schema's
-   arguments, "foo" in kernels.OPS and its kernels' signatures in kernels/aot.py (each only if
-   the op has that backend); its fake kernel (and autograd formula) in _registration.py.
-2. the registry: one OpSpec in _registry.SPECS.
-3. here: the public function (validate, `_registry.resolve("foo", backend, x)`, call the reference
-   or `_registry.run`), with shape comments and its math; its name in __all__.
+   csrc/cuda/foo_cuda.cu; kernels/foo.py defining a triton_op named `foo` that takes the schema's
+   arguments, with its kernels' signatures in kernels/aot.py; its fake kernel (and autograd
+   formula, if differentiable) in _registration.py. Each only for the backends the op has.
+2. the registry: one OpSpec in _registry.SPECS (its compiled ops with their fakes, its autograd
+   hook, triton=True if kernels/foo.py exists).
+3. here: the public function (validate, `b = resolve("foo", backend, x)`, then the reference or
+   `run("foo", b, ...)`), with shape comments and its math; its name in __all__.
 """
 
 from __future__ import annotations

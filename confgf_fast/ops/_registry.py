@@ -10,10 +10,12 @@ Where the kernels come from:
   torch.ops.load_library at import. One op object serves both; the dispatcher picks the kernel by
   the tensors' device. Which backends the extension serves is read from the dispatcher's kernel
   table (registered_kernels) and checked against SPECS (probe_extension), once, at import.
-- "triton": the triton_op `<op>` of confgf_fast.kernels.<op>, for the ops named in
-  confgf_fast.kernels.OPS (the one list of Triton ops), imported on first use only: Triton reads
-  TRITON_INTERPRET (its CPU interpreter, for tests) when it is imported, so importing confgf_fast
-  must not import it. All of them load together, or none (TRITON_ERROR says why).
+- "triton": the triton_op `<op>` of confgf_fast.kernels.<op>, for the ops whose OpSpec says
+  triton=True (TRITON_OPS: the one list of Triton ops, also read by kernels/aot.py), imported on
+  first use only: Triton reads TRITON_INTERPRET (its CPU interpreter, for tests) when it is
+  imported, so importing confgf_fast must not import it, nor confgf_fast.kernels (an install
+  without it still serves the other backends). All of them load together, or none (TRITON_ERROR
+  says why).
 
 Availability is derived from that, per op: nothing else keeps flags.
 
@@ -56,7 +58,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .. import kernels as _triton_pkg
 from . import _registration as fakes
 from . import reference
 from ._registration import register_gine_aggregate_autograd, register_pairwise_distance_autograd
@@ -76,7 +77,7 @@ REBUILD = "rebuild it: `python setup.py build_ext --inplace`, or reinstall: `pip
 @dataclass(frozen=True)
 class OpSpec:
     """One public op: its reference, the compiled ops its cpp/cuda backends need, and how to
-    register them. Its Triton kernel is there when the name is in confgf_fast.kernels.OPS."""
+    register them, and whether confgf_fast.kernels has a Triton kernel of it."""
 
     reference: Callable[..., Tensor]
     # confgf_fast::<name> schemas (csrc/ops.cpp) this op's cpp/cuda backends call, the op itself
@@ -86,6 +87,8 @@ class OpSpec:
     # Registers autograd on one backend family's ops, given {name: op} of that family (the compiled
     # ops by schema name, or the Triton ops by op name); None: not differentiable there.
     autograd: Callable[[Mapping[str, Callable[..., object]]], None] | None = None
+    # kernels/<op>.py defines a triton_op named <op> taking the schema's arguments.
+    triton: bool = False
 
 
 def _distance_autograd(k: Mapping[str, Callable[..., object]]) -> None:
@@ -99,24 +102,25 @@ def _gine_autograd(k: Mapping[str, Callable[..., object]]) -> None:
 # The registry proper: one entry per public op of confgf_fast.ops.
 SPECS: dict[str, OpSpec] = {
     "pairwise_distance": OpSpec(reference.pairwise_distance, {"pairwise_distance": fakes.pairwise_distance_fake},
-                                autograd=_distance_autograd),
-    "coord_score": OpSpec(reference.coord_score, {"coord_score": fakes.coord_score_fake}),
-    "langevin_step": OpSpec(reference.langevin_step, {"langevin_step": fakes.langevin_step_fake}),
+                                autograd=_distance_autograd, triton=True),
+    "coord_score": OpSpec(reference.coord_score, {"coord_score": fakes.coord_score_fake}, triton=True),
+    "langevin_step": OpSpec(reference.langevin_step, {"langevin_step": fakes.langevin_step_fake}, triton=True),
+    # No Triton kernel: under torch.compile the model runs the reference, which inductor fuses.
     "gine_aggregate": OpSpec(reference.gine_aggregate,
                              {"gine_aggregate": fakes.gine_aggregate_fake,
                               "gine_aggregate_backward": fakes.gine_aggregate_backward_fake},
                              autograd=_gine_autograd),
-    "project_sweeps": OpSpec(reference.project_sweeps, {"project_sweeps": fakes.project_sweeps_fake}),
+    "project_sweeps": OpSpec(reference.project_sweeps, {"project_sweeps": fakes.project_sweeps_fake}, triton=True),
 }
-TRITON_OPS: tuple[str, ...] = tuple(_triton_pkg.OPS)
-if set(TRITON_OPS) - set(SPECS):  # a Triton op the public API does not know: the two lists disagree
-    raise ImportError(f"confgf_fast.kernels.OPS names ops without an OpSpec: {sorted(set(TRITON_OPS) - set(SPECS))}")
+# The Triton ops, in SPECS' order: the modules confgf_fast.kernels holds, one per op.
+TRITON_OPS: tuple[str, ...] = tuple(op for op, spec in SPECS.items() if spec.triton)
+TRITON_PACKAGE = "confgf_fast.kernels"  # kernels/, installed under that name (package_dir in setup.py)
 
 
 def op_backends(op: str) -> tuple[str, ...]:
     """The backends `op` has kernels for in the source tree (whether or not built or installed here)."""
     spec = SPECS[op]
-    return ("reference",) + (("cpp", "cuda") if spec.compiled else ()) + (("triton",) if op in TRITON_OPS else ())
+    return ("reference",) + (("cpp", "cuda") if spec.compiled else ()) + (("triton",) if spec.triton else ())
 
 
 def compiled_ops() -> tuple[str, ...]:
@@ -169,31 +173,26 @@ class Extension:
     """What the compiled extension serves in this process."""
 
     error: str | None  # why it cannot be used (not built, failed to load, stale), or None
-    backends: frozenset[str]  # {"cpp"} or {"cpp", "cuda"} when usable, else empty
+    backends: tuple[str, ...]  # ("cpp",) or ("cpp", "cuda") when usable, else (); a tuple for torch.compile
     stale: bool = False
-
-
-def _ops_list(names: list[str]) -> str:
-    return ", ".join(names)
 
 
 def probe_extension() -> Extension:
     """Check the loaded extension against SPECS (see the module docstring: a partial one is stale)."""
     if _LOAD_ERROR is not None:
-        return Extension(_LOAD_ERROR, frozenset())
+        return Extension(_LOAD_ERROR, ())
     have = registered_kernels()
     expected = compiled_ops()
-    no_schema = [n for n in expected if n not in have]
-    no_cpu = [n for n in expected if n in have and "CPU" not in have[n]]
     with_cuda = [n for n in expected if "CUDA" in have.get(n, ())]
-    no_cuda = [n for n in expected if n not in with_cuda] if with_cuda else []
-    if no_schema or no_cpu or no_cuda:
-        missing = ([f"no op {_ops_list(no_schema)}"] if no_schema else []) + (
-            [f"no CPU kernel of {_ops_list(no_cpu)}"] if no_cpu else []) + (
-            [f"no CUDA kernel of {_ops_list(no_cuda)}"] if no_cuda else [])
-        return Extension(f"confgf_fast._C is stale ({'; '.join(missing)}: built before the op was added); {REBUILD}",
-                         frozenset(), stale=True)
-    return Extension(None, frozenset({"cpp", "cuda"} if with_cuda else {"cpp"}))
+    gaps = {"no op": [n for n in expected if n not in have],
+            "no CPU kernel of": [n for n in expected if n in have and "CPU" not in have[n]],
+            # CUDA kernels for some ops but not all: a CUDA build older than an op
+            "no CUDA kernel of": [n for n in expected if n in have and n not in with_cuda] if with_cuda else []}
+    missing = "; ".join(f"{what} {', '.join(names)}" for what, names in gaps.items() if names)
+    if missing:
+        return Extension(f"confgf_fast._C is stale ({missing}: built before the op was added); {REBUILD}", (),
+                         stale=True)
+    return Extension(None, ("cpp", "cuda") if with_cuda else ("cpp",))
 
 
 # Computed once: the dispatcher's kernel table does not change after import, and reading a constant
@@ -237,8 +236,8 @@ def triton_interpret() -> bool:
 
 
 def triton_kernels() -> dict[str, Callable[..., Tensor]] | None:
-    """{op: triton_op} for every op of confgf_fast.kernels.OPS (imports Triton and registers the ops'
-    autograd on first call), or None with TRITON_ERROR set when that fails."""
+    """{op: triton_op} for every op of TRITON_OPS (imports Triton and registers the ops' autograd on
+    first call), or None with TRITON_ERROR set when that fails."""
     global _triton, TRITON_ERROR
     if _triton is not None or TRITON_ERROR is not None:
         return _triton
@@ -247,7 +246,7 @@ def triton_kernels() -> dict[str, Callable[..., Tensor]] | None:
             try:
                 # confgf_fast.kernels is the top-level kernels/ installed under that name
                 # (package_dir in setup.py; an editable install maps it the same way).
-                ops = {op: getattr(importlib.import_module(f"{_triton_pkg.__name__}.{op}"), op) for op in TRITON_OPS}
+                ops = {op: getattr(importlib.import_module(f"{TRITON_PACKAGE}.{op}"), op) for op in TRITON_OPS}
                 for op in TRITON_OPS:
                     if SPECS[op].autograd is not None:
                         SPECS[op].autograd(ops)
@@ -263,14 +262,15 @@ def triton_kernels() -> dict[str, Callable[..., Tensor]] | None:
 def registry() -> dict[str, dict[str, Callable[..., object]]]:
     """{op: {backend: kernel}} for the kernels present in this process. The reference takes the
     reference's arguments; the others take the schema's (csrc/ops.cpp; rowptr included). A Triton
-    entry is listed when Triton is installed and its kernels have not failed to load; reading it
-    imports Triton."""
+    entry is listed when Triton is installed and its kernels have not failed to load; calling it
+    imports Triton. The public ops do not call through this dict: resolve() decides from the same
+    facts (EXTENSION, the Triton state) and run() calls the op objects directly."""
     out = {}
     for op, spec in SPECS.items():
         row: dict[str, Callable[..., object]] = {"reference": spec.reference}
         if spec.compiled and op in _COMPILED:
             row.update({b: _COMPILED[op] for b in ("cpp", "cuda") if b in EXTENSION.backends})
-        if op in TRITON_OPS and TRITON_INSTALLED and TRITON_ERROR is None:
+        if spec.triton and TRITON_INSTALLED and TRITON_ERROR is None:
             row["triton"] = _TritonKernel(op)
         out[op] = row
     return out
@@ -371,12 +371,18 @@ def resolve(op: str, backend: str, t: Tensor, unsupported: str | None = None) ->
     if backend == "auto":
         if t.dtype not in FAST_DTYPES or unsupported is not None:
             return "reference"  # the kernels are float32/float64 only, and take only what they can
+        # Plain loops, no generators: torch.compile(fullgraph=True) traces this function.
         order = AUTO_ORDER.get(device.type, ())
         # Prefix with the op only where its candidates differ from the device's, so that one cause
         # gives one warning for all ops that share it.
-        where = "confgf_fast.ops" if all(b in own for b in order) else f"confgf_fast.ops.{op}"
+        where = "confgf_fast.ops"
+        for b in order:
+            if b not in own:
+                where = f"confgf_fast.ops.{op}"
         tried = []
-        for b in (b for b in order if b in own):
+        for b in order:
+            if b not in own:
+                continue
             why = why_unavailable(b, device, op)
             if why is None:
                 if tried:
@@ -387,8 +393,9 @@ def resolve(op: str, backend: str, t: Tensor, unsupported: str | None = None) ->
             _warn_once(f"{where}: {_NAMES[tried[0][0]]} unavailable ({tried[0][1]}); "
                        "falling back to the pure-PyTorch reference")
         elif tried:
-            _warn_once(f"{where}: no fast {device.type.upper()} backend ("
-                       + "; ".join(f"{b}: {why}" for b, why in tried) + "); falling back to the pure-PyTorch reference")
+            reasons = "; ".join([f"{b}: {why}" for b, why in tried])
+            _warn_once(f"{where}: no fast {device.type.upper()} backend ({reasons}); "
+                       "falling back to the pure-PyTorch reference")
         return "reference"
     why = why_unavailable(backend, device, op)
     if why is not None:
