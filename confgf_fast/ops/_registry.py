@@ -117,10 +117,17 @@ TRITON_OPS: tuple[str, ...] = tuple(op for op, spec in SPECS.items() if spec.tri
 TRITON_PACKAGE = "confgf_fast.kernels"  # kernels/, installed under that name (package_dir in setup.py)
 
 
+def _own_backends(spec: OpSpec) -> tuple[str, ...]:
+    return ("reference",) + (("cpp", "cuda") if spec.compiled else ()) + (("triton",) if spec.triton else ())
+
+
+# Looked up on every call of a public op, so computed once.
+_OWN: dict[str, tuple[str, ...]] = {op: _own_backends(spec) for op, spec in SPECS.items()}
+
+
 def op_backends(op: str) -> tuple[str, ...]:
     """The backends `op` has kernels for in the source tree (whether or not built or installed here)."""
-    spec = SPECS[op]
-    return ("reference",) + (("cpp", "cuda") if spec.compiled else ()) + (("triton",) if spec.triton else ())
+    return _OWN[op]
 
 
 def compiled_ops() -> tuple[str, ...]:
@@ -299,20 +306,22 @@ def why_unavailable(backend: str, device: torch.device | str, op: str | None = N
                     load: bool = True) -> str | None:
     """Why `backend` cannot run `op` (None: any op that has that backend) on tensors on `device`,
     or None when it can. `load=False` does not import Triton (its kernels count as loadable)."""
-    device = torch.device(device)
-    what = f"{backend} {op}" if op else f"{backend} backend"
+    # On every call of a public op: the usable path formats no string.
+    if not isinstance(device, torch.device):
+        device = torch.device(device)
     if backend == "reference":
         return None
     if backend not in BACKENDS[2:]:
         return f"unknown backend {backend!r}"
-    if op is not None and backend not in op_backends(op):
+    if op is not None and backend not in _OWN[op]:
         return f"{op} has no {backend} kernel"
+    what = op or "backend"  # "the cpp coord_score needs ..." / "the cpp backend needs ..."
     if backend in ("cpp", "cuda"):
         if EXTENSION.error is not None:
             return EXTENSION.error
         kind = "cpu" if backend == "cpp" else "cuda"
         if device.type != kind:
-            return f"the {what} needs {kind.upper()} tensors, got a tensor on {device}"
+            return f"the {backend} {what} needs {kind.upper()} tensors, got a tensor on {device}"
         if backend not in EXTENSION.backends:
             return "confgf_fast._C was built without CUDA kernels (rebuild with a CUDA torch, or FORCE_CUDA=1)"
         if backend == "cuda" and not torch.cuda.is_available():
@@ -323,9 +332,9 @@ def why_unavailable(backend: str, device: torch.device | str, op: str | None = N
         return TRITON_ERROR
     if device.type == "cpu":
         if not triton_interpret():
-            return f"the {what} needs CUDA tensors (on CPU only with TRITON_INTERPRET=1 set before import)"
+            return f"the {backend} {what} needs CUDA tensors (on CPU only with TRITON_INTERPRET=1 set before import)"
     elif device.type != "cuda":
-        return f"the {what} does not run on {device}"
+        return f"the {backend} {what} does not run on {device}"
     elif not torch.cuda.is_available():
         return "no CUDA device is visible"
     if load and triton_kernels() is None:
@@ -361,7 +370,7 @@ def resolve(op: str, backend: str, t: Tensor, unsupported: str | None = None) ->
     raises it."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    own = op_backends(op)
+    own = _OWN[op]
     if backend != "auto" and backend not in own:
         raise ValueError(f"confgf_fast.ops.{op}: backend must be one of {('auto', *own)} (there is no {backend} "
                          f"kernel of {op}), got {backend!r}")
