@@ -17,7 +17,8 @@ Where the kernels come from:
   without it still serves the other backends). All of them load together, or none (TRITON_ERROR
   says why).
 
-Availability is derived from that, per op: nothing else keeps flags.
+Availability is derived from that, per op: nothing else keeps flags (_backends.py's old flag names
+are computed from here, for callers outside confgf_fast.ops).
 
 Policy (resolve):
 - a backend not in BACKENDS, or one the op has no kernel of (gine_aggregate has no Triton kernel):
