@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps-per-level", type=int, default=None)
     ap.add_argument("--eps", type=float, default=None)
     ap.add_argument("--bands", default=None, help="SamplerConfig.bands spec, e.g. '2:6x20,0.1:21x36,0:6x20'")
-    ap.add_argument("--sampler", default=None, choices=["langevin", "project"])
+    ap.add_argument("--sampler", default=None, choices=["langevin", "project", "dist"])
     ap.add_argument("--init", default=None, choices=["random", "etkdg"],
                     help="etkdg: the warm start from ETKDGv3 conformers (schedule warm by default)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",

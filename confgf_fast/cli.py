@@ -238,7 +238,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    wrong = [k for k, v in (project_opts if sampler.sampler == "langevin" else langevin_opts).items() if v is not None]
+    # dist runs the Langevin schedule (on distances): the Langevin options apply to it
+    wrong = [k for k, v in (project_opts if sampler.sampler in ("langevin", "dist") else langevin_opts).items()
+             if v is not None]
     if wrong:
         print(f"error: {', '.join(wrong)} do not apply to the {sampler.sampler} sampler", file=sys.stderr)
         return EXIT_USAGE
@@ -673,14 +675,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weights", action="append", default=None, metavar="CKPT",
                    help="checkpoint; repeat it to give several, and each molecule is sampled by the first trained on "
                         "its elements and size (default: the shipped QM9 model, then the shipped drug-like model)")
-    g.add_argument("--sampler", default=None, choices=["langevin", "project"],
+    g.add_argument("--sampler", default=None, choices=["langevin", "project", "dist"],
                    help="langevin: annealed Langevin dynamics, as the paper; project: projected denoising, one "
-                        "network evaluation per noise level (the default, with --schedule warm; see README)")
-    g.add_argument("--schedule", default=None, choices=["paper", "fast", "quick", "warm", "noise"],
+                        "network evaluation per noise level (the default, with --schedule warm; see README); dist: "
+                        "the paper's ConfGFDist ablation (Langevin on the distances, then a 3D embedding)")
+    g.add_argument("--schedule", default=None, choices=["paper", "fast", "quick", "warm", "noise", "dist"],
                    help="project: warm (24 network evaluations from ETKDG conformers, the default), noise (from "
                         "noise: 4 x 24 evaluations and a diverse selection weighted by MMFF94 energy, what "
                         "--init random alone gives) or quick (44, from noise, one sample per conformer); langevin: "
-                        "paper (5000, from noise, the sampler's default) or fast (966)")
+                        "paper (5000, from noise, the sampler's default) or fast (966); dist: dist (5000, on the "
+                        "distances)")
     g.add_argument("--init", default=None, choices=["random", "etkdg"],
                    help="where sampling starts: etkdg (RDKit ETKDGv3 conformers noised to 0.5 A and refined by the "
                         "project sampler: the default, schedule warm) or random (noise, as the paper; alone it means "

@@ -151,7 +151,9 @@ class SamplerConfig:
     # replay it (sampler._capture_level). Off by default until measured on a GPU.
     cuda_graphs: bool = False
     # Which sampler runs (sampler.sample): "langevin", the annealed Langevin dynamics above
-    # (steps_per_level, eps, levels, bands), or "project", projected denoising
+    # (steps_per_level, eps, levels, bands); "dist", the paper's ConfGFDist ablation (the same
+    # Langevin schedule on the distances, then inner_iters sweeps embed them: sampler.dist_sample);
+    # or "project", projected denoising
     # (sampler.project_sample), which uses the fields below and network evaluations =
     # num_steps + final_steps. Its levels: num_steps values from sigma_max down to sigma_min
     # (0 = the model's smallest), Karras-spaced with exponent rho (1 = linear, 0 = geometric).
@@ -292,6 +294,15 @@ class SamplerConfig:
             # quick) cost no network evaluation and bought most of the precision (v2 probe files). Sweep and
             # whole-benchmark result on the v2 QM9 dev set: bench/README.md, README "From noise".
             return cls(sampler="project", num_steps=20, oversample=4, select_temperature=10.0, inner_iters=150)
+        if name == "dist":
+            # ConfGFDist, the paper's two-stage ablation (sampler.dist_sample): the paper schedule's
+            # Langevin steps on the distances (50 levels x 100 steps, eps 2e-6 as the official
+            # distance sampler's config), then 1000 stress-majorisation sweeps embed them in 3D (the
+            # official Embed3D runs 1000 Adam steps in 3D). The fit starts in 4D (embed_dims 4, the
+            # 4th coordinate shrunk to 0 over the first half, as ETKDG embeds): with the exact
+            # distances of one conformer, 3D from random ended in a wrong local minimum for 11 of 16
+            # copies of OCC(C)N and all 16 of pentanol, 4D for 0 and 7 (tests/test_dist_sampler.py).
+            return cls(sampler="dist", eps=2e-6, inner_iters=1000, embed_dims=4)
         if name == "quick":
             # projected sampler, 40 Karras levels (rho 3) + 4 polish steps = 44 evaluations. Whole
             # dev benchmark, step-148,250 weights, paired against paper: COV-R -3.5 +- 1.2,
@@ -379,9 +390,10 @@ class SamplerConfig:
 
 
 # Every schedule preset and the sampler it belongs to; the default schedule of each sampler.
-SCHEDULES = {"paper": "langevin", "fast": "langevin", "quick": "project", "warm": "project", "noise": "project"}
+SCHEDULES = {"paper": "langevin", "fast": "langevin", "quick": "project", "warm": "project", "noise": "project",
+             "dist": "dist"}
 INITS = ("random", "etkdg")
-DEFAULT_SCHEDULE = {"langevin": "paper", "project": "quick"}
+DEFAULT_SCHEDULE = {"langevin": "paper", "project": "quick", "dist": "dist"}
 # The fields that change which coordinates a sampler produces (not how fast): named in provenance.
 SCHEDULE_FIELDS = ("steps_per_level", "eps", "clip", "levels", "bands", "stereo", "stereo_strength",
                    "stereo_sigma_max", "num_steps", "sigma_max", "sigma_min", "rho", "tweedie", "eval_scale",

@@ -1,7 +1,8 @@
 """Samplers over atomic coordinates, batched over molecules x conformers: annealed Langevin
 dynamics (the official ConfGF sampler, below) and projected denoising (project_sample: one
-network evaluation per noise level, ~20x fewer than Langevin's `fast`). sample() runs the one
-SamplerConfig.sampler names.
+network evaluation per noise level, ~20x fewer than Langevin's `fast`) and the paper's two-stage
+ablation ConfGFDist (dist_sample: Langevin on the distances, then a 3D embedding). sample() runs
+the one SamplerConfig.sampler names.
 
 Annealed Langevin dynamics:
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -78,7 +80,7 @@ def num_evaluations(noise: NoiseConfig, cfg: SamplerConfig) -> int:
     return per * sum(steps for _, steps in level_plan(noise, cfg))
 
 
-SAMPLERS = ("langevin", "project")
+SAMPLERS = ("langevin", "project", "dist")
 
 
 def sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: SamplerConfig,
@@ -91,6 +93,8 @@ def sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: SamplerC
         return langevin_sample(model, batch, noise, cfg, generator, pos_init, callback, guidance)
     if cfg.sampler == "project":
         return project_sample(model, batch, noise, cfg, generator, pos_init, callback, guidance)
+    if cfg.sampler == "dist":
+        return dist_sample(model, batch, noise, cfg, generator, pos_init, callback, guidance)
     raise ValueError(f"unknown sampler {cfg.sampler!r}; choose from {SAMPLERS}")
 
 
@@ -287,6 +291,15 @@ def projected_denoise(pos: Tensor, batch: GraphBatch, score: ScoreFn, sig: float
     s = score(batch.z, ei, batch.edge_type, d, sigma, batch.half_edges, batch.edge_pair)
     # sigma^2 s = sigma * (network output): the step length is set by the sigma the network is told
     target = (d + (cfg.tweedie * sigma * sigma) * s).clamp_min(MIN_TARGET_DISTANCE)
+    return fit_distances(pos, batch, target, degree, cfg, contacts)
+
+
+def fit_distances(pos: Tensor, batch: GraphBatch, target: Tensor, degree: Tensor, cfg: SamplerConfig,
+                  contacts: FarContacts | None = None) -> Tensor:
+    """cfg.inner_iters sweeps of project_distances moving pos [N, D] towards edge lengths target
+    [E] on batch's edges; with contacts, the far pairs closer than their bound join the sweeps as
+    extra edges, re-chosen every cfg.repel_every sweeps. degree: [N, 1] edges per atom (>= 1)."""
+    ei = batch.edge_index
     if contacts is None:
         return project_distances(pos, ei, target, degree, cfg.inner_iters, cfg.backend, batch.rowptr)
     left = cfg.inner_iters
@@ -449,6 +462,77 @@ def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg:
         if callback is not None:
             callback(done, total)
     return pos
+
+
+@torch.no_grad()
+def dist_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: SamplerConfig,
+                generator: torch.Generator | None = None, pos_init: Tensor | None = None,
+                callback: Callable[[int, int], None] | None = None,
+                guidance: Callable[[Tensor, float, int], Tensor | None] | None = None) -> Tensor:
+    """ConfGFDist, the paper's ablation (ConfGF, ICML 2021, section 5): sample the distances
+    themselves, then embed them. Per edge pair d starts U(0, 1) (as the official code), and each
+    step of the Langevin schedule (level_plan: the same levels, steps and
+    alpha_l = eps (sigma_l / sigma_L)^2 as langevin_sample) moves
+        d <- d + alpha_l clip(s(d, sigma_l)) + sqrt(2 alpha_l) z,   z ~ N(0, 1) per undirected pair,
+    where s is the network's output (already divided by sigma), clipped per edge to |s| <= clip
+    as the official clip_norm of an [E, 1] vector does. Then cfg.inner_iters stress-majorisation
+    sweeps (project_distances, the fused project_sweeps op in 3D: a distance-geometry embedding, as
+    the official Embed3D's gradient descent on sum (|r_i - r_j| - d_ij)^2) embed the final
+    distances from N(0, init_scale^2) coordinates (or pos_init); with cfg.embed_dims > 3 the first
+    half of the sweeps fit in that many dimensions, the extra ones shrunk to 0 in 10 steps (ETKDG's
+    4D trick: fewer wrong local minima); with cfg.repel > 0 the far pairs are held apart there as
+    in project_sample. The paper found this two-stage method worse than
+    ConfGF's sampling in coordinates: distances sampled edge by edge need not be embeddable.
+
+    The stereo force needs coordinates, so `guidance` is not used (the mirror fix after sampling
+    still applies); callback(done_steps, total_steps) is called once per level. Returns pos [N, 3].
+    """
+    dev = batch.z.device
+    d_half = sample_distances(model, batch, noise, cfg, generator, callback)
+    target = d_half[batch.edge_pair].clamp_min(MIN_TARGET_DISTANCE)  # [E] symmetric
+    dims = max(3, cfg.embed_dims)
+    pos = cfg.init_scale * torch.randn(batch.num_atoms, dims, generator=generator, device=dev)
+    if pos_init is not None:
+        pos[:, :3] = pos_init
+    degree = (batch.rowptr[1:] - batch.rowptr[:-1]).clamp_min(1).to(pos.dtype).unsqueeze(1)  # [N, 1]
+    contacts = FarContacts(batch, cfg.repel) if cfg.repel > 0 else None
+    if dims > 3:  # ETKDG's trick: fit in 4D first, the extra coordinate shrunk to 0 over half the sweeps
+        blocks, per = 10, cfg.inner_iters // 20
+        for b in range(blocks):
+            pos = fit_distances(pos, batch, target, degree, replace(cfg, inner_iters=per), contacts)
+            pos[:, 3:] *= 1 - (b + 1) / blocks
+        pos = pos[:, :3].contiguous()
+    rest = cfg.inner_iters - (cfg.inner_iters // 20) * 10 if dims > 3 else cfg.inner_iters
+    return fit_distances(pos, batch, target, degree, replace(cfg, inner_iters=rest), contacts)
+
+
+@torch.no_grad()
+def sample_distances(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: SamplerConfig,
+                     generator: torch.Generator | None = None,
+                     callback: Callable[[int, int], None] | None = None) -> Tensor:
+    """dist_sample's first stage: annealed Langevin dynamics on the edge lengths themselves.
+    Returns d [E/2], one length per undirected pair (batch.half_edges; d[batch.edge_pair] is the
+    symmetric [E] vector)."""
+    dev = batch.z.device
+    sigmas = noise.sigmas(dev)
+    host_sigmas = noise.sigmas("cpu").tolist()
+    plan = level_plan(noise, cfg)
+    total = sum(steps for _, steps in plan)
+    half, pair = batch.half_edges, batch.edge_pair  # [E/2] one edge per undirected pair; [E] -> its pair
+    ei, et, z = batch.edge_index, batch.edge_type, batch.z
+    score = score_function(model, cfg, dev, total * batch.num_graphs)
+    d_half = torch.rand(half.numel(), generator=generator, device=dev)  # [E/2], U(0, 1) as the official code
+    done = 0
+    for li, steps in plan:
+        alpha = step_size(cfg, host_sigmas[li], host_sigmas[-1])
+        for _ in range(steps):
+            s = score(z, ei, et, d_half[pair], sigmas[li], half, pair)[half].clamp(-cfg.clip, cfg.clip)
+            d_half = d_half + alpha * s + (2 * alpha) ** 0.5 * torch.randn(d_half.shape, generator=generator,
+                                                                            device=dev)
+        done += steps
+        if callback is not None:
+            callback(done, total)
+    return d_half
 
 
 def _capture_level(step: Callable[[Tensor, Tensor], Tensor], pos: Tensor, noise_z: Tensor) -> Callable[[], None] | None:
