@@ -79,6 +79,8 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--busy", type=int, default=0, help="spinning processes kept running throughout")
+    ap.add_argument("--busy-note", default=None,
+                    help="what else ran on the machine (e.g. a background job started by hand), kept in the file")
     ap.add_argument("--qm9", type=int, default=200, help="QM9 held-out molecules (issue: 200)")
     ap.add_argument("--drugs", type=int, default=40, help="drug test molecules (issue: 200)")
     a = ap.parse_args()
@@ -102,7 +104,7 @@ def main() -> None:
     finally:
         for s in spinners:
             s.terminate()
-    write_json(a.out, {"provenance": provenance(), "busy_processes": a.busy, "rows": rows})
+    write_json(a.out, {"provenance": provenance(), "busy_processes": a.busy, "busy_note": a.busy_note, "rows": rows})
 
 
 if __name__ == "__main__":
