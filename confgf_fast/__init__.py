@@ -15,6 +15,10 @@ Public API:
 
 from __future__ import annotations
 
+# isort: off
+# threads first: it takes the thread probe's first reading before torch is imported (threads.py)
+from . import threads  # noqa: F401
+# isort: on
 from . import ops
 from .config import ModelConfig, NoiseConfig, SamplerConfig, TrainConfig
 from .graph import GraphBatch, MolGraph, PackedGraphs

@@ -144,3 +144,22 @@ def test_library_default_keeps_a_lower_torch_setting(monkeypatch, restore_thread
     monkeypatch.setattr(threads, "_probe_cache", None)
     assert threads.resolve_for_call().threads == 1  # one core busy elsewhere: lowered
     assert threads.resolve_for_call(2).threads == 2  # an explicit count is the caller's
+
+
+def test_first_probe_reuses_the_import_reading_without_sleeping(monkeypatch):
+    """The package takes the probe's first reading at import; the first busy_other_cores call
+    starts from it and sleeps only what is left of the interval, so the CLI (which resolves its
+    budget ~1.5 s after starting) waits nothing. A reading older than READING_MAX_AGE_S is not used."""
+    import time
+
+    t, own, ticks = threads._reading(threads._affinity())
+    monkeypatch.setattr(threads, "_import_reading", (t - 1.0, own, ticks))  # taken 1 s ago
+    t0 = time.perf_counter()
+    busy = threads.busy_other_cores(0.5)
+    assert time.perf_counter() - t0 < 0.1
+    assert 0.0 <= busy <= threads.available_cores() + 0.5
+    assert threads._import_reading is None  # used once
+    monkeypatch.setattr(threads, "_import_reading", (t - threads.READING_MAX_AGE_S - 1, own, ticks))
+    t0 = time.perf_counter()
+    threads.busy_other_cores(0.2)
+    assert time.perf_counter() - t0 >= 0.2  # stale: a fresh probe of its own
