@@ -39,3 +39,8 @@ if [ -s bench/refs_v2/drugs_dev_v2.sdf.gz ]; then
   step $D/drugs_dev_v2_noise_repel.json python bench/eval_drugs.py --bench drugs --schedule noise --set repel=1.0 \
     --set sigma_max=4.0 --threads 1 --quiet --drugs-ref bench/refs_v2/drugs_dev_v2.sdf.gz
 fi
+# issue 28: the paper's ConfGFDist ablation beside the paper schedule (5,000 evaluations each, same
+# weights), on a seeded 30-molecule sample (the whole set would take ~4 core-hours); plain ETKDGv3 too
+step $D/sweeps/qm9_s30_paper.json python bench/eval_dev.py --ref $R --sample 30 --schedule paper --quiet
+step $D/sweeps/qm9_s30_dist.json python bench/eval_dev.py --ref $R --sample 30 --schedule dist --no-etkdg --quiet \
+  --paired $D/sweeps/qm9_s30_paper.json
