@@ -81,6 +81,7 @@ def main() -> None:
     ap.add_argument("--busy", type=int, default=0, help="spinning processes kept running throughout")
     ap.add_argument("--busy-note", default=None,
                     help="what else ran on the machine (e.g. a background job started by hand), kept in the file")
+    ap.add_argument("--only", default=None, help="only the workloads whose name starts with this (e.g. 'quick start')")
     ap.add_argument("--qm9", type=int, default=200, help="QM9 held-out molecules (issue: 200)")
     ap.add_argument("--drugs", type=int, default=40, help="drug test molecules (issue: 200)")
     a = ap.parse_args()
@@ -95,6 +96,8 @@ def main() -> None:
             for pass_i in range(a.passes):
                 order = names[pass_i % len(names):] + names[:pass_i % len(names)]
                 for wl, args in workloads(tmp_p, a.qm9, a.drugs).items():
+                    if a.only and not wl.startswith(a.only):
+                        continue
                     for setting in order:
                         r = run_one(args + SETTINGS[setting], tmp_p / "out.sdf")
                         r.update(workload=wl, setting=setting, pass_=pass_i + 1, order=order)
