@@ -854,7 +854,8 @@ def v2_drugs_table() -> str:
 
 # bench/threads_table.py runs (file, the machine's state while it ran), in row order.
 THREADS_RUNS = [("threads_idle.json", "idle"),
-                ("threads_busy1.json", "one other busy process")]
+                ("threads_busy1.json", "one other busy process"),
+                ("threads_busy1_quickstart.json", "one other busy process, probe read at import")]
 
 
 def threads_table() -> str:
