@@ -1,4 +1,5 @@
-"""The result tables in README.md and bench/README.md are what bench/doc_tables.py generates from
+"""The result tables in README.md, docs/, bench/README.md and the model card are what bench/doc_tables.py
+generates from
 the committed result files: a figure copied by hand, or a result file changed without
 regenerating the docs, fails here."""
 
