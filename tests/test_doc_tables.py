@@ -1,7 +1,6 @@
-"""The result tables in README.md, docs/, bench/README.md and the model card are what bench/doc_tables.py
-generates from
-the committed result files: a figure copied by hand, or a result file changed without
-regenerating the docs, fails here."""
+"""The result tables in README.md, docs/, bench/README.md and the model card are what
+bench/doc_tables.py generates from the committed result files: a figure copied by hand, or a
+result file changed without regenerating the docs, fails here."""
 
 import json
 import subprocess
