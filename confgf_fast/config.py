@@ -196,6 +196,10 @@ class SamplerConfig:
     # repel_every sweeps (sampler.FarContacts; distance geometry's lower bounds). 0 = off.
     repel: float = 0.0
     repel_every: int = 10
+    # Projected sampler: after each level's sweeps, aromatic ring systems with their first
+    # neighbours and sp2 centres with theirs are moved this fraction of the way onto their
+    # least-squares plane (planarity.PlanarGroups; 3D levels only). 0 = off.
+    planar: float = 0.0
     # Langevin corrector steps after each re-noising (predictor-corrector, Song et al. 2021): one
     # network evaluation each at the new level, step size alpha = 2 (snr |z| / |S|)^2 per conformer
     # (S the coordinate score), x <- x + alpha S + sqrt(2 alpha) z.
@@ -398,8 +402,9 @@ DEFAULT_SCHEDULE = {"langevin": "paper", "project": "quick", "dist": "dist"}
 SCHEDULE_FIELDS = ("steps_per_level", "eps", "clip", "levels", "bands", "stereo", "stereo_strength",
                    "stereo_sigma_max", "num_steps", "sigma_max", "sigma_min", "rho", "tweedie", "eval_scale",
                    "noise_scale", "quiet_below", "inner_iters", "final_steps", "final_sigma", "init_scale",
-                   "stereo_gain", "embed_dims", "squash_sigma", "eta", "repel", "repel_every", "corrector_steps",
-                   "snr", "init", "init_oversample", "oversample", "select_window", "select_temperature")
+                   "stereo_gain", "embed_dims", "squash_sigma", "eta", "repel", "repel_every", "planar",
+                   "corrector_steps", "snr", "init", "init_oversample", "oversample", "select_window",
+                   "select_temperature")
 
 
 # Fields a checkpoint's sampler_defaults may set (SamplerConfig.tuned_for): the schedule's numbers,

@@ -31,6 +31,7 @@ from . import ops
 from .config import NUM_EDGE_TYPES, NoiseConfig, SamplerConfig, parse_bands
 from .graph import GraphBatch, rowptr_from_sorted
 from .model import ScoreNet
+from .planarity import PlanarGroups
 from .quality import far_pair_index, hbond_pairs, vdw_radii
 
 
@@ -253,12 +254,15 @@ def project_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: 
     degree = (batch.rowptr[1:] - batch.rowptr[:-1]).clamp_min(1).to(pos.dtype).unsqueeze(1)  # [N, 1]
     score = score_function(model, cfg, pos.device, len(plan) * batch.num_graphs)
     contacts = FarContacts(batch, cfg.repel) if cfg.repel > 0 else None
+    planes = PlanarGroups(batch) if cfg.planar > 0 else None
     for k, (sig, sig_next) in enumerate(plan):
         pos_prev = pos
         pos = projected_denoise(pos, batch, score, sig * cfg.eval_scale, cfg, degree, contacts)
         keep = max(0.0, 1.0 - (k + 1) / wide) if wide else 0.0
         if pos.shape[1] > 3:
             pos = torch.cat([pos[:, :3], keep * pos[:, 3:]], 1) if keep > 0 else pos[:, :3].contiguous()
+        if planes is not None and pos.shape[1] == 3:
+            pos = planes.flatten(pos, cfg.planar)
         extra = guidance(pos[:, :3], sig, k) if guidance is not None else None
         if extra is not None:
             pos = pos + (cfg.stereo_gain * sig * sig) * F.pad(extra, (0, pos.shape[1] - 3))
