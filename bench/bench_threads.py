@@ -1,11 +1,11 @@
 """Regression benchmark for issue 29: the default thread count must never be slower than one thread.
 
-The workload is a real small one, the README's furan benchmark cut down: 10 x 10 conformers of
+The workload is a real small one, the furan benchmark of docs/threads.md cut down: 10 x 10 conformers of
 CC(C)C1=CC=CO1 through confgf_fast.generate with the shipped weights and the default schedule
 (ETKDG warm start, 24 network evaluations), once with the default budget (threads=None:
 threads.py, the cores available minus those other processes keep busy) and once with threads=1.
 On a 2-core machine next to one busy process, torch's old default (2 threads) ran this 10x slower
-than 1 thread (README, *Threads*); the last test fails if the default is more than
+than 1 thread (docs/threads.md); the last test fails if the default is more than
 DEFAULT_SLACK slower than one thread in the same session.
 
     pytest bench/bench_threads.py --benchmark-columns=median,min,max

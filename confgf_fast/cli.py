@@ -7,7 +7,7 @@ Reading INPUT, writing the SDF and the errors file, --resume and the exit codes 
 The SDF is written as the run goes: a molecule's records are written, in input order, as soon as
 all its conformers are done, and flushed, so a crash or an interrupt leaves a valid file. What
 happens to each kind of bad molecule (invalid SMILES, salts, unknown elements, single atoms, size
-limit, NaN during sampling) is written down in prepare.py's and pipeline.py's docstrings and the README.
+limit, NaN during sampling) is written down in prepare.py's and pipeline.py's docstrings and docs/cli.md.
 """
 
 from __future__ import annotations
@@ -677,8 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "its elements and size (default: the shipped QM9 model, then the shipped drug-like model)")
     g.add_argument("--sampler", default=None, choices=["langevin", "project", "dist"],
                    help="langevin: annealed Langevin dynamics, as the paper; project: projected denoising, one "
-                        "network evaluation per noise level (the default, with --schedule warm; see README); dist: "
-                        "the paper's ConfGFDist ablation (Langevin on the distances, then a 3D embedding)")
+                        "network evaluation per noise level (the default, with --schedule warm; see docs/samplers.md); "
+                        "dist: the paper's ConfGFDist ablation (Langevin on the distances, then a 3D embedding)")
     g.add_argument("--schedule", default=None, choices=["paper", "fast", "quick", "warm", "noise", "dist"],
                    help="project: warm (24 network evaluations from ETKDG conformers, the default), noise (from "
                         "noise: 4 x 24 evaluations and a diverse selection weighted by MMFF94 energy, what "

@@ -284,7 +284,7 @@ class SamplerConfig:
             return cls(steps_per_level=36, eps=6e-6, bands="2:3x10,0.1:21x36,0:3x60")
         if name == "warm":
             # projected sampler from ETKDGv3 conformers noised to 0.5 A, 20 Karras levels + 4 polish
-            # steps = 24 evaluations (config.init; README "Warm start from ETKDG"). repel 0.8: whole
+            # steps = 24 evaluations (config.init; docs/samplers.md, warm start). repel 0.8: whole
             # v2 QM9 set against repel 0 (bench/results/v2/sweeps/qm9_warm_repel0.8.json): COV-R
             # +0.7 +- 0.3, MAT-R -0.007 +- 0.002, COV-P -0.4 +- 0.2, MAT-P -0.000 +- 0.001, ~2 % more
             # time, and no more H...H clashes between the N-methyls of tetramethylurea (16 of 30 flagged before)

@@ -9,7 +9,7 @@ largest:
 rmsd(a, b) = min over rotations R of sqrt(1/n sum_i |(a_i - a_bar) - R (b_i - b_bar)|^2) (Kabsch,
 atoms in the same order, no symmetry search: a permuted duplicate reads as different, which only
 makes the selection keep a near-duplicate now and then).
-Measured on the whole QM9 dev benchmark (README "Warm start from ETKDG"): 3x oversampling raises
+Measured on the whole QM9 dev benchmark (docs/samplers.md, warm start): 3x oversampling raises
 COV-R by +6.5 points and lowers MAT-R by 0.039 A against the plain warm start.
 
 From noise (SamplerConfig.init = "random", oversample > 1) the sampler's own samples are selected

@@ -339,7 +339,7 @@ def _langevin_corrector(pos: Tensor, batch: GraphBatch, score: ScoreFn, sig: flo
 # torch.compile pays for itself above about this many conformer-evaluations in a batch. On the dev
 # CPU (1 thread, QM9 batches of 360-990 atoms) the compiled forward ran 3.5-4x faster than eager
 # (~2,000-2,500 conformer-evaluations/s), but compiling costs 15-20 s with a warm inductor cache and
-# more when cold. At 50k (the README's 10 paracetamol conformers, paper schedule) eager took 27 s
+# more when cold. At 50k (10 paracetamol conformers, paper schedule) eager took 27 s
 # and compiled 36 s (warm cache, loaded 2-core machine, 2026-11-24), so the bar is 150k, where eager
 # needs ~60-75 s.
 COMPILE_MIN_EVALS = 150_000

@@ -172,7 +172,7 @@ def _generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Sequ
     noise = noise or NoiseConfig()
     # Tensors start from noise (no RDKit embedding here, so not generate's ETKDG warm start): no
     # sampler named = the projected sampler's `quick` schedule, 44 network evaluations, the fastest
-    # from-noise schedule measured (README, Samplers); the paper's 5000-step Langevin is
+    # from-noise schedule measured (docs/samplers.md); the paper's 5000-step Langevin is
     # sampler="langevin" (it took 44 s for 6 small conformers as a default).
     sampler = resolve_sampler(sampler if sampler is not None else DEFAULT_SAMPLER)
     if sampler.init != "random":

@@ -7,9 +7,10 @@ few microseconds of work between barriers. When a region has more threads than t
 cores, one thread waits for a timeslice while the others spin at the barrier, and every step takes
 a scheduler quantum instead of microseconds. torch's default is one thread per core, whatever else
 runs there: next to one busy process on a 2-core machine the default ran 10-25x slower than
-`--threads 1` (README, *Threads*). So the default counts the cores this process may run on
+`--threads 1` (docs/threads.md). So the default counts the cores this process may run on
 (`os.sched_getaffinity`, which honours taskset / cgroup cpusets) and takes away the cores other
-processes keep busy (a 0.1 s look at /proc/stat); every pool of the run gets that one number, and
+processes keep busy (/proc/stat read at import and again at the first resolve, >= 0.1 s
+apart); every pool of the run gets that one number, and
 the stages run one after another, so no more threads are busy at once than the budget.
 
 `--threads N` (or CONFGF_THREADS=N, or OMP_NUM_THREADS=N as for any OpenMP program) replaces the
