@@ -944,6 +944,90 @@ def headline_table(parts: tuple[str, ...] = ("qm9", "drugs"), readme: bool = Fal
     return "\n".join(lines)
 
 
+# SamplerConfig.planar (planarity.py) against the same run without it, same seeds, whole benchmarks:
+# (benchmark label, run, baseline file, planar file, benchmark key or None for eval_dev's QM9 files)
+PLANAR_RUNS = [
+    ("QM9 dev v2 (190 mol.)", "from noise (`noise`)", "qm9_noise.json", "sweeps/qm9_noise_planar1.json", None),
+    ("QM9 dev v2 (190 mol.)", "the default (warm start)", "sweeps/qm9_warm_repel0.8.json",
+     "sweeps/qm9_warm_planar1.json", None),
+    ("drug dev set v2 (40 mol.)", "from noise (`noise`)", "drugs_dev_v2_noise_repel.json",
+     "sweeps/drugs_v2_noise_planar1.json", "drugs"),
+    ("GEOM-Drugs, 10 molecules", "from noise (`noise`)", "drugs_geom10_noise_repel.json",
+     "sweeps/drugs_v2_noise_planar1.json", "geom"),
+    ("drug dev set v2 (40 mol.)", "the default (warm start)", "drugs_v2.json", "sweeps/drugs_v2_warm_planar1.json",
+     "drugs"),
+    ("GEOM-Drugs, 10 molecules", "the default (warm start)", "drugs_v2.json", "sweeps/drugs_v2_warm_planar1.json",
+     "geom"),
+]
+
+
+def _rows_and_means(d: dict, bench: str | None, method: str) -> tuple[list[dict], dict] | None:
+    """Per-molecule rows and means of one method: eval_dev files (bench None, threshold 0.5 A)
+    or one benchmark of an eval_drugs file (0.75 A)."""
+    if bench is None:
+        return d["per_molecule"][method], d[method]
+    b = d["benchmarks"].get(bench)
+    if b is None or method not in b["methods"]:
+        return None
+    return b["per_molecule"][method]["0.75"], b["methods"][method]["by_threshold"]["0.75"]
+
+
+def planar_table() -> str:
+    """Planar groups held flat (SamplerConfig.planar = 1) against the same run without, per
+    benchmark, run and relaxation: means off -> on and the paired per-molecule difference."""
+    lines = ["| benchmark | run | relax | COV-R % | MAT-R Å | COV-P % | MAT-P Å | n | ΔCOV-R | ΔMAT-R Å | ΔCOV-P | "
+             "ΔMAT-P Å |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    machines = set()
+    for label, run, base_name, new_name, bench in PLANAR_RUNS:
+        base, new = _v2(base_name), _v2(new_name)
+        if base is None or new is None:
+            continue
+        machines.add(_device(new))
+        for method, relax in (("ours", "none"), ("ours_mmff", "MMFF94")):
+            a, b = _rows_and_means(new, bench, method), _rows_and_means(base, bench, method)
+            if a is None or b is None:
+                continue
+            means = [f"{b[1][k + '_mean']:{f}} → {a[1][k + '_mean']:{f}}" for k, f in
+                     (("cov_r", ".1f"), ("mat_r", ".3f"), ("cov_p", ".1f"), ("mat_p", ".3f"))]
+            diffs = [paired(a[0], b[0], k) for k in ("cov_r", "mat_r", "cov_p", "mat_p")]
+            cells = [f"{m:+{f}} ± {e:{f}}" for (m, e, _), f in zip(diffs, (".1f", ".3f", ".1f", ".3f"))]
+            lines.append(f"| {label} | {run} | {relax} | {' | '.join(means)} | {diffs[0][2]} | {' | '.join(cells)} |")
+    return "\n".join([*lines, "", "Machine: " + "; ".join(sorted(machines)) + ". QM9 at δ 0.5 Å, drugs at 0.75 Å; "
+                       "off → on are the means without and with `planar` 1.0, Δ the paired on minus off."])
+
+
+# The paper's ConfGFDist ablation (issue 28): the same weights, 5,000 evaluations each, one seeded
+# 30-molecule sample of the v2 QM9 dev set (bench/v2_suite.sh).
+DIST_RUNS = [("sweeps/qm9_s30_paper.json", "ours", "ConfGF (`paper`: Langevin on coordinates)"),
+             ("sweeps/qm9_s30_dist.json", "ours", "ConfGFDist (`dist`: Langevin on distances, then embedded)"),
+             ("sweeps/qm9_s30_paper.json", "etkdg", "RDKit ETKDGv3")]
+
+
+def dist_ablation_table() -> str:
+    """ConfGF against ConfGFDist (and ETKDGv3) on the same molecules: means, then the paired
+    per-molecule difference of each against ConfGF."""
+    lines = ["| method | n | COV-R % | MAT-R Å | COV-P % | MAT-P Å | ΔCOV-R vs ConfGF | ΔMAT-R Å | ΔCOV-P | ΔMAT-P Å |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    base = _v2(DIST_RUNS[0][0])
+    if base is None:
+        return "\n".join(lines)
+    machines = set()
+    for name, method, label in DIST_RUNS:
+        d = _v2(name)
+        if d is None or method not in d:
+            continue
+        machines.add(_device(d))
+        m, rows = d[method], d["per_molecule"][method]
+        cells = [""] * 4 if (name, method) == DIST_RUNS[0][:2] else [
+            f"{x:+{f}} ± {e:{f}}" for (x, e, _), f in zip(
+                (paired(rows, base["per_molecule"]["ours"], k) for k in ("cov_r", "mat_r", "cov_p", "mat_p")),
+                (".1f", ".3f", ".1f", ".3f"))]
+        lines.append(f"| {label} | {m['n_mols']} | {m['cov_r_mean']:.1f} | {m['mat_r_mean']:.3f} | "
+                     f"{m['cov_p_mean']:.1f} | {m['mat_p_mean']:.3f} | {' | '.join(cells)} |")
+    return "\n".join([*lines, "", "Machine: " + "; ".join(sorted(machines)) + "; δ 0.5 Å, 2K conformers for K "
+                       "references, unrelaxed."])
+
+
 TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "drugs_warm_sweep": drugs_warm_sweep_table, "mix_qm9": mix_qm9_table, "sampler_speed": sampler_speed_table,
           "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table,
@@ -953,7 +1037,8 @@ TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "etkdg_pool": etkdg_pool_table, "refs_v2_totals": refs_v2_totals_table,
           "refs_v2_molecules": refs_v2_molecules_table, "v2_methods": v2_methods_table,
           "v2_paired": v2_paired_table, "v2_noise_sweep": v2_noise_sweep_table, "v2_drugs": v2_drugs_table,
-          "threads": threads_table, "headline": lambda: headline_table(readme=True),
+          "threads": threads_table, "planar": planar_table, "dist_ablation": dist_ablation_table,
+          "headline": lambda: headline_table(readme=True),
           "headline_drugs": lambda: headline_table(("drugs",))}
 
 
