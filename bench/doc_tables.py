@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 DOCS = [REPO / "README.md", REPO / "bench" / "README.md", REPO / "confgf_fast" / "weights" / "MODEL_CARD.md",
         REPO / "bench" / "refs_v2" / "README.md", REPO / "docs" / "benchmarks.md", REPO / "docs" / "history.md",
-        REPO / "docs" / "threads.md"]
+        REPO / "docs" / "threads.md", REPO / "docs" / "paper_experiments.md"]
 REFS_V2 = REPO / "bench" / "refs_v2"
 PAPER = "dev_full_paper_step148250.json"
 # The whole-benchmark runs of the sampler table, in row order (missing files are left out).
@@ -1028,6 +1028,49 @@ def dist_ablation_table() -> str:
                        "references, unrelaxed."])
 
 
+PROPERTIES_RESULT = "properties_qm9_s30.json"  # bench/eval_properties.py, under bench/results/v2
+PROPERTIES_LABELS = {"ours_warm": "ours, the default (warm start)", "ours_noise": "ours, from noise (`noise`)",
+                     "etkdg": "RDKit ETKDGv3", "etkdg3": "ETKDGv3, 3x diverse"}
+PROPERTIES_STATS = (("e_mean", "Ē"), ("e_min", "E_min"), ("gap_mean", "Δε̄"), ("gap_min", "Δε_min"),
+                    ("gap_max", "Δε_max"))
+
+
+def properties_table() -> str:
+    """Ensemble property prediction (bench/eval_properties.py, issue 28): per method, the MAE (eV)
+    over molecules of the five ensemble statistics of GFN2-xTB single points against the v2 QM9 dev
+    references, the generated outliers, and paired differences of the absolute errors (ours minus
+    an ETKDGv3 baseline, mean ± standard error over molecules)."""
+    d = _v2(PROPERTIES_RESULT)
+    if d is None:
+        return f"(no result file yet: `python bench/eval_properties.py --json bench/results/v2/{PROPERTIES_RESULT}`)"
+    head = " | ".join(label for _, label in PROPERTIES_STATS)
+    lines = [f"| method | MMFF94 | {head} | outliers E_min / Δε_max | E_min / Δε_max without them |",
+             "|---|---|" + "---|" * len(PROPERTIES_STATS) + "---|---|"]
+    for name, m in d["methods"].items():
+        base = name.removesuffix("_mmff")
+        o = m["outliers"]["gen"]
+        cells = " | ".join(f"{m['mae'][k]:.3f}" for k, _ in PROPERTIES_STATS)
+        lines.append(f"| {PROPERTIES_LABELS.get(base, base)} | {'yes' if name.endswith('_mmff') else 'no'} | {cells} | "
+                     f"{o['e_min']} / {o['gap_max']} | {m['mae_no_outliers']['e_min']:.3f} / "
+                     f"{m['mae_no_outliers']['gap_max']:.3f} |")
+    lines += ["", f"| ours | minus | n | {head} |", "|---|---|---|" + "---|" * len(PROPERTIES_STATS)]
+    for label, p in d["paired"].items():
+        a, b = (x.strip() for x in label.split(" - "))
+        mmff = " + MMFF94" if a.endswith("_mmff") else ""
+        cells = " | ".join(f"{p[k]['mean']:+.3f} ± {p[k]['se']:.3f}" for k, _ in PROPERTIES_STATS)
+        lines.append(f"| {PROPERTIES_LABELS[a.removesuffix('_mmff')]}{mmff} | "
+                     f"{PROPERTIES_LABELS[b.removesuffix('_mmff')]}{mmff} | {p['e_min']['n']} | {cells} |")
+    ref = next(iter(d["methods"].values()))
+    r = ref["outliers"]["ref"]
+    cost = d["seconds"].get("total")
+    took = f"; the whole run (sampling, MMFF94, every single point) took {cost:.0f} s" if cost else ""
+    lines += ["", f"{ref['n_mols']} molecules of `{d['benchmark']}` (sample seed {d['sample_seed']}), "
+              f"{ref['n_ref_confs']} reference conformers, {d['conformers_per_molecule']}; outlier margin "
+              f"{d['margin_ev']:g} eV (the references themselves have {r['e_min']} E_min and {r['gap_max']} Δε_max "
+              f"outliers). Machine: {_device(d)}{took}. File: `v2/{PROPERTIES_RESULT}`."]
+    return "\n".join(lines)
+
+
 TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "drugs_warm_sweep": drugs_warm_sweep_table, "mix_qm9": mix_qm9_table, "sampler_speed": sampler_speed_table,
           "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table,
@@ -1039,7 +1082,7 @@ TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "v2_paired": v2_paired_table, "v2_noise_sweep": v2_noise_sweep_table, "v2_drugs": v2_drugs_table,
           "threads": threads_table, "planar": planar_table, "dist_ablation": dist_ablation_table,
           "headline": lambda: headline_table(readme=True),
-          "headline_drugs": lambda: headline_table(("drugs",))}
+          "headline_drugs": lambda: headline_table(("drugs",)), "properties": properties_table}
 
 
 def render(text: str) -> str:
