@@ -181,3 +181,37 @@ def refine_conformer(mol, conf_id: int, **kwargs) -> XTBResult | None:
     for i, p in enumerate(res.pos):
         conf.SetAtomPosition(i, p.tolist())
     return res
+
+
+class XTBForces:
+    """GFN2-xTB energy and forces of one molecule along a trajectory (data/iso17.py's MD).
+
+    z: [n] atomic numbers; charge: total charge. Calling it with pos [n, 3] angstrom returns
+    (energy in eV, forces [n, 3] in eV/angstrom). One tblite Calculator is kept, and each SCF
+    starts from the previous step's wavefunction (tblite's restart), which saves SCF iterations
+    when consecutive geometries are close (an MD step). `calls` counts single points.
+    RuntimeError (tblite's) when an SCF fails."""
+
+    def __init__(self, z: np.ndarray, charge: int = 0):
+        from tblite.interface import Calculator
+
+        one_openmp_thread()  # after the import, which loads libgomp
+        self.z = np.asarray(z, dtype=np.int32)
+        self._calc_cls = Calculator
+        self._charge = float(charge)
+        self._calc = None
+        self._res = None
+        self.calls = 0
+
+    def __call__(self, pos: np.ndarray) -> tuple[float, np.ndarray]:
+        x = np.asarray(pos, dtype=np.float64).reshape(-1, 3) / BOHR
+        if self._calc is None:
+            self._calc = self._calc_cls("GFN2-xTB", self.z, x, charge=self._charge)
+            self._calc.set("verbosity", 0)
+        else:
+            self._calc.update(x)
+        self._res = self._calc.singlepoint(self._res)
+        self.calls += 1
+        energy = float(self._res.get("energy")) * HARTREE_EV
+        forces = -np.asarray(self._res.get("gradient"), dtype=np.float64).reshape(-1, 3) * (HARTREE_EV / BOHR)
+        return energy, forces
