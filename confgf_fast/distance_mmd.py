@@ -87,12 +87,15 @@ def pair_distances(pos: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 @dataclass
 class DistanceMMD:
     """MMD figures of one molecule: one per pair (`per_pair`, in `pairs` order), their mean and
-    median, and the joint MMD of all the pair distances as one vector (`joint`)."""
+    median, the joint MMD of all the pair distances as one vector (`joint`), and, when computed,
+    the MMD of every two distances taken together (`per_two`: the paper's "pair" column, 2D
+    distributions of distance p and distance q, p < q in `pairs` order)."""
     pairs: list[tuple[int, int]]
     per_pair: list[float]
     joint: float
     n_ref: int
     n_gen: int
+    per_two: list[float] | None = None
     mean: float = field(init=False)
     median: float = field(init=False)
 
@@ -102,30 +105,41 @@ class DistanceMMD:
         self.median = float(np.median(v)) if v.size else float("nan")
 
     def as_dict(self) -> dict:
+        two = np.asarray(self.per_two if self.per_two is not None else [], dtype=np.float64)
         return {"mean": self.mean, "median": self.median, "joint": self.joint, "n_pairs": len(self.pairs),
+                "two_mean": float(two.mean()) if two.size else None,
+                "two_median": float(np.median(two)) if two.size else None,
                 "n_ref": self.n_ref, "n_gen": self.n_gen, "per_pair": self.per_pair,
                 "pairs": [list(p) for p in self.pairs]}
 
 
 def distance_mmd(ref_pos: np.ndarray, gen_pos: np.ndarray, z: Sequence[int], mol=None, max_hops: int | None = None,
-                 kernel_mul: float = 2.0, kernel_num: int = 5) -> DistanceMMD:
+                 kernel_mul: float = 2.0, kernel_num: int = 5, two: bool = False) -> DistanceMMD:
     """Per-pair and joint distance MMD between reference conformers ref_pos [N, n, 3] and generated
     ones gen_pos [M, n, 3] of the same molecule (same atom order), over heavy-atom pairs
     (heavy_atom_pairs: all of them, or those within max_hops bonds). Each per-pair MMD and the joint
-    one pick their own bandwidth from their pooled sample (the official code's rule)."""
+    one pick their own bandwidth from their pooled sample (the official code's rule). two: also the
+    MMD of every two distances jointly (P (P - 1) / 2 of them)."""
     pairs = heavy_atom_pairs(z, mol, max_hops)
     dr = pair_distances(ref_pos, pairs)  # [N, P]
     dg = pair_distances(gen_pos, pairs)  # [M, P]
     per = [gaussian_mmd(dg[:, p], dr[:, p], kernel_mul, kernel_num) for p in range(len(pairs))]
     joint = gaussian_mmd(dg, dr, kernel_mul, kernel_num) if len(pairs) else float("nan")
+    per_two = None
+    if two:
+        per_two = [gaussian_mmd(dg[:, [p, q]], dr[:, [p, q]], kernel_mul, kernel_num)
+                   for p in range(len(pairs)) for q in range(p + 1, len(pairs))]
     return DistanceMMD(pairs=[tuple(map(int, p)) for p in pairs], per_pair=per, joint=joint,
-                       n_ref=len(dr), n_gen=len(dg))
+                       n_ref=len(dr), n_gen=len(dg), per_two=per_two)
 
 
 def summarize(results: Sequence[DistanceMMD]) -> dict:
     """Figures over molecules, as the paper's table: mean and median of the per-pair MMDs pooled over
-    every molecule's pairs (`single_*`) and of the per-molecule joint MMDs (`joint_*`)."""
+    every molecule's pairs (`single_*`), of the two-distance MMDs likewise (`two_*`, where computed)
+    and of the per-molecule joint MMDs (`joint_*`)."""
     single = np.concatenate([np.asarray(r.per_pair, dtype=np.float64) for r in results]) if results else np.zeros(0)
+    twos = [np.asarray(r.per_two, dtype=np.float64) for r in results if r.per_two is not None]
+    two = np.concatenate(twos) if twos else np.zeros(0)
     joint = np.asarray([r.joint for r in results], dtype=np.float64)
 
     def stat(f, v: np.ndarray) -> float:
@@ -133,4 +147,5 @@ def summarize(results: Sequence[DistanceMMD]) -> dict:
 
     return {"molecules": len(results), "single_pairs": int(single.size),
             "single_mean": stat(np.mean, single), "single_median": stat(np.median, single),
+            "two_mean": stat(np.mean, two), "two_median": stat(np.median, two),
             "joint_mean": stat(np.mean, joint), "joint_median": stat(np.median, joint)}

@@ -58,11 +58,17 @@ def test_distance_mmd_pairs_and_joint():
     assert same.mean == pytest.approx(0.0, abs=1e-12) and same.joint == pytest.approx(0.0, abs=1e-12)
     gen = ref.copy()
     gen[:, 0] += np.array([3.0, 0.0, 0.0])  # atom 0 moved away: only its pairs change
-    res = distance_mmd(ref, gen, z)
+    res = distance_mmd(ref, gen, z, two=True)
     moved = [k for k, (i, j) in enumerate(res.pairs) if 0 in (i, j)]
     assert all(res.per_pair[k] > 0.1 for k in moved)
     assert all(abs(res.per_pair[k]) < 1e-12 for k in range(len(res.pairs)) if k not in moved)
     assert res.joint > 0.1 and res.median <= res.mean
+    # two distances jointly: 15 of them, zero exactly where neither distance involves atom 0
+    assert len(res.per_two) == 15
+    both_still = [k for k, (p, q) in enumerate((p, q) for p in range(6) for q in range(p + 1, 6))
+                  if p not in moved and q not in moved]
+    assert len(both_still) == 3 and all(abs(res.per_two[k]) < 1e-12 for k in both_still)
+    assert sum(v > 0.1 for v in res.per_two) == 12
     d = pair_distances(ref, pairs)
     assert d.shape == (60, 6)
     assert np.allclose(d[:, 0], np.linalg.norm(ref[:, pairs[0, 0]] - ref[:, pairs[0, 1]], axis=1))
