@@ -42,7 +42,7 @@ class ISO17Config:
     temperature: float = 500.0  # K
     dt: float = 0.5  # fs
     friction: float = 0.01  # 1/fs, Langevin collision rate (100 fs velocity relaxation)
-    equil_fs: float = 250.0  # equilibration, not stored
+    equil_fs: float = 500.0  # equilibration, not stored (5 thermostat relaxation times)
     production_fs: float = 2000.0  # stored part
     snapshot_fs: float = 10.0  # one snapshot every this many fs
     seed: int = 17
