@@ -179,7 +179,7 @@ def run_isomer(mol, cfg: ISO17Config, seed: int) -> dict:
     seconds = time.perf_counter() - t0
     intact = np.array([topology_kept(mol, p) for p in prod["pos"]], dtype=bool)
     return {"z": z.astype(np.int8), "pos": prod["pos"].astype(np.float32),
-            "potential": prod["potential"].astype(np.float32), "temperature": prod["temperature"].astype(np.float32),
+            "potential": prod["potential"], "temperature": prod["temperature"].astype(np.float32),
             "intact": intact, "seconds": np.float64(seconds), "singlepoints": np.int64(forces.calls)}
 
 
@@ -191,7 +191,8 @@ def build_iso17(cache_dir: str | Path, num_isomers: int = 10, heldout_csv: str |
                 cfg: ISO17Config | None = None, rows: Iterable | None = None, progress: bool = True) -> list[Path]:
     """Run (or resume) the MD of the first `num_isomers` isomers (find_isomers), one compressed .npz
     per isomer in cache_dir (present files are skipped: the run resumes where it stopped; a file
-    built with another config is rebuilt). Returns the files in isomer order."""
+    built with another config is rebuilt). Returns the files in isomer order; an isomer whose MD
+    fails (an SCF that does not converge) is reported and left out, so fewer may come back."""
     from rdkit import Chem
 
     cfg = cfg or ISO17Config()
@@ -206,7 +207,11 @@ def build_iso17(cache_dir: str | Path, num_isomers: int = 10, heldout_csv: str |
                 if str(f["config"]) == want:
                     paths.append(path)
                     continue
-        arrays = run_isomer(mol, cfg, cfg.seed + idx)
+        try:
+            arrays = run_isomer(mol, cfg, cfg.seed + idx)
+        except Exception as exc:  # tblite raises when an SCF fails: that isomer is left out, the rest go on
+            print(f"qm9 {idx} {smiles}: MD failed ({exc}); skipped", flush=True)
+            continue
         tmp = path.with_suffix(".tmp.npz")
         np.savez_compressed(tmp, **arrays, qm9_index=np.int64(idx), smiles=np.str_(smiles),
                             molblock=np.str_(Chem.MolToMolBlock(mol)), config=np.str_(want))
@@ -220,8 +225,9 @@ def build_iso17(cache_dir: str | Path, num_isomers: int = 10, heldout_csv: str |
 
 
 def load_isomer(path: str | Path) -> dict:
-    """One isomer file -> {qm9_index, smiles, mol (RDKit, DFT conformer), z [n], pos [S, n, 3],
-    potential [S] eV, temperature [S] K, intact [S], seconds, singlepoints, config}."""
+    """One isomer file -> {qm9_index, smiles, mol (RDKit, DFT conformer), z [n], pos [S, n, 3] float32,
+    potential [S] eV (float64: total energies are ~ -800 eV), temperature [S] K, intact [S], seconds,
+    singlepoints, config}."""
     from rdkit import Chem
 
     with np.load(path) as f:
