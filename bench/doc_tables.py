@@ -965,7 +965,7 @@ def _rows_and_means(d: dict, bench: str | None, method: str) -> tuple[list[dict]
     """Per-molecule rows and means of one method: eval_dev files (bench None, threshold 0.5 A)
     or one benchmark of an eval_drugs file (0.75 A)."""
     if bench is None:
-        return d["per_molecule"][method], d[method]
+        return (d["per_molecule"][method], d[method]) if method in d.get("per_molecule", {}) else None
     b = d["benchmarks"].get(bench)
     if b is None or method not in b["methods"]:
         return None
