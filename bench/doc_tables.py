@@ -953,10 +953,10 @@ PLANAR_RUNS = [
     ("drug dev set v2 (40 mol.)", "from noise (`noise`)", "drugs_dev_v2_noise_repel.json",
      "sweeps/drugs_v2_noise_planar1.json", "drugs"),
     ("GEOM-Drugs, 10 molecules", "from noise (`noise`)", "drugs_geom10_noise_repel.json",
-     "sweeps/geom10_noise_planar1.json", "geom"),
+     "sweeps/drugs_v2_noise_planar1.json", "geom"),
     ("drug dev set v2 (40 mol.)", "the default (warm start)", "drugs_v2.json", "sweeps/drugs_v2_warm_planar1.json",
      "drugs"),
-    ("GEOM-Drugs, 10 molecules", "the default (warm start)", "drugs_v2.json", "sweeps/geom10_warm_planar1.json",
+    ("GEOM-Drugs, 10 molecules", "the default (warm start)", "drugs_v2.json", "sweeps/drugs_v2_warm_planar1.json",
      "geom"),
 ]
 
