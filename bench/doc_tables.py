@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 DOCS = [REPO / "README.md", REPO / "bench" / "README.md", REPO / "confgf_fast" / "weights" / "MODEL_CARD.md",
         REPO / "bench" / "refs_v2" / "README.md", REPO / "docs" / "benchmarks.md", REPO / "docs" / "history.md",
-        REPO / "docs" / "threads.md", REPO / "docs" / "paper_experiments.md"]
+        REPO / "docs" / "threads.md", REPO / "docs" / "paper_experiments.md", REPO / "docs" / "samplers.md"]
 REFS_V2 = REPO / "bench" / "refs_v2"
 PAPER = "dev_full_paper_step148250.json"
 # The whole-benchmark runs of the sampler table, in row order (missing files are left out).
