@@ -287,8 +287,13 @@ class SamplerConfig:
             # steps = 24 evaluations (config.init; docs/samplers.md, warm start). repel 0.8: whole
             # v2 QM9 set against repel 0 (bench/results/v2/sweeps/qm9_warm_repel0.8.json): COV-R
             # +0.7 +- 0.3, MAT-R -0.007 +- 0.002, COV-P -0.4 +- 0.2, MAT-P -0.000 +- 0.001, ~2 % more
-            # time, and no more H...H clashes between the N-methyls of tetramethylurea (16 of 30 flagged before)
-            return cls(sampler="project", init="etkdg", sigma_max=0.5, num_steps=20, repel=0.8)
+            # time, and no more H...H clashes between the N-methyls of tetramethylurea (16 of 30 flagged before).
+            # planar 1.0 (aromatic systems and sp2 centres put back on their planes after each level;
+            # planarity.py), whole benchmarks against planar 0, same seeds: v2 QM9 COV-R +0.2 +- 0.2,
+            # MAT-R -0.002 +- 0.001, COV-P +0.2 +- 0.2, MAT-P -0.002 +- 0.001; drug dev unrelaxed
+            # COV-R +0.5 +- 0.2, MAT-R -0.005 +- 0.001; GEOM-Drugs-10 MAT-R -0.014 +- 0.005; after MMFF94
+            # level (docs/samplers.md, `planar` table); < 1 % of the time
+            return cls(sampler="project", init="etkdg", sigma_max=0.5, num_steps=20, repel=0.8, planar=1.0)
         if name == "noise":
             # From noise, no RDKit embedding (what `--init random` alone selects): the projected
             # sampler at 20 Karras levels + 4 polish steps (24 evaluations) on 4 x as many samples
