@@ -684,38 +684,44 @@ def refs_v2_molecules_table() -> str:
 
 # ---- the v2 QM9 dev benchmark (bench/refs_v2, bench/v2_suite.sh) ---------------------------------
 V2 = "v2"  # bench/results/v2
+# The whole-benchmark runs of what generate does by default (the warm start, planar 1.0 since
+# 2026-12-07), QM9 (eval_relax: ours, ours_mmff, etkdg, etkdg_mmff) and drugs (eval_drugs, both
+# benchmarks); BEFORE_PLANAR: the same run of the default before planar.
+DEFAULT_QM9 = "qm9_warm_vs_etkdg.json"
+BEFORE_PLANAR_QM9 = "qm9_warm_vs_etkdg.json"
+DEFAULT_DRUGS = "sweeps/drugs_v2_warm_planar1.json"
 # (file, per_molecule key, label, network evaluations per conformer or None)
 V2_METHODS = [
-    ("qm9_warm_vs_etkdg.json", "ours", "**the default**: warm start from 3x diverse ETKDGv3 (`warm`)", 24),
-    ("qm9_warm_vs_etkdg.json", "ours_mmff", "the default + MMFF94 (`--relax mmff`)", 24),
+    (DEFAULT_QM9, "ours", "**the default**: warm start from 3x diverse ETKDGv3 (`warm`)", 24),
+    (DEFAULT_QM9, "ours_mmff", "the default + MMFF94 (`--relax mmff`)", 24),
     ("qm9_noise.json", "ours", "**from noise** (`--init random`, schedule `noise`: 4 x 24, energy-weighted diverse)",
      None),
     ("qm9_quick_vs_etkdg3.json", "ours", "from noise, `quick` (44, one sample per conformer)", 44),
     ("qm9_quick_vs_etkdg3.json", "ours_mmff", "`quick` + MMFF94", 44),
     ("qm9_fast.json", "ours", "from noise, Langevin `fast`", 966),
-    ("qm9_warm_vs_etkdg.json", "etkdg", "RDKit ETKDGv3", None),
-    ("qm9_warm_vs_etkdg.json", "etkdg_mmff", "ETKDGv3 + MMFF94", None),
+    (DEFAULT_QM9, "etkdg", "RDKit ETKDGv3", None),
+    (DEFAULT_QM9, "etkdg_mmff", "ETKDGv3 + MMFF94", None),
     ("qm9_quick_vs_etkdg3.json", "etkdg", "ETKDGv3, 3x oversampled, diverse 2K", None),
     ("qm9_quick_vs_etkdg3.json", "etkdg_mmff", "ETKDGv3, 3x diverse, + MMFF94", None),
 ]
 # (ours file, key, label, baseline file, key, label)
 V2_PAIRS = [
-    ("qm9_warm_vs_etkdg.json", "ours", "the default", "qm9_warm_vs_etkdg.json", "etkdg", "ETKDGv3"),
-    ("qm9_warm_vs_etkdg.json", "ours", "the default", "qm9_quick_vs_etkdg3.json", "etkdg",
+    (DEFAULT_QM9, "ours", "the default", DEFAULT_QM9, "etkdg", "ETKDGv3"),
+    (DEFAULT_QM9, "ours", "the default", "qm9_quick_vs_etkdg3.json", "etkdg",
      "ETKDGv3, 3x diverse (the same selection)"),
-    ("qm9_warm_vs_etkdg.json", "ours_mmff", "the default + MMFF94", "qm9_warm_vs_etkdg.json", "etkdg_mmff",
+    (DEFAULT_QM9, "ours_mmff", "the default + MMFF94", DEFAULT_QM9, "etkdg_mmff",
      "ETKDGv3 + MMFF94"),
-    ("qm9_warm_vs_etkdg.json", "ours_mmff", "the default + MMFF94", "qm9_quick_vs_etkdg3.json", "etkdg_mmff",
+    (DEFAULT_QM9, "ours_mmff", "the default + MMFF94", "qm9_quick_vs_etkdg3.json", "etkdg_mmff",
      "ETKDGv3, 3x diverse, + MMFF94"),
-    ("qm9_warm_vs_etkdg.json", "ours_mmff", "the default + MMFF94", "qm9_warm_vs_etkdg.json", "ours", "the default"),
-    ("qm9_warm_vs_etkdg.json", "ours", "the default", "sweeps/qm9_warm_vs_etkdg_repel0.json", "ours",
+    (DEFAULT_QM9, "ours_mmff", "the default + MMFF94", DEFAULT_QM9, "ours", "the default"),
+    (DEFAULT_QM9, "ours", "the default", "sweeps/qm9_warm_vs_etkdg_repel0.json", "ours",
      "the default before `repel` 0.8 (2026-12-07)"),
     ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_quick_vs_etkdg3.json", "etkdg",
      "ETKDGv3, 3x diverse (issue 30's bar)"),
     ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_noise_selection_os4_full.json", "etkdg:soft5",
      "ETKDGv3, 3x pool, energy-weighted selection (T = 5 kcal/mol; probe file)"),
-    ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_warm_vs_etkdg.json", "etkdg", "ETKDGv3"),
-    ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_warm_vs_etkdg.json", "ours", "the default"),
+    ("qm9_noise.json", "ours", "**from noise** (`noise`)", DEFAULT_QM9, "etkdg", "ETKDGv3"),
+    ("qm9_noise.json", "ours", "**from noise** (`noise`)", DEFAULT_QM9, "ours", "the default"),
     ("qm9_quick_vs_etkdg3.json", "ours", "`quick`", "qm9_quick_vs_etkdg3.json", "etkdg", "ETKDGv3, 3x diverse"),
     ("qm9_fast.json", "ours", "Langevin `fast`", "qm9_quick_vs_etkdg3.json", "etkdg", "ETKDGv3, 3x diverse"),
 ]
@@ -802,7 +808,7 @@ def v2_noise_sweep_table() -> str:
 # eval_drugs.py runs with the v2 drug dev references (and the GEOM-Drugs fixture): (file under
 # bench/results/v2, what ran). The from-noise settings (sigma_max 4, repel 1.0) are the drug-like
 # weights' sampler_defaults for schedule noise, so `--schedule noise` alone now runs the same.
-V2_DRUGS = [("drugs_v2.json", "the default (warm start)"),
+V2_DRUGS = [(DEFAULT_DRUGS, "the default (warm start)"),
             ("drugs_dev_v2_noise_repel.json", "from noise (`noise`)"),
             ("drugs_geom10_noise_repel.json", "from noise (`noise`)")]
 V2_DRUG_DIFFS = ("ours - etkdg", "ours - etkdg_diverse", "ours_mmff - etkdg_mmff")
@@ -892,21 +898,21 @@ def threads_table() -> str:
 # speed each run measured. (result file under bench/results/v2, benchmark key or None for a QM9 file,
 # method key, label).
 HEADLINE_ROWS = {
-    "qm9": [("qm9_warm_vs_etkdg.json", None, "ours", "**the default**: warm start from ETKDGv3 (24 evaluations)"),
+    "qm9": [(DEFAULT_QM9, None, "ours", "**the default**: warm start from ETKDGv3 (24 evaluations)"),
             ("qm9_noise.json", None, "ours", "from noise (`--init random`, 96 evaluations)"),
-            ("qm9_warm_vs_etkdg.json", None, "etkdg", "RDKit ETKDGv3"),
+            (DEFAULT_QM9, None, "etkdg", "RDKit ETKDGv3"),
             ("qm9_quick_vs_etkdg3.json", None, "etkdg", "ETKDGv3, 3x oversampled, diverse subset")],
-    "drugs": [("drugs_v2.json", "drugs", "ours_mmff", "**the default**: warm start + MMFF94 (`--relax auto`)"),
-              ("drugs_v2.json", "drugs", "ours", "warm start unrelaxed (`--relax none`)"),
+    "drugs": [(DEFAULT_DRUGS, "drugs", "ours_mmff", "**the default**: warm start + MMFF94 (`--relax auto`)"),
+              (DEFAULT_DRUGS, "drugs", "ours", "warm start unrelaxed (`--relax none`)"),
               ("drugs_dev_v2_noise_repel.json", "drugs", "ours_mmff", "from noise + MMFF94"),
-              ("drugs_v2.json", "drugs", "etkdg", "RDKit ETKDGv3"),
-              ("drugs_v2.json", "drugs", "etkdg_diverse", "ETKDGv3, 3x oversampled, diverse subset"),
-              ("drugs_v2.json", "drugs", "etkdg_mmff", "ETKDGv3 + MMFF94"),
-              ("drugs_v2.json", "geom", "ours_mmff", "**the default**: warm start + MMFF94 (`--relax auto`)"),
-              ("drugs_v2.json", "geom", "ours", "warm start unrelaxed (`--relax none`)"),
+              (DEFAULT_DRUGS, "drugs", "etkdg", "RDKit ETKDGv3"),
+              (DEFAULT_DRUGS, "drugs", "etkdg_diverse", "ETKDGv3, 3x oversampled, diverse subset"),
+              (DEFAULT_DRUGS, "drugs", "etkdg_mmff", "ETKDGv3 + MMFF94"),
+              (DEFAULT_DRUGS, "geom", "ours_mmff", "**the default**: warm start + MMFF94 (`--relax auto`)"),
+              (DEFAULT_DRUGS, "geom", "ours", "warm start unrelaxed (`--relax none`)"),
               ("drugs_geom10_noise_repel.json", "geom", "ours_mmff", "from noise + MMFF94"),
-              ("drugs_v2.json", "geom", "etkdg", "RDKit ETKDGv3"),
-              ("drugs_v2.json", "geom", "etkdg_mmff", "ETKDGv3 + MMFF94")],
+              (DEFAULT_DRUGS, "geom", "etkdg", "RDKit ETKDGv3"),
+              (DEFAULT_DRUGS, "geom", "etkdg_mmff", "ETKDGv3 + MMFF94")],
 }
 HEADLINE_README = {"qm9": [0, 1, 2, 3], "drugs": [0, 1, 3, 5, 6, 9, 10]}  # the README's rows of each list
 
