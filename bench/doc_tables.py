@@ -687,7 +687,7 @@ V2 = "v2"  # bench/results/v2
 # The whole-benchmark runs of what generate does by default (the warm start, planar 1.0 since
 # 2026-12-07), QM9 (eval_relax: ours, ours_mmff, etkdg, etkdg_mmff) and drugs (eval_drugs, both
 # benchmarks); BEFORE_PLANAR: the same run of the default before planar.
-DEFAULT_QM9 = "qm9_warm_vs_etkdg.json"
+DEFAULT_QM9 = "qm9_warm_planar_vs_etkdg.json"
 BEFORE_PLANAR_QM9 = "qm9_warm_vs_etkdg.json"
 DEFAULT_DRUGS = "sweeps/drugs_v2_warm_planar1.json"
 # (file, per_molecule key, label, network evaluations per conformer or None)
@@ -714,7 +714,10 @@ V2_PAIRS = [
     (DEFAULT_QM9, "ours_mmff", "the default + MMFF94", "qm9_quick_vs_etkdg3.json", "etkdg_mmff",
      "ETKDGv3, 3x diverse, + MMFF94"),
     (DEFAULT_QM9, "ours_mmff", "the default + MMFF94", DEFAULT_QM9, "ours", "the default"),
-    (DEFAULT_QM9, "ours", "the default", "sweeps/qm9_warm_vs_etkdg_repel0.json", "ours",
+    (DEFAULT_QM9, "ours", "the default", BEFORE_PLANAR_QM9, "ours", "the default before `planar` 1.0 (2026-12-07)"),
+    (DEFAULT_QM9, "ours_mmff", "the default + MMFF94", BEFORE_PLANAR_QM9, "ours_mmff",
+     "the default before `planar` 1.0, + MMFF94"),
+    (BEFORE_PLANAR_QM9, "ours", "the default before `planar`", "sweeps/qm9_warm_vs_etkdg_repel0.json", "ours",
      "the default before `repel` 0.8 (2026-12-07)"),
     ("qm9_noise.json", "ours", "**from noise** (`noise`)", "qm9_quick_vs_etkdg3.json", "etkdg",
      "ETKDGv3, 3x diverse (issue 30's bar)"),
