@@ -1080,6 +1080,31 @@ def properties_table() -> str:
     return "\n".join(lines)
 
 
+ISO17_FILE = "iso17_mmd.json"  # bench/eval_iso17.py on the ISO17-style GFN2-xTB MD set
+ISO17_LABELS = {"paper": "ConfGF (`paper`)", "noise": "from noise (`noise`)", "etkdg": "RDKit ETKDGv3",
+                "md_split": "MD: first half of each trajectory against the second (the floor)"}
+
+
+def iso17_table() -> str:
+    """Distance-distribution MMD of each method's samples against the MD snapshots (issue 28):
+    per heavy-atom pair (single), per pair of distances (two) and of all heavy-atom distances
+    jointly, mean and median over pairs / isomers."""
+    lines = ["| method | conformers | single mean | single median | two mean | two median | joint mean | "
+             "joint median |", "|---|---|---|---|---|---|---|---|"]
+    d = _v2(ISO17_FILE)
+    if d is None:
+        return "\n".join(lines)
+    for method, m in d["methods"].items():
+        lines.append(f"| {ISO17_LABELS.get(method, method)} | {m['conformers']} | {m['single_mean']:.4f} | "
+                     f"{m['single_median']:.4f} | {m['two_mean']:.4f} | {m['two_median']:.4f} | "
+                     f"{m['joint_mean']:.4f} | {m['joint_median']:.4f} |")
+    md = d.get("md") or {}
+    return "\n".join([*lines, "", f"Machine: {_device(d)}; {d['isomers']} C7O2H10 isomers, {d['num_confs']} samples "
+                       f"each, unrelaxed; MD {md.get('production_fs', '?')} fs per isomer at "
+                       f"{md.get('temperature', '?')} K (mean {d.get('mean_md_temperature') or 0:.0f} K); "
+                       f"kernel: {d['kernel']}. File: `v2/{ISO17_FILE}`."])
+
+
 TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "drugs_warm_sweep": drugs_warm_sweep_table, "mix_qm9": mix_qm9_table, "sampler_speed": sampler_speed_table,
           "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table,
@@ -1090,6 +1115,7 @@ TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "refs_v2_molecules": refs_v2_molecules_table, "v2_methods": v2_methods_table,
           "v2_paired": v2_paired_table, "v2_noise_sweep": v2_noise_sweep_table, "v2_drugs": v2_drugs_table,
           "threads": threads_table, "planar": planar_table, "dist_ablation": dist_ablation_table,
+          "iso17": iso17_table,
           "headline": lambda: headline_table(readme=True),
           "headline_drugs": lambda: headline_table(("drugs",)), "properties": properties_table}
 
