@@ -52,10 +52,8 @@ class ThreadBudget:
 def available_cores() -> int:
     """Cores this process may run on: the affinity mask where the OS has one (taskset, cgroup
     cpusets, a container's CPU set), else os.cpu_count()."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
+    cpus = _affinity()
+    return max(1, len(cpus)) if cpus is not None else max(1, os.cpu_count() or 1)
 
 
 def _cpu_ticks(cpus: set[int] | None) -> int | None:
@@ -84,6 +82,7 @@ def _reading(cpus: set[int] | None) -> tuple[float, float, int | None]:
 
 
 def _affinity() -> set[int] | None:
+    """The CPUs of this process's affinity mask; None where the OS has none (macOS, Windows)."""
     try:
         return set(os.sched_getaffinity(0))
     except (AttributeError, OSError):
