@@ -101,7 +101,7 @@ setup(
         "triton": ["triton"],
         "xtb": ["tblite", "scipy"],  # build-qm9 --xtb
         "train": ["qm9pack"],  # build-qm9 reads QM9 from it (build-drugs downloads the molsets wheel itself)
-        "bench": ["matplotlib"],  # bench/plot_quality_nfe.py
+        "bench": ["matplotlib"],  # bench/probes/plot_quality_nfe.py
     },
     entry_points={"console_scripts": ["confgf-fast = confgf_fast.cli:main"]},
     ext_modules=ext_modules,

@@ -20,7 +20,6 @@ import argparse
 import datetime as _dt
 import functools
 import json
-import os
 import platform
 import sys
 
@@ -29,6 +28,8 @@ import torch
 from confgf_fast import ops
 from confgf_fast.graph import rowptr_from_sorted
 from confgf_fast.ops.testing import replicate, synthetic_molecule
+
+import common
 
 SIZES = {
     # name: (smiles, conformers, atoms per conformer, edges per conformer: the RDKit graph's counts,
@@ -172,9 +173,10 @@ def _graph_replay(fn):
     return graph.replay
 
 
-def gpu_json(path: str) -> dict:
+def gpu_json(path: str, prov: dict) -> dict:
     dev = torch.device("cuda")
     out = {
+        "provenance": prov,
         "device": torch.cuda.get_device_name(dev),
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
         "torch": torch.__version__,
@@ -237,9 +239,7 @@ def gpu_json(path: str) -> dict:
     peak = _peak_bandwidth()
     if peak:
         out["device_copy_GBps"] = peak
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(out, f, indent=2)
+    common.write_json(path, out)
     return out
 
 
@@ -257,10 +257,12 @@ def _peak_bandwidth() -> float | None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", required=True, help="write GPU timings (CUDA events) to this JSON file")
+    common.add_result_args(parser)
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         parser.error("--json times the GPU backends and needs a CUDA GPU")
-    out = gpu_json(args.json)
+    prov = common.provenance("cuda", args.allow_dirty, args.json)  # before the run: the commit that ran
+    out = gpu_json(args.json, prov)
     failed = [r for r in out["results"] if "error" in r]
     print(f"wrote {args.json}: {len(out['results'])} rows, {len(failed)} errors")
     return 1 if failed else 0

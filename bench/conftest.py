@@ -7,8 +7,12 @@ no RDKit), so timings are comparable either way.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 import torch
+
+from common import RESULTS, DirtyTreeError, provenance, write_json
 
 
 def pytest_addoption(parser):
@@ -24,6 +28,9 @@ def pytest_addoption(parser):
     group.addoption("--bench-sampler-device", default="cpu", help="sampler benchmarks: cpu or cuda (default cpu)")
     group.addoption("--bench-json", default=None,
                     help="sampler benchmarks: JSON to write (default bench/results/sampler_<device>_<date>.json)")
+    group.addoption("--allow-dirty", action="store_true",
+                    help="sampler benchmarks: write the JSON even if tracked files have uncommitted changes (the "
+                         "file then records git_dirty and allow_dirty: true); without it a dirty tree is refused")
 
 
 def pytest_configure(config):
@@ -51,8 +58,17 @@ _SAMPLER: dict = {}
 
 
 @pytest.fixture(scope="session")
-def sampler_results():
-    """bench_sampler.py's measurements: {"results": {size: {method: row}}, "memory": {size: row}}."""
+def sampler_results(request):
+    """bench_sampler.py's measurements: {"results": {size: {method: row}}, "memory": {size: row}}.
+    The provenance of the JSON written at the end is taken here, before the first measurement, and a
+    dirty tree is refused now (not after the run) unless --allow-dirty."""
+    config = request.config
+    device = config.getoption("--bench-sampler-device")
+    if "provenance" not in _SAMPLER:
+        try:
+            _SAMPLER["provenance"] = provenance(device, config.getoption("--allow-dirty"), _sampler_json_path(config))
+        except DirtyTreeError as exc:
+            pytest.exit(str(exc), returncode=4)
     return _SAMPLER
 
 
@@ -145,13 +161,16 @@ def _speedups(rows: dict) -> dict:
     return out
 
 
+def _sampler_json_path(config) -> str:
+    device = config.getoption("--bench-sampler-device")
+    return config.getoption("--bench-json") or str(
+        RESULTS / f"sampler_{device.split(':')[0]}_{dt.date.today():%Y-%m-%d}.json")
+
+
 def _sampler_summary(tr, config) -> None:
     """Print bench_sampler.py's table and write its JSON (machine, schedule, results, memory)."""
-    import datetime as dt
-    import json
     import os
     import platform
-    from pathlib import Path
 
     device = config.getoption("--bench-sampler-device")
     levels, steps = config.getoption("--bench-levels"), config.getoption("--bench-steps")
@@ -173,13 +192,8 @@ def _sampler_summary(tr, config) -> None:
     from rdkit import rdBase
 
     now = dt.datetime.now()
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from provenance import provenance
-
     out = {
-        "provenance": provenance(device),
+        "provenance": _SAMPLER["provenance"],
         "date": now.isoformat(timespec="seconds"),
         "machine": {
             "cpu_model": _cpu_model(),
@@ -202,8 +216,6 @@ def _sampler_summary(tr, config) -> None:
         "speedups": {size: _speedups(rows) for size, rows in results.items()},
         "memory": _SAMPLER.get("memory", {}),
     }
-    path = config.getoption("--bench-json") or str(
-        Path(__file__).parent / "results" / f"sampler_{device.split(':')[0]}_{now:%Y-%m-%d}.json")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(out, indent=2) + "\n")
+    path = _sampler_json_path(config)
+    write_json(path, out)
     tr.write_line(f"written: {path}")

@@ -15,7 +15,7 @@ script reports COV-R (δ 0.5 Å, heavy-atom GetBestRMS, evaluate.rmsd_matrix) of
 
 and, for every reference the raw pool misses, its distance to the nearest pool conformer (how near
 the misses are: a near miss is one better geometry could still cover). The pool is
-eval_dev.etkdg's embedding (seed + molecule index) of 3 x 2K, so `first` and `fps` are exactly
+common.etkdg's embedding (as eval_dev.py's) (seed + molecule index) of 3 x 2K, so `first` and `fps` are exactly
 the rerun baselines dev_full_etkdg.json and dev_full_etkdg_os3.json.
 
     python bench/etkdg_pool.py --json bench/results/etkdg_pool_ceiling.json     # ~6 min, one thread
@@ -28,35 +28,36 @@ import time
 from pathlib import Path
 
 import numpy as np
-from eval_dev import DEV_SDF, benchmark_inputs, etkdg, load_reference
-from provenance import provenance, write_json
 from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
-from schedule_table import paired
 
 from confgf_fast.chem import conformer_positions, diverse_subset
 from confgf_fast.evaluate import rmsd_matrix
+
+import common
 
 MISS_BINS = (0.5, 0.6, 0.75, 1.0, 1.5, float("inf"))  # Å, nearest pool conformer of a missed reference
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ref", default=str(DEV_SDF))
+    ap.add_argument("--ref", default=str(common.DEV_SDF))
     ap.add_argument("--oversample", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--max-mols", type=int, default=None)
     ap.add_argument("--json", default=None)
+    common.add_result_args(ap)
     args = ap.parse_args(argv)
     RDLogger.DisableLog("rdApp.*")
+    prov = common.provenance("cpu", args.allow_dirty, args.json)  # before the run: the commit that ran
 
-    refs = load_reference(Path(args.ref))[: args.max_mols]
-    inputs, _ = benchmark_inputs(refs)
+    refs = common.load_reference(Path(args.ref))[: args.max_mols]
+    inputs, _ = common.benchmark_inputs(refs)
     rows, misses, t0 = [], [], time.perf_counter()
     for k, ((key, ref), mol) in enumerate(zip(refs, inputs)):
         n = 2 * ref.GetNumConformers()
-        pool = etkdg(mol, args.oversample * n, args.seed + k)  # all of them: no selection at this count
+        pool = common.etkdg(mol, args.oversample * n, args.seed + k)  # all of them: no selection at this count
         C = pool.GetNumConformers()
         if C == 0:
             continue  # the one molecule ETKDG cannot embed; left out, as in dev_full_etkdg.json
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = [k for k in rows[0] if k not in ("key", "n_ref", "pool_size")]
     cov = {m: [{"key": r["key"], "status": "ok", "cov_r": r[m]} for r in rows] for m in methods}
     summary = {m: {"cov_r_mean": float(np.mean([r[m] for r in rows])),
-                   "minus_fps": dict(zip(("mean", "se", "n"), paired(cov[m], cov["fps"], "cov_r")))}
+                   "minus_fps": dict(zip(("mean", "se", "n"), common.paired(cov[m], cov["fps"], "cov_r")))}
                for m in methods}
     hist = np.histogram(misses, bins=MISS_BINS)[0].tolist()
     n_refs = sum(r["n_ref"] for r in rows)
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
            "summary": summary,
            "pool_misses": {"references": len(misses), "share_of_references": len(misses) / n_refs,
                            "nearest_rmsd_bins": list(MISS_BINS), "histogram": hist},
-           "per_molecule": rows, "provenance": provenance("cpu")}
+           "per_molecule": rows, "provenance": prov}
     for m in methods:
         s = summary[m]
         print(f"{m:11s} COV-R {s['cov_r_mean']:6.2f}   minus fps {s['minus_fps']['mean']:+.2f} "
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"references the raw pool misses: {len(misses)} of {n_refs}; nearest pool conformer "
           + ", ".join(f"[{a:g}, {b:g}) Å: {c}" for a, b, c in zip(MISS_BINS, MISS_BINS[1:], hist)))
     if args.json:
-        write_json(args.json, out)
+        common.write_json(args.json, out)
     return 0
 
 

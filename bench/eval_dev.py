@@ -16,129 +16,25 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import random
 import sys
 import time
 from pathlib import Path
 
 import torch
-from rdkit import Chem, RDLogger
-from rdkit.Chem import AllChem
+from rdkit import RDLogger
 
 from confgf_fast.checkpoint import load_models
-from confgf_fast.chem import conformer_positions, diverse_subset, etkdg_params, set_conformers
 from confgf_fast.config import SCHEDULES, SamplerConfig
-from confgf_fast.elements import element_names
 from confgf_fast.evaluate import EvalResult, evaluate, format_table, stereo_match_rate
 from confgf_fast.pipeline import generate
 from confgf_fast.sampler import num_evaluations
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import provenance, write_json
-from schedule_table import paired
-
-DEV_SDF = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "qm9_xtb_dev.sdf"
-
-
-def load_reference(path: Path) -> list[tuple[str, Chem.Mol]]:
-    """[(smiles, mol with all K reference conformers)] in file order, grouped by mol_id (.sdf, or
-    .sdf.gz as the v2 benchmarks in bench/refs_v2)."""
-    from confgf_fast.data.reference_search import read_reference_groups
-
-    groups: dict[str, tuple[str, Chem.Mol]] = {}
-    for rec in (m for ms in read_reference_groups(path).values() for m in ms):
-        key = rec.GetProp("mol_id")
-        if key not in groups:
-            m = Chem.Mol(rec)
-            groups[key] = (rec.GetProp("smiles"), m)
-        else:
-            groups[key][1].AddConformer(rec.GetConformer(), assignId=True)
-    return list(groups.values())
-
-
-def budget_counts(refs: list[tuple[str, Chem.Mol]]) -> list[int]:
-    """2K conformers to generate per molecule. On a v2 union (bench/refs_v2) K stays the original
-    reference count (the records' budget_k), so the extra minima raise the bar, not the budget."""
-    return [2 * (int(m.GetProp("budget_k")) if m.HasProp("budget_k") else m.GetNumConformers()) for _, m in refs]
-
-
-def benchmark_inputs(refs: list[tuple[str, Chem.Mol]]) -> tuple[list[Chem.Mol], dict[str, list[Chem.Mol]]]:
-    """(the molecules to generate for, without coordinates; {smiles: [reference Mol]} for evaluate)."""
-    inputs = []
-    for _, m in refs:
-        x = Chem.Mol(m)
-        x.RemoveAllConformers()
-        inputs.append(x)
-    return inputs, {s: [m] for s, m in refs}
-
-
-def etkdg(mol: Chem.Mol, n: int, seed: int, threads: int = 1, oversample: int = 1) -> Chem.Mol:
-    """Copy of `mol` with n RDKit ETKDGv3 conformers (chem.etkdg_params(seed)), embedded with
-    `threads` threads (RDKit numThreads; 0: all cores). oversample > 1: embed oversample x n and
-    keep a diverse n, with the selection our warm start uses (chem.diverse_subset): the baseline
-    with the same trick."""
-    m = Chem.Mol(mol)
-    m.RemoveAllConformers()
-    params = etkdg_params(seed)
-    params.numThreads = threads
-    AllChem.EmbedMultipleConfs(m, n * oversample, params)
-    if m.GetNumConformers() == 0:
-        # RDKit's documented fallback for molecules (strained cages) whose eigenvector embedding
-        # fails: start from random coordinates. Without it ETKDG returns nothing for 4 of the 190.
-        params.useRandomCoords = True
-        AllChem.EmbedMultipleConfs(m, n * oversample, params)
-    if m.GetNumConformers() > n:
-        pos = conformer_positions(m)
-        m = set_conformers(m, pos[diverse_subset(m, pos, n)])
-    return m
-
-
-def weights_record(weights: list[str] | None, models: list, per_model: dict[int, int],
-                   sampler: SamplerConfig) -> dict:
-    """What a result JSON says about the weights and the sampler: `weights` (the paths given, or
-    "shipped"); `weights_step`, `trained_elements` and the sampler (`sampler`, `sampler_tag`, with
-    the checkpoint's own sampler_defaults applied, SamplerConfig.tuned_for) of the model that
-    sampled the most molecules (with the shipped set: the QM9 model on QM9, the drug-like model on
-    drugs); `weights_models`: every model's file name, step, sampler tag, relax_default (what
-    generate's default relax "auto" does to its molecules) and molecules sampled
-    (pipeline.RunStats.per_model)."""
-    top = max(range(len(models)), key=lambda i: per_model.get(i, 0))
-    model = models[top][0]
-    elements = getattr(model, "trained_elements", None)
-    tuned = sampler.tuned_for(getattr(model, "sampler_defaults", None))
-    return {"weights": ", ".join(weights) if weights else "shipped", "weights_step": model.trained_steps,
-            "trained_elements": element_names(elements) if elements else None,
-            "schedule": tuned.schedule, "sampler": vars(tuned), "sampler_tag": tuned.describe(),
-            "weights_models": [{"name": m.weights_name, "step": m.trained_steps, "molecules": per_model.get(i, 0),
-                                "sampler_tag": sampler.tuned_for(getattr(m, "sampler_defaults", None)).describe(),
-                                "relax_default": getattr(m, "relax_default", "none")}
-                               for i, (m, _) in enumerate(models)]}
-
-
-def apply_sets(sampler: SamplerConfig, items: list[str]) -> None:
-    """Set SamplerConfig fields from --set FIELD=VALUE strings, in order. A value takes the type of
-    the field's current value (booleans by name: 1/true/yes/on are True); ValueError for an unknown
-    field or a value of the wrong type."""
-    for item in items:
-        key, _, value = item.partition("=")
-        if not hasattr(sampler, key):
-            raise ValueError(f"--set: SamplerConfig has no field {key!r}")
-        old = getattr(sampler, key)
-        if isinstance(old, bool):  # bool("False") is True: read booleans by name
-            value = value.lower() in ("1", "true", "yes", "on")
-        if old is None:  # an optional field (e.g. select_window): a number if it reads as one
-            try:
-                value = int(value) if value.lstrip("-").isdigit() else float(value)
-            except ValueError:
-                pass
-            setattr(sampler, key, value)
-        else:
-            setattr(sampler, key, type(old)(value))
+import common
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ref", default=str(DEV_SDF))
+    ap.add_argument("--ref", default=str(common.DEV_SDF))
     ap.add_argument("--weights", action="append", default=None,
                     help="checkpoint; repeat for several, chosen per molecule as generate does (default: the shipped "
                          "set)")
@@ -172,34 +68,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-ours", action="store_true", help="only the ETKDG baseline")
     ap.add_argument("--json", default=None)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    common.add_result_args(ap)
     args = ap.parse_args(argv)
     RDLogger.DisableLog("rdApp.*")
+    prov = common.provenance(args.device, args.allow_dirty, args.json)  # before the run: the commit that ran
 
-    refs = load_reference(Path(args.ref))
+    refs = common.load_reference(Path(args.ref))
     refs = refs[args.offset: None if args.max_mols is None else args.offset + args.max_mols]
-    if args.sample is not None and args.sample < len(refs):
-        pick = sorted(random.Random(args.sample_seed).sample(range(len(refs)), args.sample))
-        refs = [refs[i] for i in pick]
-    counts = budget_counts(refs)
+    refs = common.sample_subset(refs, args.sample, args.sample_seed)
+    counts = common.budget_counts(refs)
     models = load_models(args.weights, args.device)
     noise = models[0][1]
     sampler = SamplerConfig.resolve(args.sampler, args.schedule, args.init)
     sampler.precision, sampler.compile = args.precision, args.compile
     sampler.override(args.levels, args.steps_per_level, args.eps, args.bands)
     try:
-        apply_sets(sampler, args.set)
+        common.apply_sets(sampler, args.set)
     except ValueError as exc:
         ap.error(str(exc))
 
-    inputs, ref_groups = benchmark_inputs(refs)
+    inputs, ref_groups = common.benchmark_inputs(refs)
     out = {
         "benchmark": Path(args.ref).name, "n_mols": len(refs), "offset": args.offset, "sample": args.sample,
         "sample_seed": args.sample_seed, "threshold": args.threshold,
         "machine": f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads, "
                    f"device {args.device}",
-        **weights_record(args.weights, models, {0: len(refs)}, sampler),  # updated from the run below
+        **common.weights_record(args.weights, models, {0: len(refs)}, sampler),  # updated from the run below
         "network_evaluations": num_evaluations(noise, sampler), "per_molecule": {},
-        "provenance": provenance(args.device),
+        "provenance": prov,
     }
     ours_eval = None
     if not args.no_ours:
@@ -207,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         res = generate(inputs, counts, model=[m for m, _ in models], noise=[n for _, n in models], sampler=sampler,
                        device=args.device, seed=args.seed, progress=not args.quiet)
         t_ours = time.perf_counter() - t0
-        out.update(weights_record(args.weights, models, res.stats.per_model, sampler))
+        out.update(common.weights_record(args.weights, models, res.stats.per_model, sampler))
         # a molecule without output (res.mols None) counts as covering nothing
         ours_eval = evaluate({s: [g] if g is not None else [] for (s, _), g in zip(refs, res.mols)}, ref_groups,
                              threshold=args.threshold, progress=False)
@@ -222,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(ours))
     if not args.no_etkdg:
         t0 = time.perf_counter()
-        emb = [etkdg(x, n, args.seed + k, oversample=args.etkdg_oversample)
+        emb = [common.etkdg(x, n, args.seed + k, oversample=args.etkdg_oversample)
                for k, (x, n) in enumerate(zip(inputs, counts))]
         t_rd = time.perf_counter() - t0
         rd_eval = evaluate({s: [g] for (s, _), g in zip(refs, emb)}, ref_groups, threshold=args.threshold,
@@ -245,11 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         for method in ("ours", "etkdg"):
             if method in base:
                 rows = out["per_molecule"]["ours"]
-                diffs = [paired(rows, base[method], k) for k in ("cov_r", "mat_r", "cov_p", "mat_p")]
+                diffs = [common.paired(rows, base[method], k) for k in ("cov_r", "mat_r", "cov_p", "mat_p")]
                 print(f"paired vs {Path(args.paired).stem} ({method}), n={diffs[0][2]}: " + ", ".join(
                     f"d{k} {m:+.3f} +- {e:.3f}" for k, (m, e, _) in zip(("COV-R", "MAT-R", "COV-P", "MAT-P"), diffs)))
     if args.json:
-        write_json(args.json, out)
+        common.write_json(args.json, out)
     return 0
 
 

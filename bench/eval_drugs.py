@@ -8,9 +8,9 @@ For a molecule with K references each method makes 2K conformers of the same inp
 - ours: confgf_fast.pipeline.generate with the default sampler (schedule `warm`: ETKDGv3 starts
   noised and refined by the projected sampler), `--set FIELD=VALUE` overrides as in eval_dev.py,
   unrelaxed (relax "none");
-- etkdg: RDKit ETKDGv3 (chem.etkdg_params, seed + molecule index, eval_dev.etkdg);
+- etkdg: RDKit ETKDGv3 (chem.etkdg_params, seed + molecule index, common.etkdg);
 - etkdg_mmff: those ETKDG conformers, each MMFF94-optimised (relax.relax_conformers via
-  eval_relax.relax_all, no pruning, so the count stays 2K); its time includes the embedding;
+  common.relax_all, no pruning, so the count stays 2K); its time includes the embedding;
 - ours_mmff: our conformers relaxed by the same call (generate --relax mmff); time includes ours;
   what generate writes by default (relax "auto") where the weights' relax_default is mmff, as the
   shipped drug-like weights' is (weights_models records each model's);
@@ -23,7 +23,7 @@ EvalResult.at_threshold; mean and median over molecules. Also: the stereo-kept r
 that property does not parse), molecules without output (e.g. elements the weights were not
 trained on: refused, counted here, not a crash), conformers per second (generation wall time
 only, thread counts recorded) and paired per-molecule differences ours - etkdg,
-ours - etkdg_mmff, ours_mmff - etkdg_mmff and ours_mmff - ours (schedule_table.paired: mean and
+ours - etkdg_mmff, ours_mmff - etkdg_mmff and ours_mmff - ours (common.paired: mean and
 standard error over the molecules both have).
 
     OMP_NUM_THREADS=1 python bench/eval_drugs.py --weights data_cache/ft/drugs_ft.pt --threads 1 \\
@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import sys
 import time
 import warnings
@@ -47,12 +46,6 @@ from pathlib import Path
 import torch
 from rdkit import Chem, RDLogger, rdBase
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_dev import apply_sets, benchmark_inputs, budget_counts, etkdg, load_reference, weights_record
-from eval_relax import relax_all
-from provenance import provenance, write_json
-from schedule_table import paired
-
 from confgf_fast.checkpoint import load_models
 from confgf_fast.chem import canonical_smiles, set_conformers
 from confgf_fast.config import SCHEDULES, SamplerConfig
@@ -61,9 +54,10 @@ from confgf_fast.pipeline import generate
 from confgf_fast.relax import DEFAULT_MAX_ITERS, RelaxOptions
 from confgf_fast.sampler import num_evaluations
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-BENCHMARKS = {"drugs": SHARED / "benchmarks" / "drugs_xtb_dev.sdf",
-              "geom": SHARED / "fixtures" / "geom_drugs_10.sdf"}
+import common
+
+BENCHMARKS = {"drugs": common.SHARED / "benchmarks" / "drugs_xtb_dev.sdf",
+              "geom": common.SHARED / "fixtures" / "geom_drugs_10.sdf"}
 THRESHOLDS = (0.75, 1.25)  # angstrom: torsional diffusion's and ConfGF's drug thresholds
 METRICS = ("cov_r", "mat_r", "cov_p", "mat_p")
 PAIRS = (("ours", "etkdg"), ("ours", "etkdg_diverse"), ("ours", "etkdg_mmff"), ("ours_mmff", "etkdg_mmff"),
@@ -78,10 +72,7 @@ def threshold_key(t: float) -> str:
 def select(refs: list, max_mols: int | None, sample: int | None, sample_seed: int) -> list:
     """The first max_mols molecules (all if None), then a seeded random subset of `sample` of them
     in file order (eval_dev.py's --max-mols / --sample)."""
-    refs = refs[:max_mols]
-    if sample is not None and sample < len(refs):
-        refs = [refs[i] for i in sorted(random.Random(sample_seed).sample(range(len(refs)), sample))]
-    return refs
+    return common.sample_subset(refs[:max_mols], sample, sample_seed)
 
 
 def stereo_target(smiles: str, mol: Chem.Mol) -> tuple[str, bool]:
@@ -140,9 +131,9 @@ def score(mols: list[Chem.Mol | None], refs: list[tuple[str, Chem.Mol]], ref_gro
 def run_benchmark(path: Path, args: argparse.Namespace, models: list, sampler: SamplerConfig,
                   per_model: Counter) -> dict:
     """Every selected method on one benchmark file -> its JSON block (see the module docstring)."""
-    refs = select(load_reference(path), args.max_mols, args.sample, args.sample_seed)
-    counts = budget_counts(refs)  # 2K; on a v2 union K stays the v1 count
-    inputs, ref_groups = benchmark_inputs(refs)
+    refs = select(common.load_reference(path), args.max_mols, args.sample, args.sample_seed)
+    counts = common.budget_counts(refs)  # 2K; on a v2 union K stays the v1 count
+    inputs, ref_groups = common.benchmark_inputs(refs)
     if len(ref_groups) != len(refs):
         raise SystemExit(f"{path}: two mol_ids share a `smiles` property; molecules must be told apart by it")
     targets, from_prop = zip(*(stereo_target(s, x) for (s, _), x in zip(refs, inputs)))
@@ -169,27 +160,27 @@ def run_benchmark(path: Path, args: argparse.Namespace, models: list, sampler: S
         out["ours_broken_fraction"] = sum(f["quality"] != "ok" for f in flags) / max(1, len(flags))
     if not args.no_ours and not args.no_mmff:
         # generate --relax mmff: the same relax call on our conformers (issue 15's comparison)
-        relaxed, t_relax, relax_counts = relax_all(generated["ours"][0], RelaxOptions(
+        relaxed, t_relax, relax_counts = common.relax_all(generated["ours"][0], RelaxOptions(
             "mmff", max_iters=args.max_iters, threads=args.threads))
         generated["ours_mmff"] = (relaxed, generated["ours"][1] + t_relax)
         out["seconds"]["ours_mmff_relax"] = t_relax
         out["ours_mmff_counts"] = relax_counts
     if not args.no_etkdg or not args.no_mmff:
         t0 = time.perf_counter()
-        emb = [etkdg(x, n, args.seed + k, threads=args.threads) for k, (x, n) in enumerate(zip(inputs, counts))]
+        emb = [common.etkdg(x, n, args.seed + k, threads=args.threads) for k, (x, n) in enumerate(zip(inputs, counts))]
         t_emb = time.perf_counter() - t0
         out["seconds"]["etkdg_embed"] = t_emb
         if not args.no_etkdg:
             generated["etkdg"] = (emb, t_emb)
             if args.etkdg_oversample > 1:
                 t0 = time.perf_counter()
-                div = [etkdg(x, n, args.seed + k, threads=args.threads, oversample=args.etkdg_oversample)
+                div = [common.etkdg(x, n, args.seed + k, threads=args.threads, oversample=args.etkdg_oversample)
                        for k, (x, n) in enumerate(zip(inputs, counts))]
                 generated["etkdg_diverse"] = (div, time.perf_counter() - t0)
                 out["seconds"]["etkdg_diverse_embed"] = generated["etkdg_diverse"][1]
         if not args.no_mmff:
             # relax_conformers relaxes a copy: the plain ETKDG conformers above stay as embedded.
-            relaxed, t_relax, relax_counts = relax_all(emb, RelaxOptions("mmff", max_iters=args.max_iters,
+            relaxed, t_relax, relax_counts = common.relax_all(emb, RelaxOptions("mmff", max_iters=args.max_iters,
                                                                          threads=args.threads))
             generated["etkdg_mmff"] = (relaxed, t_emb + t_relax)
             out["seconds"]["mmff_relax"] = t_relax
@@ -204,7 +195,7 @@ def run_benchmark(path: Path, args: argparse.Namespace, models: list, sampler: S
     for a, b in PAIRS:
         if a in rows and b in rows:
             out["paired"][f"{a} - {b}"] = {
-                k: {key: dict(zip(("mean", "se", "n"), paired(rows[a][k], rows[b][k], key))) for key in METRICS}
+                k: {key: dict(zip(("mean", "se", "n"), common.paired(rows[a][k], rows[b][k], key))) for key in METRICS}
                 for k in rows[a]}
     return out
 
@@ -264,20 +255,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None)
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_result_args(ap)
     args = ap.parse_args(argv)
     RDLogger.DisableLog("rdApp.*")
     torch.set_num_threads(args.threads)
-    prov = provenance(args.device)  # before the run: the commit that ran, not one made meanwhile
+    prov = common.provenance(args.device, args.allow_dirty, args.json)  # before the run: the commit that ran
 
     models = load_models(args.weights, args.device)
     per_model: Counter = Counter()
     sampler = SamplerConfig.resolve(schedule=args.schedule)  # default: generate's, the warm start
     try:
-        apply_sets(sampler, args.set)
+        common.apply_sets(sampler, args.set)
     except ValueError as exc:
         ap.error(str(exc))
     out = {
-        "thresholds": list(THRESHOLDS), **weights_record(args.weights, models, {}, sampler),
+        "thresholds": list(THRESHOLDS), **common.weights_record(args.weights, models, {}, sampler),
         "network_evaluations": num_evaluations(models[0][1], sampler), "seed": args.seed,
         "max_mols": args.max_mols, "sample": args.sample, "sample_seed": args.sample_seed,
         "threads": {"torch": torch.get_num_threads(), "etkdg_embed": args.threads, "mmff": args.threads,
@@ -288,10 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         path = Path(args.drugs_ref) if name == "drugs" and args.drugs_ref else BENCHMARKS[name]
         out["benchmarks"][name] = b = run_benchmark(path, args, models, sampler, per_model)
-        out.update(weights_record(args.weights, models, per_model, sampler))
+        out.update(common.weights_record(args.weights, models, per_model, sampler))
         report(name, b)
         if args.json:  # written after each benchmark, so a long run keeps what it finished
-            write_json(args.json, out)
+            common.write_json(args.json, out)
     return 0
 
 

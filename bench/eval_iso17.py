@@ -5,7 +5,7 @@ the reference distribution; each method generates the same number of conformers;
 heavy-atom pair distance (distance_mmd.py, the official Gaussian kernel mixture) is pooled over
 isomers (mean, median), and the joint MMD of all heavy-atom distances is averaged per isomer.
 Methods: `paper` (annealed Langevin from noise, 5,000 network evaluations), the from-noise mode
-(schedule `noise`), RDKit ETKDGv3 (bench/eval_dev.etkdg), all without relaxation. `md_split` is the
+(schedule `noise`), RDKit ETKDGv3 (bench/common.etkdg), all without relaxation. `md_split` is the
 floor the estimator gives at this sample size: the first half of each trajectory as the reference
 and --num-confs evenly spaced snapshots of the second half as the "generated" set (the MMD is
 biased upwards at small sample sizes, and the two halves of one 500 K trajectory are not
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,11 +31,9 @@ from rdkit import Chem, RDLogger
 from confgf_fast.data import iso17
 from confgf_fast.distance_mmd import distance_mmd, summarize
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_dev import etkdg
-from provenance import provenance, write_json
+import common
 
-HELDOUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "qm9_heldout_smiles.csv"
+HELDOUT = common.SHARED / "data" / "qm9_heldout_smiles.csv"
 METHODS = ("md_split", "paper", "noise", "etkdg")
 
 
@@ -49,7 +46,7 @@ def sample(method: str, mols: list[Chem.Mol], n: int, seed: int) -> list[np.ndar
         m.RemoveAllConformers()
         bare.append(m)
     if method == "etkdg":
-        outs = [etkdg(m, n, seed + k) for k, m in enumerate(bare)]
+        outs = [common.etkdg(m, n, seed + k) for k, m in enumerate(bare)]
     else:
         from confgf_fast.pipeline import generate
 
@@ -80,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-hops", type=int, default=None, help="only heavy-atom pairs within this many bonds")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
+    common.add_result_args(ap)
     args = ap.parse_args(argv)
     RDLogger.DisableLog("rdApp.*")
+    prov = common.provenance("cpu", args.allow_dirty, args.json)  # before the run (and the build): the commit that ran
 
     build = None
     if args.build:
@@ -100,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
            "snapshots": {str(it["qm9_index"]): int(it["intact"].sum()) for it in items},
            "mean_md_temperature": float(np.mean([it["temperature"].mean() for it in items])) if items else None,
            "kernel": "sum of 5 Gaussians, widths w/4..4w, w = mean pooled squared distance (official compute_mmd)",
-           "methods": {}, "per_isomer": {}, "provenance": provenance("cpu"),
+           "methods": {}, "per_isomer": {}, "provenance": prov,
            "threads": torch.get_num_threads()}
     for method in args.methods.split(","):
         t0 = time.perf_counter()
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
               f"two {s['two_mean']:.4f} / {s['two_median']:.4f} | joint mean {s['joint_mean']:.4f} "
               f"median {s['joint_median']:.4f} | generate {t_gen:.0f} s", flush=True)
         if args.json:  # after every method, so a run cut short keeps what it has
-            write_json(args.json, out)
+            common.write_json(args.json, out)
     return 0
 
 

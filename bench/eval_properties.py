@@ -11,7 +11,7 @@ gap by more than --margin eV) and paired per-molecule differences against the ET
 Methods, each without and with MMFF94 (relax.relax_conformers, 1000 iterations, no pruning):
   ours_warm   the default: ETKDG warm start, schedule `warm` (shipped weights)
   ours_noise  the from-noise mode: schedule `noise`
-  etkdg       RDKit ETKDGv3, 2K conformers (eval_dev.etkdg)
+  etkdg       RDKit ETKDGv3, 2K conformers (common.etkdg)
   etkdg3      ETKDGv3 embedding 3 x 2K and keeping a diverse 2K (the warm start's own selection)
 
     OMP_NUM_THREADS=1 python bench/eval_properties.py --json bench/results/v2/properties_qm9_s30.json
@@ -24,19 +24,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import random
 import sys
 import time
 from pathlib import Path
 
 import torch
 from rdkit import Chem, RDLogger
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_dev import benchmark_inputs, budget_counts, etkdg, load_reference
-from eval_relax import relax_all
-from provenance import provenance, write_json
-from schedule_table import paired
 
 from confgf_fast.checkpoint import load_models
 from confgf_fast.config import SamplerConfig
@@ -52,14 +45,15 @@ from confgf_fast.properties import (
 from confgf_fast.relax import RelaxOptions
 from confgf_fast.sampler import num_evaluations
 
-REPO = Path(__file__).resolve().parents[1]
-V2_REF = REPO / "bench" / "refs_v2" / "qm9_dev_v2.sdf.gz"
+import common
+
+V2_REF = common.REPO / "bench" / "refs_v2" / "qm9_dev_v2.sdf.gz"
 OURS = ("ours_warm", "ours_noise")
 BASELINES = ("etkdg", "etkdg3")
 
 
 def flat_rows(per_molecule: list[dict]) -> list[dict]:
-    """Per-molecule rows with the absolute errors as top-level keys, for schedule_table.paired."""
+    """Per-molecule rows with the absolute errors as top-level keys, for common.paired."""
     return [{"key": r["key"], "status": r["status"], **r.get("abs_err", {})} for r in per_molecule]
 
 
@@ -76,20 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-iters", type=int, default=1000, help="MMFF iterations")
     ap.add_argument("--json", default=None)
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_result_args(ap)
     args = ap.parse_args(argv)
     RDLogger.DisableLog("rdApp.*")
     torch.set_num_threads(1)
-    prov = provenance("cpu")  # before the run: the commit that ran, not one made meanwhile
+    prov = common.provenance("cpu", args.allow_dirty, args.json)  # before the run: the commit that ran
     t_start = time.perf_counter()
 
-    refs = load_reference(Path(args.ref))
-    if args.sample is not None and args.sample < len(refs):
-        pick = sorted(random.Random(args.sample_seed).sample(range(len(refs)), args.sample))
-        refs = [refs[i] for i in pick]
+    refs = common.sample_subset(common.load_reference(Path(args.ref)), args.sample, args.sample_seed)
     if args.max_mols is not None:
         refs = refs[:args.max_mols]
-    counts = budget_counts(refs)
-    inputs, ref_groups = benchmark_inputs(refs)
+    counts = common.budget_counts(refs)
+    inputs, ref_groups = common.benchmark_inputs(refs)
     keys = [s for s, _ in refs]
     models = load_models(None, "cpu")
     seconds: dict[str, float] = {}
@@ -104,11 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name} ({sampler.describe()}): {seconds[name + '_sampling']:.1f} s", flush=True)
     for name, oversample in (("etkdg", 1), ("etkdg3", 3)):
         t0 = time.perf_counter()
-        sets[name] = [etkdg(x, n, args.seed + k, oversample=oversample) for k, (x, n) in enumerate(zip(inputs, counts))]
+        sets[name] = [common.etkdg(x, n, args.seed + k, oversample=oversample)
+                      for k, (x, n) in enumerate(zip(inputs, counts))]
         seconds[f"{name}_embedding"] = time.perf_counter() - t0
     mmff = RelaxOptions("mmff", max_iters=args.max_iters, threads=1)
     for name in (*OURS, *BASELINES):
-        relaxed, t_relax, _ = relax_all(sets[name], mmff)
+        relaxed, t_relax, _ = common.relax_all(sets[name], mmff)
         sets[f"{name}_mmff"] = relaxed
         seconds[f"{name}_mmff_relax"] = t_relax
 
@@ -150,14 +143,14 @@ def main(argv: list[str] | None = None) -> int:
                 ra, rb = flat_rows(out["per_molecule"][a + relax]), flat_rows(out["per_molecule"][b + relax])
                 out["paired"][label] = {}
                 for k in STAT_KEYS:
-                    mean, se, n = paired(ra, rb, k)
+                    mean, se, n = common.paired(ra, rb, k)
                     out["paired"][label][k] = {"mean": mean, "se": se, "n": n}
                 print(f"{label} (abs. error, eV): " + ", ".join(
                     f"{k} {v['mean']:+.3f} +- {v['se']:.3f}" for k, v in out["paired"][label].items()), flush=True)
     seconds["total"] = time.perf_counter() - t_start
     print(f"total {seconds['total']:.0f} s", flush=True)
     if args.json:
-        write_json(args.json, out)
+        common.write_json(args.json, out)
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import sys
 import time
 from pathlib import Path
@@ -27,37 +26,16 @@ from pathlib import Path
 import torch
 from rdkit import Chem, RDLogger
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_dev import DEV_SDF, apply_sets, benchmark_inputs, budget_counts, etkdg, load_reference
-from provenance import provenance, write_json
-from schedule_table import paired
-
 from confgf_fast.checkpoint import load_model
 from confgf_fast.config import SCHEDULES, SamplerConfig
 from confgf_fast.evaluate import evaluate, format_table
 from confgf_fast.pipeline import generate
-from confgf_fast.relax import RelaxOptions, check_conformers, relax_conformers
+from confgf_fast.relax import RelaxOptions, check_conformers
 from confgf_fast.sampler import num_evaluations
 
-REPO = Path(__file__).resolve().parents[1]
+import common
+
 METRICS = ("cov_r", "mat_r", "cov_p", "mat_p")
-
-
-def relax_all(mols: list[Chem.Mol], opts: RelaxOptions) -> tuple[list[Chem.Mol], float, dict]:
-    """relax_conformers on every Mol -> (relaxed Mols, seconds, counts of methods / drops)."""
-    out, counts = [], {"methods": {}, "dropped": {}}
-    t0 = time.perf_counter()
-    for m in mols:
-        if m is None or m.GetNumConformers() == 0:
-            out.append(m)
-            continue
-        r = relax_conformers(m, opts)
-        for name in r.methods:
-            counts["methods"][name] = counts["methods"].get(name, 0) + 1
-        for k, v in r.dropped.items():
-            counts["dropped"][k] = counts["dropped"].get(k, 0) + v
-        out.append(r.mol)
-    return out, time.perf_counter() - t0, counts
 
 
 def flags_summary(mols: list[Chem.Mol]) -> dict:
@@ -75,7 +53,7 @@ def flags_summary(mols: list[Chem.Mol]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ref", default=str(DEV_SDF))
+    ap.add_argument("--ref", default=str(common.DEV_SDF))
     ap.add_argument("--weights", default=None)
     ap.add_argument("--schedule", default="fast", choices=list(SCHEDULES),
                     help="a generate schedule preset (warm: the ETKDG warm start, generate's default)")
@@ -93,21 +71,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="set a SamplerConfig field of ours, e.g. --set oversample=2")
     ap.add_argument("--json", default=None)
+    common.add_result_args(ap)
     args = ap.parse_args(argv)
     RDLogger.DisableLog("rdApp.*")
     torch.set_num_threads(args.threads)
-    prov = provenance("cpu")  # before the run: the commit that ran, not one made meanwhile
+    prov = common.provenance("cpu", args.allow_dirty, args.json)  # before the run: the commit that ran
 
-    refs = load_reference(Path(args.ref))
-    if args.sample is not None and args.sample < len(refs):
-        pick = sorted(random.Random(args.sample_seed).sample(range(len(refs)), args.sample))
-        refs = [refs[i] for i in pick]
-    counts = budget_counts(refs)
-    inputs, ref_groups = benchmark_inputs(refs)
+    refs = common.sample_subset(common.load_reference(Path(args.ref)), args.sample, args.sample_seed)
+    counts = common.budget_counts(refs)
+    inputs, ref_groups = common.benchmark_inputs(refs)
     model, noise = load_model(args.weights, "cpu")
     sampler = SamplerConfig.resolve(None, args.schedule)
     try:
-        apply_sets(sampler, args.set)
+        common.apply_sets(sampler, args.set)
     except ValueError as exc:
         ap.error(str(exc))
     opts = {m: RelaxOptions(m, max_iters=args.max_iters, threads=args.threads) for m in args.relax}
@@ -121,13 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     res = generate(inputs, counts, model=model, noise=noise, sampler=sampler, seed=args.seed, progress=True)
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
-    emb = [etkdg(x, n, args.seed + k, oversample=args.etkdg_oversample) for k, (x, n) in enumerate(zip(inputs, counts))]
+    emb = [common.etkdg(x, n, args.seed + k, oversample=args.etkdg_oversample)
+           for k, (x, n) in enumerate(zip(inputs, counts))]
     t_rd = time.perf_counter() - t0
     runs = {"ours": (res.mols, t_ours, None), "etkdg": (emb, t_rd, None)}
     seconds = {"ours_sampling": t_ours, "etkdg_embedding": t_rd}
     for m, o in opts.items():
-        ours_relaxed, t_ours_relax, ours_counts = relax_all(res.mols, o)
-        rd_relaxed, t_rd_relax, rd_counts = relax_all(emb, o)
+        ours_relaxed, t_ours_relax, ours_counts = common.relax_all(res.mols, o)
+        rd_relaxed, t_rd_relax, rd_counts = common.relax_all(emb, o)
         runs[f"ours_{m}"] = (ours_relaxed, t_ours + t_ours_relax, ours_counts)
         runs[f"etkdg_{m}"] = (rd_relaxed, t_rd + t_rd_relax, rd_counts)
         seconds.update({f"ours_relax_{m}": t_ours_relax, f"etkdg_relax_{m}": t_rd_relax})
@@ -154,11 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     for a, b in pairs:
         out["paired"][f"{a} - {b}"] = {}
         for key in METRICS:
-            mean, se, n = paired(rows[a], rows[b], key)
+            mean, se, n = common.paired(rows[a], rows[b], key)
             out["paired"][f"{a} - {b}"][key] = {"mean": mean, "se": se, "n": n}
             print(f"{a} - {b}: {key} {mean:+.3f} +- {se:.3f} (n={n})")
     if args.json:
-        write_json(args.json, out)
+        common.write_json(args.json, out)
     return 0
 
 

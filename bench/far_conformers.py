@@ -42,7 +42,6 @@ reference basins by construction.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import time
 from collections import Counter
@@ -54,11 +53,9 @@ from rdkit.Chem import Lipinski
 
 from confgf_fast.evaluate import closest_distances, heavy_copy, rmsd_matrix
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import provenance, write_json
+import common
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_JSON = REPO / "bench" / "results" / "far_conformers_s40.json"
+DEFAULT_JSON = common.RESULTS / "far_conformers_s40.json"
 
 # The COV threshold of the QM9 benchmark (DESIGN.md, "Evaluation").
 DELTA = 0.5
@@ -360,28 +357,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--json", default=str(DEFAULT_JSON))
     ap.add_argument("--quiet", action="store_true")
+    common.add_result_args(ap)
     args = ap.parse_args(argv)
     RDLogger.DisableLog("rdApp.*")
+    prov = common.provenance("cpu", args.allow_dirty, args.json)  # before the run: the commit that ran
 
     import torch
-    from eval_dev import DEV_SDF, benchmark_inputs, etkdg, load_reference
 
     from confgf_fast.checkpoint import load_model
     from confgf_fast.config import SamplerConfig
     from confgf_fast.pipeline import generate
 
     torch.set_num_threads(args.threads)
-    ref_path = Path(args.ref or DEV_SDF)
-    refs = load_reference(ref_path)
-    if args.sample is not None and args.sample < len(refs):  # the subset eval_dev.py --sample picks
-        pick = sorted(random.Random(args.sample_seed).sample(range(len(refs)), args.sample))
-        refs = [refs[i] for i in pick]
+    ref_path = Path(args.ref or common.DEV_SDF)
+    # the subset eval_dev.py --sample picks
+    refs = common.sample_subset(common.load_reference(ref_path), args.sample, args.sample_seed)
     counts = [2 * m.GetNumConformers() for _, m in refs]
-    inputs, _ = benchmark_inputs(refs)
+    inputs, _ = common.benchmark_inputs(refs)
     out = {"benchmark": ref_path.name, "n_mols": len(refs), "sample": args.sample, "sample_seed": args.sample_seed,
            "seed": args.seed, "threshold": args.threshold, "ring_threshold": args.ring_threshold,
            "torsion_threshold": args.torsion_threshold, "classes": list(CLASSES), "fixes": FIXES, "methods": {},
-           "provenance": provenance("cpu")}
+           "provenance": prov}
     generated: dict[str, list] = {}
     if args.method in ("ours", "both"):
         model, noise = load_model(args.weights, "cpu")
@@ -393,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                        "sampler_tag": sampler.describe(), "seconds": time.perf_counter() - t0}
         generated["ours"] = res.mols
     if args.method in ("etkdg", "both"):
-        generated["etkdg"] = [etkdg(x, n, args.seed + k) for k, (x, n) in enumerate(zip(inputs, counts))]
+        generated["etkdg"] = [common.etkdg(x, n, args.seed + k) for k, (x, n) in enumerate(zip(inputs, counts))]
     out["ring_bins"] = list(RING_BINS)
     out["reference_ring_rmsd_histogram"] = _histogram([v for _, m in refs for v in reference_ring_rmsd(m)])
     for method, mols in generated.items():
@@ -420,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
               f"far {s['ring_rmsd_histogram']['far']}")
     print(f"reference vs reference ring RMSD, same bins: {out['reference_ring_rmsd_histogram']}")
     if args.json:
-        write_json(args.json, out)
+        common.write_json(args.json, out)
     return 0
 
 

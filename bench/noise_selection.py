@@ -1,4 +1,4 @@
-"""Probe (issue 30, levers 1-2): how to pick 2K conformers out of oversampled samples from noise.
+"""How to pick 2K conformers out of oversampled samples from noise (issue 30, levers 1-2).
 
 Oversampling from noise (SamplerConfig.oversample) raises recall but farthest-point selection also
 favours the off-manifold samples (they are "far" from everything), which costs precision. This
@@ -47,10 +47,7 @@ from confgf_fast.evaluate import evaluate
 from confgf_fast.pipeline import generate
 from confgf_fast.sampler import num_evaluations
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_dev import DEV_SDF, apply_sets, benchmark_inputs, budget_counts, etkdg, load_reference
-from provenance import provenance, write_json
-from schedule_table import paired
+import common
 
 METRICS = ("cov_r", "mat_r", "cov_p", "mat_p")
 
@@ -126,7 +123,7 @@ def select(name: str, mol: Chem.Mol, flags: list[dict], n: int, energies: np.nda
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ref", default=str(DEV_SDF))
+    ap.add_argument("--ref", default=str(common.DEV_SDF))
     ap.add_argument("--oversample", type=int, default=2)
     ap.add_argument("--sample", type=int, default=None, help="a seeded random subset of molecules")
     ap.add_argument("--selections", default="first,fps,mmff0.25,mmff0.5,mmffgreedy")
@@ -138,19 +135,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="a SamplerConfig field of the quick schedule, e.g. --set num_steps=29")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
+    common.add_result_args(ap)
     args = ap.parse_args(argv)
     RDLogger.DisableLog("rdApp.*")
+    prov = common.provenance("cpu", args.allow_dirty, args.json)  # before the run: the commit that ran
 
-    refs = load_reference(Path(args.ref))
-    if args.sample is not None and args.sample < len(refs):
-        import random
-
-        pick = sorted(random.Random(0).sample(range(len(refs)), args.sample))
-        refs = [refs[i] for i in pick]
-    counts = budget_counts(refs)
-    inputs, ref_groups = benchmark_inputs(refs)
+    refs = common.sample_subset(common.load_reference(Path(args.ref)), args.sample, 0)
+    counts = common.budget_counts(refs)
+    inputs, ref_groups = common.benchmark_inputs(refs)
     sampler = SamplerConfig.resolve(None, "quick", None)
-    apply_sets(sampler, args.set)
+    common.apply_sets(sampler, args.set)
     t0 = time.perf_counter()
     res = generate(inputs, [c * args.oversample for c in counts], sampler=sampler, seed=args.seed, threads=1)
     t_sample = time.perf_counter() - t0
@@ -164,14 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     t_etkdg = None
     if args.etkdg_pool:
         t0 = time.perf_counter()
-        pool = [etkdg(x, args.etkdg_pool * n, args.seed + k) for k, (x, n) in enumerate(zip(inputs, counts))]
+        pool = [common.etkdg(x, args.etkdg_pool * n, args.seed + k) for k, (x, n) in enumerate(zip(inputs, counts))]
         t_etkdg = time.perf_counter() - t0
         arms.append(("etkdg:", [m if m.GetNumConformers() else None for m in pool], [[] for _ in pool],
                      args.etkdg_pool))
     out = {"benchmark": Path(args.ref).name, "n_mols": len(refs), "oversample": args.oversample,
            "network_evaluations_per_sample": num_evaluations(load_model(None, "cpu")[1], sampler),
            "sampler_tag": sampler.describe(), "seconds_sampling": t_sample, "seconds_etkdg_pool": t_etkdg,
-           "selections": {}, "per_molecule": {}, "provenance": provenance("cpu")}
+           "selections": {}, "per_molecule": {}, "provenance": prov}
     base = None
     if args.paired:
         import json
@@ -195,12 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         line = f"{key:<16} COV-R {summary['cov_r_mean']:6.2f} MAT-R {summary['mat_r_mean']:.4f} " \
                f"COV-P {summary['cov_p_mean']:6.2f} MAT-P {summary['mat_p_mean']:.4f}"
         if base is not None:
-            diffs = [paired(rows, base, k) for k in METRICS]
+            diffs = [common.paired(rows, base, k) for k in METRICS]
             out["selections"][key]["paired_vs_etkdg"] = {k: [m, e, c] for k, (m, e, c) in zip(METRICS, diffs)}
             line += "  | paired: " + ", ".join(f"d{k} {m:+.3f} +- {e:.3f}" for k, (m, e, _) in zip(METRICS, diffs))
         print(line, flush=True)
     if args.json:
-        write_json(args.json, out)
+        common.write_json(args.json, out)
     return 0
 
 

@@ -14,47 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
-
-def describe(d: dict) -> str:
-    if d.get("label"):  # a probe outside the package's samplers names itself (bench/heun_probe.py)
-        return d["label"]
-    s = d.get("sampler", {})
-    if s.get("sampler") == "project":
-        start = "ETKDG warm start, " if s.get("init", "random") != "random" else ""
-        words = [f"project: {start}{s.get('num_steps')} levels from sigma {s.get('sigma_max', 2.0):g}, "
-                 f"rho {s.get('rho')}, noise {s.get('noise_scale')}", f"{s.get('embed_dims', 3)}D"]
-        if s.get("eval_scale", 1.0) != 1.0:
-            words.append(f"eval x{s['eval_scale']}")
-        # settings added later than the first sweep runs: named only where they differ from the default
-        for key, default, fmt in (("inner_iters", 60, "{} sweeps"), ("tweedie", 1.0, "Tweedie x{}"),
-                                  ("eta", 1.0, "eta {}"), ("quiet_below", 0.1, "noise down to sigma {}"),
-                                  ("final_steps", 4, "{} polish steps"), ("init_scale", 1.0, "start scale {}")):
-            if s.get(key, default) != default:
-                words.append(fmt.format(s[key]))
-        if s.get("corrector_steps", 0):
-            words.append(f"+ {s['corrector_steps']} Langevin corrector(s) per level, snr {s.get('snr')}")
-        if s.get("tail_levels"):
-            words.append(f"+ Langevin {s['tail_levels']} x {s.get('tail_steps')} below sigma {s.get('sigma_min')}")
-        return ", ".join(words)
-    if s.get("bands"):
-        return f"bands {s['bands']}, eps {s['eps']:g}"
-    levels = s.get("levels") or 50
-    return f"{levels} x {s.get('steps_per_level')}, eps {s.get('eps'):g}"
-
-
-def paired(rows: list[dict], base: list[dict], key: str) -> tuple[float, float, int]:
-    """Mean and standard error of the per-molecule difference rows - base over shared molecules."""
-    b = {r["key"]: r for r in base if r.get("status") == "ok"}
-    diffs = [r[key] - b[r["key"]][key] for r in rows if r.get("status") == "ok" and r["key"] in b]
-    n = len(diffs)
-    if n < 2:
-        return float("nan"), float("nan"), n
-    mean = sum(diffs) / n
-    var = sum((x - mean) ** 2 for x in diffs) / (n - 1)
-    return mean, math.sqrt(var / n), n
+from common import describe, paired
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,10 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import REPO, provenance, write_json
+import common
 
-SHARED = REPO.parent / "shared"
 SETTINGS = {"default": [], "threads 1": ["--threads", "1"], "threads 2": ["--threads", "2"]}
 SUMMARY = re.compile(r"conformers written to .* in ([0-9.]+) s \(([0-9.]+) conformers/s")
 THREADS = re.compile(r"threads: (.*)$", re.M)
@@ -42,12 +40,12 @@ def workloads(tmp: Path, qm9: int, drugs: int) -> dict[str, list[str]]:
     furan = tmp / "furan.smi"
     furan.write_text("CC(C)C1=CC=CO1\n" * 50)
     q = tmp / "qm9.smi"
-    q.write_text("\n".join(_first_smiles(SHARED / "data" / "qm9_heldout_smiles.csv", qm9)) + "\n")
+    q.write_text("\n".join(_first_smiles(common.SHARED / "data" / "qm9_heldout_smiles.csv", qm9)) + "\n")
     d = tmp / "drugs.smi"
-    d.write_text("\n".join(_first_smiles(SHARED / "data" / "drugs_test_smiles.csv", drugs)) + "\n")
+    d.write_text("\n".join(_first_smiles(common.SHARED / "data" / "drugs_test_smiles.csv", drugs)) + "\n")
     return {
         "quick start `examples/input.sdf -n 10 --sampler project` (3 molecules)":
-            [str(REPO / "examples" / "input.sdf"), "-n", "10", "--sampler", "project"],
+            [str(common.REPO / "examples" / "input.sdf"), "-n", "10", "--sampler", "project"],
         "furan benchmark, 50 x 20 `CC(C)C1=CC=CO1`": [str(furan), "-n", "20"],
         f"first {qm9} QM9 held-out SMILES x 10": [str(q), "-n", "10"],
         f"first {drugs} drug test SMILES x 10 (MMFF relax by default)": [str(d), "-n", "10"],
@@ -57,7 +55,7 @@ def workloads(tmp: Path, qm9: int, drugs: int) -> dict[str, list[str]]:
 def run_one(args: list[str], out: Path) -> dict:
     cmd = [sys.executable, "-m", "confgf_fast.cli", "generate", *args, "-o", str(out), "--force"]
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=common.REPO)
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}:\n{p.stderr[-2000:]}")
@@ -74,7 +72,7 @@ def _spin() -> None:
         pass
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--passes", type=int, default=2)
@@ -84,7 +82,9 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="only the workloads whose name starts with this (e.g. 'quick start')")
     ap.add_argument("--qm9", type=int, default=200, help="QM9 held-out molecules (issue: 200)")
     ap.add_argument("--drugs", type=int, default=40, help="drug test molecules (issue: 200)")
-    a = ap.parse_args()
+    common.add_result_args(ap)
+    a = ap.parse_args(argv)
+    prov = common.provenance("cpu", a.allow_dirty, a.out)  # before the run: the commit that ran
     spinners = [mp.Process(target=_spin, daemon=True) for _ in range(a.busy)]
     for s in spinners:
         s.start()
@@ -107,7 +107,7 @@ def main() -> None:
     finally:
         for s in spinners:
             s.terminate()
-    write_json(a.out, {"provenance": provenance(), "busy_processes": a.busy, "busy_note": a.busy_note, "rows": rows})
+    common.write_json(a.out, {"provenance": prov, "busy_processes": a.busy, "busy_note": a.busy_note, "rows": rows})
 
 
 if __name__ == "__main__":

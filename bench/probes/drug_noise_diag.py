@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
-from eval_dev import etkdg
+from common import etkdg
 from rdkit import Chem
 from rdkit.Chem import AllChem, rdMolAlign
 from rdkit.Chem import rdMolTransforms as T

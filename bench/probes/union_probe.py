@@ -5,7 +5,7 @@ barriers from sigma 0.5 A), while the projected sampler from noise (`quick`) fin
 two miss different reference conformers, K of each may cover more references (COV-R) than 2K of
 either, at some cost in precision. This measures that on the QM9 dev benchmark:
 
-    OMP_NUM_THREADS=1 python bench/union_probe.py --json bench/results/union_warm_quick.json \
+    OMP_NUM_THREADS=1 python bench/probes/union_probe.py --json bench/results/union_warm_quick_half.json \
         --paired bench/results/dev_full_project_warm_step220000.json --etkdg bench/results/dev_full_etkdg.json
 
 --share F gives the warm start round(F * 2K) conformers (at least 1) and the other sampler the rest.
@@ -29,10 +29,8 @@ from confgf_fast.config import SamplerConfig
 from confgf_fast.evaluate import evaluate, format_table
 from confgf_fast.pipeline import generate
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_dev import DEV_SDF, apply_sets, benchmark_inputs, load_reference
-from provenance import provenance, write_json
-from schedule_table import paired
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: common.py
+from common import DEV_SDF, add_result_args, apply_sets, benchmark_inputs, load_reference, paired, provenance, write_json
 
 METRICS = ("cov_r", "mat_r", "cov_p", "mat_p")
 
@@ -61,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paired", default=None)
     ap.add_argument("--etkdg", default=None)
     ap.add_argument("--json", default=None)
+    add_result_args(ap)
     args = ap.parse_args(argv)
     RDLogger.DisableLog("rdApp.*")
+    prov = provenance("cpu", args.allow_dirty, args.json)
     torch.set_num_threads(1)
 
     refs = load_reference(Path(args.ref))
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
            "warm": warm.describe(), "other": other.describe(),
            "conformers": {"warm": sum(n_warm), "other": sum(n_other)},
            "seconds": {"warm": t_warm, "other": t_other}, "ours": summ,
-           "per_molecule": {"ours": res.row_dicts()}, "paired": {}, "provenance": provenance("cpu")}
+           "per_molecule": {"ours": res.row_dicts()}, "paired": {}, "provenance": prov}
     for path, side in ((args.paired, "ours"), (args.etkdg, "etkdg")):
         if path:
             base = json.loads(Path(path).read_text())["per_molecule"][side]

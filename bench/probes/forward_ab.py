@@ -3,7 +3,7 @@ MLPs once per atom pair, with the GINE sums in PyTorch or in the C++ kernel (ops
 eager vs torch.compile. Prints ms per forward and conformer-evaluations/s, then a training step
 (DSM loss forward + backward on a 128-conformer QM9-like batch) with either GINE path.
 
-    OMP_NUM_THREADS=1 python bench/forward_ab.py [--confs 20 55] [--reps 20]
+    OMP_NUM_THREADS=1 python bench/probes/forward_ab.py [--confs 20 55] [--reps 20]
 
 The same numbers are checked for equality (max |difference| printed). Shipped weights; CPU, 1 thread.
 """

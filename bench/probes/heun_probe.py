@@ -15,7 +15,7 @@ gamma > 0, each step first raises sigma_i to sigma_i (1 + gamma) by adding coord
 It is a probe, not a sampler of the package: it swaps batch_sampling.sample for the Heun loop and
 then runs eval_dev.main with the remaining arguments, e.g.
 
-    python bench/heun_probe.py --steps 20 --churn 0 -- --sample 60 --compile off --no-etkdg \
+    python bench/probes/heun_probe.py --steps 20 --churn 0 -- --sample 60 --compile off --no-etkdg \
         --paired bench/results/dev_full_paper_step148250.json --json bench/results/fewstep_sweep/s60_heun20.json
 
 The JSON gets a `label` naming the probe and its settings, and `network_evaluations` is corrected.
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: eval_dev.py and common.py
 import eval_dev
-from provenance import write_json
+from common import write_json
 
 import confgf_fast.batch_sampling as batch_sampling
 from confgf_fast.config import SamplerConfig

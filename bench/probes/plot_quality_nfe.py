@@ -1,7 +1,7 @@
 """Quality against network evaluations per conformer, one line per sampler family, from the
 committed bench/eval_dev.py result files of the whole development benchmark.
 
-    python bench/plot_quality_nfe.py bench/results/dev_full_*.json --out bench/results/quality_vs_nfe.png
+    python bench/probes/plot_quality_nfe.py bench/results/dev_full_*.json --out bench/results/quality_vs_nfe.png
 
 Only files with all 190 molecules and the same weights step (--step, default: the most common)
 are drawn, so every point is comparable. x: evaluations per conformer (log scale); left: COV-R %,
