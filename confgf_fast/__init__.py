@@ -9,7 +9,8 @@ Public API:
     load_model(path=None, device="cpu") -> (ScoreNet, NoiseConfig)   one checkpoint (default the QM9 model)
     load_models(paths=None, device="cpu") -> [(ScoreNet, NoiseConfig)]   several (default the shipped set)
     featurize(mol) -> MolGraph (warns when hydrogens are implicit);  PackedGraphs(graphs).batch(mol_ids) -> GraphBatch
-    langevin_sample(model, batch, noise, sampler_cfg) -> positions [N, 3]
+    resolve_schedule(schedule=None, *, sampler=None, init=None, overrides=None) -> Schedule   what a sampler produces
+    langevin_sample(model, batch, noise, schedule, runtime=None) -> positions [N, 3]
     ops: pairwise_distance, coord_score, langevin_step (backend choice)
 """
 
@@ -20,7 +21,17 @@ from __future__ import annotations
 from . import threads  # noqa: F401
 # isort: on
 from . import ops
-from .config import ModelConfig, NoiseConfig, SamplerConfig, TrainConfig
+from .config import (
+    DistSchedule,
+    LangevinSchedule,
+    ModelConfig,
+    NoiseConfig,
+    ProjectSchedule,
+    Runtime,
+    Schedule,
+    TrainConfig,
+    resolve_schedule,
+)
 from .graph import GraphBatch, MolGraph, PackedGraphs
 from .model import ScoreNet
 
@@ -67,13 +78,17 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "DistSchedule",
     "GenerationResult",
     "GraphBatch",
+    "LangevinSchedule",
     "ModelConfig",
     "MolGraph",
     "NoiseConfig",
     "PackedGraphs",
-    "SamplerConfig",
+    "ProjectSchedule",
+    "Runtime",
+    "Schedule",
     "ScoreNet",
     "TensorConformers",
     "TrainConfig",
@@ -85,4 +100,5 @@ __all__ = [
     "load_model",
     "load_models",
     "ops",
+    "resolve_schedule",
 ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .config import NoiseConfig, SamplerConfig
+from .config import NoiseConfig, Runtime, Schedule
 from .graph import GraphBatch, PackedGraphs
 from .model import ScoreNet
 from .quality import broken_conformers
@@ -58,7 +58,7 @@ class SampledBatch:
 
 
 def sample_batch(model: ScoreNet, packed: PackedGraphs, mol_ids: Tensor, noise: NoiseConfig,
-                 sampler: SamplerConfig, device: str | torch.device, generator: torch.Generator,
+                 sampler: Schedule, runtime: Runtime, device: str | torch.device, generator: torch.Generator,
                  stereo: Sequence[StereoConstraints] | None = None,
                  callback: Callable[[int, int], None] | None = None,
                  pos_init: Tensor | None = None) -> SampledBatch:
@@ -67,13 +67,13 @@ def sample_batch(model: ScoreNet, packed: PackedGraphs, mol_ids: Tensor, noise: 
     stereo[m]: constraints of packed molecule m (None: no stereo information at all, no guidance
     and stereo_ok all True). Shared by pipeline.generate_iter and generate_tensors, so both sample
     exactly alike; callback goes to sampler.sample (None keeps the loop free of host syncs).
-    pos_init: [N, 3] start coordinates of the batch's atoms (a warm start, SamplerConfig.init).
+    pos_init: [N, 3] start coordinates of the batch's atoms (a warm start, ProjectSchedule.init "etkdg").
     """
     batch = packed.batch(mol_ids).to(device)
     guidance, finalize = make_guidance(stereo, batch, sampler) if stereo is not None else (None, None)
     if pos_init is not None:
         pos_init = pos_init.to(device=batch.z.device, dtype=torch.float32)
-    pos = sample(model, batch, noise, sampler, generator=generator, pos_init=pos_init, guidance=guidance,
+    pos = sample(model, batch, noise, sampler, runtime, generator=generator, pos_init=pos_init, guidance=guidance,
                  callback=callback)
     bad = bad_conformers(pos, batch.node_graph, batch.num_graphs)
     if finalize is not None:

@@ -237,7 +237,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     `trained_max_heavy_atoms` (heavy atoms of the largest training molecule, None if unknown; see
     trained_max_heavy_atoms()), `trained_steps` (the checkpoint's training step, None if it has none)
     `sampler_defaults` (the sampler settings measured best for these weights, applied by
-    SamplerConfig.tuned_for; {} if the checkpoint has none) and `relax_default` (the relax method
+    config.resolve_schedule's tuned; {} if the checkpoint has none) and `relax_default` (the relax method
     measured best for what these weights sample, used by relax="auto"; "none" if it has none).
     """
     path = Path(path) if path is not None else default_weights_path()
@@ -314,7 +314,7 @@ def export_weights(src: str | Path, dst: str | Path, average: bool = True,
     (train.WeightAverage); the copy records which in `weights_kind` ("ema" or "raw") and, for
     the average, its decay and update count in `ema`.
     sampler_defaults: {schedule: {field: value}} stored with the weights (merged over the
-    source's own) and applied when they sample (SamplerConfig.tuned_for); ValueError if invalid.
+    source's own) and applied when they sample (config.resolve_schedule's tuned); ValueError if invalid.
     relax_default: the relax method (config.RELAX_METHODS) that relax="auto" applies to what these
     weights sample; None keeps the source's (if any)."""
     state = read_checkpoint(src)

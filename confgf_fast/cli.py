@@ -132,8 +132,10 @@ def run_stats_line(stats, method: str) -> str:
 
 def sampler_tag(sampler, noise, weights: str | None, model, seed: int) -> str:
     """The `sampler` SDF property: key=value words saying how the conformers were made, e.g.
-    `sampler=project schedule=quick nfe=44 weights=qm9_small.pt step=148250 seed=0`. weights: the
-    checkpoint's path (default: the model's `weights_name`, as checkpoint.load_models sets it)."""
+    `sampler=project schedule=quick nfe=44 weights=qm9_small.pt step=148250 seed=0`: the resolved
+    schedule's own words (config.Schedule.describe: every field that differs from its preset), then
+    the network evaluations per conformer, the weights and the seed. weights: the checkpoint's path
+    (default: the model's `weights_name`, as checkpoint.load_models sets it)."""
     from .sampler import num_evaluations
 
     name = Path(weights).name if weights else getattr(model, "weights_name", "unknown")
@@ -156,8 +158,8 @@ def cli_wording(message: str) -> str:
 def cmd_generate(args: argparse.Namespace) -> int:
     from . import distributed
     from .checkpoint import WeightsError, load_models
-    from .config import SamplerConfig
-    from .pipeline import RunStats, generate_iter
+    from .config import Runtime, resolve_schedule
+    from .pipeline import RunStats, generate_iter, tuned_schedule
     from .relax import RelaxError, RelaxOptions, relax_per_model
     from .sampler import num_evaluations
 
@@ -234,36 +236,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
         # Langevin-only options without a sampler named ask for Langevin (the default is project)
         family = "langevin" if any(v is not None for v in langevin_opts.values()) else None
     try:
-        sampler = SamplerConfig.resolve(family, args.schedule, args.init)
+        preset_schedule = resolve_schedule(args.schedule, sampler=family, init=args.init)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     # dist runs the Langevin schedule (on distances): the Langevin options apply to it
-    wrong = [k for k, v in (project_opts if sampler.sampler in ("langevin", "dist") else langevin_opts).items()
+    wrong = [k for k, v in (project_opts if preset_schedule.sampler in ("langevin", "dist") else langevin_opts).items()
              if v is not None]
     if wrong:
-        print(f"error: {', '.join(wrong)} do not apply to the {sampler.sampler} sampler", file=sys.stderr)
+        print(f"error: {', '.join(wrong)} do not apply to the {preset_schedule.sampler} sampler", file=sys.stderr)
         return EXIT_USAGE
+    if args.init_oversample is not None and preset_schedule.init != "etkdg":
+        print("error: --init-oversample applies to the ETKDG warm start (--init etkdg) only", file=sys.stderr)
+        return EXIT_USAGE
+    flags = {"levels": args.levels, "steps_per_level": args.steps_per_level, "eps": args.eps, "bands": args.bands,
+             "num_steps": args.num_steps, "noise_scale": args.noise_scale, "init_oversample": args.init_oversample}
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    if args.no_stereo:
+        overrides["stereo"] = False
     try:
-        sampler.override(args.levels, args.steps_per_level, args.eps, args.bands)
-    except ValueError as exc:
+        sampler = resolve_schedule(preset_schedule, overrides=overrides)
+    except ValueError as exc:  # a malformed --bands
         print(f"error: --bands: {exc}", file=sys.stderr)
         return EXIT_FATAL
-    if args.num_steps is not None:
-        sampler.num_steps = args.num_steps
-    if args.noise_scale is not None:
-        sampler.noise_scale = args.noise_scale
-    if args.init_oversample is not None:
-        if sampler.init != "etkdg":
-            print("error: --init-oversample applies to the ETKDG warm start (--init etkdg) only", file=sys.stderr)
-            return EXIT_USAGE
-        sampler.init_oversample = args.init_oversample
-    sampler.backend = args.backend
-    sampler.stereo = not args.no_stereo
-    sampler.compile = args.compile
-    sampler.cuda_graphs = args.cuda_graphs
-    sampler.precision = args.precision
-    if sampler.precision == "tf32" and not str(args.device).startswith("cuda"):
+    runtime = Runtime(backend=args.backend, compile=args.compile, precision=args.precision,
+                      cuda_graphs=args.cuda_graphs)
+    if runtime.precision == "tf32" and not str(args.device).startswith("cuda"):
         print("error: --precision tf32 needs a CUDA device (on a CPU use fp32 or bf16)", file=sys.stderr)
         return EXIT_USAGE
 
@@ -291,9 +289,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     errors_path = Path(args.errors) if args.errors else Path(str(out_path) + ".errors.tsv")
     try:
         # Each record names the weights that sampled it (one `sampler` tag per model, with the
-        # checkpoint's own sampler settings, SamplerConfig.tuned_for).
-        tags = [sampler_tag(sampler.tuned_for(getattr(m, "sampler_defaults", None)), n, None, m, args.seed)
-                for m, n in models]
+        # checkpoint's own sampler settings, pipeline.tuned_schedule).
+        tags = [sampler_tag(tuned_schedule(sampler, m), n, None, m, args.seed) for m, n in models]
         sdf = SdfStream(out_path, append=bool(args.resume and out_path.is_file()),
                         model_props=[{"sampler": t} for t in tags])
         errlog = ErrorLog(errors_path, always=args.errors is not None)
@@ -320,7 +317,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         with _SignalGuard() as guard:
             for res in generate_iter(items, args.num_confs, model=[m for m, _ in models],
-                                     noise=[n for _, n in models], sampler=sampler,
+                                     noise=[n for _, n in models], schedule=sampler, runtime=runtime,
                                      device=args.device, seed=args.seed, max_atoms=args.max_atoms,
                                      progress=not args.quiet, chunk_size=chunk_size, retries=args.retries,
                                      max_heavy_atoms=args.max_heavy_atoms or None,
@@ -384,7 +381,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                f"{resumed}; {n_confs} conformers written to {out_path}"
                f"{' (no records: the file was not kept)' if dropped_out else ''} in {elapsed:.1f} s "
                f"({n_confs / max(elapsed, 1e-9):.2f} conformers/s, {nfe} network "
-               f"evaluations per conformer, {sampler.sampler} sampler, schedule {sampler.schedule})")
+               f"evaluations per conformer, {sampler.sampler} sampler, schedule {sampler.name})")
     if len(models) > 1:
         summary += "; molecules per weights: " + ", ".join(
             f"{getattr(model, 'weights_name', i)} {stats.per_model[i]}" for i, (model, _) in enumerate(models))

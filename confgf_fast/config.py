@@ -6,7 +6,9 @@ Defaults reproduce the official ConfGF QM9 setup (DeepGraphLearning/ConfGF, conf
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import ClassVar
 
 import torch
 
@@ -95,7 +97,7 @@ class TrainConfig:
 
 
 def parse_bands(spec: str) -> list[tuple[float, int, int]]:
-    """"2:6x20,0.1:21x36,0:6x20" -> [(2.0, 6, 20), (0.1, 21, 36), (0.0, 6, 20)] (SamplerConfig.bands).
+    """"2:6x20,0.1:21x36,0:6x20" -> [(2.0, 6, 20), (0.1, 21, 36), (0.0, 6, 20)] (LangevinSchedule.bands).
     Floors must decrease; N >= 1 levels and S >= 1 steps per item."""
     bands = []
     for item in spec.split(","):
@@ -115,9 +117,102 @@ def parse_bands(spec: str) -> list[tuple[float, int, int]]:
     return bands
 
 
-@dataclass
-class SamplerConfig:
-    """Annealed Langevin dynamics (sampler.py).
+# ---- sampling: what a sampler produces (Schedule) and how it runs (Runtime) ------------------------
+#
+# A schedule is frozen: it is built once, by resolve_schedule (presets, the caller's overrides, a
+# checkpoint's tuned settings), and handed to the sampler as it is. The one family field
+# `sampler` (a class constant) says which sampler function runs it (sampler.sample).
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What every sampler family shares: the preset `name` a schedule came from (provenance and
+    the key of a checkpoint's tuned settings; "custom" for one built by hand from no preset) and
+    the stereo guidance (stereo.py).
+
+    Stereo guidance keeps the input's tetrahedral centres and double-bond cis/trans: at levels with
+    sigma <= stereo_sigma_max the force -(stereo_strength / sigma^2) grad P of a flat-bottom stereo
+    penalty P is added to each step, clipped to |F| <= clip per atom (clip also bounds the
+    Langevin samplers' network score); afterwards mostly-inverted conformers are reflected.
+    stereo=False samples exactly as without it.
+
+    `explicit` (not compared, not in the tag) names the fields the caller set through
+    resolve_schedule's overrides: a checkpoint's tuned settings never replace those.
+    Subclasses are the families; build them with resolve_schedule, not by hand."""
+
+    sampler: ClassVar[str] = ""
+    name: str = "custom"
+    clip: float = 1000.0
+    stereo: bool = True
+    stereo_strength: float = 5.0
+    stereo_sigma_max: float = 0.5
+    explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.name != "custom" and SCHEDULES.get(self.name) != self.sampler:
+            mine = ", ".join(k for k, v in SCHEDULES.items() if v == self.sampler)
+            raise ValueError(f"{type(self).__name__} name must be one of its presets ({mine}) or 'custom', "
+                             f"not {self.name!r}")
+
+    # Where the trajectory starts and how many samples make one output conformer: fields of the
+    # projected family (ProjectSchedule), constants of the others, so generic code reads them alike.
+    @property
+    def init(self) -> str:
+        return "random"
+
+    @property
+    def oversample(self) -> int:
+        return 1
+
+    @property
+    def init_oversample(self) -> int:
+        return 1
+
+    @property
+    def select_window(self) -> float | None:
+        return None
+
+    @property
+    def select_temperature(self) -> float | None:
+        return None
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The settable fields of this family (what overrides may name), in tag order."""
+        names = [f.name for f in fields(cls) if f.name not in ("name", "explicit")]
+        return tuple(sorted(names, key=lambda n: _TAG_ORDER.index(n) if n in _TAG_ORDER else len(_TAG_ORDER)))
+
+    def reference(self) -> Schedule:
+        """The preset this schedule is compared with (its `name`'s; the family's defaults for "custom")."""
+        return preset(self.name) if self.name in SCHEDULES else type(self)()
+
+    def describe(self) -> str:
+        """`key=value` words naming the sampler, its schedule preset and every field that differs
+        from the preset (the start of the SDF `sampler` property). Derived from the fields, so no
+        field can be left out of the provenance."""
+        words = [f"sampler={self.sampler}", f"schedule={self.name}"]
+        base = self.reference()
+        words += [f"{f}={getattr(self, f)}" for f in self.field_names() if getattr(self, f) != getattr(base, f)]
+        if self.init != "random" and f"init={self.init}" not in words:
+            words.append(f"init={self.init}")  # a warm start is always named, whatever the preset
+        if self.init == "etkdg" and f"init_oversample={self.init_oversample}" not in words:
+            words.append(f"init_oversample={self.init_oversample}")
+        if self.init == "etkdg":  # oversample applies to sampling from noise only
+            words = [w for w in words if not w.startswith("oversample=")]
+        elif self.oversample > 1 and f"oversample={self.oversample}" not in words:
+            words.append(f"oversample={self.oversample}")  # always named: it multiplies nfe
+        for name in ("select_window", "select_temperature"):
+            value = getattr(self, name)
+            if self.init == "etkdg" or self.oversample <= 1:  # energy-aware selection: oversampled noise only
+                words = [w for w in words if not w.startswith(f"{name}=")]
+            elif value is not None and f"{name}={value}" not in words:
+                words.append(f"{name}={value}")  # always named: it changes the output
+        return " ".join(words)
+
+
+@dataclass(frozen=True)
+class LangevinSchedule(Schedule):
+    """Annealed Langevin dynamics (sampler.langevin_sample); the defaults are the `paper` preset.
 
     Level l uses sigma_l and step size alpha_l = eps * (sigma_l / sigma_L)^2; each of the
     `steps_per_level` steps moves R <- R + alpha_l * clip(S(R)) + sqrt(2 alpha_l) z.
@@ -127,49 +222,57 @@ class SamplerConfig:
     previous item's floor) visit N evenly spaced ones with S steps each (sampler.level_plan).
     """
 
+    sampler: ClassVar[str] = "langevin"
+    name: str = "paper"
     steps_per_level: int = 100
     eps: float = 2.4e-6
-    clip: float = 1000.0
     levels: int | None = None
     bands: str | None = None
-    backend: str = "auto"
-    # Stereo guidance (stereo.py): keep the input's tetrahedral centres and double-bond cis/trans.
-    # At levels with sigma <= stereo_sigma_max the force -(stereo_strength / sigma^2) grad P of a
-    # flat-bottom stereo penalty P is added to each step; afterwards mostly-inverted conformers
-    # are reflected. stereo=False samples exactly as without it.
-    stereo: bool = True
-    stereo_strength: float = 5.0
-    stereo_sigma_max: float = 0.5
-    # How the score network runs (sampler.score_function). compile: "auto" compiles it with
-    # torch.compile when a batch has at least sampler.COMPILE_MIN_EVALS conformer-evaluations
-    # (compiling costs ~15 s once per process; on the dev CPU it made the forward 3-4x faster),
-    # "on" always, "off" never. precision: "fp32"; "bf16" (autocast of the MLPs, CPU or CUDA) or
-    # "tf32" (CUDA matmuls) trade accuracy of the score for speed; measured effect in MODEL_CARD.md.
-    compile: str = "auto"
-    precision: str = "fp32"
-    # On CUDA: record each level's step (network + guidance + fused update) as a CUDA graph and
-    # replay it (sampler._capture_level). Off by default until measured on a GPU.
-    cuda_graphs: bool = False
-    # Which sampler runs (sampler.sample): "langevin", the annealed Langevin dynamics above
-    # (steps_per_level, eps, levels, bands); "dist", the paper's ConfGFDist ablation (the same
-    # Langevin schedule on the distances, then inner_iters sweeps embed them: sampler.dist_sample);
-    # or "project", projected denoising
-    # (sampler.project_sample), which uses the fields below and network evaluations =
-    # num_steps + final_steps. Its levels: num_steps values from sigma_max down to sigma_min
-    # (0 = the model's smallest), Karras-spaced with exponent rho (1 = linear, 0 = geometric).
-    # At each level one evaluation gives the Tweedie estimate of every edge length,
-    # d_hat = d + tweedie * sigma^2 * s (the network is told eval_scale * sigma), and inner_iters
-    # stress-majorisation sweeps (no network) move the coordinates to it; then fresh coordinate
-    # noise noise_scale * sigma_next re-noises the state for the next level, except where
-    # sigma_next <= quiet_below; final_steps noise-free evaluations at final_sigma (0 = the last
-    # level) polish the result. The start is N(0, init_scale^2) per atom; the stereo force acts as
-    # stereo_gain * sigma^2 * F after each projection. embed_dims = 4 samples in 4D while
-    # sigma > squash_sigma (the 4th coordinate shrinks to 0 over those levels), as ETKDG embeds:
-    # it fixes most wrong local minima of the distance fit with an exact score (tests) but cost
-    # recall on the dev benchmark (60-molecule sample: COV-R -3.4 points against 3D, rho 3), so
-    # 3D is the default. Sweep and figures: bench/README.md.
-    sampler: str = "langevin"
-    schedule: str = "custom"  # the preset this came from (SamplerConfig.resolve); provenance only
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.bands is not None:
+            parse_bands(self.bands)  # ValueError if malformed
+
+
+@dataclass(frozen=True)
+class DistSchedule(LangevinSchedule):
+    """ConfGFDist, the paper's two-stage ablation (sampler.dist_sample): the Langevin schedule's
+    steps on the distances, then inner_iters stress-majorisation sweeps embed them (from
+    N(0, init_scale^2) coordinates; the first half in embed_dims dimensions when > 3; far pairs held
+    apart by repel as in ProjectSchedule). The defaults are the `dist` preset."""
+
+    sampler: ClassVar[str] = "dist"
+    name: str = "dist"
+    eps: float = 2e-6
+    inner_iters: int = 1000
+    embed_dims: int = 4
+    init_scale: float = 1.0
+    repel: float = 0.0
+    repel_every: int = 10
+
+
+@dataclass(frozen=True)
+class ProjectSchedule(Schedule):
+    """Projected denoising (sampler.project_sample); the defaults are the `quick` preset.
+
+    Network evaluations = num_steps + final_steps. Its levels: num_steps values from sigma_max down
+    to sigma_min (0 = the model's smallest), Karras-spaced with exponent rho (1 = linear,
+    0 = geometric). At each level one evaluation gives the Tweedie estimate of every edge length,
+    d_hat = d + tweedie * sigma^2 * s (the network is told eval_scale * sigma), and inner_iters
+    stress-majorisation sweeps (no network) move the coordinates to it; then fresh coordinate
+    noise noise_scale * sigma_next re-noises the state for the next level, except where
+    sigma_next <= quiet_below; final_steps noise-free evaluations at final_sigma (0 = the last
+    level) polish the result. The start is N(0, init_scale^2) per atom; the stereo force acts as
+    stereo_gain * sigma^2 * F after each projection. embed_dims = 4 samples in 4D while
+    sigma > squash_sigma (the 4th coordinate shrinks to 0 over those levels), as ETKDG embeds:
+    it fixes most wrong local minima of the distance fit with an exact score (tests) but cost
+    recall on the dev benchmark (60-molecule sample: COV-R -3.4 points against 3D, rho 3), so
+    3D is the default. Sweep and figures: bench/README.md.
+    """
+
+    sampler: ClassVar[str] = "project"
+    name: str = "quick"
     num_steps: int = 40
     sigma_max: float = 2.0
     sigma_min: float = 0.0
@@ -190,25 +293,25 @@ class SamplerConfig:
     # + eta * noise_scale * sigma_next * z, where x0_hat is the projected Tweedie estimate; eta = 0
     # is the Euler step of the probability-flow ODE, eta = 1 fresh noise only.
     eta: float = 1.0
-    # Projected sampler: atoms >= 4 bonds apart (no edge of the extended graph; the network cannot
-    # see them) are kept at least repel * (R_vdw(i) + R_vdw(j)) apart by joining the
-    # stress-majorisation sweeps as extra edges while closer than that, re-chosen every
-    # repel_every sweeps (sampler.FarContacts; distance geometry's lower bounds). 0 = off.
+    # Atoms >= 4 bonds apart (no edge of the extended graph; the network cannot see them) are kept
+    # at least repel * (R_vdw(i) + R_vdw(j)) apart by joining the stress-majorisation sweeps as
+    # extra edges while closer than that, re-chosen every repel_every sweeps (sampler.FarContacts;
+    # distance geometry's lower bounds). 0 = off.
     repel: float = 0.0
     repel_every: int = 10
-    # Projected sampler: after each level's sweeps, aromatic ring systems with their first
-    # neighbours and sp2 centres with theirs are moved this fraction of the way onto their
-    # least-squares plane (planarity.PlanarGroups; 3D levels only). 0 = off.
+    # After each level's sweeps, aromatic ring systems with their first neighbours and sp2 centres
+    # with theirs are moved this fraction of the way onto their least-squares plane
+    # (planarity.PlanarGroups; 3D levels only). 0 = off.
     planar: float = 0.0
     # Langevin corrector steps after each re-noising (predictor-corrector, Song et al. 2021): one
     # network evaluation each at the new level, step size alpha = 2 (snr |z| / |S|)^2 per conformer
     # (S the coordinate score), x <- x + alpha S + sqrt(2 alpha) z.
     corrector_steps: int = 0
     snr: float = 0.16
-    # Where the trajectory starts. "random": N(0, init_scale^2) per atom at sigma_max. "etkdg"
-    # (projected sampler only): RDKit ETKDGv3 conformers (one per requested conformer; random where
-    # RDKit cannot embed) noised by noise_scale * sigma_max, then the levels from sigma_max down:
-    # a warm start that keeps ETKDG's rotamer diversity and lets the score model refine it.
+    # Where the trajectory starts. "random": N(0, init_scale^2) per atom at sigma_max. "etkdg":
+    # RDKit ETKDGv3 conformers (one per requested conformer; random where RDKit cannot embed)
+    # noised by noise_scale * sigma_max, then the levels from sigma_max down: a warm start that
+    # keeps ETKDG's rotamer diversity and lets the score model refine it.
     init: str = "random"
     # Warm start only: embed init_oversample x n ETKDG conformers and keep a diverse n of them
     # (diversity.py, farthest-point selection on heavy-atom RMSD). Whole QM9 dev benchmark, step
@@ -232,170 +335,30 @@ class SamplerConfig:
     # COV-P (bench/results/v2/qm9_noise_selection_os4_full.json: soft5 against win9).
     select_temperature: float | None = None
 
-    def override(self, levels: int | None = None, steps_per_level: int | None = None, eps: float | None = None,
-                 bands: str | None = None) -> None:
-        """Apply schedule overrides (command-line options) in place; None leaves a field as it is.
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
 
-        Asking for a uniform schedule (levels or steps_per_level) drops the preset's bands; bands,
-        checked here (ValueError if malformed), replace the uniform schedule."""
-        if levels is not None or steps_per_level is not None:
-            self.bands = None
-        if levels is not None:
-            self.levels = levels
-        if steps_per_level is not None:
-            self.steps_per_level = steps_per_level
-        if eps is not None:
-            self.eps = eps
-        if bands is not None:
-            parse_bands(bands)
-            self.bands = bands
 
-    @classmethod
-    def preset(cls, name: str) -> SamplerConfig:
-        """The named schedule preset (_preset has each one and its measurements), with `schedule`
-        set to its name, so a checkpoint's tuned settings for it apply (tuned_for) and the SDF
-        tag names it; before, a bare preset("warm") said schedule=custom and skipped them."""
-        cfg = cls._preset(name)
-        cfg.schedule = name
-        return cfg
+@dataclass(frozen=True)
+class Runtime:
+    """How the score network runs (sampler.score_function), not what it produces: the same
+    schedule and seed give the same conformers up to arithmetic whatever these are.
 
-    @classmethod
-    def _preset(cls, name: str) -> SamplerConfig:
-        """`paper`: 50 levels x 100 steps, eps 2.4e-6 (5000 network evaluations).
+    backend: the geometric ops' backend (ops.py: auto, reference, cpp, cuda, triton).
+    compile: "auto" compiles the network with torch.compile when a batch has at least
+    sampler.COMPILE_MIN_EVALS conformer-evaluations (compiling costs ~15 s once per process; on the
+    dev CPU it made the forward 3-4x faster), "on" always, "off" never. precision: "fp32"; "bf16"
+    (autocast of the MLPs, CPU or CUDA) or "tf32" (CUDA matmuls) trade accuracy of the score for
+    speed; measured effect in MODEL_CARD.md. cuda_graphs: on CUDA, record each level's Langevin step
+    (network + guidance + fused update) as a CUDA graph and replay it (sampler._capture_level); off
+    by default until measured on a GPU."""
 
-        `fast`: 966 evaluations spent where they pay. The middle band (0.1 < sigma <= 2 A:
-        torsions and ring shapes form there) keeps all 21 of its levels at 36 steps; the 12 levels
-        above 2 A (the start is noise anyway) get 3 levels x 10 steps; the 17 below 0.1 A get 3
-        levels x 60 steps (final refinement: cutting them to 3 x 10 cost ~4 COV-R points with the
-        better weights); eps 6e-6. Measured on a 60-molecule dev sample (bench/eval_dev.py
-        --sample 60; bench/schedule_table.py; bench/README.md has the whole sweep), COV-R % /
-        MAT-R A, paired per-molecule COV-R difference from the paper schedule +- standard error:
-        step-97,500 weights: paper 89.1 / 0.256; this schedule 90.6 / 0.270 (+1.5 +- 2.4); with
-        3 x 10 steps below 0.1 A (816 evaluations) 86.0 / 0.286 (-3.1 +- 2.7). Step-32,750
-        weights: paper 87.5 / 0.292; 816 evaluations 86.1 / 0.313 (-1.4 +- 2.3); 6 x 20 / 21 x 36 /
-        6 x 60 (1,236) 87.4 / 0.302 (-0.1 +- 2.7); the previous uniform preset, 25 levels x 40 steps
-        (1000 evaluations), 81.1 / 0.333 (-6.5 +- 2.8). On all 190 molecules (step 97,500): this
-        schedule 85.8 / 0.276, the 816 one 87.6 / 0.291 (difference -1.7 +- 1.3 / -0.016 +- 0.006);
-        (step 148,250): paper 88.8 / 0.243, this schedule 87.9 / 0.266 (-0.8 +- 1.3 / +0.023 +- 0.006).
-        """
-        if name == "paper":
-            return cls()
-        if name == "fast":
-            return cls(steps_per_level=36, eps=6e-6, bands="2:3x10,0.1:21x36,0:3x60")
-        if name == "warm":
-            # projected sampler from ETKDGv3 conformers noised to 0.5 A, 20 Karras levels + 4 polish
-            # steps = 24 evaluations (config.init; docs/samplers.md, warm start). repel 0.8: whole
-            # v2 QM9 set against repel 0 (bench/results/v2/sweeps/qm9_warm_repel0.8.json): COV-R
-            # +0.7 +- 0.3, MAT-R -0.007 +- 0.002, COV-P -0.4 +- 0.2, MAT-P -0.000 +- 0.001, ~2 % more
-            # time, and no more H...H clashes between the N-methyls of tetramethylurea (16 of 30 flagged before).
-            # planar 1.0 (aromatic systems and sp2 centres put back on their planes after each level;
-            # planarity.py), whole benchmarks against planar 0, same seeds: v2 QM9 COV-R +0.2 +- 0.2,
-            # MAT-R -0.002 +- 0.001, COV-P +0.2 +- 0.2, MAT-P -0.002 +- 0.001; drug dev unrelaxed
-            # COV-R +0.5 +- 0.2, MAT-R -0.005 +- 0.001; GEOM-Drugs-10 MAT-R -0.014 +- 0.005; after MMFF94
-            # level (docs/samplers.md, `planar` table); < 1 % of the time
-            return cls(sampler="project", init="etkdg", sigma_max=0.5, num_steps=20, repel=0.8, planar=1.0)
-        if name == "noise":
-            # From noise, no RDKit embedding (what `--init random` alone selects): the projected
-            # sampler at 20 Karras levels + 4 polish steps (24 evaluations) on 4 x as many samples
-            # as asked, then farthest-point with each sample's distance weighed by
-            # exp(-(E - E_min) / 10 kcal/mol), E its MMFF94 single-point energy: 96 network
-            # evaluations per output conformer. 150 stress-majorisation sweeps per level (60 in
-            # quick) cost no network evaluation and bought most of the precision (v2 probe files). Sweep and
-            # whole-benchmark result on the v2 QM9 dev set: bench/README.md, README "From noise".
-            return cls(sampler="project", num_steps=20, oversample=4, select_temperature=10.0, inner_iters=150)
-        if name == "dist":
-            # ConfGFDist, the paper's two-stage ablation (sampler.dist_sample): the paper schedule's
-            # Langevin steps on the distances (50 levels x 100 steps, eps 2e-6 as the official
-            # distance sampler's config), then 1000 stress-majorisation sweeps embed them in 3D (the
-            # official Embed3D runs 1000 Adam steps in 3D). The fit starts in 4D (embed_dims 4, the
-            # 4th coordinate shrunk to 0 over the first half, as ETKDG embeds): with the exact
-            # distances of one conformer, 3D from random ended in a wrong local minimum for 11 of 16
-            # copies of OCC(C)N and all 16 of pentanol, 4D for 0 and 7 (tests/test_dist_sampler.py).
-            return cls(sampler="dist", eps=2e-6, inner_iters=1000, embed_dims=4)
-        if name == "quick":
-            # projected sampler, 40 Karras levels (rho 3) + 4 polish steps = 44 evaluations. Whole
-            # dev benchmark, step-148,250 weights, paired against paper: COV-R -3.5 +- 1.2,
-            # MAT-R +0.013 +- 0.006, COV-P +1.8 +- 1.3 (bench/results/dev_full_project_quick_*.json)
-            return cls(sampler="project")
-        raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
-
-    @classmethod
-    def resolve(cls, sampler: str | None = None, schedule: str | None = None,
-                init: str | None = None) -> SamplerConfig:
-        """The preset for a --sampler / --schedule / --init triple: any may be None. No sampler:
-        the schedule's own (paper and fast are Langevin schedules, quick and warm projected ones).
-        No schedule: `warm` (the ETKDG warm start, the default of generate) unless init is
-        "random" or a sampler is named; then `noise` for a bare init "random" (the from-noise mode),
-        the sampler's default (DEFAULT_SCHEDULE: paper for Langevin, quick for project), or `warm`
-        for project with init "etkdg". init overrides the preset's start (config field `init`).
-        ValueError for an unknown name, a schedule of another sampler, or a warm start with the
-        Langevin sampler (it would start from the data at sigma 10 A, where it means nothing)."""
-        if sampler is not None and sampler not in DEFAULT_SCHEDULE:
-            hint = (f" ({sampler!r} is a schedule: schedule={sampler!r}, --schedule {sampler})"
-                    if sampler in SCHEDULES else "")
-            raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(DEFAULT_SCHEDULE)}{hint}")
-        if init is not None and init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
-        if schedule is None:
-            warm = (sampler is None and init != "random") or (sampler == "project" and init == "etkdg")
-            if warm:
-                schedule = "warm"
-            elif sampler is None:  # a bare init "random": the from-noise mode
-                schedule = "noise"
-            else:
-                schedule = DEFAULT_SCHEDULE[sampler]
-        if schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
-        if sampler is not None and SCHEDULES[schedule] != sampler:
-            raise ValueError(f"schedule {schedule!r} belongs to the {SCHEDULES[schedule]} sampler, not {sampler!r}; "
-                             f"{sampler} schedules: {', '.join(k for k, v in SCHEDULES.items() if v == sampler)}")
-        cfg = cls.preset(schedule)
-        cfg.schedule = schedule
-        if init is not None:
-            cfg.init = init
-        if cfg.init != "random" and cfg.sampler != "project":
-            raise ValueError(f"init {cfg.init!r} needs the project sampler (e.g. --schedule warm), not {cfg.sampler!r}")
-        return cfg
-
-    def tuned_for(self, defaults: dict | None) -> SamplerConfig:
-        """This config with a checkpoint's own sampler settings applied (`sampler_defaults`: schedule
-        name -> {field: value}, what was measured best for those weights, e.g. a smaller warm-start
-        noise for the drug-like model). Only this config's schedule's entry is used, and only for
-        fields still at that preset's value, so anything the user changed wins (a value set equal
-        to the preset's counts as unchanged). Returns a copy; self is unchanged."""
-        tuned = dict(check_sampler_defaults(defaults or {}).get(self.schedule) or {})
-        if not tuned:
-            return self
-        base = SamplerConfig.preset(self.schedule)
-        out = replace(self)
-        for name, value in tuned.items():
-            if getattr(self, name) == getattr(base, name):
-                setattr(out, name, type(getattr(base, name))(value) if getattr(base, name) is not None else value)
-        return out
-
-    def describe(self) -> str:
-        """`key=value` words naming the sampler, its schedule preset and every schedule field that
-        differs from the preset (the start of the SDF `sampler` property)."""
-        words = [f"sampler={self.sampler}", f"schedule={self.schedule}"]
-        if self.schedule in SCHEDULES:
-            base = SamplerConfig.preset(self.schedule)
-            words += [f"{f}={getattr(self, f)}" for f in SCHEDULE_FIELDS if getattr(self, f) != getattr(base, f)]
-        if self.init != "random" and f"init={self.init}" not in words:
-            words.append(f"init={self.init}")  # a warm start is always named, whatever the preset
-        if self.init == "etkdg" and f"init_oversample={self.init_oversample}" not in words:
-            words.append(f"init_oversample={self.init_oversample}")
-        if self.init == "etkdg":  # oversample applies to sampling from noise only
-            words = [w for w in words if not w.startswith("oversample=")]
-        elif self.oversample > 1 and f"oversample={self.oversample}" not in words:
-            words.append(f"oversample={self.oversample}")  # always named: it multiplies nfe
-        for field in ("select_window", "select_temperature"):
-            value = getattr(self, field)
-            if self.init == "etkdg" or self.oversample <= 1:  # energy-aware selection: oversampled noise only
-                words = [w for w in words if not w.startswith(f"{field}=")]
-            elif value is not None and f"{field}={value}" not in words:
-                words.append(f"{field}={value}")  # always named: it changes the output
-        return " ".join(words)
-
+    backend: str = "auto"
+    compile: str = "auto"
+    precision: str = "fp32"
+    cuda_graphs: bool = False
 
 
 # Every schedule preset and the sampler it belongs to; the default schedule of each sampler.
@@ -403,23 +366,181 @@ SCHEDULES = {"paper": "langevin", "fast": "langevin", "quick": "project", "warm"
              "dist": "dist"}
 INITS = ("random", "etkdg")
 DEFAULT_SCHEDULE = {"langevin": "paper", "project": "quick", "dist": "dist"}
-# The fields that change which coordinates a sampler produces (not how fast): named in provenance.
-SCHEDULE_FIELDS = ("steps_per_level", "eps", "clip", "levels", "bands", "stereo", "stereo_strength",
-                   "stereo_sigma_max", "num_steps", "sigma_max", "sigma_min", "rho", "tweedie", "eval_scale",
-                   "noise_scale", "quiet_below", "inner_iters", "final_steps", "final_sigma", "init_scale",
-                   "stereo_gain", "embed_dims", "squash_sigma", "eta", "repel", "repel_every", "planar",
-                   "corrector_steps", "snr", "init", "init_oversample", "oversample", "select_window",
-                   "select_temperature")
+FAMILIES: dict[str, type[Schedule]] = {"langevin": LangevinSchedule, "project": ProjectSchedule,
+                                       "dist": DistSchedule}
+# The order fields are named in the SDF tag (Schedule.describe); a field missing here is named after these.
+_TAG_ORDER = ("steps_per_level", "eps", "clip", "levels", "bands", "stereo", "stereo_strength",
+              "stereo_sigma_max", "num_steps", "sigma_max", "sigma_min", "rho", "tweedie", "eval_scale",
+              "noise_scale", "quiet_below", "inner_iters", "final_steps", "final_sigma", "init_scale",
+              "stereo_gain", "embed_dims", "squash_sigma", "eta", "repel", "repel_every", "planar",
+              "corrector_steps", "snr", "init", "init_oversample", "oversample", "select_window",
+              "select_temperature")
+# The fields that change which coordinates a sampler produces (not how fast), over all families.
+SCHEDULE_FIELDS = tuple(dict.fromkeys(n for cls in FAMILIES.values() for n in cls.field_names()))
+# Fields a checkpoint's sampler_defaults may set: the schedule's numbers, not where it starts
+# (init) nor whether stereo guidance runs.
+_UNTUNABLE = ("init", "stereo")
+TUNABLE_FIELDS = tuple(f for f in SCHEDULE_FIELDS if f not in _UNTUNABLE)
 
 
-# Fields a checkpoint's sampler_defaults may set (SamplerConfig.tuned_for): the schedule's numbers,
-# not where it starts (init) nor which sampler runs it.
-TUNABLE_FIELDS = tuple(f for f in SCHEDULE_FIELDS if f not in ("init", "stereo"))
+def preset(name: str) -> Schedule:
+    """The named schedule preset, its `name` set.
+
+    `paper`: 50 levels x 100 steps, eps 2.4e-6 (5000 network evaluations).
+
+    `fast`: 966 evaluations spent where they pay. The middle band (0.1 < sigma <= 2 A:
+    torsions and ring shapes form there) keeps all 21 of its levels at 36 steps; the 12 levels
+    above 2 A (the start is noise anyway) get 3 levels x 10 steps; the 17 below 0.1 A get 3
+    levels x 60 steps (final refinement: cutting them to 3 x 10 cost ~4 COV-R points with the
+    better weights); eps 6e-6. Measured on a 60-molecule dev sample (bench/eval_dev.py
+    --sample 60; bench/schedule_table.py; bench/README.md has the whole sweep), COV-R % /
+    MAT-R A, paired per-molecule COV-R difference from the paper schedule +- standard error:
+    step-97,500 weights: paper 89.1 / 0.256; this schedule 90.6 / 0.270 (+1.5 +- 2.4); with
+    3 x 10 steps below 0.1 A (816 evaluations) 86.0 / 0.286 (-3.1 +- 2.7). Step-32,750
+    weights: paper 87.5 / 0.292; 816 evaluations 86.1 / 0.313 (-1.4 +- 2.3); 6 x 20 / 21 x 36 /
+    6 x 60 (1,236) 87.4 / 0.302 (-0.1 +- 2.7); the previous uniform preset, 25 levels x 40 steps
+    (1000 evaluations), 81.1 / 0.333 (-6.5 +- 2.8). On all 190 molecules (step 97,500): this
+    schedule 85.8 / 0.276, the 816 one 87.6 / 0.291 (difference -1.7 +- 1.3 / -0.016 +- 0.006);
+    (step 148,250): paper 88.8 / 0.243, this schedule 87.9 / 0.266 (-0.8 +- 1.3 / +0.023 +- 0.006).
+    """
+    if name == "paper":
+        return LangevinSchedule(name="paper")
+    if name == "fast":
+        return LangevinSchedule(name="fast", steps_per_level=36, eps=6e-6, bands="2:3x10,0.1:21x36,0:3x60")
+    if name == "warm":
+        # projected sampler from ETKDGv3 conformers noised to 0.5 A, 20 Karras levels + 4 polish
+        # steps = 24 evaluations (ProjectSchedule.init; docs/samplers.md, warm start). repel 0.8: whole
+        # v2 QM9 set against repel 0 (bench/results/v2/sweeps/qm9_warm_repel0.8.json): COV-R
+        # +0.7 +- 0.3, MAT-R -0.007 +- 0.002, COV-P -0.4 +- 0.2, MAT-P -0.000 +- 0.001, ~2 % more
+        # time, and no more H...H clashes between the N-methyls of tetramethylurea (16 of 30 flagged before).
+        # planar 1.0 (aromatic systems and sp2 centres put back on their planes after each level;
+        # planarity.py), whole benchmarks against planar 0, same seeds: v2 QM9 COV-R +0.2 +- 0.2,
+        # MAT-R -0.002 +- 0.001, COV-P +0.2 +- 0.2, MAT-P -0.002 +- 0.001; drug dev unrelaxed
+        # COV-R +0.5 +- 0.2, MAT-R -0.005 +- 0.001; GEOM-Drugs-10 MAT-R -0.014 +- 0.005; after MMFF94
+        # level (docs/samplers.md, `planar` table); < 1 % of the time
+        return ProjectSchedule(name="warm", init="etkdg", sigma_max=0.5, num_steps=20, repel=0.8, planar=1.0)
+    if name == "noise":
+        # From noise, no RDKit embedding (what `--init random` alone selects): the projected
+        # sampler at 20 Karras levels + 4 polish steps (24 evaluations) on 4 x as many samples
+        # as asked, then farthest-point with each sample's distance weighed by
+        # exp(-(E - E_min) / 10 kcal/mol), E its MMFF94 single-point energy: 96 network
+        # evaluations per output conformer. 150 stress-majorisation sweeps per level (60 in
+        # quick) cost no network evaluation and bought most of the precision (v2 probe files). Sweep and
+        # whole-benchmark result on the v2 QM9 dev set: bench/README.md, README "From noise".
+        return ProjectSchedule(name="noise", num_steps=20, oversample=4, select_temperature=10.0, inner_iters=150)
+    if name == "dist":
+        # ConfGFDist, the paper's two-stage ablation (sampler.dist_sample): the paper schedule's
+        # Langevin steps on the distances (50 levels x 100 steps, eps 2e-6 as the official
+        # distance sampler's config), then 1000 stress-majorisation sweeps embed them in 3D (the
+        # official Embed3D runs 1000 Adam steps in 3D). The fit starts in 4D (embed_dims 4, the
+        # 4th coordinate shrunk to 0 over the first half, as ETKDG embeds): with the exact
+        # distances of one conformer, 3D from random ended in a wrong local minimum for 11 of 16
+        # copies of OCC(C)N and all 16 of pentanol, 4D for 0 and 7 (tests/test_dist_sampler.py).
+        return DistSchedule(name="dist", eps=2e-6, inner_iters=1000, embed_dims=4)
+    if name == "quick":
+        # projected sampler, 40 Karras levels (rho 3) + 4 polish steps = 44 evaluations. Whole
+        # dev benchmark, step-148,250 weights, paired against paper: COV-R -3.5 +- 1.2,
+        # MAT-R +0.013 +- 0.006, COV-P +1.8 +- 1.3 (bench/results/dev_full_project_quick_*.json)
+        return ProjectSchedule(name="quick")
+    raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
+
+
+def _preset_name(sampler: str | None, schedule: str | None, init: str | None) -> str:
+    """The preset of a --sampler / --schedule / --init triple (resolve_schedule's rules)."""
+    if sampler is not None and sampler not in DEFAULT_SCHEDULE:
+        hint = (f" ({sampler!r} is a schedule: schedule={sampler!r}, --schedule {sampler})"
+                if sampler in SCHEDULES else "")
+        raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(DEFAULT_SCHEDULE)}{hint}")
+    if init is not None and init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
+    if schedule is None:
+        warm = (sampler is None and init != "random") or (sampler == "project" and init == "etkdg")
+        if warm:
+            schedule = "warm"
+        elif sampler is None:  # a bare init "random": the from-noise mode
+            schedule = "noise"
+        else:
+            schedule = DEFAULT_SCHEDULE[sampler]
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+    if sampler is not None and SCHEDULES[schedule] != sampler:
+        raise ValueError(f"schedule {schedule!r} belongs to the {SCHEDULES[schedule]} sampler, not {sampler!r}; "
+                         f"{sampler} schedules: {', '.join(k for k, v in SCHEDULES.items() if v == sampler)}")
+    return schedule
+
+
+def resolve_schedule(schedule: str | Schedule | None = None, *, sampler: str | None = None,
+                     init: str | None = None, overrides: Mapping[str, object] | None = None,
+                     tuned: Mapping[str, object] | None = None) -> Schedule:
+    """The one way a Schedule is built: a preset (or a given Schedule), the caller's settings,
+    then a checkpoint's tuned settings.
+
+    schedule / sampler / init, names as the CLI's --schedule / --sampler / --init, any may be None.
+    No sampler: the schedule's own (paper and fast are Langevin schedules, quick, warm and noise
+    projected ones, dist the ConfGFDist one). No schedule: `warm` (the ETKDG warm start, the default
+    of generate) unless init is "random" or a sampler is named; then `noise` for a bare init
+    "random" (the from-noise mode), the sampler's default (DEFAULT_SCHEDULE: paper for Langevin,
+    quick for project), or `warm` for project with init "etkdg". init overrides the preset's start.
+    A Schedule instead of a name is taken as it is (sampler, if given, must be its family).
+
+    overrides: {field: value} the caller set (e.g. the CLI's --levels, --num-steps); a field the
+    family does not have is a ValueError naming the family's fields. As on the command line, asking
+    for a uniform Langevin schedule (levels or steps_per_level) drops the preset's bands.
+
+    tuned: a loaded model's sampler_defaults entry for this schedule ({field: number}, measured
+    best for those weights, e.g. a smaller warm-start noise for the drug-like model), applied to
+    every field the caller did not set. Explicit settings always win, even one equal to the
+    preset's value (the earlier rule, "only fields still equal to the preset", could not tell a
+    setting from a default). For a Schedule given as it is, the fields that differ from its preset
+    count as set, as do those of earlier overrides (Schedule.explicit).
+
+    ValueError for an unknown name or field, a schedule of another sampler, a malformed bands spec,
+    or a warm start with a sampler other than project (Langevin would start from the data at
+    sigma 10 A, where it means nothing)."""
+    if isinstance(schedule, Schedule):
+        if sampler is not None and sampler != schedule.sampler:
+            raise ValueError(f"sampler {sampler!r} given with a {schedule.sampler} schedule "
+                             f"({type(schedule).__name__})")
+        out = schedule
+        base = schedule.reference()
+        explicit = set(schedule.explicit) | {f for f in out.field_names() if getattr(out, f) != getattr(base, f)}
+    else:
+        out = preset(_preset_name(sampler, schedule, init))
+        explicit = set()
+    valid = out.field_names()
+    changes: dict[str, object] = {}
+    if init is not None:
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
+        if "init" in valid:
+            changes["init"] = init
+            explicit.add("init")
+        elif init != "random":
+            raise ValueError(f"init {init!r} needs the project sampler (e.g. --schedule warm), not {out.sampler!r}")
+    for key, value in (overrides or {}).items():
+        if key not in valid:
+            raise ValueError(f"{key!r} is not a setting of the {out.sampler} sampler; its settings: {', '.join(valid)}")
+        changes[key] = value
+        explicit.add(key)
+    if ("levels" in changes or "steps_per_level" in changes) and "bands" not in changes and "bands" in valid:
+        changes["bands"] = None
+    for key, value in (tuned or {}).items():
+        if key not in valid or key in _UNTUNABLE:
+            raise ValueError(f"tuned setting {key!r} is not a tunable setting of the {out.sampler} sampler; "
+                             f"settings: {', '.join(f for f in valid if f not in _UNTUNABLE)}")
+        if key in explicit:
+            continue  # the caller's setting wins
+        current = getattr(out, key)
+        changes[key] = type(current)(value) if current is not None else value
+    if not changes and explicit == set(out.explicit):
+        return out
+    return replace(out, **changes, explicit=frozenset(explicit))
 
 
 def check_sampler_defaults(defaults: object) -> dict:
     """`defaults` if it is a valid `sampler_defaults` record ({schedule: {field: number}}, schedules of
-    SCHEDULES, fields of TUNABLE_FIELDS), else ValueError saying what is wrong."""
+    SCHEDULES, fields of that schedule's family other than init and stereo), else ValueError saying
+    what is wrong."""
     if not isinstance(defaults, dict):
         raise ValueError(f"sampler_defaults must be a dict of schedule -> settings, not {type(defaults).__name__}")
     for schedule, tuned in defaults.items():
@@ -427,24 +548,122 @@ def check_sampler_defaults(defaults: object) -> dict:
             raise ValueError(f"sampler_defaults: unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
         if not isinstance(tuned, dict):
             raise ValueError(f"sampler_defaults[{schedule!r}] must be a dict of field -> value")
+        family = FAMILIES[SCHEDULES[schedule]].field_names()
         for name, value in tuned.items():
-            if name not in TUNABLE_FIELDS:
+            if name not in family or name in _UNTUNABLE:
+                allowed = ", ".join(f for f in family if f not in _UNTUNABLE)
                 raise ValueError(f"sampler_defaults[{schedule!r}]: {name!r} cannot be set per weights; "
-                                 f"fields: {', '.join(TUNABLE_FIELDS)}")
+                                 f"fields: {allowed}")
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ValueError(f"sampler_defaults[{schedule!r}][{name!r}] must be a number, not {value!r}")
     return defaults
 
 
-def resolve_sampler(sampler: SamplerConfig | str | None, schedule: str | None = None) -> SamplerConfig:
-    """The SamplerConfig of the Python API's `sampler` / `schedule` keywords, named as the CLI's
-    --sampler and --schedule (SamplerConfig.resolve: None and None = the `warm` schedule, ETKDG
-    warm start + projected sampler); a SamplerConfig is used as it is."""
-    if isinstance(sampler, SamplerConfig):
+# ---- DEPRECATED: remove once bench/ builds schedules with resolve_schedule ---------------------------
+@dataclass
+class SamplerConfig:
+    """DEPRECATED compatibility shim for the bench/ scripts only (issue 27): the old flat, mutable
+    config of every sampler and runtime field. Nothing in the package builds one; the Python API
+    accepts one as `sampler=` and splits it (split) into the Schedule and Runtime it stands for.
+    Every constructor goes through resolve_schedule. Delete with its last bench/ caller."""
+
+    steps_per_level: int = 100
+    eps: float = 2.4e-6
+    clip: float = 1000.0
+    levels: int | None = None
+    bands: str | None = None
+    backend: str = "auto"
+    stereo: bool = True
+    stereo_strength: float = 5.0
+    stereo_sigma_max: float = 0.5
+    compile: str = "auto"
+    precision: str = "fp32"
+    cuda_graphs: bool = False
+    sampler: str = "langevin"
+    schedule: str = "custom"
+    num_steps: int = 40
+    sigma_max: float = 2.0
+    sigma_min: float = 0.0
+    rho: float = 3.0
+    tweedie: float = 1.0
+    eval_scale: float = 1.0
+    noise_scale: float = 0.8
+    quiet_below: float = 0.1
+    inner_iters: int = 60
+    final_steps: int = 4
+    final_sigma: float = 0.05
+    init_scale: float = 1.0
+    stereo_gain: float = 0.1
+    embed_dims: int = 3
+    squash_sigma: float = 0.1
+    eta: float = 1.0
+    repel: float = 0.0
+    repel_every: int = 10
+    planar: float = 0.0
+    corrector_steps: int = 0
+    snr: float = 0.16
+    init: str = "random"
+    init_oversample: int = 3
+    oversample: int = 1
+    select_window: float | None = None
+    select_temperature: float | None = None
+
+    def split(self) -> tuple[Schedule, Runtime]:
+        """The (Schedule, Runtime) this config stands for, built through resolve_schedule."""
+        cls = FAMILIES[self.sampler]
+        kw = {f: getattr(self, f) for f in cls.field_names()}
+        name = self.schedule if SCHEDULES.get(self.schedule) == self.sampler else "custom"
+        runtime = Runtime(self.backend, self.compile, self.precision, self.cuda_graphs)
+        return resolve_schedule(cls(name=name, **kw)), runtime
+
+    @classmethod
+    def from_schedule(cls, schedule: Schedule, runtime: Runtime | None = None) -> SamplerConfig:
+        runtime = runtime or Runtime()
+        return cls(sampler=schedule.sampler, schedule=schedule.name, **asdict(runtime),
+                   **{f: getattr(schedule, f) for f in schedule.field_names()})
+
+    @classmethod
+    def preset(cls, name: str) -> SamplerConfig:
+        return cls.from_schedule(resolve_schedule(name))
+
+    @classmethod
+    def resolve(cls, sampler: str | None = None, schedule: str | None = None,
+                init: str | None = None) -> SamplerConfig:
+        return cls.from_schedule(resolve_schedule(schedule, sampler=sampler, init=init))
+
+    def override(self, levels: int | None = None, steps_per_level: int | None = None, eps: float | None = None,
+                 bands: str | None = None) -> None:
+        given = {"levels": levels, "steps_per_level": steps_per_level, "eps": eps, "bands": bands}
+        schedule, runtime = self.split()
+        new = resolve_schedule(schedule, overrides={k: v for k, v in given.items() if v is not None})
+        for k, v in vars(SamplerConfig.from_schedule(new, runtime)).items():
+            setattr(self, k, v)
+
+    def tuned_for(self, defaults: dict | None) -> SamplerConfig:
+        tuned = (check_sampler_defaults(defaults or {})).get(self.schedule)
+        if not tuned:
+            return self
+        schedule, runtime = self.split()
+        return SamplerConfig.from_schedule(resolve_schedule(schedule, tuned=tuned), runtime)
+
+    def describe(self) -> str:
+        return self.split()[0].describe()
+
+
+def api_schedule(sampler: str | SamplerConfig | Schedule | None, schedule: str | Schedule | None,
+                 runtime: Runtime | None) -> tuple[Schedule, Runtime]:
+    """The Schedule and Runtime of the Python API's `sampler` / `schedule` / `runtime` keywords
+    (config.resolve_schedule: names as the CLI's --sampler / --schedule; None and None = the
+    `warm` schedule), ValueError for what does not fit together."""
+    if isinstance(sampler, SamplerConfig):  # DEPRECATED shim (bench/): split into what it stands for
         if schedule is not None:
             raise ValueError("schedule= picks a preset; with a SamplerConfig, set its fields instead")
-        return sampler
-    return SamplerConfig.resolve(sampler, schedule)
+        given, own = sampler.split()
+        return given, runtime or own
+    if isinstance(sampler, Schedule):
+        raise ValueError("sampler= names a sampler family ('langevin', 'project', 'dist'); pass a Schedule as "
+                         "schedule=")
+    return resolve_schedule(schedule, sampler=sampler), runtime or Runtime()
 
 
 def config_to_dict(cfg) -> dict:
@@ -460,9 +679,16 @@ def config_from_dict(cls, d: dict):
 __all__ = [
     "NUM_ATOM_TYPES",
     "NUM_EDGE_TYPES",
+    "DistSchedule",
+    "LangevinSchedule",
     "ModelConfig",
     "NoiseConfig",
+    "ProjectSchedule",
+    "Runtime",
     "SamplerConfig",
+    "Schedule",
     "TrainConfig",
     "parse_bands",
+    "preset",
+    "resolve_schedule",
 ]

@@ -1,6 +1,6 @@
 """Diverse subsets of conformers: farthest-point selection on aligned RMSD.
 
-The warm start (SamplerConfig.init = "etkdg") embeds init_oversample x n ETKDGv3 conformers and
+The warm start (ProjectSchedule.init = "etkdg") embeds init_oversample x n ETKDGv3 conformers and
 keeps n of them. ETKDG's conformers of a small molecule repeat each other (the same rotamer many
 times), and a repeated start spends budget on references already covered. Farthest-point
 selection keeps the first conformer, then repeatedly the one whose smallest RMSD to those kept is
@@ -12,7 +12,7 @@ makes the selection keep a near-duplicate now and then).
 Measured on the whole QM9 dev benchmark (docs/samplers.md, warm start): 3x oversampling raises
 COV-R by +6.5 points and lowers MAT-R by 0.039 A against the plain warm start.
 
-From noise (SamplerConfig.init = "random", oversample > 1) the sampler's own samples are selected
+From noise (ProjectSchedule.init = "random", oversample > 1) the sampler's own samples are selected
 the same way (select_conformers): the good ones first (quality "ok", stereo kept), farthest-point
 among them; flagged ones only when too few are good.
 """

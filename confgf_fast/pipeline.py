@@ -38,7 +38,7 @@ from torch import Tensor
 from .batch_sampling import POS_LIMIT, bad_conformers, sample_batch  # noqa: F401 (bad_conformers: re-export)
 from .checkpoint import load_models
 from .chem import etkdg_coordinates, mmff_energies, set_conformers
-from .config import NoiseConfig, SamplerConfig, resolve_sampler
+from .config import NoiseConfig, Runtime, Schedule, api_schedule, resolve_schedule
 from .diversity import select_conformers
 from .elements import DEFAULT_MAX_HEAVY_ATOMS, Coverage
 from .graph import PackedGraphs
@@ -127,10 +127,18 @@ def resolve_models(model: ScoreNet | Models | None, noise: NoiseConfig | Sequenc
     return [(m, n or NoiseConfig()) for m, n in zip(models, noises)]
 
 
+def tuned_schedule(schedule: Schedule, model: ScoreNet) -> Schedule:
+    """`schedule` with `model`'s own measured settings for it (its checkpoint's sampler_defaults
+    entry) on every field the caller did not set (config.resolve_schedule's tuned)."""
+    defaults = getattr(model, "sampler_defaults", None) or {}
+    return resolve_schedule(schedule, tuned=defaults.get(schedule.name))
+
+
 def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 10, *,
                   model: ScoreNet | Models | None = None, noise: NoiseConfig | Sequence[NoiseConfig] | None = None,
                   weights: str | Sequence[str] | None = None,
-                  sampler: SamplerConfig | str | None = None, schedule: str | None = None,
+                  sampler: str | None = None, schedule: str | Schedule | None = None,
+                  runtime: Runtime | None = None,
                   device: str | torch.device = "cpu", seed: int = 0,
                   max_atoms: int | None = None, progress: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
                   retries: int = DEFAULT_RETRIES, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
@@ -143,9 +151,11 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
 
     inputs: SMILES, Mols or MolInput (per-molecule counts, names, known errors); read lazily,
     `chunk_size` at a time, so memory stays bounded for any input length. sampler / schedule:
-    names as the CLI's --sampler / --schedule (config.resolve_sampler; default the `warm`
+    names as the CLI's --sampler / --schedule (config.resolve_schedule; default the `warm`
     schedule: ETKDGv3 conformers noised to 0.5 A, refined by the projected sampler in 24 network
-    evaluations; schedule="paper" is the paper's Langevin run from noise) or a SamplerConfig.
+    evaluations; schedule="paper" is the paper's Langevin run from noise), or schedule= a
+    config.Schedule built by resolve_schedule (e.g. with overrides). runtime: how the network runs
+    (config.Runtime: backend, compile, precision, cuda_graphs; default Runtime()).
     Within a chunk,
     conformers of many molecules are sampled together in batches of at most `max_atoms` atoms,
     and a molecule is yielded as soon as it and every molecule before it are finished.
@@ -188,10 +198,7 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
     # RDKit's numThreads=0 means every core of the machine: bound it by the run's budget too.
     relax_opts = [dataclasses.replace(o, threads=budget.threads) if o.threads <= 0 or o.threads > budget.threads
                   else o for o in relax_opts]
-    sampler = resolve_sampler(sampler, schedule)
-    if sampler.init not in ("random", "etkdg") or (sampler.init == "etkdg" and sampler.sampler != "project"):
-        raise ValueError(f"init {sampler.init!r} with the {sampler.sampler} sampler: a warm start needs "
-                         "init='etkdg' and the project sampler (schedule='warm')")
+    sampler, runtime = api_schedule(sampler, schedule, runtime)
     if chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
     if retries < 0:
@@ -210,14 +217,15 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
     bar = tqdm(total=len(inputs) if isinstance(inputs, Sized) else None, desc="generate", unit="mol",
                disable=not progress, file=sys.stderr)
     try:
-        yield from _run_chunks(inputs, prepare, models, sampler, relax_opts, device, seed, chunk_size, max_atoms,
-                               retries, skip, progress, stats, bar, budget)
+        yield from _run_chunks(inputs, prepare, models, sampler, runtime, relax_opts, device, seed, chunk_size,
+                               max_atoms, retries, skip, progress, stats, bar, budget)
     finally:
         bar.close()
 
 
 def _run_chunks(inputs: Iterable[str | Chem.Mol | MolInput], prepare: Callable[[int, object], Entry],
-                models: list[tuple[ScoreNet, NoiseConfig]], sampler: SamplerConfig, relax_opts: list[RelaxOptions],
+                models: list[tuple[ScoreNet, NoiseConfig]], sampler: Schedule, runtime: Runtime,
+                relax_opts: list[RelaxOptions],
                 device: str | torch.device, seed: int, chunk_size: int, max_atoms: int | None, retries: int,
                 skip: Container[int], progress: bool, stats: RunStats, bar, budget: ThreadBudget,
                 ) -> Iterator[MolOutcome]:
@@ -235,8 +243,8 @@ def _run_chunks(inputs: Iterable[str | Chem.Mol | MolInput], prepare: Callable[[
             def status(msg: str, chunk_no: int = chunk_no) -> None:
                 bar.set_postfix_str(f"chunk {chunk_no + 1}, {msg}", refresh=True)
 
-            for out in _timed(_sample_per_model(entries, models, sampler, device, seed, chunk_no, max_atoms,
-                                                retries, status if progress else None, stats), stats):
+            for out in _timed(_sample_per_model(entries, models, sampler, runtime, device, seed, chunk_no,
+                                                max_atoms, retries, status if progress else None, stats), stats):
                 opts = relax_opts[out.model]
                 if opts.active and progress:
                     status(f"relaxing molecule {out.index} ({opts.method})")
@@ -299,8 +307,9 @@ def _relax_outcome(out: MolOutcome, opts: RelaxOptions, stats: RunStats) -> None
     stats.broken_written += sum(f.get("quality", "ok") != "ok" for f in out.conf_flags)
 
 
-def _sample_per_model(entries: list[Entry], models: list[tuple[ScoreNet, NoiseConfig]], sampler: SamplerConfig,
-                      device: str | torch.device, seed: int, chunk_no: int, max_atoms: int, retries: int,
+def _sample_per_model(entries: list[Entry], models: list[tuple[ScoreNet, NoiseConfig]], sampler: Schedule,
+                      runtime: Runtime, device: str | torch.device, seed: int, chunk_no: int, max_atoms: int,
+                      retries: int,
                       status: Callable[[str], None] | None = None,
                       stats: RunStats | None = None) -> Iterator[MolOutcome]:
     """_sample_chunk for each model's share of the entries (MolOutcome.model); outcomes in input order,
@@ -308,20 +317,20 @@ def _sample_per_model(entries: list[Entry], models: list[tuple[ScoreNet, NoiseCo
     groups: dict[int, list[Entry]] = {}
     for e in entries:
         groups.setdefault(e.out.model, []).append(e)
-    # Each model samples with its checkpoint's own settings where the user left the preset's
-    # (SamplerConfig.tuned_for), e.g. the drug-like model's smaller warm-start noise.
-    tuned = [sampler.tuned_for(getattr(m, "sampler_defaults", None)) for m, _ in models]
+    # Each model samples with its checkpoint's own settings wherever the caller set none
+    # (resolve_schedule's tuned), e.g. the drug-like model's smaller warm-start noise.
+    tuned = [tuned_schedule(sampler, m) for m, _ in models]
     if len(groups) <= 1:  # the common case: stream straight through
         g = next(iter(groups), 0)
-        yield from _sample_chunk(entries, *models[g], tuned[g], device, seed, chunk_no, max_atoms, retries,
-                                 status, stats, group=g)
+        yield from _sample_chunk(entries, *models[g], tuned[g], runtime, device, seed, chunk_no, max_atoms,
+                                 retries, status, stats, group=g)
         return
     order = [e.out.index for e in entries]
     done: dict[int, MolOutcome] = {}
     at = 0
     for g in sorted(groups):
-        for out in _sample_chunk(groups[g], *models[g], tuned[g], device, seed, chunk_no, max_atoms, retries,
-                                 status, stats, group=g):
+        for out in _sample_chunk(groups[g], *models[g], tuned[g], runtime, device, seed, chunk_no, max_atoms,
+                                 retries, status, stats, group=g):
             done[out.index] = out
             while at < len(order) and order[at] in done:
                 yield done.pop(order[at])
@@ -338,8 +347,8 @@ def _batch_seed(seed: int, chunk_no: int, group: int, batch: int, retry: int) ->
     return derive_seed(seed, chunk_no, group, batch, retry, purpose=MODEL_GROUP_PURPOSE)
 
 
-def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sampler: SamplerConfig,
-                  device: str | torch.device, seed: int, chunk_no: int, max_atoms: int,
+def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sampler: Schedule,
+                  runtime: Runtime, device: str | torch.device, seed: int, chunk_no: int, max_atoms: int,
                   retries: int, status: Callable[[str], None] | None = None,
                   stats: RunStats | None = None, group: int = 0) -> Iterator[MolOutcome]:
     """Sample every entry with a graph (with `model`, the run's model number `group`); yield finished
@@ -394,7 +403,7 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
             if status is not None:
                 status(f"batch {b + 1}/{len(plan)}: step {done}/{total}")
 
-        pos = _sample(model, packed, stereo, mol_ids, noise, sampler, device, gen, on_level,
+        pos = _sample(model, packed, stereo, mol_ids, noise, sampler, runtime, device, gen, on_level,
                       _starts(todo, mol_ids, sampler))
         for r in range(1, retries + 1):
             # Non-finite (None) and broken (quality.py) conformers are resampled alike.
@@ -406,7 +415,8 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
             # Only the failed conformers, in a batch of their own with a seed of their own: the good
             # ones are kept as they are, and the retry is reproducible.
             retry_gen = torch.Generator(device=device).manual_seed(_batch_seed(seed, chunk_no, group, b, r))
-            again = _sample(model, packed, stereo, mol_ids[failed], noise, sampler, device, retry_gen, on_level,
+            again = _sample(model, packed, stereo, mol_ids[failed], noise, sampler, runtime, device, retry_gen,
+                            on_level,
                             _starts(todo, mol_ids[failed], sampler))
             for g, p in zip(failed, again):
                 if p is not None and (pos[g] is None or p[1]["quality"] == "ok"):
@@ -420,8 +430,8 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
         yield from ready()
 
 
-def _embed_start(e: Entry, seed: int, chunk_no: int, sampler: SamplerConfig) -> None:
-    """Warm start (SamplerConfig.init = "etkdg"): ETKDGv3 conformers for entry e, seeded by (seed,
+def _embed_start(e: Entry, seed: int, chunk_no: int, sampler: Schedule) -> None:
+    """Warm start (ProjectSchedule.init = "etkdg"): ETKDGv3 conformers for entry e, seeded by (seed,
     chunk, input index), a diverse subset of init_oversample x as many; an entry RDKit cannot embed
     at all gets an error."""
     e.init_coords, note = etkdg_coordinates(e.mol, e.out.requested,
@@ -433,7 +443,7 @@ def _embed_start(e: Entry, seed: int, chunk_no: int, sampler: SamplerConfig) -> 
         e.out.warnings.append(note)
 
 
-def _starts(todo: list[Entry], mol_ids: Tensor, sampler: SamplerConfig) -> Tensor | None:
+def _starts(todo: list[Entry], mol_ids: Tensor, sampler: Schedule) -> Tensor | None:
     """[N, 3] warm-start coordinates for the conformers mol_ids of a batch, in batch order; None
     without a warm start."""
     if sampler.init != "etkdg":
@@ -442,7 +452,8 @@ def _starts(todo: list[Entry], mol_ids: Tensor, sampler: SamplerConfig) -> Tenso
 
 
 def _sample(model: ScoreNet, packed: PackedGraphs, stereo: list[StereoConstraints], mol_ids: Tensor,
-            noise: NoiseConfig, sampler: SamplerConfig, device: str | torch.device, gen: torch.Generator,
+            noise: NoiseConfig, sampler: Schedule, runtime: Runtime, device: str | torch.device,
+            gen: torch.Generator,
             callback: Callable[[int, int], None] | None = None,
             pos_init: Tensor | None = None) -> list[tuple[Tensor, dict] | None]:
     """Sample one batch; per conformer ([n, 3] CPU coordinates, flags), or None if the coordinates
@@ -450,7 +461,7 @@ def _sample(model: ScoreNet, packed: PackedGraphs, stereo: list[StereoConstraint
     mirror images are reflected at the end (stereo.py); broken-but-finite conformers (quality.py:
     bond lengths, clashes, connectivity; resampled by the caller, kept flagged if that fails) and
     remaining stereo mismatches are flagged, with the failed tests as quality_reasons."""
-    out = sample_batch(model, packed, mol_ids, noise, sampler, device, gen, stereo, callback, pos_init)
+    out = sample_batch(model, packed, mol_ids, noise, sampler, runtime, device, gen, stereo, callback, pos_init)
     bad = out.bad.cpu().tolist()
     broken = out.broken.cpu().tolist()
     reasons = defect_reasons(conformer_defects(out.pos, out.batch)) if any(broken) else None
@@ -487,7 +498,8 @@ def _finish(e: Entry, retries: int, select: tuple[float | None, float | None] | 
 def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Sequence[int] = 10, *,
              model: ScoreNet | Models | None = None, noise: NoiseConfig | Sequence[NoiseConfig] | None = None,
              weights: str | Sequence[str] | None = None,
-             sampler: SamplerConfig | str | None = None, schedule: str | None = None,
+             sampler: str | None = None, schedule: str | Schedule | None = None,
+             runtime: Runtime | None = None,
              device: str | torch.device = "cpu", seed: int = 0,
              max_atoms: int | None = None, progress: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
              retries: int = DEFAULT_RETRIES, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
@@ -517,7 +529,7 @@ def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Seque
         items.append(inp if inp.num_confs is not None else MolInput(inp.source, c, inp.text, inp.name, inp.error))
     result = GenerationResult([None] * len(items))
     for out in generate_iter(items, model=model, noise=noise, weights=weights, sampler=sampler, schedule=schedule,
-                             device=device,
+                             runtime=runtime, device=device,
                              seed=seed, max_atoms=max_atoms, progress=progress, chunk_size=chunk_size,
                              retries=retries, max_heavy_atoms=max_heavy_atoms,
                              allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,

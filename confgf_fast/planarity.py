@@ -1,5 +1,5 @@
 """Planar groups of a batch and the projection that flattens them (the projected sampler's
-SamplerConfig.planar).
+ProjectSchedule.planar).
 
 A planar group is an aromatic ring system (the atoms joined by aromatic bonds, fused rings
 together) with every atom bonded to it, or an sp2 centre (a non-aromatic atom with a double bond

@@ -42,7 +42,7 @@ from rdkit import Chem
 from torch import Tensor
 
 from .chem import featurize
-from .config import NUM_ATOM_TYPES, SamplerConfig
+from .config import NUM_ATOM_TYPES, Schedule
 from .elements import (
     DEFAULT_MAX_HEAVY_ATOMS,
     QM9_ELEMENTS,
@@ -285,11 +285,11 @@ class Entry:
     flags: list[dict] = field(default_factory=list)  # one per kept conformer
     stereo: StereoConstraints | None = None
     attempted: int = 0  # conformers sampled so far (good or not)
-    # Warm start (SamplerConfig.init = "etkdg"): [k, atoms, 3] ETKDG conformers, handed out in turn
+    # Warm start (ProjectSchedule.init = "etkdg"): [k, atoms, 3] ETKDG conformers, handed out in turn
     # (cycling when RDKit gave fewer than requested); init_next counts those handed out.
     init_coords: Tensor | None = None
     init_next: int = 0
-    # From noise (SamplerConfig.init = "random", oversample > 1): oversample x requested conformers
+    # From noise (ProjectSchedule.init = "random", oversample > 1): oversample x requested conformers
     # are sampled and a diverse `requested` of the good ones kept (diversity.select_conformers).
     oversample: int = 1
 
@@ -314,7 +314,7 @@ def as_input(x: str | Chem.Mol | MolInput) -> MolInput:
     return x if isinstance(x, MolInput) else MolInput(x)
 
 
-def prepare_entry(k: int, x: str | Chem.Mol | MolInput, num_confs: int, *, sampler: SamplerConfig,
+def prepare_entry(k: int, x: str | Chem.Mol | MolInput, num_confs: int, *, sampler: Schedule,
                   max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
                   trained_elements: Container[int] = QM9_ELEMENTS,
                   allow_unknown_elements: bool = False, largest_fragment: bool = True,

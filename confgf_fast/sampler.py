@@ -2,7 +2,9 @@
 dynamics (the official ConfGF sampler, below) and projected denoising (project_sample: one
 network evaluation per noise level, ~20x fewer than Langevin's `fast`) and the paper's two-stage
 ablation ConfGFDist (dist_sample: Langevin on the distances, then a 3D embedding). sample() runs
-the one SamplerConfig.sampler names.
+the one the schedule's family names (config.Schedule.sampler). Every sampler takes what to
+produce (a config.Schedule, built by config.resolve_schedule) and how to run the network (a
+config.Runtime) separately.
 
 Annealed Langevin dynamics:
 
@@ -20,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -28,7 +29,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import ops
-from .config import NUM_EDGE_TYPES, NoiseConfig, SamplerConfig, parse_bands
+from .config import (
+    NUM_EDGE_TYPES,
+    DistSchedule,
+    LangevinSchedule,
+    NoiseConfig,
+    ProjectSchedule,
+    Runtime,
+    Schedule,
+    parse_bands,
+)
 from .graph import GraphBatch, rowptr_from_sorted
 from .model import ScoreNet
 from .planarity import PlanarGroups
@@ -47,7 +57,7 @@ def level_indices(num_levels: int, levels: int | None) -> list[int]:
     return sorted({round(k * (num_levels - 1) / (levels - 1)) for k in range(levels)})
 
 
-def level_plan(noise: NoiseConfig, cfg: SamplerConfig) -> list[tuple[int, int]]:
+def level_plan(noise: NoiseConfig, cfg: LangevinSchedule) -> list[tuple[int, int]]:
     """[(level index, steps)] in the order the sampler visits them (largest sigma first).
 
     Uniform schedules visit level_indices(L, cfg.levels) with cfg.steps_per_level steps each;
@@ -71,7 +81,7 @@ def level_plan(noise: NoiseConfig, cfg: SamplerConfig) -> list[tuple[int, int]]:
     return plan
 
 
-def num_evaluations(noise: NoiseConfig, cfg: SamplerConfig) -> int:
+def num_evaluations(noise: NoiseConfig, cfg: Schedule) -> int:
     """Network evaluations per output conformer for this schedule, oversampling from noise included
     (cfg.oversample samples per output conformer when cfg.init == "random")."""
     per = cfg.oversample if cfg.init == "random" else 1
@@ -84,22 +94,22 @@ def num_evaluations(noise: NoiseConfig, cfg: SamplerConfig) -> int:
 SAMPLERS = ("langevin", "project", "dist")
 
 
-def sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: SamplerConfig,
-           generator: torch.Generator | None = None, pos_init: Tensor | None = None,
+def sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: Schedule,
+           runtime: Runtime | None = None, generator: torch.Generator | None = None, pos_init: Tensor | None = None,
            callback: Callable[[int, int], None] | None = None,
            guidance: Callable[[Tensor, float, int], Tensor | None] | None = None) -> Tensor:
-    """Run the sampler cfg.sampler names on one GraphBatch; pos [N, 3]. Same arguments as
-    langevin_sample."""
+    """Run the sampler of the schedule's family (cfg.sampler) on one GraphBatch; pos [N, 3]. Same
+    arguments as langevin_sample."""
     if cfg.sampler == "langevin":
-        return langevin_sample(model, batch, noise, cfg, generator, pos_init, callback, guidance)
+        return langevin_sample(model, batch, noise, cfg, runtime, generator, pos_init, callback, guidance)
     if cfg.sampler == "project":
-        return project_sample(model, batch, noise, cfg, generator, pos_init, callback, guidance)
+        return project_sample(model, batch, noise, cfg, runtime, generator, pos_init, callback, guidance)
     if cfg.sampler == "dist":
-        return dist_sample(model, batch, noise, cfg, generator, pos_init, callback, guidance)
+        return dist_sample(model, batch, noise, cfg, runtime, generator, pos_init, callback, guidance)
     raise ValueError(f"unknown sampler {cfg.sampler!r}; choose from {SAMPLERS}")
 
 
-def project_grid(noise: NoiseConfig, cfg: SamplerConfig) -> list[float]:
+def project_grid(noise: NoiseConfig, cfg: ProjectSchedule) -> list[float]:
     """The noise levels of the projected sampler, largest first: num_steps values from
     cfg.sigma_max to the model's smallest sigma, geometric (rho = 0) or Karras-spaced,
     sigma_k = (a + k / (K - 1) (b - a))^rho with a = sigma_max^(1/rho), b = sigma_min^(1/rho)."""
@@ -114,7 +124,7 @@ def project_grid(noise: NoiseConfig, cfg: SamplerConfig) -> list[float]:
     return [(a + k / (k_n - 1) * (b - a)) ** cfg.rho for k in range(k_n)]
 
 
-def project_plan(noise: NoiseConfig, cfg: SamplerConfig) -> list[tuple[float, float]]:
+def project_plan(noise: NoiseConfig, cfg: ProjectSchedule) -> list[tuple[float, float]]:
     """[(sigma of the evaluation, sigma of the noise added after it)] of project_sample, one entry
     per network evaluation: the project_grid levels, each re-noised to the next (none after the
     last, none where the next is <= quiet_below), then final_steps noise-free evaluations at
@@ -153,7 +163,7 @@ def project_distances(pos: Tensor, edge_index: Tensor, target: Tensor, degree: T
 
 
 # Hydrogen-bond pairs (quality.hbond_atoms) are held to this fraction of their vdW sum instead of
-# cfg.repel: the closest real ones reach 0.51 W (a salt bridge in GEOM-Drugs, quality.py).
+# ProjectSchedule.repel: the closest real ones reach 0.51 W (a salt bridge in GEOM-Drugs, quality.py).
 HBOND_REPEL = 0.5
 
 
@@ -218,8 +228,9 @@ def edge_lengths(pos: Tensor, edge_index: Tensor, backend: str = "auto") -> Tens
 
 
 @torch.no_grad()
-def project_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: SamplerConfig,
-                   generator: torch.Generator | None = None, pos_init: Tensor | None = None,
+def project_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: ProjectSchedule,
+                   runtime: Runtime | None = None, generator: torch.Generator | None = None,
+                pos_init: Tensor | None = None,
                    callback: Callable[[int, int], None] | None = None,
                    guidance: Callable[[Tensor, float, int], Tensor | None] | None = None) -> Tensor:
     """Projected denoising. Per entry (sigma_k, sigma_next) of project_plan, one network
@@ -239,6 +250,7 @@ def project_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: 
     step at c = 1 cut the rms distance error to 0.20-0.35 of the noise for sigma in 0.1-2 A, and
     the error-minimising c was 1.06-1.16; at sigma = 0.01 the step barely helps (0.96).
     """
+    runtime = runtime or Runtime()
     dev = batch.z.device
     plan = project_plan(noise, cfg)
     # Extra dimensions (embed_dims > 3) while sigma > squash_sigma, shrunk linearly to 0 over
@@ -252,12 +264,12 @@ def project_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: 
     else:
         pos = cfg.init_scale * torch.randn(batch.num_atoms, dims, generator=generator, device=dev)
     degree = (batch.rowptr[1:] - batch.rowptr[:-1]).clamp_min(1).to(pos.dtype).unsqueeze(1)  # [N, 1]
-    score = score_function(model, cfg, pos.device, len(plan) * batch.num_graphs)
+    score = score_function(model, runtime, pos.device, len(plan) * batch.num_graphs)
     contacts = FarContacts(batch, cfg.repel) if cfg.repel > 0 else None
     planes = PlanarGroups(batch) if cfg.planar > 0 else None
     for k, (sig, sig_next) in enumerate(plan):
         pos_prev = pos
-        pos = projected_denoise(pos, batch, score, sig * cfg.eval_scale, cfg, degree, contacts)
+        pos = projected_denoise(pos, batch, score, sig * cfg.eval_scale, cfg, degree, contacts, runtime.backend)
         keep = max(0.0, 1.0 - (k + 1) / wide) if wide else 0.0
         if pos.shape[1] > 3:
             pos = torch.cat([pos[:, :3], keep * pos[:, 3:]], 1) if keep > 0 else pos[:, :3].contiguous()
@@ -276,14 +288,15 @@ def project_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: 
             else:
                 pos = pos + fresh * z_noise
             for _ in range(cfg.corrector_steps):
-                pos = _langevin_corrector(pos, batch, score, sig_next * cfg.eval_scale, cfg, generator)
+                pos = _langevin_corrector(pos, batch, score, sig_next * cfg.eval_scale, cfg.snr, runtime.backend,
+                                          generator)
         if callback is not None:
             callback(k + 1, len(plan))
     return pos
 
 
-def projected_denoise(pos: Tensor, batch: GraphBatch, score: ScoreFn, sig: float, cfg: SamplerConfig,
-                      degree: Tensor, contacts: FarContacts | None = None) -> Tensor:
+def projected_denoise(pos: Tensor, batch: GraphBatch, score: ScoreFn, sig: float, cfg: ProjectSchedule,
+                      degree: Tensor, contacts: FarContacts | None = None, backend: str = "auto") -> Tensor:
     """One evaluation of project_sample's denoiser: the network told sigma = sig gives the Tweedie
     edge lengths d + cfg.tweedie sig^2 s (floored at MIN_TARGET_DISTANCE), and cfg.inner_iters
     sweeps of project_distances move pos [N, D] to them. degree: [N, 1] edges per atom (>= 1).
@@ -291,31 +304,31 @@ def projected_denoise(pos: Tensor, batch: GraphBatch, score: ScoreFn, sig: float
     re-chosen every cfg.repel_every sweeps."""
     ei = batch.edge_index
     sigma = torch.tensor(sig, dtype=torch.float32, device=pos.device)
-    d = edge_lengths(pos, ei, cfg.backend)
+    d = edge_lengths(pos, ei, backend)
     s = score(batch.z, ei, batch.edge_type, d, sigma, batch.half_edges, batch.edge_pair)
     # sigma^2 s = sigma * (network output): the step length is set by the sigma the network is told
     target = (d + (cfg.tweedie * sigma * sigma) * s).clamp_min(MIN_TARGET_DISTANCE)
-    return fit_distances(pos, batch, target, degree, cfg, contacts)
+    return fit_distances(pos, batch, target, degree, cfg.inner_iters, cfg.repel_every, contacts, backend)
 
 
-def fit_distances(pos: Tensor, batch: GraphBatch, target: Tensor, degree: Tensor, cfg: SamplerConfig,
-                  contacts: FarContacts | None = None) -> Tensor:
-    """cfg.inner_iters sweeps of project_distances moving pos [N, D] towards edge lengths target
-    [E] on batch's edges; with contacts, the far pairs closer than their bound join the sweeps as
-    extra edges, re-chosen every cfg.repel_every sweeps. degree: [N, 1] edges per atom (>= 1)."""
+def fit_distances(pos: Tensor, batch: GraphBatch, target: Tensor, degree: Tensor, iters: int, repel_every: int,
+                  contacts: FarContacts | None = None, backend: str = "auto") -> Tensor:
+    """`iters` sweeps of project_distances moving pos [N, D] towards edge lengths target [E] on
+    batch's edges; with contacts, the far pairs closer than their bound join the sweeps as extra
+    edges, re-chosen every `repel_every` sweeps. degree: [N, 1] edges per atom (>= 1)."""
     ei = batch.edge_index
     if contacts is None:
-        return project_distances(pos, ei, target, degree, cfg.inner_iters, cfg.backend, batch.rowptr)
-    left = cfg.inner_iters
+        return project_distances(pos, ei, target, degree, iters, backend, batch.rowptr)
+    left = iters
     while left > 0:
-        n = min(cfg.repel_every, left)
-        ei2, t2, rowptr2, degree2 = contacts.add_active(pos, ei, target, batch.rowptr, degree, cfg.backend)
-        pos = project_distances(pos, ei2, t2, degree2, n, cfg.backend, rowptr2)
+        n = min(repel_every, left)
+        ei2, t2, rowptr2, degree2 = contacts.add_active(pos, ei, target, batch.rowptr, degree, backend)
+        pos = project_distances(pos, ei2, t2, degree2, n, backend, rowptr2)
         left -= n
     return pos
 
 
-def _langevin_corrector(pos: Tensor, batch: GraphBatch, score: ScoreFn, sig: float, cfg: SamplerConfig,
+def _langevin_corrector(pos: Tensor, batch: GraphBatch, score: ScoreFn, sig: float, snr: float, backend: str,
                         generator: torch.Generator | None) -> Tensor:
     """One Langevin corrector step at noise level sig with a per-conformer step size set by the
     signal-to-noise ratio (Song et al. 2021, Algorithm 5): alpha_g = 2 (snr |z_g| / |S_g|)^2 over
@@ -324,14 +337,14 @@ def _langevin_corrector(pos: Tensor, batch: GraphBatch, score: ScoreFn, sig: flo
     xyz = pos[:, :3].contiguous()
     ei = batch.edge_index
     sigma = torch.tensor(sig, dtype=torch.float32, device=pos.device)
-    d = ops.pairwise_distance(xyz, ei, backend=cfg.backend, validate=False)
+    d = ops.pairwise_distance(xyz, ei, backend=backend, validate=False)
     s = score(batch.z, ei, batch.edge_type, d, sigma, batch.half_edges, batch.edge_pair)
-    grad = ops.coord_score(xyz, ei, s, backend=cfg.backend, rowptr=batch.rowptr, validate=False)  # [N, 3]
+    grad = ops.coord_score(xyz, ei, s, backend=backend, rowptr=batch.rowptr, validate=False)  # [N, 3]
     zn = torch.randn(xyz.shape, generator=generator, device=pos.device)
     g = batch.num_graphs
     grad_sq = torch.zeros(g, device=pos.device).index_add_(0, batch.node_graph, grad.square().sum(1))
     z_sq = torch.zeros(g, device=pos.device).index_add_(0, batch.node_graph, zn.square().sum(1))
-    alpha = (2 * cfg.snr**2 * z_sq / grad_sq.clamp_min(1e-12))[batch.node_graph].unsqueeze(1)  # [N, 1]
+    alpha = (2 * snr**2 * z_sq / grad_sq.clamp_min(1e-12))[batch.node_graph].unsqueeze(1)  # [N, 1]
     xyz = xyz + alpha * grad + (2 * alpha).sqrt() * zn
     return torch.cat([xyz, pos[:, 3:]], 1) if pos.shape[1] > 3 else xyz
 
@@ -348,7 +361,7 @@ PRECISIONS = ("fp32", "bf16", "tf32")
 ScoreFn = Callable[..., Tensor]
 
 
-def score_function(model: ScoreNet, cfg: SamplerConfig, device: torch.device, evals: int) -> ScoreFn:
+def score_function(model: ScoreNet, cfg: Runtime, device: torch.device, evals: int) -> ScoreFn:
     """The network as the sampler calls it, fn(z, edge_index, edge_type, d, sigma, half, pair) ->
     s [E] float32: eager or torch.compile'd (cfg.compile, with `evals` = conformer-evaluations of
     the batch for "auto"), in cfg.precision. Compiled functions are cached per model and precision;
@@ -411,15 +424,16 @@ def _tf32():
 
 
 @torch.no_grad()
-def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: SamplerConfig,
-                    generator: torch.Generator | None = None, pos_init: Tensor | None = None,
+def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: LangevinSchedule,
+                    runtime: Runtime | None = None, generator: torch.Generator | None = None,
+                pos_init: Tensor | None = None,
                     callback: Callable[[int, int], None] | None = None,
                     guidance: Callable[[Tensor, float, int], Tensor | None] | None = None) -> Tensor:
     """Run the schedule on one GraphBatch (already on the model's device). Returns pos [N, 3].
 
     model is called as model(z, edge_index, edge_type, d, sigma, half_edges, edge_pair) (the
     ScoreNet signature; a custom score model may ignore the last two) through score_function, so
-    cfg.compile and cfg.precision apply.
+    runtime.compile and runtime.precision apply (runtime None: Runtime(), the defaults).
 
     callback(done_steps, total_steps) is called once per level (for progress bars).
     guidance(pos, sigma_l, l) -> F [N, 3] or None: an extra force (e.g. stereo.StereoGuidance),
@@ -428,6 +442,7 @@ def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg:
     clip (the clip bounds the network score only). None, as argument or as return value, leaves the
     step exactly as without guidance.
     """
+    runtime = runtime or Runtime()
     dev = batch.z.device
     sigmas = noise.sigmas(dev)
     host_sigmas = noise.sigmas("cpu").tolist()  # python floats without a device sync
@@ -436,8 +451,8 @@ def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg:
     pos = pos_init if pos_init is not None else torch.randn(batch.num_atoms, 3, generator=generator, device=dev)
     ei, et, z = batch.edge_index, batch.edge_type, batch.z
     total = sum(steps for _, steps in plan)
-    score = score_function(model, cfg, pos.device, total * batch.num_graphs)
-    graphs = cfg.cuda_graphs and dev.type == "cuda"
+    score = score_function(model, runtime, pos.device, total * batch.num_graphs)
+    graphs = runtime.cuda_graphs and dev.type == "cuda"
     noise_z = torch.empty_like(pos) if graphs else None
     if graphs:
         pos = pos.clone()  # the graphs update it in place; never the caller's pos_init
@@ -447,10 +462,10 @@ def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg:
         alpha = step_size(cfg, sigma_f, sigma_min)
 
         def step(pos: Tensor, noise_z: Tensor, sigma=sigma, sigma_f=sigma_f, alpha=alpha, li=li) -> Tensor:
-            d = ops.pairwise_distance(pos, ei, backend=cfg.backend, validate=False)
+            d = ops.pairwise_distance(pos, ei, backend=runtime.backend, validate=False)
             s = score(z, ei, et, d, sigma, batch.half_edges, batch.edge_pair)
             extra = guidance(pos, sigma_f, li) if guidance is not None else None
-            out = ops.langevin_step(pos, ei, s, noise_z, alpha, cfg.clip, backend=cfg.backend, rowptr=batch.rowptr,
+            out = ops.langevin_step(pos, ei, s, noise_z, alpha, cfg.clip, backend=runtime.backend, rowptr=batch.rowptr,
                                      validate=False)
             return out if extra is None else out + alpha * extra
 
@@ -469,8 +484,9 @@ def langevin_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg:
 
 
 @torch.no_grad()
-def dist_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: SamplerConfig,
-                generator: torch.Generator | None = None, pos_init: Tensor | None = None,
+def dist_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: DistSchedule,
+                runtime: Runtime | None = None, generator: torch.Generator | None = None,
+                pos_init: Tensor | None = None,
                 callback: Callable[[int, int], None] | None = None,
                 guidance: Callable[[Tensor, float, int], Tensor | None] | None = None) -> Tensor:
     """ConfGFDist, the paper's ablation (ConfGF, ICML 2021, section 5): sample the distances
@@ -491,8 +507,9 @@ def dist_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: Sam
     The stereo force needs coordinates, so `guidance` is not used (the mirror fix after sampling
     still applies); callback(done_steps, total_steps) is called once per level. Returns pos [N, 3].
     """
+    runtime = runtime or Runtime()
     dev = batch.z.device
-    d_half = sample_distances(model, batch, noise, cfg, generator, callback)
+    d_half = sample_distances(model, batch, noise, cfg, runtime, generator, callback)
     target = d_half[batch.edge_pair].clamp_min(MIN_TARGET_DISTANCE)  # [E] symmetric
     dims = max(3, cfg.embed_dims)
     pos = cfg.init_scale * torch.randn(batch.num_atoms, dims, generator=generator, device=dev)
@@ -503,20 +520,21 @@ def dist_sample(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: Sam
     if dims > 3:  # ETKDG's trick: fit in 4D first, the extra coordinate shrunk to 0 over half the sweeps
         blocks, per = 10, cfg.inner_iters // 20
         for b in range(blocks):
-            pos = fit_distances(pos, batch, target, degree, replace(cfg, inner_iters=per), contacts)
+            pos = fit_distances(pos, batch, target, degree, per, cfg.repel_every, contacts, runtime.backend)
             pos[:, 3:] *= 1 - (b + 1) / blocks
         pos = pos[:, :3].contiguous()
     rest = cfg.inner_iters - (cfg.inner_iters // 20) * 10 if dims > 3 else cfg.inner_iters
-    return fit_distances(pos, batch, target, degree, replace(cfg, inner_iters=rest), contacts)
+    return fit_distances(pos, batch, target, degree, rest, cfg.repel_every, contacts, runtime.backend)
 
 
 @torch.no_grad()
-def sample_distances(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: SamplerConfig,
-                     generator: torch.Generator | None = None,
+def sample_distances(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg: LangevinSchedule,
+                     runtime: Runtime | None = None, generator: torch.Generator | None = None,
                      callback: Callable[[int, int], None] | None = None) -> Tensor:
     """dist_sample's first stage: annealed Langevin dynamics on the edge lengths themselves.
     Returns d [E/2], one length per undirected pair (batch.half_edges; d[batch.edge_pair] is the
     symmetric [E] vector)."""
+    runtime = runtime or Runtime()
     dev = batch.z.device
     sigmas = noise.sigmas(dev)
     host_sigmas = noise.sigmas("cpu").tolist()
@@ -524,7 +542,7 @@ def sample_distances(model: ScoreNet, batch: GraphBatch, noise: NoiseConfig, cfg
     total = sum(steps for _, steps in plan)
     half, pair = batch.half_edges, batch.edge_pair  # [E/2] one edge per undirected pair; [E] -> its pair
     ei, et, z = batch.edge_index, batch.edge_type, batch.z
-    score = score_function(model, cfg, dev, total * batch.num_graphs)
+    score = score_function(model, runtime, dev, total * batch.num_graphs)
     d_half = torch.rand(half.numel(), generator=generator, device=dev)  # [E/2], U(0, 1) as the official code
     done = 0
     for li, steps in plan:
@@ -595,6 +613,6 @@ def plan_batches(sizes: list[int], counts: list[int], max_atoms: int) -> list[li
     return batches
 
 
-def step_size(cfg: SamplerConfig, sigma: float, sigma_min: float) -> float:
+def step_size(cfg: LangevinSchedule, sigma: float, sigma_min: float) -> float:
     """alpha_l = eps * (sigma_l / sigma_L)^2."""
     return cfg.eps * (sigma / sigma_min) ** 2

@@ -52,7 +52,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 from torch import Tensor
 
-from .config import SamplerConfig
+from .config import Schedule
 from .graph import GraphBatch, offsets
 
 # Margins of the flat-bottom penalty. V: regular 0.71, ETKDG / GEOM-Drugs conformers (small
@@ -376,7 +376,7 @@ class StereoGuidance:
 Finalize = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
-def make_guidance(mols: Sequence, batch: GraphBatch, cfg: SamplerConfig) -> tuple[StereoGuidance | None, Finalize]:
+def make_guidance(mols: Sequence, batch: GraphBatch, cfg: Schedule) -> tuple[StereoGuidance | None, Finalize]:
     """Stereo guidance and finalize step for one GraphBatch.
 
     mols[m]: molecule m of the batch, an RDKit Mol with explicit H (indices as featurised) or its

@@ -19,7 +19,7 @@ end. Nothing is resampled: `ok` says which conformers are usable (the CLI / gene
 non-finite and broken ones, which needs the host to know which).
 
 Stereo: with Mols / SMILES the input's tetrahedral centres and cis/trans double bonds guide the
-last levels and mirror images are reflected, as in `generate` (when sampler.stereo). A bare
+last levels and mirror images are reflected, as in `generate` (when the schedule's stereo is on). A bare
 MolGraph carries no stereo information (only atomic numbers and bond types), so its conformers
 get random handedness, like the official ConfGF; build it from a Mol if you need stereo.
 """
@@ -35,7 +35,7 @@ from torch import Tensor
 # The one-batch sampler lives in batch_sampling.py (shared with pipeline.py); re-exported here.
 from .batch_sampling import POS_LIMIT, SampledBatch, bad_conformers, sample_batch
 from .checkpoint import load_model
-from .config import NoiseConfig, SamplerConfig, resolve_sampler
+from .config import NoiseConfig, Runtime, Schedule, api_schedule, resolve_schedule
 from .elements import DEFAULT_MAX_HEAVY_ATOMS, check_elements, model_vocabulary
 from .graph import MolGraph, PackedGraphs, offsets
 from .model import ScoreNet
@@ -101,6 +101,10 @@ class _Job:
     stereo: StereoConstraints | None
 
 
+# generate_tensors embeds nothing (no RDKit), so it samples from noise: its default is what
+# resolve_schedule gives for init "random" with the projected sampler, the `quick` schedule (44
+# network evaluations, the fastest from-noise schedule measured, docs/samplers.md). generate's
+# from-noise mode `noise` oversamples and selects by MMFF94 energy, which needs RDKit too.
 DEFAULT_SAMPLER = "project"
 
 
@@ -127,14 +131,15 @@ def check_device(device: str | torch.device) -> torch.device:
 
 def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Sequence[int] = 10, *,
                      model: ScoreNet | None = None, noise: NoiseConfig | None = None, weights: str | None = None,
-                     sampler: SamplerConfig | str | None = None, device: str | torch.device = "cpu", seed: int = 0,
+                     sampler: str | None = None, schedule: str | Schedule | None = None,
+                     runtime: Runtime | None = None, device: str | torch.device = "cpu", seed: int = 0,
                      max_atoms: int | None = None, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
                      allow_unknown_elements: bool = False, largest_fragment: bool = True,
                      trained_elements: Iterable[int] | None = None, threads: int | None = None) -> TensorConformers:
     """Sample conformers for every input and return them as device tensors (TensorConformers).
 
     inputs: MolGraph (RDKit-free; no stereo information), or SMILES / RDKit Mol / MolInput
-    (needs RDKit; prepared exactly as `generate` does, stereo guidance when sampler.stereo).
+    (needs RDKit; prepared exactly as `generate` does, stereo guidance when the schedule's stereo is on).
     num_confs: one count for all inputs or one per input (a MolInput's own count wins).
     Without `model`, the checkpoint `weights` (default: the shipped QM9 model) is loaded on `device`;
     one model samples every input (no per-molecule choice of weights as in `generate`: for
@@ -144,9 +149,13 @@ def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Seque
     max_heavy_atoms (default elements.DEFAULT_MAX_HEAVY_ATOMS), allow_unknown_elements,
     largest_fragment, trained_elements: as `generate` (max_heavy_atoms and largest_fragment apply
     to Mol / SMILES inputs only; a MolGraph is checked for its elements).
-    sampler: a SamplerConfig or a name as `generate`'s; default the projected sampler's quick
-    schedule from noise (44 network evaluations; "langevin" = the paper's 5000). A device this
-    process cannot use raises DeviceError (a RuntimeError) before anything loads.
+    sampler / schedule / runtime: as `generate`'s (config.resolve_schedule), except that the
+    start is always noise: there is no RDKit embedding here, so no ETKDG warm start and no
+    energy-based selection of oversampled conformers. The default is therefore the from-noise
+    projected sampler, schedule `quick` (44 network evaluations; sampler="langevin" = the paper's
+    5000); a warm-start or oversampling schedule (warm, noise) is a ValueError pointing to
+    `generate`. A device this process cannot use raises DeviceError (a RuntimeError) before
+    anything loads.
     threads: CPU threads for torch and the C++ kernels during the call (threads.py; default the
     cores available minus those other processes keep busy, at most torch.get_num_threads());
     torch's count is restored after.
@@ -156,28 +165,33 @@ def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Seque
 
     with threads_mod.use(threads_mod.resolve_for_call(threads)):
         return _generate_tensors(inputs, num_confs, model=model, noise=noise, weights=weights, sampler=sampler,
-                                 device=device, seed=seed, max_atoms=max_atoms, max_heavy_atoms=max_heavy_atoms,
+                                 schedule=schedule, runtime=runtime, device=device, seed=seed, max_atoms=max_atoms,
+                                 max_heavy_atoms=max_heavy_atoms,
                                  allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
                                  trained_elements=trained_elements)
 
 
 def _generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Sequence[int], *,
                       model: ScoreNet | None, noise: NoiseConfig | None, weights: str | None,
-                      sampler: SamplerConfig | str | None, device: str | torch.device, seed: int,
+                      sampler: str | None, schedule: str | Schedule | None, runtime: Runtime | None,
+                      device: str | torch.device, seed: int,
                       max_atoms: int | None, max_heavy_atoms: int | None, allow_unknown_elements: bool,
                       largest_fragment: bool, trained_elements: Iterable[int] | None) -> TensorConformers:
     """generate_tensors' work, on the thread budget it set."""
     if model is None:
         model, noise = load_model(weights, device)
     noise = noise or NoiseConfig()
-    # Tensors start from noise (no RDKit embedding here, so not generate's ETKDG warm start): no
-    # sampler named = the projected sampler's `quick` schedule, 44 network evaluations, the fastest
-    # from-noise schedule measured (docs/samplers.md); the paper's 5000-step Langevin is
-    # sampler="langevin" (it took 44 s for 6 small conformers as a default).
-    sampler = resolve_sampler(sampler if sampler is not None else DEFAULT_SAMPLER)
-    if sampler.init != "random":
-        raise ValueError("generate_tensors starts from noise only; the ETKDG warm start (init='etkdg') needs "
-                         "RDKit molecules: use generate / generate_iter")
+    # No sampler and no schedule named: DEFAULT_SAMPLER from noise (schedule quick); the paper's
+    # 5000-step Langevin is sampler="langevin" (it took 44 s for 6 small conformers as a default).
+    if sampler is None and schedule is None:
+        sampler, runtime = resolve_schedule(sampler=DEFAULT_SAMPLER, init="random"), runtime or Runtime()
+    else:
+        sampler, runtime = api_schedule(sampler, schedule, runtime)
+    if sampler.init != "random" or sampler.oversample > 1:
+        raise ValueError(f"generate_tensors samples from noise only (no RDKit: no ETKDG warm start, no energy-based "
+                         f"selection), so schedule {sampler.name!r} with init={sampler.init!r}, "
+                         f"oversample={sampler.oversample} cannot run here: use a from-noise schedule such as "
+                         "'quick' (the default), or generate / generate_iter")
     counts = [num_confs] * len(inputs) if isinstance(num_confs, int) else list(num_confs)
     if len(counts) != len(inputs):
         raise ValueError("num_confs must be an int or have one entry per input")
@@ -233,7 +247,7 @@ def _generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Sequ
         gen = torch.Generator(device=device).manual_seed(seed)
         for pieces in plan:
             mol_ids = torch.cat([torch.full((c,), m, dtype=torch.long) for m, c in pieces])
-            out = sample_batch(model, packed, mol_ids, noise, sampler, device, gen, stereo)
+            out = sample_batch(model, packed, mol_ids, noise, sampler, runtime, device, gen, stereo)
             ok = ~out.bad if out.broken is None else ~(out.bad | out.broken)
             pos_parts.append(out.pos)
             flag_parts.append((ok, out.stereo_ok))

@@ -7,7 +7,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from confgf_fast.chem import conformer_positions, featurize
-from confgf_fast.config import NoiseConfig, SamplerConfig
+from confgf_fast.config import NoiseConfig, resolve_schedule
 from confgf_fast.graph import PackedGraphs
 from confgf_fast.ops import reference
 from confgf_fast.pipeline import generate
@@ -23,11 +23,11 @@ def _setup(smiles: str, copies: int):
 
 
 def test_dist_preset_is_the_paper_schedule_on_distances():
-    cfg = SamplerConfig.resolve(schedule="dist")
-    assert (cfg.sampler, cfg.schedule) == ("dist", "dist")
-    assert SamplerConfig.resolve("dist").schedule == "dist"
+    cfg = resolve_schedule("dist")
+    assert (cfg.sampler, cfg.name) == ("dist", "dist")
+    assert resolve_schedule(sampler="dist").name == "dist"
     # 50 levels x 100 steps, as `paper`: the ablation spends the same network evaluations
-    paper = SamplerConfig.resolve(schedule="paper")
+    paper = resolve_schedule("paper")
     assert num_evaluations(NoiseConfig(), cfg) == num_evaluations(NoiseConfig(), paper) == 5000
 
 
@@ -35,7 +35,7 @@ def test_distance_langevin_ends_at_the_exact_scores_mode():
     """With the exact score of one conformer the stationary law of the last level is
     N(d0, sigma_L^2) per pair (sigma_L = 0.01 A): the sampled lengths must sit there, symmetric."""
     batch, d0 = _setup("OCC(C)N", 8)
-    cfg = SamplerConfig.resolve(schedule="dist")
+    cfg = resolve_schedule("dist")
     d = sample_distances(OracleScore(d0), batch, NoiseConfig(), cfg, generator=torch.Generator().manual_seed(0))
     err = d[batch.edge_pair] - d0
     assert torch.isfinite(d).all() and d.shape == batch.half_edges.shape
@@ -51,8 +51,7 @@ def test_dist_sample_embeds_the_sampled_distances():
     batch, d0 = _setup("OCC(C)N", 16)
 
     def recovered(dims: int) -> float:
-        cfg = SamplerConfig.resolve(schedule="dist")
-        cfg.stereo, cfg.embed_dims = False, dims
+        cfg = resolve_schedule("dist", overrides={"stereo": False, "embed_dims": dims})
         pos = sample(OracleScore(d0), batch, NoiseConfig(), cfg, generator=torch.Generator().manual_seed(1))
         assert pos.shape == (batch.num_atoms, 3) and torch.isfinite(pos).all()
         err = (reference.pairwise_distance(pos, batch.edge_index) - d0).abs()
@@ -66,9 +65,8 @@ def test_dist_sample_embeds_the_sampled_distances():
 
 def test_generate_with_the_dist_schedule_writes_conformers(tmp_path):
     """End to end through generate with the shipped weights (5 levels x 20 steps to keep it short)."""
-    cfg = SamplerConfig.resolve(schedule="dist")
-    cfg.levels, cfg.steps_per_level = 5, 20
-    res = generate(["CCO"], 2, sampler=cfg, relax="none", threads=1)
+    cfg = resolve_schedule("dist", overrides={"levels": 5, "steps_per_level": 20})
+    res = generate(["CCO"], 2, schedule=cfg, relax="none", threads=1)
     mol = res.mols[0]
     assert mol is not None and mol.GetNumConformers() == 2
     text = Chem.MolToMolBlock(mol, confId=0)

@@ -80,21 +80,20 @@ def test_select_conformers_prefers_good_ones_then_diversity():
 
 def test_oversampling_from_noise_keeps_the_count_and_counts_evaluations():
     from confgf_fast.checkpoint import load_models
-    from confgf_fast.config import SamplerConfig
+    from confgf_fast.config import resolve_schedule
     from confgf_fast.pipeline import generate
     from confgf_fast.sampler import num_evaluations
 
-    base = SamplerConfig.preset("quick")
-    over = SamplerConfig.preset("quick")
-    over.oversample = 2
+    base = resolve_schedule("quick")
+    over = resolve_schedule("quick", overrides={"oversample": 2})
     noise = load_models(None, "cpu")[0][1]
     assert num_evaluations(noise, over) == 2 * num_evaluations(noise, base)
     assert "oversample=2" in over.describe()
-    res = generate(["CCN(CC=O)CCO"], 4, sampler=over, seed=0)
+    res = generate(["CCN(CC=O)CCO"], 4, schedule=over, seed=0)
     assert res.mols[0].GetNumConformers() == 4 and len(res.flags[0]) == 4
-    warm = SamplerConfig.preset("warm")
-    warm.oversample = 2  # a warm start takes its diversity from ETKDG (init_oversample), not from this
-    assert num_evaluations(noise, warm) == num_evaluations(noise, SamplerConfig.preset("warm"))
+    # a warm start takes its diversity from ETKDG (init_oversample), not from this
+    warm = resolve_schedule("warm", overrides={"oversample": 2})
+    assert num_evaluations(noise, warm) == num_evaluations(noise, resolve_schedule("warm"))
 
 
 def test_mmff_energies_score_geometry_without_optimising():
@@ -140,16 +139,15 @@ def test_select_conformers_energy_window_drops_strained_outliers():
 
 
 def test_from_noise_energy_window_runs_through_generate():
-    from confgf_fast.config import SamplerConfig
+    from confgf_fast.config import resolve_schedule
     from confgf_fast.pipeline import generate
 
-    cfg = SamplerConfig.preset("quick")
-    cfg.num_steps, cfg.oversample, cfg.select_window = 8, 3, 10.0
+    cfg = resolve_schedule("quick", overrides={"num_steps": 8, "oversample": 3, "select_window": 10.0})
     assert "select_window=10.0" in cfg.describe() and "oversample=3" in cfg.describe()
-    res = generate(["CCN(CC=O)CCO"], 3, sampler=cfg, seed=0, relax="none")
+    res = generate(["CCN(CC=O)CCO"], 3, schedule=cfg, seed=0, relax="none")
     assert res.mols[0].GetNumConformers() == 3
-    cfg.oversample = 1  # no oversampling: nothing to cut, and the tag does not claim a cut
-    assert "select_window" not in cfg.describe()
+    once = resolve_schedule(cfg, overrides={"oversample": 1})  # no oversampling: nothing to cut,
+    assert "select_window" not in once.describe()  # and the tag does not claim a cut
 
 
 def test_energy_weighted_selection_starts_low_and_discounts_strain():

@@ -29,7 +29,7 @@ from confgf_fast.cli import (
     iter_inputs,
     main,
 )
-from confgf_fast.config import ModelConfig, NoiseConfig, SamplerConfig
+from confgf_fast.config import ModelConfig, NoiseConfig, Runtime, resolve_schedule
 from confgf_fast.graph import PackedGraphs
 from confgf_fast.model import ScoreNet
 from confgf_fast.pipeline import MoleculeError, generate, generate_iter, prepare_molecule
@@ -37,6 +37,11 @@ from confgf_fast.sampler import langevin_sample
 
 FAST = ["--levels", "3", "--steps-per-level", "3", "-q"]
 CALLS_PER_RUN = 9  # network evaluations per langevin_sample call under FAST
+
+def paper(**overrides):
+    """The paper's Langevin schedule with `overrides` (config.resolve_schedule), e.g. a few levels for speed."""
+    return resolve_schedule("paper", overrides=overrides)
+
 
 
 def run(ckpt, inp, out, *extra):
@@ -270,11 +275,11 @@ def test_molecules_larger_than_the_training_data_get_a_warning(tiny_ckpt, tmp_pa
     assert "1 molecule(s) larger than any the weights were trained on" in err
     # The Python API: the same warning, and the count in the run's stats.
     model, noise = load_model(tiny_ckpt)
-    res = generate(["CC", "CCCCCC"], 1, model=model, noise=noise, sampler=SamplerConfig(levels=2, steps_per_level=2))
+    res = generate(["CC", "CCCCCC"], 1, model=model, noise=noise, schedule=paper(levels=2, steps_per_level=2))
     assert 0 not in res.warnings and said in res.warnings[1][0] and res.mols[1] is not None
     assert res.stats.beyond_trained_size == 1
     model.trained_max_heavy_atoms = None  # a model that does not know its training data: no warning
-    res = generate(["CCCCCC"], 1, model=model, noise=noise, sampler=SamplerConfig(levels=2, steps_per_level=2))
+    res = generate(["CCCCCC"], 1, model=model, noise=noise, schedule=paper(levels=2, steps_per_level=2))
     assert res.warnings == {} and res.stats.beyond_trained_size == 0
 
 
@@ -304,8 +309,8 @@ def test_sampler_survives_edgeless_graphs_in_a_mixed_batch(backend):
     assert graphs[0].num_edges == 0
     batch = PackedGraphs(graphs).batch(torch.tensor([0, 1, 0, 2, 1]))
     model = ScoreNet(ModelConfig(16, 2)).eval()
-    pos = langevin_sample(model, batch, NoiseConfig(), SamplerConfig(levels=2, steps_per_level=2, backend=backend),
-                          generator=torch.Generator().manual_seed(0))
+    pos = langevin_sample(model, batch, NoiseConfig(), resolve_schedule("paper", overrides={"levels": 2,
+                          "steps_per_level": 2}), Runtime(backend=backend), generator=torch.Generator().manual_seed(0))
     assert pos.shape == (batch.num_atoms, 3) and torch.isfinite(pos).all()
 
 
@@ -353,9 +358,9 @@ def tiny_model(tiny_ckpt):
 
 def test_nan_conformer_is_retried_and_others_untouched(tiny_model):
     model, noise = tiny_model
-    cfg = SamplerConfig(levels=3, steps_per_level=3)
-    clean = generate(["CCO", "CC(=O)N"], 3, model=model, noise=noise, sampler=cfg, seed=4)
-    res = generate(["CCO", "CC(=O)N"], 3, model=NaNScores(model, "first_run"), noise=noise, sampler=cfg, seed=4)
+    cfg = paper(levels=3, steps_per_level=3)
+    clean = generate(["CCO", "CC(=O)N"], 3, model=model, noise=noise, schedule=cfg, seed=4)
+    res = generate(["CCO", "CC(=O)N"], 3, model=NaNScores(model, "first_run"), noise=noise, schedule=cfg, seed=4)
     assert res.errors == {}
     assert [m.GetNumConformers() for m in res.mols] == [3, 3]
     for m in res.mols:
@@ -365,22 +370,22 @@ def test_nan_conformer_is_retried_and_others_untouched(tiny_model):
         for c in range(3):
             same = (clean.mols[k].GetConformer(c).GetPositions() == res.mols[k].GetConformer(c).GetPositions()).all()
             assert bool(same) == ((k, c) != (0, 0))
-    again = generate(["CCO", "CC(=O)N"], 3, model=NaNScores(model, "first_run"), noise=noise, sampler=cfg, seed=4)
+    again = generate(["CCO", "CC(=O)N"], 3, model=NaNScores(model, "first_run"), noise=noise, schedule=cfg, seed=4)
     assert (again.mols[0].GetConformer(0).GetPositions() == res.mols[0].GetConformer(0).GetPositions()).all()
     # Without retries the failure is reported and the molecule keeps its other conformers.
-    res0 = generate(["CCO", "CC(=O)N"], 3, model=NaNScores(model, "first_run"), noise=noise, sampler=cfg, seed=4,
+    res0 = generate(["CCO", "CC(=O)N"], 3, model=NaNScores(model, "first_run"), noise=noise, schedule=cfg, seed=4,
                     retries=0)
     assert res0.mols[0].GetNumConformers() == 2 and "1 of 3 conformers missing (2 written)" in res0.errors[0]
 
 
 def test_persistent_nan_is_reported_per_molecule(tiny_model):
     model, noise = tiny_model
-    cfg = SamplerConfig(levels=3, steps_per_level=3)
-    res = generate(["CCO", "CC(=O)N", "CCO"], 2, model=NaNScores(model, "nitrogen"), noise=noise, sampler=cfg)
+    cfg = paper(levels=3, steps_per_level=3)
+    res = generate(["CCO", "CC(=O)N", "CCO"], 2, model=NaNScores(model, "nitrogen"), noise=noise, schedule=cfg)
     assert res.mols[1] is None and "all 2 conformers failed" in res.errors[1] and "after 2 retries" in res.errors[1]
     assert set(res.errors) == {1}
     assert res.mols[0].GetNumConformers() == res.mols[2].GetNumConformers() == 2
-    res = generate(["CCO", "CCN"], 3, model=NaNScores(model, "first_always"), noise=noise, sampler=cfg, retries=1)
+    res = generate(["CCO", "CCN"], 3, model=NaNScores(model, "first_always"), noise=noise, schedule=cfg, retries=1)
     assert res.mols[0].GetNumConformers() == 2 and "1 of 3 conformers missing" in res.errors[0]
     assert res.mols[1].GetNumConformers() == 3
 
@@ -407,7 +412,7 @@ def test_generate_iter_streams_in_input_order(tiny_model):
             consumed.append(k)
             yield s
 
-    it = generate_iter(source(), 2, model=model, noise=noise, sampler=SamplerConfig(levels=2, steps_per_level=2),
+    it = generate_iter(source(), 2, model=model, noise=noise, schedule=paper(levels=2, steps_per_level=2),
                        chunk_size=3, max_atoms=20)
     first = next(it)
     assert first.index == 0 and first.num_confs == 2 and len(consumed) <= 3  # read lazily, one chunk at a time

@@ -114,7 +114,7 @@ def test_all_broken_molecule_is_not_counted_ok(tiny_ckpt, tmp_path, capsys):
 def test_generate_tensors_default_is_not_the_5000_step_schedule(monkeypatch):
     """No sampler named: the quick projected schedule (44 evaluations), not the paper's 5000."""
     import confgf_fast.tensors as tensors
-    from confgf_fast.config import resolve_sampler
+    from confgf_fast.config import resolve_schedule
     from confgf_fast.sampler import num_evaluations
 
     seen = []
@@ -127,9 +127,9 @@ def test_generate_tensors_default_is_not_the_5000_step_schedule(monkeypatch):
     model = cf.ScoreNet(cf.ModelConfig.preset("tiny"))
     with pytest.raises(RuntimeError, match="stop here"):
         cf.generate_tensors(["CCO"], 1, model=model, noise=cf.NoiseConfig())
-    assert seen[0].sampler == "project" and seen[0].schedule == "quick"
+    assert seen[0].sampler == "project" and seen[0].name == "quick"
     assert num_evaluations(cf.NoiseConfig(), seen[0]) < 100 < num_evaluations(cf.NoiseConfig(),
-                                                                             resolve_sampler("langevin"))
+                                                                             resolve_schedule(sampler="langevin"))
 
 
 def test_warm_start_embeds_per_batch_so_records_come_early(tiny_ckpt, monkeypatch):
@@ -184,11 +184,10 @@ def test_tetramethylurea_default_conformers_are_not_flagged():
     (H...H 1.00 A between the two N-methyl groups, atoms 6 bonds apart that no edge of the graph
     joins, so the network could not see them). The warm schedule's repel keeps such pairs at
     >= 0.8 x their vdW sum; with repel off the clash is back (the control)."""
-    from confgf_fast.config import SamplerConfig
+    from confgf_fast.config import resolve_schedule
 
     res = cf.generate(["CN(C)C(=O)N(C)C"], 30, seed=0)
     assert [f["quality"] for f in res.flags[0]] == ["ok"] * 30
-    off = SamplerConfig.preset("warm")
-    off.repel = 0.0
-    res_off = cf.generate(["CN(C)C(=O)N(C)C"], 30, sampler=off, seed=0)
+    off = resolve_schedule("warm", overrides={"repel": 0.0})
+    res_off = cf.generate(["CN(C)C(=O)N(C)C"], 30, schedule=off, seed=0)
     assert sum(f["quality"] != "ok" for f in res_off.flags[0]) >= 5

@@ -16,7 +16,7 @@ from rdkit import Chem
 
 from confgf_fast import ops
 from confgf_fast.chem import featurize
-from confgf_fast.config import EDGE_ANGLE, EDGE_DIHEDRAL, NUM_EDGE_TYPES, ModelConfig, SamplerConfig
+from confgf_fast.config import EDGE_ANGLE, EDGE_DIHEDRAL, NUM_EDGE_TYPES, ModelConfig, resolve_schedule
 from confgf_fast.graph import MolGraph, PackedGraphs, extended_graph, rowptr_from_sorted
 from confgf_fast.model import ScoreNet
 from confgf_fast.ops import reference
@@ -29,6 +29,11 @@ FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthChe
 # ---- a small SMILES grammar ---------------------------------------------------------------------------
 ATOMS = ["C", "C", "C", "N", "O", "F", "Cl", "S", "Br", "[NH3+]", "[O-]", "[Se]", "c1ccccc1", "C1CC1", "c1ccncc1"]
 BONDS = ["", "", "", "=", "#"]
+
+def paper(**overrides):
+    """The paper's Langevin schedule with `overrides` (config.resolve_schedule), e.g. a few levels for speed."""
+    return resolve_schedule("paper", overrides=overrides)
+
 
 
 @st.composite
@@ -220,7 +225,7 @@ GARBAGE = st.text(alphabet="CNOcn()[]=#+-123.@/\\Hl% x", max_size=12)
 def test_every_input_ends_with_conformers_or_an_error(inputs, num_confs, chunk_size, seed):
     torch.manual_seed(0)
     model = ScoreNet(ModelConfig(8, 1)).eval()
-    outs = list(generate_iter(inputs, num_confs, model=model, sampler=SamplerConfig(levels=1, steps_per_level=1),
+    outs = list(generate_iter(inputs, num_confs, model=model, schedule=paper(levels=1, steps_per_level=1),
                               seed=seed, chunk_size=chunk_size, max_atoms=40, trained_elements=range(1, 100)))
     assert [o.index for o in outs] == list(range(len(inputs)))
     for o, smi in zip(outs, inputs):

@@ -5,7 +5,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from confgf_fast.chem import conformer_positions, featurize
-from confgf_fast.config import SamplerConfig
+from confgf_fast.config import resolve_schedule
 from confgf_fast.graph import PackedGraphs
 from confgf_fast.planarity import PlanarGroups
 from confgf_fast.sampler import sample
@@ -58,8 +58,7 @@ def test_project_sampler_with_planar_writes_flat_rings():
 
     model, noise = load_model(None, "cpu")
     _mol, batch = _batch("Cc1ccc(O)cc1", copies=4)
-    cfg = SamplerConfig.resolve(schedule="quick")
-    cfg.num_steps, cfg.planar, cfg.stereo = 10, 1.0, False
+    cfg = resolve_schedule("quick", overrides={"num_steps": 10, "planar": 1.0, "stereo": False})
     pos = sample(model, batch, noise, cfg,
                  generator=torch.Generator().manual_seed(0))
     groups = PlanarGroups(batch)

@@ -10,11 +10,17 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from confgf_fast.chem import conformer_positions, featurize, mol_from_smiles
-from confgf_fast.config import ModelConfig, NoiseConfig, SamplerConfig, resolve_sampler
+from confgf_fast.config import ModelConfig, NoiseConfig, resolve_schedule
 from confgf_fast.graph import PackedGraphs
 from confgf_fast.model import ScoreNet
 from confgf_fast.ops import reference
 from confgf_fast.sampler import num_evaluations, project_distances, project_grid, project_plan, sample
+
+
+def paper(**overrides):
+    """The paper's Langevin schedule with `overrides` (config.resolve_schedule), e.g. a few levels for speed."""
+    return resolve_schedule("paper", overrides=overrides)
+
 
 
 def conformer(smiles: str, seed: int = 7):
@@ -65,8 +71,7 @@ def test_project_sample_with_oracle_score_recovers_the_conformer():
     batch = batch_of(mol, 4)
     pos0 = conformer_positions(mol)[0].repeat(4, 1)
     d0 = reference.pairwise_distance(pos0, batch.edge_index)
-    cfg = SamplerConfig.resolve("project")
-    cfg.stereo, cfg.embed_dims = False, 4
+    cfg = resolve_schedule(sampler="project", overrides={"stereo": False, "embed_dims": 4})
     out = sample(OracleScore(d0), batch, NoiseConfig(), cfg, generator=torch.Generator().manual_seed(1))
     d = reference.pairwise_distance(out, batch.edge_index)
     assert torch.isfinite(out).all()
@@ -82,10 +87,7 @@ def recovered(smiles: str, copies: int, **fields) -> float:
     mol = conformer(smiles)
     batch = batch_of(mol, copies)
     d0 = reference.pairwise_distance(conformer_positions(mol)[0].repeat(copies, 1), batch.edge_index)
-    cfg = SamplerConfig.resolve("project")
-    cfg.stereo = False
-    for k, v in fields.items():
-        setattr(cfg, k, v)
+    cfg = resolve_schedule(sampler="project", overrides={"stereo": False, **fields})
     out = sample(OracleScore(d0), batch, NoiseConfig(), cfg, generator=torch.Generator().manual_seed(1))
     err = (reference.pairwise_distance(out, batch.edge_index) - d0).abs()
     worst = torch.zeros(copies).scatter_reduce(0, batch.edge_graph, err, "amax")
@@ -102,13 +104,13 @@ def test_4d_embedding_escapes_local_minima():
 
 def test_schedule_arithmetic():
     noise = NoiseConfig()
-    quick = SamplerConfig.resolve(None, "quick")
+    quick = resolve_schedule("quick")
     assert quick.sampler == "project"
     assert num_evaluations(noise, quick) == quick.num_steps + quick.final_steps == 44
     grid = project_grid(noise, quick)
     assert grid[0] == pytest.approx(quick.sigma_max) and grid[-1] == pytest.approx(noise.sigma_end)
     assert all(a > b for a, b in itertools.pairwise(grid))
-    geo = project_grid(noise, SamplerConfig(sampler="project", rho=0.0, num_steps=3, sigma_max=1.0))
+    geo = project_grid(noise, resolve_schedule("quick", overrides=dict(rho=0.0, num_steps=3, sigma_max=1.0)))
     assert geo == pytest.approx([1.0, 0.1, 0.01])
     plan = project_plan(noise, quick)
     # noise only towards levels above quiet_below, never after the last level or in the polish
@@ -119,34 +121,48 @@ def test_schedule_arithmetic():
 
 def test_resolve_names_like_the_cli():
     # the default is the ETKDG warm start; from noise, the paper schedule (or quick for project)
-    assert (resolve_sampler(None).schedule, resolve_sampler(None).init) == ("warm", "etkdg")
+    assert (resolve_schedule().name, resolve_schedule().init) == ("warm", "etkdg")
     # --init random alone: the from-noise mode (issue 30), at most 100 evaluations per conformer
-    noise_mode = SamplerConfig.resolve(None, None, "random")
-    assert noise_mode.schedule == "noise" and noise_mode.sampler == "project" and noise_mode.init == "random"
+    noise_mode = resolve_schedule(init="random")
+    assert noise_mode.name == "noise" and noise_mode.sampler == "project" and noise_mode.init == "random"
     assert noise_mode.oversample > 1 and noise_mode.select_temperature is not None
-    assert SamplerConfig.resolve("langevin", None, "random").schedule == "paper"
-    assert resolve_sampler("langevin").schedule == "paper"
-    assert resolve_sampler("project").schedule == "quick"
-    assert resolve_sampler(None, "fast").sampler == "langevin"
-    cfg = SamplerConfig(steps_per_level=3)
-    assert resolve_sampler(cfg) is cfg
+    assert resolve_schedule(sampler="langevin", init="random").name == "paper"
+    assert resolve_schedule(sampler="langevin").name == "paper"
+    assert resolve_schedule(sampler="project").name == "quick"
+    assert resolve_schedule("fast").sampler == "langevin"
+    cfg = paper(steps_per_level=3)
+    assert resolve_schedule(cfg) is cfg and resolve_schedule(cfg, sampler="langevin") is cfg
     with pytest.raises(ValueError, match="belongs to the langevin sampler"):
-        resolve_sampler("project", "paper")
+        resolve_schedule("paper", sampler="project")
     with pytest.raises(ValueError, match="unknown sampler"):
-        resolve_sampler("heun")
+        resolve_schedule(sampler="heun")
     with pytest.raises(ValueError, match=r"'noise' is a schedule: schedule='noise'"):  # a name mixed up
-        resolve_sampler("noise")
-    with pytest.raises(ValueError, match="SamplerConfig"):
-        resolve_sampler(cfg, "fast")
-    custom = SamplerConfig.resolve("project")
-    custom.num_steps = 12
+        resolve_schedule(sampler="noise")
+    with pytest.raises(ValueError, match="given with a langevin schedule"):
+        resolve_schedule(cfg, sampler="project")
+    custom = resolve_schedule(sampler="project", overrides={"num_steps": 12})
     assert custom.describe() == "sampler=project schedule=quick num_steps=12"
+    # an override the family does not have names the family's settings
+    with pytest.raises(ValueError, match=r"'num_steps' is not a setting of the langevin sampler; its settings: "
+                                         r"steps_per_level, eps, clip, levels, bands"):
+        resolve_schedule("paper", overrides={"num_steps": 3})
+    # asking for a uniform Langevin schedule drops the preset's bands, as --levels does
+    assert resolve_schedule("fast", overrides={"levels": 5}).bands is None
+    assert resolve_schedule("fast", overrides={"eps": 1e-6}).bands == resolve_schedule("fast").bands
+    with pytest.raises(ValueError, match="bad band"):
+        resolve_schedule("fast", overrides={"bands": "2:3"})
+    # the Python API: a Schedule goes in as schedule=, never as sampler=
+    from confgf_fast.config import api_schedule
+
+    with pytest.raises(ValueError, match="pass a Schedule as schedule="):
+        api_schedule(cfg, None, None)
+    assert api_schedule(None, cfg, None)[0] is cfg
 
 
 def test_project_sample_seeded_and_finite_with_a_network():
     model = ScoreNet(ModelConfig(16, 2)).eval()
     batch = PackedGraphs([featurize(mol_from_smiles("CCO"))]).batch(torch.zeros(3, dtype=torch.long))
-    cfg = SamplerConfig(sampler="project", num_steps=5, final_steps=1, inner_iters=5)
+    cfg = resolve_schedule("quick", overrides=dict(num_steps=5, final_steps=1, inner_iters=5))
 
     def run(seed):
         return sample(model, batch, NoiseConfig(), cfg, generator=torch.Generator().manual_seed(seed))
@@ -157,17 +173,17 @@ def test_project_sample_seeded_and_finite_with_a_network():
 
 
 def test_warm_start_resolves_and_is_named():
-    warm = SamplerConfig.resolve(None, None, "etkdg")
-    assert (warm.schedule, warm.sampler, warm.init) == ("warm", "project", "etkdg")
-    assert SamplerConfig.resolve(None, "warm").init == "etkdg"
+    warm = resolve_schedule(init="etkdg")
+    assert (warm.name, warm.sampler, warm.init) == ("warm", "project", "etkdg")
+    assert resolve_schedule("warm").init == "etkdg"
     assert num_evaluations(NoiseConfig(), warm) == 24
     # the start is always in the provenance, also when a quick run is switched to it
-    assert "init=etkdg" in SamplerConfig.resolve("project", "quick", "etkdg").describe()
+    assert "init=etkdg" in resolve_schedule("quick", sampler="project", init="etkdg").describe()
     assert "init=etkdg" in warm.describe()
     with pytest.raises(ValueError, match="needs the project sampler"):
-        SamplerConfig.resolve("langevin", None, "etkdg")
+        resolve_schedule(sampler="langevin", init="etkdg")
     with pytest.raises(ValueError, match="unknown init"):
-        SamplerConfig.resolve(None, None, "crest")
+        resolve_schedule(init="crest")
 
 
 def test_warm_start_with_oracle_keeps_each_start_near_its_conformer():
@@ -180,16 +196,14 @@ def test_warm_start_with_oracle_keeps_each_start_near_its_conformer():
     batch = PackedGraphs([featurize(mol)]).batch(torch.zeros(3, dtype=torch.long))
     pos0 = starts.reshape(-1, 3)
     d0 = reference.pairwise_distance(pos0, batch.edge_index)
-    cfg = SamplerConfig.resolve(None, "warm")
-    cfg.stereo = False
+    cfg = resolve_schedule("warm", overrides={"stereo": False})
     out = sample(OracleScore(d0), batch, NoiseConfig(), cfg, generator=torch.Generator().manual_seed(0),
                  pos_init=pos0)
     d = reference.pairwise_distance(out, batch.edge_index)
     assert float((d - d0).abs().mean()) < 0.02
     # a random start with the same score lands somewhere else for at least one conformer
     # (measured: mean |d - d0| 4e-7 A from the warm start, 0.08 A from noise)
-    cold = SamplerConfig.resolve("project", "quick")
-    cold.sigma_max, cold.num_steps = 0.5, 20
+    cold = resolve_schedule("quick", sampler="project", overrides={"sigma_max": 0.5, "num_steps": 20})
     out_cold = sample(OracleScore(d0), batch, NoiseConfig(), cold, generator=torch.Generator().manual_seed(0))
     d_cold = reference.pairwise_distance(out_cold, batch.edge_index)
     assert float((d_cold - d0).abs().mean()) > 2 * float((d - d0).abs().mean())
@@ -213,26 +227,27 @@ def test_generate_warm_start_end_to_end(tiny_ckpt):
     model, noise = load_model(tiny_ckpt)
     # without oversampling: RDKit embeds 3 conformers of the cage only without its chirality check
     # (with 9 tries, as init_oversample=3 makes, some embed normally and no note is due)
-    warm = SamplerConfig.resolve(None, "warm")
-    warm.init_oversample = 1
-    res = generate(["CCO", "C[C@@H]1[C@H](CO)[C@@H]2[C@H]1N2C"], 3, model=model, noise=noise, sampler=warm)
+    warm = resolve_schedule("warm", overrides={"init_oversample": 1})
+    res = generate(["CCO", "C[C@@H]1[C@H](CO)[C@@H]2[C@H]1N2C"], 3, model=model, noise=noise, schedule=warm)
     assert not res.errors
     assert all(m.GetNumConformers() == 3 for m in res.mols)
     # the cage (9 heavy atoms) also has the warning that the tiny model never saw one that large
     assert any("chirality" in w for w in res.warnings[1])
-    with pytest.raises(ValueError, match="warm start"):
-        generate(["CCO"], 2, model=model, noise=noise, sampler=SamplerConfig(init="etkdg"))
+    # a warm start with the Langevin sampler cannot even be built (the schedule types are frozen
+    # and checked by resolve_schedule), so no generate call can ask for it
+    with pytest.raises(ValueError, match="needs the project sampler"):
+        resolve_schedule("paper", init="etkdg")
 
 
 def test_a_bare_preset_names_its_schedule_so_tuned_settings_apply():
     # issue 27's trap: preset("warm") used to say schedule=custom, so a checkpoint's tuned warm-start
     # sigma was silently skipped and the SDF tag lost the preset's name
-    from confgf_fast.config import SCHEDULES, SamplerConfig
+    from confgf_fast.config import SCHEDULES, resolve_schedule
 
     for name in SCHEDULES:
-        assert SamplerConfig.preset(name).schedule == name
-    warm = SamplerConfig.preset("warm")
-    assert warm.tuned_for({"warm": {"sigma_max": 0.15}}).sigma_max == 0.15
+        assert resolve_schedule(name).name == name
+    warm = resolve_schedule("warm")
+    assert resolve_schedule(warm, tuned={"sigma_max": 0.15}).sigma_max == 0.15
     assert "schedule=warm" in warm.describe()
 
 

@@ -10,7 +10,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem, rdForceFieldHelpers
 
 from confgf_fast.chem import mol_from_smiles
-from confgf_fast.config import SamplerConfig
+from confgf_fast.config import Schedule, resolve_schedule
 from confgf_fast.data.xtb import available as tblite_available
 from confgf_fast.relax import (
     HARTREE_KCAL,
@@ -168,10 +168,8 @@ def test_xtb_drops_and_counts_conformers_whose_bonds_change(monkeypatch):
 
 
 # ---- generate / generate_iter and the CLI --------------------------------------------------------
-def _tiny_sampler() -> SamplerConfig:
-    s = SamplerConfig.preset("fast")
-    s.override(2, 2, None, None)
-    return s
+def _tiny_sampler() -> Schedule:
+    return resolve_schedule("fast", overrides={"levels": 2, "steps_per_level": 2})
 
 
 def test_generate_resamples_broken_conformers_and_counts_what_still_fails():
@@ -180,14 +178,14 @@ def test_generate_resamples_broken_conformers_and_counts_what_still_fails():
     from confgf_fast.pipeline import generate
 
     torch.set_num_threads(1)
-    res = generate(["CCO", "CC(=O)N"], 2, sampler=_tiny_sampler(), retries=1)
+    res = generate(["CCO", "CC(=O)N"], 2, schedule=_tiny_sampler(), retries=1)
     flags = [f for fl in res.flags.values() for f in fl]
     assert len(flags) == 4 and not res.errors
     assert all(f["quality"] == "broken" and f["quality_reasons"] for f in flags)
     assert res.stats.broken_resampled == 4 and res.stats.broken_written == 4
     assert res.stats.sample_s > 0 and res.stats.relax_s == 0
 
-    res = generate(["CCO", "CC(=O)N"], 2, sampler=_tiny_sampler(), retries=0, relax="mmff", sort_energy=True)
+    res = generate(["CCO", "CC(=O)N"], 2, schedule=_tiny_sampler(), retries=0, relax="mmff", sort_energy=True)
     assert res.stats.broken_resampled == 0 and res.stats.relaxed == 4 and res.stats.relax_s > 0
     for k, fl in res.flags.items():
         energies = [f["energy"] for f in fl]

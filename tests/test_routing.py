@@ -112,20 +112,23 @@ def test_the_shipped_set_covers_qm9_and_drug_like_molecules():
 
 
 def test_sampler_defaults_of_the_weights_apply_where_the_user_left_the_preset():
-    from confgf_fast.config import SamplerConfig
+    from confgf_fast.config import check_sampler_defaults, resolve_schedule
 
-    warm = SamplerConfig.resolve()
-    tuned = warm.tuned_for({"warm": {"sigma_max": 0.15}, "quick": {"num_steps": 10}})
-    assert tuned.sigma_max == 0.15 and warm.sigma_max == 0.5  # a copy; the quick entry is not this schedule's
+    warm = resolve_schedule()
+    tuned = resolve_schedule(tuned={"sigma_max": 0.15})
+    assert tuned.sigma_max == 0.15 and warm.sigma_max == 0.5  # frozen: a new schedule
     assert tuned.num_steps == warm.num_steps
     assert "sigma_max=0.15" in tuned.describe()  # the SDF provenance names it
-    mine = SamplerConfig.resolve()
-    mine.sigma_max = 0.3
-    assert mine.tuned_for({"warm": {"sigma_max": 0.15}}).sigma_max == 0.3  # the user's setting wins
-    assert warm.tuned_for(None) is warm and warm.tuned_for({}) is warm
-    for bad in ({"warm": {"init": 1}}, {"nope": {"sigma_max": 1}}, {"warm": {"sigma_max": "x"}}):
+    mine = resolve_schedule(overrides={"sigma_max": 0.3})
+    assert resolve_schedule(mine, tuned={"sigma_max": 0.15}).sigma_max == 0.3  # the user's setting wins
+    # ... also a setting equal to the preset's value: explicit settings always win
+    same = resolve_schedule(overrides={"sigma_max": 0.5})
+    assert resolve_schedule(same, tuned={"sigma_max": 0.15}).sigma_max == 0.5
+    assert resolve_schedule(warm, tuned=None) is warm and resolve_schedule(warm, tuned={}) is warm
+    for bad in ({"warm": {"init": 1}}, {"nope": {"sigma_max": 1}}, {"warm": {"sigma_max": "x"}},
+                {"paper": {"sigma_max": 1.0}}):  # a setting of another family
         try:
-            warm.tuned_for(bad)
+            check_sampler_defaults(bad)
         except ValueError:
             continue
         raise AssertionError(f"{bad} accepted")
@@ -147,11 +150,10 @@ def test_export_weights_stores_sampler_defaults_and_generate_uses_them(tiny_ckpt
     # The tuned start noise reaches the sampler: it changes the coordinates, as setting it by hand does.
     tuned = generate(["CCO"], 2, weights=str(out), seed=1)
     plain = generate(["CCO"], 2, weights=str(tiny_ckpt), seed=1)
-    from confgf_fast.config import SamplerConfig
+    from confgf_fast.config import resolve_schedule
 
-    by_hand = SamplerConfig.resolve()
-    by_hand.sigma_max = 0.15
-    manual = generate(["CCO"], 2, weights=str(tiny_ckpt), sampler=by_hand, seed=1)
+    by_hand = resolve_schedule(overrides={"sigma_max": 0.15})
+    manual = generate(["CCO"], 2, weights=str(tiny_ckpt), schedule=by_hand, seed=1)
     pos = [torch.tensor(r.mols[0].GetConformer(0).GetPositions()) for r in (tuned, plain, manual)]
     assert torch.equal(pos[0], pos[2]) and not torch.equal(pos[0], pos[1])
 
@@ -194,19 +196,17 @@ def test_shipped_drug_weights_sample_drug_size_molecules_from_noise_without_clas
     what keeps drug-size samples intact: without it 14 of 16 samples of this 27-heavy-atom GEOM-Drugs
     molecule failed the vdw / connectivity tests (session probe), with it none of them."""
     import confgf_fast as cf
-    from confgf_fast.config import SamplerConfig
+    from confgf_fast.config import resolve_schedule
 
     models = load_models()
     drugs_model = models[1][0]
     assert drugs_model.sampler_defaults["noise"] == {"sigma_max": 4.0, "repel": 1.0}
     smi = "COc1ccc(CC(=O)N2CCN(c3ncccn3)CC2)cc1OC(F)F"  # 28 heavy atoms: the drug-like weights
-    cfg = SamplerConfig.preset("noise")
-    cfg.oversample = 1
-    res = cf.generate([smi], 6, sampler=cfg, relax="none", seed=0)
+    cfg = resolve_schedule("noise", overrides={"oversample": 1})
+    res = cf.generate([smi], 6, schedule=cfg, relax="none", seed=0)
     assert [f["quality"] for f in res.flags[0]] == ["ok"] * 6
-    off = SamplerConfig.preset("noise")
-    # 0 would count as "left at the preset" and take the weights' 1.0; a bound of 1 % of the vdW
-    # sum (0.03 A) never acts
-    off.oversample, off.repel = 1, 0.01
-    res_off = cf.generate([smi], 6, sampler=off, relax="none", seed=0)
+    # a bound of 1 % of the vdW sum (0.03 A) never acts (an explicit 0 would do as well now:
+    # explicit settings win over the weights' 1.0, resolve_schedule)
+    off = resolve_schedule("noise", overrides={"oversample": 1, "repel": 0.01})
+    res_off = cf.generate([smi], 6, schedule=off, relax="none", seed=0)
     assert sum(f["quality"] != "ok" for f in res_off.flags[0]) >= 3  # the control: the fix is live

@@ -10,7 +10,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from confgf_fast.chem import conformer_positions, featurize, mol_from_smiles, set_conformers
-from confgf_fast.config import ModelConfig, NoiseConfig, SamplerConfig
+from confgf_fast.config import ModelConfig, NoiseConfig, resolve_schedule
 from confgf_fast.evaluate import stereo_matches
 from confgf_fast.graph import PackedGraphs
 from confgf_fast.model import ScoreNet
@@ -51,6 +51,11 @@ CASES = [
     ("C/C=N/O", 0, 1),  # oxime: N has no H, one stereo atom per side
     ("C[C@H](O)/C=C/[C@@H](C)N", 2, 1),
 ]
+
+def paper(**overrides):
+    """The paper's Langevin schedule with `overrides` (config.resolve_schedule), e.g. a few levels for speed."""
+    return resolve_schedule("paper", overrides=overrides)
+
 
 
 def embedded(smiles: str, n: int = 2, seed: int = 7) -> Chem.Mol:
@@ -237,8 +242,8 @@ def test_batch_constraints_offsets_with_mixed_molecules():
     assert stereo_ok(mir, bc, batch.atom_ptr).tolist() == [False, False, True, True, True, True, True]
     assert stereo_ok(fix_mirror(mir, bc, batch.atom_ptr), bc, batch.atom_ptr).all()
     # make_guidance accepts Mols or precomputed constraints alike
-    g1, _ = make_guidance(mols, batch, SamplerConfig())
-    g2, _ = make_guidance(per_mol, batch, SamplerConfig())
+    g1, _ = make_guidance(mols, batch, resolve_schedule("paper"))
+    g2, _ = make_guidance(per_mol, batch, resolve_schedule("paper"))
     assert torch.equal(g1.constraints.chiral_atoms, bc.chiral_atoms)
     assert torch.equal(g2.constraints.bond_sign, bc.bond_sign)
 
@@ -246,10 +251,10 @@ def test_batch_constraints_offsets_with_mixed_molecules():
 def test_make_guidance_off_or_without_stereo_is_none():
     mols = [mol_from_smiles("CCO"), mol_from_smiles("C[C@H](N)O")]
     packed = PackedGraphs([featurize(m) for m in mols])
-    g, finalize = make_guidance(mols, packed.batch(torch.tensor([0, 0])), SamplerConfig())
+    g, finalize = make_guidance(mols, packed.batch(torch.tensor([0, 0])), resolve_schedule("paper"))
     assert g is None
     batch = packed.batch(torch.tensor([1, 0]))
-    g, finalize = make_guidance(mols, batch, SamplerConfig(stereo=False))
+    g, finalize = make_guidance(mols, batch, paper(stereo=False))
     assert g is None
     pos = torch.randn(batch.num_atoms, 3)
     out, ok = finalize(pos)
@@ -261,7 +266,7 @@ def test_make_guidance_off_or_without_stereo_is_none():
 def test_sampler_hook_default_unchanged_and_adds_alpha_times_force():
     model = ScoreNet(ModelConfig(16, 2)).eval()
     batch = PackedGraphs([featurize(mol_from_smiles("C[C@H](N)O"))]).batch(torch.zeros(2, dtype=torch.long))
-    cfg = SamplerConfig(levels=3, steps_per_level=4)
+    cfg = paper(levels=3, steps_per_level=4)
     noise = NoiseConfig()
 
     def run(**kw):
@@ -301,7 +306,7 @@ def oracle_run(stereo: bool, k: int = 4, seed: int = 0):
     pos0 = torch.cat([conformer_positions(mols[m])[0] for m in mol_ids.tolist()])
     d0 = reference.pairwise_distance(pos0, batch.edge_index)
     # 10 of the 50 levels; 100 steps at 2x the paper's eps (the oracle is stable there).
-    cfg = SamplerConfig(levels=10, steps_per_level=100, eps=2 * 2.4e-6, stereo=stereo)
+    cfg = paper(levels=10, steps_per_level=100, eps=2 * 2.4e-6, stereo=stereo)
     guidance, finalize = make_guidance(mols, batch, cfg)
     pos = langevin_sample(OracleScore(d0), batch, NoiseConfig(), cfg, generator=torch.Generator().manual_seed(seed),
                           guidance=guidance)

@@ -10,13 +10,13 @@ import torch
 from confgf_fast import batch_sampling
 from confgf_fast.checkpoint import load_model
 from confgf_fast.chem import featurize, mol_from_smiles
-from confgf_fast.config import ModelConfig, SamplerConfig
+from confgf_fast.config import ModelConfig, Runtime, resolve_schedule
 from confgf_fast.graph import extended_graph
 from confgf_fast.model import ScoreNet
 from confgf_fast.pipeline import generate
 from confgf_fast.tensors import TensorConformers, generate_tensors
 
-FAST = SamplerConfig(levels=3, steps_per_level=3)
+FAST = resolve_schedule("paper", overrides=dict(levels=3, steps_per_level=3))
 HAS_CUDA = torch.cuda.is_available()
 
 
@@ -40,7 +40,7 @@ def _check_layout(res: TensorConformers, atoms: dict[int, int], counts: dict[int
 def test_shapes_offsets_errors_and_lone_atoms(shipped):
     model, noise = shipped
     smiles = ["CCO", "[Na+]", "C[C@H](N)C(=O)O", "not_a_smiles", "c1ccccc1O", "CBr"]
-    res = generate_tensors(smiles, [2, 3, 2, 1, 2, 1], model=model, noise=noise, sampler=FAST, seed=3, max_atoms=30)
+    res = generate_tensors(smiles, [2, 3, 2, 1, 2, 1], model=model, noise=noise, schedule=FAST, seed=3, max_atoms=30)
     _check_layout(res, atoms={0: 9, 1: 1, 2: 13, 4: 13}, counts={0: 2, 1: 3, 2: 2, 4: 2})
     assert set(res.errors) == {3, 5} and "invalid SMILES" in res.errors[3] and "Br" in res.errors[5]
     ptr = res.atom_ptr.tolist()
@@ -56,7 +56,7 @@ def test_same_coordinates_as_generate(shipped):
     """The tensors path shares prepare_entry / sample_batch with generate: same seed, same numbers."""
     model, noise = shipped
     smiles = ["CCO", "C[C@H](N)C(=O)O", "[He]", "c1ccccc1O"]
-    kw = dict(model=model, noise=noise, sampler=FAST, seed=11, max_atoms=40)
+    kw = dict(model=model, noise=noise, schedule=FAST, seed=11, max_atoms=40)
     res = generate_tensors(smiles, 3, **kw)
     ref = generate(smiles, 3, **kw)
     assert ref.errors == {} and res.errors == {}
@@ -74,7 +74,7 @@ def test_seeded(shipped):
     model, noise = shipped
     graphs = [featurize(mol_from_smiles(s)) for s in ("CCO", "CC(=O)N")]
     run = lambda seed, max_atoms=20_000: generate_tensors(  # noqa: E731
-        graphs, [3, 2], model=model, noise=noise, sampler=FAST, seed=seed, max_atoms=max_atoms)
+        graphs, [3, 2], model=model, noise=noise, schedule=FAST, seed=seed, max_atoms=max_atoms)
     a, b, c = run(5), run(5), run(6)
     assert torch.equal(a.pos, b.pos) and torch.equal(a.ok, b.ok)
     assert not torch.equal(a.pos, c.pos)
@@ -90,10 +90,10 @@ def test_molgraph_checks_and_counts(shipped):
     bonds = torch.tensor([[0, 0, 0, 0], [1, 2, 3, 4]])
     brome = extended_graph(z, bonds, torch.zeros(4, dtype=torch.long))
     methanol = featurize(mol_from_smiles("CO"))
-    res = generate_tensors([brome, methanol, methanol], [2, 0, 2], model=model, noise=noise, sampler=FAST)
+    res = generate_tensors([brome, methanol, methanol], [2, 0, 2], model=model, noise=noise, schedule=FAST)
     _check_layout(res, atoms={2: 6}, counts={2: 2})
     assert "Br" in res.errors[0] and "at least 1" in res.errors[1]
-    ok = generate_tensors([brome], 2, model=model, noise=noise, sampler=FAST, allow_unknown_elements=True)
+    ok = generate_tensors([brome], 2, model=model, noise=noise, schedule=FAST, allow_unknown_elements=True)
     _check_layout(ok, atoms={0: 5}, counts={0: 2})
     assert ok.stereo_ok.all()  # a MolGraph has no stereo information: nothing to get wrong
 
@@ -109,7 +109,7 @@ def test_no_progress_callback_in_the_loop(shipped, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(batch_sampling, "sample", spy)
-    generate_tensors(["CCO", "CN"], 2, model=model, noise=noise, sampler=FAST, max_atoms=10)
+    generate_tensors(["CCO", "CN"], 2, model=model, noise=noise, schedule=FAST, max_atoms=10)
     assert len(seen) >= 2 and all(cb is None for cb in seen)
 
 
@@ -120,7 +120,7 @@ def test_molgraph_path_imports_no_rdkit(tmp_path):
         import sys
         sys.modules["rdkit"] = None  # any `import rdkit...` now raises ImportError
         import torch
-        from confgf_fast.config import ModelConfig, SamplerConfig
+        from confgf_fast.config import ModelConfig, resolve_schedule
         from confgf_fast.graph import extended_graph
         from confgf_fast.model import ScoreNet
         from confgf_fast.tensors import generate_tensors
@@ -131,7 +131,8 @@ def test_molgraph_path_imports_no_rdkit(tmp_path):
         z = torch.tensor([6, 6, 8, 1, 1, 1, 1, 1, 1])
         bonds = torch.tensor([[0, 1, 0, 0, 0, 1, 1, 2], [1, 2, 3, 4, 5, 6, 7, 8]])
         g = extended_graph(z, bonds, torch.zeros(8, dtype=torch.long))
-        res = generate_tensors([g, g], [2, 1], model=model, sampler=SamplerConfig(levels=2, steps_per_level=2))
+        fast = resolve_schedule("paper", overrides={"levels": 2, "steps_per_level": 2})
+        res = generate_tensors([g, g], [2, 1], model=model, schedule=fast)
         assert res.pos.shape == (27, 3) and res.atom_ptr.tolist() == [0, 9, 18, 27]
         assert res.mol_index.tolist() == [0, 0, 1] and res.ok.all() and res.errors == {}
         assert not any(m.startswith("rdkit") for m in sys.modules if sys.modules[m] is not None)
@@ -159,7 +160,7 @@ def test_cuda_stays_on_device_without_sync_in_loop(monkeypatch):
 
     monkeypatch.setattr(batch_sampling, "sample", strict)
     graphs = [featurize(mol_from_smiles(s)) for s in ("CCO", "CC(=O)N")]
-    res = generate_tensors(graphs, 4, model=model, sampler=FAST, device="cuda", max_atoms=40)
+    res = generate_tensors(graphs, 4, model=model, schedule=FAST, device="cuda", max_atoms=40)
     for name in ("pos", "atom_ptr", "mol_index", "z", "ok", "stereo_ok"):
         assert getattr(res, name).is_cuda, name
     assert res.pos.shape == (4 * 9 + 4 * 9, 3)
@@ -171,14 +172,13 @@ def test_cuda_stays_on_device_without_sync_in_loop(monkeypatch):
 def test_cuda_graphs_match_eager(shipped, compile_mode):
     """CUDA-graph replay of each level's step gives the conformers of the eager loop (same seed,
     same noise sequence), stereo guidance included (a chiral centre and an E double bond)."""
-    from dataclasses import replace
-
     model = ScoreNet(shipped[0].config).cuda().eval()
     model.load_state_dict(shipped[0].state_dict())
     smiles = ["C[C@H](N)C(=O)O", "C/C=C/C"]
-    base = SamplerConfig(levels=6, steps_per_level=5, compile=compile_mode, stereo_sigma_max=10.0)
-    eager = generate_tensors(smiles, 3, model=model, noise=shipped[1], sampler=base, device="cuda", seed=5)
-    graphed = generate_tensors(smiles, 3, model=model, noise=shipped[1], sampler=replace(base, cuda_graphs=True),
-                               device="cuda", seed=5)
+    base = resolve_schedule("paper", overrides={"levels": 6, "steps_per_level": 5, "stereo_sigma_max": 10.0})
+    eager = generate_tensors(smiles, 3, model=model, noise=shipped[1], schedule=base,
+                             runtime=Runtime(compile=compile_mode), device="cuda", seed=5)
+    graphed = generate_tensors(smiles, 3, model=model, noise=shipped[1], schedule=base,
+                               runtime=Runtime(compile=compile_mode, cuda_graphs=True), device="cuda", seed=5)
     torch.testing.assert_close(graphed.pos, eager.pos, rtol=1e-4, atol=1e-4)
     assert torch.equal(graphed.stereo_ok, eager.stereo_ok)

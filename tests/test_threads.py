@@ -117,14 +117,14 @@ def test_cli_budget_reaches_torch_rdkit_and_workers(tiny_ckpt, tmp_path, monkeyp
 def test_generate_iter_budget_is_scoped(tiny_ckpt, restore_threads):
     """The library call runs on its budget and leaves the caller's torch setting as it was."""
     from confgf_fast.checkpoint import load_model
-    from confgf_fast.config import SamplerConfig
+    from confgf_fast.config import resolve_schedule
     from confgf_fast.pipeline import generate_iter
 
     model, noise = load_model(str(tiny_ckpt))
     torch.set_num_threads(2)
     seen = []
     for out in generate_iter(["CCO", "CC"], 1, model=model, noise=noise, threads=1,
-                             sampler=SamplerConfig(levels=2, steps_per_level=2)):
+                             schedule=resolve_schedule("paper", overrides={"levels": 2, "steps_per_level": 2})):
         seen.append(torch.get_num_threads())
         assert out.mol is not None
     assert seen == [1, 1]

@@ -9,7 +9,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from confgf_fast.chem import conformer_positions, featurize, mol_from_smiles
-from confgf_fast.config import ModelConfig, NoiseConfig, SamplerConfig, TrainConfig
+from confgf_fast.config import ModelConfig, NoiseConfig, Runtime, TrainConfig, resolve_schedule
 from confgf_fast.data.dataset import ConformerDataset
 from confgf_fast.graph import PackedGraphs
 from confgf_fast.model import ScoreNet
@@ -23,6 +23,12 @@ from confgf_fast.sampler import (
     plan_batches,
 )
 from confgf_fast.train import Trainer, dsm_loss, symmetric_noise
+
+
+def paper(**overrides):
+    """The paper's Langevin schedule with `overrides` (config.resolve_schedule), e.g. a few levels for speed."""
+    return resolve_schedule("paper", overrides=overrides)
+
 
 
 def embedded(smiles, n=3, seed=0):
@@ -162,28 +168,28 @@ def test_level_indices_and_evaluations():
     assert level_indices(50, None) == list(range(50))
     idx = level_indices(50, 10)
     assert idx[0] == 0 and idx[-1] == 49 and len(idx) == 10
-    assert num_evaluations(NoiseConfig(), SamplerConfig()) == 5000
-    assert num_evaluations(NoiseConfig(), SamplerConfig(levels=10, steps_per_level=20)) == 200
+    assert num_evaluations(NoiseConfig(), resolve_schedule("paper")) == 5000
+    assert num_evaluations(NoiseConfig(), paper(levels=10, steps_per_level=20)) == 200
 
 
 def test_bands_plan():
     noise = NoiseConfig()
     sig = noise.sigmas().tolist()
-    plan = level_plan(noise, SamplerConfig(bands="2:6x20,0.1:21x36,0:6x20"))
+    plan = level_plan(noise, paper(bands="2:6x20,0.1:21x36,0:6x20"))
     levels = [i for i, _ in plan]
     assert levels == sorted(set(levels)) and levels[0] == 0 and levels[-1] == 49
     for i, steps in plan:  # each visited level gets its band's step count
         assert steps == (20 if sig[i] > 2 or sig[i] <= 0.1 else 36)
     assert sum(1 for i, _ in plan if 0.1 < sig[i] <= 2) == 21  # all 21 levels of the middle band
     assert sum(1 for i, _ in plan if sig[i] > 2) == 6 and sum(1 for i, _ in plan if sig[i] <= 0.1) == 6
-    assert num_evaluations(noise, SamplerConfig(bands="2:6x20,0.1:21x36,0:6x20")) == 12 * 20 + 21 * 36
+    assert num_evaluations(noise, paper(bands="2:6x20,0.1:21x36,0:6x20")) == 12 * 20 + 21 * 36
     # one band over every level is the uniform schedule
-    assert level_plan(noise, SamplerConfig(bands="0:50x7")) == level_plan(noise, SamplerConfig(steps_per_level=7))
+    assert level_plan(noise, paper(bands="0:50x7")) == level_plan(noise, paper(steps_per_level=7))
     for bad in ("", "0.1:3", "0.1:0x5", "0.1:3x5,0.5:2x2", "a:1x1"):
         with pytest.raises(ValueError):
             parse_bands(bad)
     with pytest.raises(ValueError, match="select none"):
-        level_plan(noise, SamplerConfig(bands="20:3x3"))
+        level_plan(noise, paper(bands="20:3x3"))
 
 
 def test_bands_sample_like_uniform_schedule():
@@ -194,8 +200,8 @@ def test_bands_sample_like_uniform_schedule():
     batch = PackedGraphs([g]).batch(torch.zeros(2, dtype=torch.long))
     noise = NoiseConfig(num_levels=4)
     gen = [torch.Generator().manual_seed(1) for _ in range(2)]
-    a = langevin_sample(model, batch, noise, SamplerConfig(steps_per_level=3), generator=gen[0])
-    b = langevin_sample(model, batch, noise, SamplerConfig(bands="0:4x3"), generator=gen[1])
+    a = langevin_sample(model, batch, noise, paper(steps_per_level=3), generator=gen[0])
+    b = langevin_sample(model, batch, noise, paper(bands="0:4x3"), generator=gen[1])
     assert torch.equal(a, b)
 
 
@@ -223,7 +229,7 @@ def test_sampler_recovers_distances_with_oracle_score():
     gen = torch.Generator().manual_seed(0)
     start = pos0 + 0.2 * torch.randn(pos0.shape, generator=gen)
     low = NoiseConfig(sigma_begin=0.1, sigma_end=0.01, num_levels=5)
-    out = langevin_sample(OracleScore(d0), batch, low, SamplerConfig(steps_per_level=200), generator=gen,
+    out = langevin_sample(OracleScore(d0), batch, low, paper(steps_per_level=200), generator=gen,
                           pos_init=start)
     d = reference.pairwise_distance(out, batch.edge_index)
     d_start = reference.pairwise_distance(start, batch.edge_index)
@@ -239,7 +245,7 @@ def test_sampler_seeded_and_finite():
     model = ScoreNet(ModelConfig(16, 2)).eval()
     g = featurize(mol_from_smiles("CCO"))
     batch = PackedGraphs([g]).batch(torch.zeros(3, dtype=torch.long))
-    cfg = SamplerConfig(levels=3, steps_per_level=4)
+    cfg = paper(levels=3, steps_per_level=4)
     a = langevin_sample(model, batch, NoiseConfig(), cfg, generator=torch.Generator().manual_seed(5))
     b = langevin_sample(model, batch, NoiseConfig(), cfg, generator=torch.Generator().manual_seed(5))
     c = langevin_sample(model, batch, NoiseConfig(), cfg, generator=torch.Generator().manual_seed(6))
@@ -276,9 +282,9 @@ def test_score_function_compiled_and_bf16_match_eager():
     args = (gb.z, gb.edge_index, gb.edge_type, d, torch.tensor(0.5), gb.half_edges, gb.edge_pair)
     with torch.no_grad():
         ref = model(*args)
-        fn = score_function(model, SamplerConfig(compile="on"), torch.device("cpu"), 1)
+        fn = score_function(model, Runtime(compile="on"), torch.device("cpu"), 1)
         torch.testing.assert_close(fn(*args), ref, rtol=1e-5, atol=1e-6)
-        low = score_function(model, SamplerConfig(compile="off", precision="bf16"), torch.device("cpu"), 1)(*args)
+        low = score_function(model, Runtime(compile="off", precision="bf16"), torch.device("cpu"), 1)(*args)
     assert low.dtype == torch.float32
     # bf16 keeps 8 bits of mantissa: a relative error of a few 1e-3 per matmul, measured ~1e-2 on the
     # whole network output (shipped model, QM9 batch).
@@ -286,13 +292,13 @@ def test_score_function_compiled_and_bf16_match_eager():
     # "auto" compiles only above the threshold; bad settings are refused.
     from confgf_fast import sampler as sampler_mod
 
-    assert score_function(model, SamplerConfig(), torch.device("cpu"), 1).__name__ == "eager"
-    big = score_function(model, SamplerConfig(), torch.device("cpu"), sampler_mod.COMPILE_MIN_EVALS)
+    assert score_function(model, Runtime(), torch.device("cpu"), 1).__name__ == "eager"
+    big = score_function(model, Runtime(), torch.device("cpu"), sampler_mod.COMPILE_MIN_EVALS)
     assert big.__name__ == "compiled"
     with pytest.raises(ValueError, match="tf32"):
-        score_function(model, SamplerConfig(precision="tf32"), torch.device("cpu"), 1)
+        score_function(model, Runtime(precision="tf32"), torch.device("cpu"), 1)
     with pytest.raises(ValueError, match="precision"):
-        score_function(model, SamplerConfig(precision="fp16"), torch.device("cpu"), 1)
+        score_function(model, Runtime(precision="fp16"), torch.device("cpu"), 1)
 
 
 def test_score_function_falls_back_to_eager_when_compile_fails(monkeypatch):
@@ -308,12 +314,12 @@ def test_score_function_falls_back_to_eager_when_compile_fails(monkeypatch):
     gb = _tiny_batch()
     d = reference.pairwise_distance(torch.randn(gb.num_atoms, 3), gb.edge_index)
     args = (gb.z, gb.edge_index, gb.edge_type, d, torch.tensor(0.5), gb.half_edges, gb.edge_pair)
-    fn = score_function(model, SamplerConfig(compile="on"), torch.device("cpu"), 1)
+    fn = score_function(model, Runtime(compile="on"), torch.device("cpu"), 1)
     with torch.no_grad(), pytest.warns(RuntimeWarning, match="running it eager"):
         out = fn(*args)
     torch.testing.assert_close(out, model(*args).detach())
     # remembered: later calls go eager without trying (and warning) again
-    assert score_function(model, SamplerConfig(compile="on"), torch.device("cpu"), 1).__name__ == "eager"
+    assert score_function(model, Runtime(compile="on"), torch.device("cpu"), 1).__name__ == "eager"
 
 
 class CaptureInput(torch.nn.Module):

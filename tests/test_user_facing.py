@@ -10,10 +10,15 @@ import pytest
 from rdkit import Chem, RDLogger
 
 from confgf_fast.cli import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, main
-from confgf_fast.config import SamplerConfig
+from confgf_fast.config import resolve_schedule
 
 FAST = ["--levels", "3", "--steps-per-level", "3", "-q"]
 REPO = Path(__file__).resolve().parents[1]
+
+def paper(**overrides):
+    """The paper's Langevin schedule with `overrides` (config.resolve_schedule), e.g. a few levels for speed."""
+    return resolve_schedule("paper", overrides=overrides)
+
 
 
 def records(path):
@@ -107,7 +112,7 @@ def test_invalid_smiles_from_the_api_is_reported_once(tiny_model, capfd):
     try:
         capfd.readouterr()
         res = generate(["C1CC", "not_a_smiles", "C(C)(C)(C)(C)C", "CCO"], 1, model=model, noise=noise,
-                       sampler=SamplerConfig(levels=3, steps_per_level=3), seed=0, retries=0)
+                       schedule=paper(levels=3, steps_per_level=3), seed=0, retries=0)
         err = capfd.readouterr().err
     finally:
         RDLogger.DisableLog("rdApp.*")
@@ -373,7 +378,7 @@ def test_center_conformers_helper(tiny_model):
 
     model, noise = tiny_model
     res = generate(["CCO", "[He]"], [2, 1], model=model, noise=noise,
-                   sampler=SamplerConfig(levels=3, steps_per_level=3))
+                   schedule=paper(levels=3, steps_per_level=3))
     for mol in res.mols:
         before = [c.GetPositions() for c in mol.GetConformers()]
         center_conformers(mol)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rdkit import Chem
 
-from confgf_fast.config import SamplerConfig
+from confgf_fast.config import resolve_schedule
 from confgf_fast.pipeline import generate
 
 OUT = Path(__file__).with_name("golden_outputs.sdf")
@@ -23,8 +23,7 @@ def golden_mols():
     """[(case index, Mol with conformers)] as the test recomputes them."""
     out = []
     for k, (smi, n, schedule) in enumerate(CASES):
-        cfg = SamplerConfig.resolve(schedule=schedule)
-        res = generate([smi], n, sampler=cfg, relax="none", threads=1, seed=11 + k)
+        res = generate([smi], n, schedule=resolve_schedule(schedule), relax="none", threads=1, seed=11 + k)
         out.append((k, res.mols[0]))
     return out
 
