@@ -128,6 +128,8 @@ if pytest is not None:
         benchmark.group = f"{op}/{size}/{device}"
         benchmark.extra_info.update(N=pos.shape[0], E=ei.shape[1], graphs=inputs[5], threads=torch.get_num_threads())
         benchmark(fn)
+        if benchmark.disabled:  # --benchmark-disable (the CI smoke run): fn ran once, untimed
+            return
         mean = benchmark.stats.stats.mean
         results.setdefault((op, size, device), {})[backend] = mean
         if op == "langevin_step":

@@ -181,7 +181,10 @@ def device(request) -> str:
 
 
 def _record(sampler_results, size: str, method: str, benchmark, conformers: int, evals: int | None, **extra):
-    """Store one timing (median of the rounds) for conftest's summary table and JSON."""
+    """Store one timing (median of the rounds) for conftest's summary table and JSON. Nothing under
+    --benchmark-disable (the CI smoke run: each workload ran once, untimed)."""
+    if benchmark.disabled:
+        return
     smiles, mols, confs = WORKLOADS[size]
     sampler_results.setdefault("workloads", {})[size] = {
         "smiles": smiles, "molecules": mols, "conformers_per_molecule": confs,

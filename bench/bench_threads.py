@@ -43,6 +43,8 @@ def test_generate_threads(benchmark, models, threads):
         return res
 
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
+    if benchmark.disabled:  # --benchmark-disable (the CI smoke run): one untimed run, no median
+        return
     budget = resolve(threads)
     benchmark.extra_info.update({"threads": budget.threads, "threads_source": budget.source,
                                  "cores": budget.cores, "busy_other_cores": budget.busy,

@@ -65,8 +65,10 @@ def sampler_results(request):
     config = request.config
     device = config.getoption("--bench-sampler-device")
     if "provenance" not in _SAMPLER:
+        # --benchmark-disable records nothing, so no JSON is written and a dirty tree is no reason to stop
+        output = None if config.getoption("benchmark_disable", False) else _sampler_json_path(config)
         try:
-            _SAMPLER["provenance"] = provenance(device, config.getoption("--allow-dirty"), _sampler_json_path(config))
+            _SAMPLER["provenance"] = provenance(device, config.getoption("--allow-dirty"), output)
         except DirtyTreeError as exc:
             pytest.exit(str(exc), returncode=4)
     return _SAMPLER

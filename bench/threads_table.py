@@ -35,21 +35,29 @@ def _first_smiles(path: Path, n: int) -> list[str]:
     return rows[:n]
 
 
-def workloads(tmp: Path, qm9: int, drugs: int) -> dict[str, list[str]]:
-    """name -> CLI arguments after `generate` (input, counts, options)."""
-    furan = tmp / "furan.smi"
-    furan.write_text("CC(C)C1=CC=CO1\n" * 50)
-    q = tmp / "qm9.smi"
-    q.write_text("\n".join(_first_smiles(common.SHARED / "data" / "qm9_heldout_smiles.csv", qm9)) + "\n")
-    d = tmp / "drugs.smi"
-    d.write_text("\n".join(_first_smiles(common.SHARED / "data" / "drugs_test_smiles.csv", drugs)) + "\n")
-    return {
+def workloads(tmp: Path, qm9: int, drugs: int, only: str | None = None) -> dict[str, list[str]]:
+    """name -> CLI arguments after `generate` (input, counts, options); with `only`, just the workloads
+    whose name starts with it (so the quick start needs nothing from ../shared)."""
+    def smiles_file(name: str, csv: str, n: int) -> str:
+        path = tmp / name
+        path.write_text("\n".join(_first_smiles(common.SHARED / "data" / csv, n)) + "\n")
+        return str(path)
+
+    def furan() -> str:
+        path = tmp / "furan.smi"
+        path.write_text("CC(C)C1=CC=CO1\n" * 50)
+        return str(path)
+
+    specs = {
         "quick start `examples/input.sdf -n 10 --sampler project` (3 molecules)":
-            [str(common.REPO / "examples" / "input.sdf"), "-n", "10", "--sampler", "project"],
-        "furan benchmark, 50 x 20 `CC(C)C1=CC=CO1`": [str(furan), "-n", "20"],
-        f"first {qm9} QM9 held-out SMILES x 10": [str(q), "-n", "10"],
-        f"first {drugs} drug test SMILES x 10 (MMFF relax by default)": [str(d), "-n", "10"],
+            lambda: [str(common.REPO / "examples" / "input.sdf"), "-n", "10", "--sampler", "project"],
+        "furan benchmark, 50 x 20 `CC(C)C1=CC=CO1`": lambda: [furan(), "-n", "20"],
+        f"first {qm9} QM9 held-out SMILES x 10": lambda: [smiles_file("qm9.smi", "qm9_heldout_smiles.csv", qm9),
+                                                          "-n", "10"],
+        f"first {drugs} drug test SMILES x 10 (MMFF relax by default)":
+            lambda: [smiles_file("drugs.smi", "drugs_test_smiles.csv", drugs), "-n", "10"],
     }
+    return {name: make() for name, make in specs.items() if not only or name.startswith(only)}
 
 
 def run_one(args: list[str], out: Path) -> dict:
@@ -82,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", default=None, help="only the workloads whose name starts with this (e.g. 'quick start')")
     ap.add_argument("--qm9", type=int, default=200, help="QM9 held-out molecules (issue: 200)")
     ap.add_argument("--drugs", type=int, default=40, help="drug test molecules (issue: 200)")
+    ap.add_argument("--settings", default=",".join(SETTINGS),
+                    help=f"comma-separated subset of the settings (default: all of {', '.join(SETTINGS)})")
     common.add_result_args(ap)
     a = ap.parse_args(argv)
     prov = common.provenance("cpu", a.allow_dirty, a.out)  # before the run: the commit that ran
@@ -92,12 +102,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             tmp_p = Path(tmp)
-            names = list(SETTINGS)
+            names = [n for n in SETTINGS if n in a.settings.split(",")]
+            jobs = workloads(tmp_p, a.qm9, a.drugs, a.only)
             for pass_i in range(a.passes):
                 order = names[pass_i % len(names):] + names[:pass_i % len(names)]
-                for wl, args in workloads(tmp_p, a.qm9, a.drugs).items():
-                    if a.only and not wl.startswith(a.only):
-                        continue
+                for wl, args in jobs.items():
                     for setting in order:
                         r = run_one(args + SETTINGS[setting], tmp_p / "out.sdf")
                         r.update(workload=wl, setting=setting, pass_=pass_i + 1, order=order)
