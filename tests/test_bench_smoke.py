@@ -11,9 +11,11 @@ writes what its tables read, not any figure.
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import importlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -254,3 +256,46 @@ def test_threads_table(bench, tmp_path):
                                  "--out", str(out), "--allow-dirty"])
     rows = _load(out)["rows"]
     assert [r["setting"] for r in rows] == ["default", "threads 1"] and all(r["conformers_per_s"] > 0 for r in rows)
+
+
+# ---- every result file is one a document, table or script refers to -----------------------------------------
+def _mentions(text: str) -> tuple[set[str], set[str], set[str]]:
+    """(words that may be paths, globs such as `dev_s10_*` or `..._session2.jsonl`, `folder/` names) in a text."""
+    words = set(re.findall(r"[\w./-]+\.(?:json|jsonl|txt|png)\b", text))
+    globs = {g.strip("./") for g in re.findall(r"[\w./{}*-]*\*[\w./*-]*", text)
+             if "**" not in g and len(re.sub(r"\W", "", re.sub(r"\.(json|jsonl|txt|png)$", "", g.split("/")[-1]))) >= 3}
+    globs |= {"*" + g for g in re.findall(r"\.\.\.(_[\w.-]+)", text)}
+    folders = set(re.findall(r"`([\w./-]+/)`", text))
+    return words, globs, folders
+
+
+def test_every_result_file_is_referenced():
+    """A file under bench/results is kept when a tracked text file outside it (docs, READMEs, the model
+    card, bench scripts incl. doc_tables.py's names and globs, tests) names it, its path, a glob or a
+    folder that matches it. What nothing refers to documents nothing: delete it or say where it counts."""
+    try:
+        tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("needs a git checkout")
+    files = [f for f in tracked.stdout.splitlines() if (REPO / f).is_file()]
+    results = [f.removeprefix("bench/results/") for f in files if f.startswith("bench/results/")]
+    words, globs, folders = set(), set(), set()
+    for f in files:
+        if f.startswith("bench/results/") or (REPO / f).stat().st_size > 2_000_000:
+            continue
+        try:
+            w, g, d = _mentions((REPO / f).read_text())
+        except (UnicodeDecodeError, OSError):
+            continue
+        words |= {x.removeprefix("bench/results/") for x in w}
+        globs |= {x.removeprefix("bench/results/") for x in g}
+        folders |= {x.removeprefix("bench/results/") for x in d} - {"", "bench/results/", "v2/"}
+    names = {Path(w).name for w in words}
+
+    def referenced(rel: str) -> bool:
+        if rel in words or Path(rel).name in names or any(rel.startswith(d) for d in folders):
+            return True
+        return any(fnmatch.fnmatch(rel if "/" in g else Path(rel).name, g) for g in globs)
+
+    unreferenced = [r for r in results if not referenced(r)]
+    assert not unreferenced, f"bench/results files nothing refers to (git rm, or record what they show): {unreferenced}"
