@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,12 +157,12 @@ def cli_wording(message: str) -> str:
 
 # ---- commands ---------------------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> int:
+    """`confgf-fast generate`: parse (argparse) -> request (GenerateRequest.from_args: every option
+    checked before anything is read) -> run (_GenerateRun: environment, weights, outputs, the
+    streamed loop) -> summary. Exit codes: generate_io.py."""
     from . import distributed
-    from .checkpoint import WeightsError, load_models
-    from .config import Runtime, resolve_schedule
-    from .pipeline import RunStats, generate_iter, tuned_schedule
-    from .relax import RelaxError, RelaxOptions, relax_per_model
-    from .sampler import num_evaluations
+    from .relax import RelaxError
+    from .request import GenerateRequest, RequestError
 
     # Under torchrun (WORLD_SIZE > 1) distributed.py runs this command once per rank on that
     # rank's share of the input (`args.shard`), then merges the shards into --out.
@@ -169,227 +170,225 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if shard is None and distributed.world_size() > 1:
         return distributed.generate_sharded(args, cmd_generate)
     t0 = time.time()
-    why = device_problem(args.device)
-    if why is not None:
-        print(f"error: {why}", file=sys.stderr)
-        return EXIT_FATAL
-    why = backend_problem(args.backend, args.device)
-    if why is not None:
-        print(f"error: {why}", file=sys.stderr)
-        return EXIT_USAGE
     try:
-        input_kind(args.input)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FATAL
-    try:  # a --count-column that is not there is said now, before the model loads (reads one line)
-        next(iter_inputs(args.input, 1, keep=lambda k: False, count_column=args.count_column), None)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE if "--count-column" in str(exc) else EXIT_FATAL
-    # One budget for torch, the C++ kernels' OpenMP and RDKit (threads.py): --threads, else the cores
-    # available to this process minus those other processes keep busy. Set for the whole process.
-    try:
-        budget = threads_mod.resolve(args.threads)
-    except ValueError as exc:  # a malformed CONFGF_THREADS
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    threads_mod.apply(budget)
-    needs_energy = args.prune_rms is not None or args.energy_window is not None or args.sort_energy
-    energy_error = "error: --prune-rms, --energy-window and --sort-energy work on energies: add --relax mmff or xtb"
-    if args.relax == "none" and needs_energy:
-        print(energy_error, file=sys.stderr)
-        return EXIT_USAGE
-    try:  # said before the weights load; "auto" is resolved per weights below
-        if args.relax != RELAX_AUTO:
-            RelaxOptions(args.relax, args.prune_rms, args.energy_window, args.sort_energy)
+        request = GenerateRequest.from_args(args)
+    except RequestError as exc:
+        return _error(exc, EXIT_FATAL if exc.fatal else EXIT_USAGE)
     except RelaxError as exc:  # e.g. --relax xtb without tblite
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        models = load_models(args.weights, args.device)
-    except WeightsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FATAL
-    try:
-        relax = relax_per_model(args.relax, [getattr(m, "relax_default", "none") for m, _ in models],
-                                args.prune_rms, args.energy_window, args.sort_energy, threads=budget.threads)
-    except RelaxError as exc:
-        if needs_energy:  # --relax auto, and some weights do not relax
-            lazy = [getattr(m, "weights_name", "?") for m, _ in models if getattr(m, "relax_default", "none") == "none"]
-            print(f"{energy_error} (--relax auto leaves the molecules of {', '.join(lazy)} unrelaxed)",
-                  file=sys.stderr)
-        else:  # e.g. weights whose relax_default is xtb, without tblite
-            print(f"error: --relax {args.relax}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    for model, _ in models:
-        if getattr(model, "trained_elements_assumed", False):
-            name = getattr(model, "weights_name", "the checkpoint")
-            print(f"note: {name} does not record its training elements; assuming H, C, N, O, F (QM9)",
-                  file=sys.stderr)
-    langevin_opts = {"--levels": args.levels, "--steps-per-level": args.steps_per_level, "--eps": args.eps,
-                     "--bands": args.bands}
-    project_opts = {"--num-steps": args.num_steps, "--noise-scale": args.noise_scale,
-                    "--init-oversample": args.init_oversample}
-    family = args.sampler
-    if family is None and args.schedule is None and args.init is None:
-        # Langevin-only options without a sampler named ask for Langevin (the default is project)
-        family = "langevin" if any(v is not None for v in langevin_opts.values()) else None
-    try:
-        preset_schedule = resolve_schedule(args.schedule, sampler=family, init=args.init)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    # dist runs the Langevin schedule (on distances): the Langevin options apply to it
-    wrong = [k for k, v in (project_opts if preset_schedule.sampler in ("langevin", "dist") else langevin_opts).items()
-             if v is not None]
-    if wrong:
-        print(f"error: {', '.join(wrong)} do not apply to the {preset_schedule.sampler} sampler", file=sys.stderr)
-        return EXIT_USAGE
-    if args.init_oversample is not None and preset_schedule.init != "etkdg":
-        print("error: --init-oversample applies to the ETKDG warm start (--init etkdg) only", file=sys.stderr)
-        return EXIT_USAGE
-    flags = {"levels": args.levels, "steps_per_level": args.steps_per_level, "eps": args.eps, "bands": args.bands,
-             "num_steps": args.num_steps, "noise_scale": args.noise_scale, "init_oversample": args.init_oversample}
-    overrides = {k: v for k, v in flags.items() if v is not None}
-    if args.no_stereo:
-        overrides["stereo"] = False
-    try:
-        sampler = resolve_schedule(preset_schedule, overrides=overrides)
-    except ValueError as exc:  # a malformed --bands
-        print(f"error: --bands: {exc}", file=sys.stderr)
-        return EXIT_FATAL
-    runtime = Runtime(backend=args.backend, compile=args.compile, precision=args.precision,
-                      cuda_graphs=args.cuda_graphs)
-    if runtime.precision == "tf32" and not str(args.device).startswith("cuda"):
-        print("error: --precision tf32 needs a CUDA device (on a CPU use fp32 or bf16)", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(exc, EXIT_USAGE)
+    run = _GenerateRun(args, request, shard)
+    code = run.prepare()
+    if code is not None:
+        return code
+    code = run.stream()
+    return run.summary(code, time.time() - t0)
 
-    out_path = Path(args.out)
-    if shard is None and out_path.is_file() and out_path.stat().st_size > 0 and not args.resume and not args.force:
-        # Said after every option check (those errors are the more useful) and before anything is
-        # written; a 0-byte file holds nothing to lose.
-        print(f"error: {out_path} already exists: add --resume to keep its complete molecules and append the rest, "
-              "or --force to overwrite it", file=sys.stderr)
-        return EXIT_USAGE
-    done: dict[int, int] = {}
-    if args.resume and out_path.is_file():
-        try:
-            done = scan_for_resume(out_path)
-        except (ResumeError, OSError) as exc:
-            print(f"error: cannot resume: {exc}", file=sys.stderr)
-            return EXIT_FATAL
-        print(f"resume: {len(done)} molecules already complete in {out_path}", file=sys.stderr)
-    if shard is not None:
-        try:
-            done = shard.adopt(done)  # plus this rank's molecules complete in a resumed --out
-        except ResumeError as exc:
-            print(f"error: cannot resume: {exc}", file=sys.stderr)
-            return EXIT_FATAL
-    errors_path = Path(args.errors) if args.errors else Path(str(out_path) + ".errors.tsv")
-    try:
-        # Each record names the weights that sampled it (one `sampler` tag per model, with the
-        # checkpoint's own sampler settings, pipeline.tuned_schedule).
-        tags = [sampler_tag(tuned_schedule(sampler, m), n, None, m, args.seed) for m, n in models]
-        sdf = SdfStream(out_path, append=bool(args.resume and out_path.is_file()),
-                        model_props=[{"sampler": t} for t in tags])
-        errlog = ErrorLog(errors_path, always=args.errors is not None)
-    except OSError as exc:
-        print(f"error: cannot write output: {exc}", file=sys.stderr)
-        return EXIT_FATAL
 
-    n_in = n_ok = n_partial = n_failed = n_broken = n_confs = 0
-    stats = RunStats()
-    code = EXIT_OK
-
-    def note(msg: str) -> None:
-        if shard is None or shard.rank == 0:
-            print(f"note: {msg}", file=sys.stderr)
-
-    items = checked_against(iter_inputs(args.input, args.num_confs, shard and shard.owns,
-                                         count_column=args.count_column, note=note), done, out_path)
-    total = None if args.quiet else count_inputs(args.input)
-    if total is not None:  # the progress bar's total: the molecules this run will yield
-        skipped = shard.skip(done) if shard else done
-        items = CountedInputs(items, sum(k not in skipped for k in range(total)))
-    # A shard's chunks span world_size times the positions, so each rank samples ~chunk_size per chunk.
-    chunk_size = args.chunk_size * (shard.world if shard else 1)
-    try:
-        with _SignalGuard() as guard:
-            for res in generate_iter(items, args.num_confs, model=[m for m, _ in models],
-                                     noise=[n for _, n in models], schedule=sampler, runtime=runtime,
-                                     device=args.device, seed=args.seed, max_atoms=args.max_atoms,
-                                     progress=not args.quiet, chunk_size=chunk_size, retries=args.retries,
-                                     max_heavy_atoms=args.max_heavy_atoms or None,
-                                     allow_unknown_elements=args.allow_unknown_elements,
-                                     largest_fragment=args.largest_fragment,
-                                     skip=shard.skip(done) if shard else done, relax=relax, stats=stats,
-                                     threads=budget):
-                with guard.critical():
-                    n_in += 1
-                    for w in res.warnings:
-                        print(f"warning: molecule {res.index} ({res.text!r}): {w}", file=sys.stderr)
-                    if res.mol is not None:
-                        n_confs += sdf.write(res)
-                    if res.error is not None:
-                        why = cli_wording(res.error)
-                        print(f"error: molecule {res.index} ({res.text!r}): {why}", file=sys.stderr)
-                        errlog.add(res.index, res.text, why)
-                    if res.error is None and res.mol is not None and _all_broken(res.conf_flags):
-                        n_broken += 1  # written, flagged, but not one usable conformer: not "ok"
-                    elif res.error is None:
-                        n_ok += 1
-                    elif res.mol is not None:
-                        n_partial += 1
-                    else:
-                        n_failed += 1
-    except KeyboardInterrupt as exc:
-        code = EXIT_SIGTERM if getattr(exc, "signum", signal.SIGINT) == signal.SIGTERM else EXIT_SIGINT
-        if not args.quiet:
-            print(file=sys.stderr)  # end the progress bar's line
-        print(f"interrupted: {out_path} holds complete records of the molecules finished so far; "
-              "run the same command with --resume to complete it", file=sys.stderr)
-    except (InputError, ResumeError, OSError) as exc:
-        code = EXIT_FATAL
-        print(f"error: {exc}", file=sys.stderr)
-    except Exception as exc:  # anything else mid-run: keep what is written valid and say how to go on
-        code = EXIT_FATAL
-        print(f"error: generation stopped: {type(exc).__name__}: {exc}\n{out_path} holds complete records of "
-              "the molecules finished so far; --resume continues after them", file=sys.stderr)
-    finally:
-        sdf.close()
-        errlog.close()
-    # No record written (every molecule failed, no molecules, an early interrupt): no 0-byte OUT is
-    # left behind. A shard's file stays for the merge (distributed.py).
-    dropped_out = shard is None and remove_if_empty(out_path)
-
-    if code == EXIT_OK and n_in == 0 and not done and shard is None:  # a shard may be empty: checked globally
-        print(f"error: no molecules in {args.input} (empty, or only blank and comment lines)", file=sys.stderr)
-        return EXIT_FATAL
-    # Molecules whose every conformer is flagged broken are never counted "ok" in the summary. They
-    # make the exit partial under --allow-unknown-elements (the model was asked to sample elements it
-    # never saw, and broken output is that request failing); otherwise exit 0 stays "every molecule
-    # has its records" as before, with the count in the summary.
-    if code == EXIT_OK and (n_failed or n_partial or (n_broken and args.allow_unknown_elements)):
-        code = EXIT_PARTIAL
-    resumed = f" (+{len(done)} already there)" if done else ""
-    state = "stopped" if code in (EXIT_SIGINT, EXIT_SIGTERM, EXIT_FATAL) else "done"
-    elapsed = time.time() - t0
-    nfe = "/".join(sorted({str(num_evaluations(noise, sampler)) for _, noise in models}))
-    broken = f", {n_broken} with every conformer flagged quality=broken" if n_broken else ""
-    summary = (f"{state}: {n_ok} ok, {n_partial} with missing conformers{broken}, {n_failed} failed of {n_in} molecules"
-               f"{resumed}; {n_confs} conformers written to {out_path}"
-               f"{' (no records: the file was not kept)' if dropped_out else ''} in {elapsed:.1f} s "
-               f"({n_confs / max(elapsed, 1e-9):.2f} conformers/s, {nfe} network "
-               f"evaluations per conformer, {sampler.sampler} sampler, schedule {sampler.name})")
-    if len(models) > 1:
-        summary += "; molecules per weights: " + ", ".join(
-            f"{getattr(model, 'weights_name', i)} {stats.per_model[i]}" for i, (model, _) in enumerate(models))
-    if errlog.count:
-        summary += f"; errors in {errors_path}"
-    print(summary, file=sys.stderr)
-    print(run_stats_line(stats, relax_methods(relax)) + f"; threads: {budget.describe()}", file=sys.stderr)
+def _error(message: object, code: int) -> int:
+    """Say `error: message` on stderr; return the exit code."""
+    print(f"error: {message}", file=sys.stderr)
     return code
+
+
+class _GenerateRun:
+    """One `generate` command after its request is built: what it loaded, opened and counted."""
+
+    def __init__(self, args: argparse.Namespace, request, shard):
+        from .pipeline import RunStats
+
+        self.args, self.request, self.shard = args, request, shard
+        self.out_path = Path(args.out)
+        self.errors_path = Path(args.errors) if args.errors else Path(str(self.out_path) + ".errors.tsv")
+        self.done: dict[int, int] = {}
+        self.stats = RunStats()
+        self.counts = Counter()  # molecules: in, ok, partial, failed, broken; conformers: confs
+
+    def prepare(self) -> int | None:
+        """Check the environment (device, backend, input), set the thread budget, load the weights,
+        resolve the relax methods and open the outputs; an exit code if any of that fails."""
+        args = self.args
+        why = device_problem(args.device)
+        if why is not None:
+            return _error(why, EXIT_FATAL)
+        why = backend_problem(args.backend, args.device)
+        if why is not None:
+            return _error(why, EXIT_USAGE)
+        try:
+            input_kind(args.input)
+        except InputError as exc:
+            return _error(exc, EXIT_FATAL)
+        try:  # a --count-column that is not there is said now, before the model loads (reads one line)
+            next(iter_inputs(args.input, 1, keep=lambda k: False, count_column=args.count_column), None)
+        except InputError as exc:
+            return _error(exc, EXIT_USAGE if "--count-column" in str(exc) else EXIT_FATAL)
+        # One budget for torch, the C++ kernels' OpenMP and RDKit (threads.py): --threads, else the
+        # cores available to this process minus those other processes keep busy. For the whole process.
+        try:
+            self.budget = threads_mod.resolve(args.threads)
+        except ValueError as exc:  # a malformed CONFGF_THREADS
+            return _error(exc, EXIT_USAGE)
+        threads_mod.apply(self.budget)
+        return self._load() or self._open()
+
+    def _load(self) -> int | None:
+        from .checkpoint import WeightsError, load_models
+        from .relax import RelaxError, relax_per_model
+
+        r, args = self.request, self.args
+        try:
+            self.models = load_models(args.weights, args.device)
+        except WeightsError as exc:
+            return _error(exc, EXIT_FATAL)
+        try:
+            self.relax = relax_per_model(r.relax, [getattr(m, "relax_default", "none") for m, _ in self.models],
+                                         r.prune_rms, r.energy_window, r.sort_energy, threads=self.budget.threads)
+        except RelaxError as exc:
+            if r.needs_energy:  # --relax auto, and some weights do not relax
+                lazy = [getattr(m, "weights_name", "?") for m, _ in self.models
+                        if getattr(m, "relax_default", "none") == "none"]
+                return _error(f"{r.name('energy')} work on energies: add --relax mmff or xtb (--relax auto leaves "
+                              f"the molecules of {', '.join(lazy)} unrelaxed)", EXIT_USAGE)
+            return _error(f"--relax {r.relax}: {exc}", EXIT_USAGE)  # e.g. a relax_default of xtb, no tblite
+        for model, _ in self.models:
+            if getattr(model, "trained_elements_assumed", False):
+                name = getattr(model, "weights_name", "the checkpoint")
+                print(f"note: {name} does not record its training elements; assuming H, C, N, O, F (QM9)",
+                      file=sys.stderr)
+        return None
+
+    def _open(self) -> int | None:
+        from .pipeline import tuned_schedule
+
+        args, out_path, shard = self.args, self.out_path, self.shard
+        if shard is None and out_path.is_file() and out_path.stat().st_size > 0 and not args.resume and not args.force:
+            # Said after every option check (those errors are the more useful) and before anything is
+            # written; a 0-byte file holds nothing to lose.
+            return _error(f"{out_path} already exists: add --resume to keep its complete molecules and append the "
+                          "rest, or --force to overwrite it", EXIT_USAGE)
+        if args.resume and out_path.is_file():
+            try:
+                self.done = scan_for_resume(out_path)
+            except (ResumeError, OSError) as exc:
+                return _error(f"cannot resume: {exc}", EXIT_FATAL)
+            print(f"resume: {len(self.done)} molecules already complete in {out_path}", file=sys.stderr)
+        if shard is not None:
+            try:
+                self.done = shard.adopt(self.done)  # plus this rank's molecules complete in a resumed --out
+            except ResumeError as exc:
+                return _error(f"cannot resume: {exc}", EXIT_FATAL)
+        try:
+            # Each record names the weights that sampled it (one `sampler` tag per model, with the
+            # checkpoint's own sampler settings, pipeline.tuned_schedule).
+            tags = [sampler_tag(tuned_schedule(self.request.schedule, m), n, None, m, args.seed)
+                    for m, n in self.models]
+            self.sdf = SdfStream(out_path, append=bool(args.resume and out_path.is_file()),
+                                 model_props=[{"sampler": t} for t in tags])
+            self.errlog = ErrorLog(self.errors_path, always=args.errors is not None)
+        except OSError as exc:
+            return _error(f"cannot write output: {exc}", EXIT_FATAL)
+        return None
+
+    def stream(self) -> int:
+        """Generate and write, molecule by molecule, as generate_iter yields them; the exit code so far."""
+        import dataclasses
+
+        from .pipeline import generate_iter
+
+        args, shard, done = self.args, self.shard, self.done
+
+        def note(msg: str) -> None:
+            if shard is None or shard.rank == 0:
+                print(f"note: {msg}", file=sys.stderr)
+
+        items = checked_against(iter_inputs(args.input, args.num_confs, shard and shard.owns,
+                                             count_column=args.count_column, note=note), done, self.out_path)
+        total = None if args.quiet else count_inputs(args.input)
+        if total is not None:  # the progress bar's total: the molecules this run will yield
+            skipped = shard.skip(done) if shard else done
+            items = CountedInputs(items, sum(k not in skipped for k in range(total)))
+        # A shard's chunks span world_size times the positions, so each rank samples ~chunk_size per chunk.
+        request = dataclasses.replace(self.request, chunk_size=args.chunk_size * (shard.world if shard else 1),
+                                      relax=tuple(self.relax))
+        code = EXIT_OK
+        try:
+            with _SignalGuard() as guard:
+                for res in generate_iter(items, model=[m for m, _ in self.models], noise=[x for _, x in self.models],
+                                         skip=shard.skip(done) if shard else done, stats=self.stats,
+                                         threads=self.budget, request=request):
+                    with guard.critical():
+                        self._write(res)
+        except KeyboardInterrupt as exc:
+            code = EXIT_SIGTERM if getattr(exc, "signum", signal.SIGINT) == signal.SIGTERM else EXIT_SIGINT
+            if not args.quiet:
+                print(file=sys.stderr)  # end the progress bar's line
+            print(f"interrupted: {self.out_path} holds complete records of the molecules finished so far; "
+                  "run the same command with --resume to complete it", file=sys.stderr)
+        except (InputError, ResumeError, OSError) as exc:
+            code = _error(exc, EXIT_FATAL)
+        except Exception as exc:  # anything else mid-run: keep what is written valid and say how to go on
+            code = _error(f"generation stopped: {type(exc).__name__}: {exc}\n{self.out_path} holds complete records "
+                          "of the molecules finished so far; --resume continues after them", EXIT_FATAL)
+        finally:
+            self.sdf.close()
+            self.errlog.close()
+        return code
+
+    def _write(self, res) -> None:
+        """One molecule's outcome: its warnings and error on stderr, its records, its count."""
+        n = self.counts
+        n["in"] += 1
+        for w in res.warnings:
+            print(f"warning: molecule {res.index} ({res.text!r}): {w}", file=sys.stderr)
+        if res.mol is not None:
+            n["confs"] += self.sdf.write(res)
+        if res.error is not None:
+            why = cli_wording(res.error)
+            print(f"error: molecule {res.index} ({res.text!r}): {why}", file=sys.stderr)
+            self.errlog.add(res.index, res.text, why)
+        if res.error is None and res.mol is not None and _all_broken(res.conf_flags):
+            n["broken"] += 1  # written, flagged, but not one usable conformer: not "ok"
+        elif res.error is None:
+            n["ok"] += 1
+        elif res.mol is not None:
+            n["partial"] += 1
+        else:
+            n["failed"] += 1
+
+    def summary(self, code: int, elapsed: float) -> int:
+        """The closing lines on stderr; the final exit code."""
+        from .sampler import num_evaluations
+
+        args, n, done, shard, schedule = self.args, self.counts, self.done, self.shard, self.request.schedule
+        # No record written (every molecule failed, no molecules, an early interrupt): no 0-byte OUT is
+        # left behind. A shard's file stays for the merge (distributed.py).
+        dropped_out = shard is None and remove_if_empty(self.out_path)
+        if code == EXIT_OK and n["in"] == 0 and not done and shard is None:  # a shard may be empty: checked globally
+            return _error(f"no molecules in {args.input} (empty, or only blank and comment lines)", EXIT_FATAL)
+        # Molecules whose every conformer is flagged broken are never counted "ok" in the summary. They
+        # make the exit partial under --allow-unknown-elements (the model was asked to sample elements it
+        # never saw, and broken output is that request failing); otherwise exit 0 stays "every molecule
+        # has its records" as before, with the count in the summary.
+        if code == EXIT_OK and (n["failed"] or n["partial"] or (n["broken"] and args.allow_unknown_elements)):
+            code = EXIT_PARTIAL
+        resumed = f" (+{len(done)} already there)" if done else ""
+        state = "stopped" if code in (EXIT_SIGINT, EXIT_SIGTERM, EXIT_FATAL) else "done"
+        nfe = "/".join(sorted({str(num_evaluations(noise, schedule)) for _, noise in self.models}))
+        broken = f", {n['broken']} with every conformer flagged quality=broken" if n["broken"] else ""
+        summary = (f"{state}: {n['ok']} ok, {n['partial']} with missing conformers{broken}, {n['failed']} failed of "
+                   f"{n['in']} molecules{resumed}; {n['confs']} conformers written to {self.out_path}"
+                   f"{' (no records: the file was not kept)' if dropped_out else ''} in {elapsed:.1f} s "
+                   f"({n['confs'] / max(elapsed, 1e-9):.2f} conformers/s, {nfe} network "
+                   f"evaluations per conformer, {schedule.sampler} sampler, schedule {schedule.name})")
+        if len(self.models) > 1:
+            summary += "; molecules per weights: " + ", ".join(
+                f"{getattr(model, 'weights_name', i)} {self.stats.per_model[i]}"
+                for i, (model, _) in enumerate(self.models))
+        if self.errlog.count:
+            summary += f"; errors in {self.errors_path}"
+        print(summary, file=sys.stderr)
+        print(run_stats_line(self.stats, relax_methods(self.relax)) + f"; threads: {self.budget.describe()}",
+              file=sys.stderr)
+        return code
 
 
 def _all_broken(flags: list[dict]) -> bool:

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,9 +39,9 @@ from torch import Tensor
 from .batch_sampling import POS_LIMIT, bad_conformers, sample_batch  # noqa: F401 (bad_conformers: re-export)
 from .checkpoint import load_models
 from .chem import etkdg_coordinates, mmff_energies, set_conformers
-from .config import NoiseConfig, Runtime, Schedule, api_schedule, resolve_schedule
+from .config import NoiseConfig, Runtime, Schedule, resolve_schedule
 from .diversity import select_conformers
-from .elements import DEFAULT_MAX_HEAVY_ATOMS, Coverage
+from .elements import Coverage
 from .graph import PackedGraphs
 from .model import ScoreNet
 
@@ -60,6 +61,7 @@ from .prepare import (  # noqa: F401 (re-exports)
 )
 from .quality import conformer_defects, defect_reasons
 from .relax import RelaxOptions, quality_flags, relax_flags, relax_per_model
+from .request import DEFAULT_CHUNK_SIZE, DEFAULT_RETRIES, GenerateRequest  # noqa: F401 (re-exports)
 from .sampler import default_max_atoms, plan_batches
 from .seeds import CHUNK_PURPOSE, MODEL_GROUP_PURPOSE, WARM_START_PURPOSE, derive_seed
 from .stereo import StereoConstraints
@@ -67,9 +69,6 @@ from .tensors import check_device
 from .threads import ThreadBudget
 from .threads import resolve_for_call as resolve_threads
 from .threads import use as use_threads
-
-DEFAULT_CHUNK_SIZE = 1000
-DEFAULT_RETRIES = 2
 
 
 @dataclass
@@ -134,23 +133,21 @@ def tuned_schedule(schedule: Schedule, model: ScoreNet) -> Schedule:
     return resolve_schedule(schedule, tuned=defaults.get(schedule.name))
 
 
-def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 10, *,
+def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int | None = None, *,
                   model: ScoreNet | Models | None = None, noise: NoiseConfig | Sequence[NoiseConfig] | None = None,
-                  weights: str | Sequence[str] | None = None,
-                  sampler: str | None = None, schedule: str | Schedule | None = None,
-                  runtime: Runtime | None = None,
-                  device: str | torch.device = "cpu", seed: int = 0,
-                  max_atoms: int | None = None, progress: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                  retries: int = DEFAULT_RETRIES, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
-                  allow_unknown_elements: bool = False, largest_fragment: bool = True,
-                  trained_elements: Iterable[int] | None = None, skip: Container[int] = (),
-                  relax: str | RelaxOptions | Sequence[RelaxOptions] = "auto", prune_rms: float | None = None,
-                  energy_window: float | None = None, sort_energy: bool = False, stats: RunStats | None = None,
-                  threads: int | ThreadBudget | None = None) -> Iterator[MolOutcome]:
+                  weights: str | Sequence[str] | None = None, skip: Container[int] = (),
+                  stats: RunStats | None = None, threads: int | ThreadBudget | None = None,
+                  request: GenerateRequest | None = None, **options: Any) -> Iterator[MolOutcome]:
     """Generate conformers for a stream of inputs; yield one MolOutcome per input, in input order.
 
     inputs: SMILES, Mols or MolInput (per-molecule counts, names, known errors); read lazily,
-    `chunk_size` at a time, so memory stays bounded for any input length. sampler / schedule:
+    `chunk_size` at a time, so memory stays bounded for any input length.
+
+    What to generate: `request` (a request.GenerateRequest, as the CLI builds one), or its settings
+    as keywords (`options`: GenerateRequest's fields by name, validated once by
+    GenerateRequest.from_api): num_confs, sampler / schedule / runtime, device, seed, max_atoms,
+    progress, chunk_size, retries, max_heavy_atoms, allow_unknown_elements, largest_fragment,
+    trained_elements, relax, prune_rms, energy_window, sort_energy. sampler / schedule:
     names as the CLI's --sampler / --schedule (config.resolve_schedule; default the `warm`
     schedule: ETKDGv3 conformers noised to 0.5 A, refined by the projected sampler in 24 network
     evaluations; schedule="paper" is the paper's Langevin run from noise), or schedule= a
@@ -189,36 +186,38 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int = 
     shared machine; a caller's lower setting is kept); torch's previous thread count is restored
     when the iterator finishes.
     """
-    check_device(device)  # a clear DeviceError, not torch's AssertionError from inside Module.to
+    if request is None:
+        request = GenerateRequest.from_api(10 if num_confs is None else num_confs, caller="generate_iter", **options)
+    elif options:
+        raise TypeError(f"generate_iter(): give request= or its settings as keywords, not both ({', '.join(options)})")
+    elif num_confs is not None:
+        request = dataclasses.replace(request, num_confs=num_confs)
+    r = request
+    check_device(r.device)  # a clear DeviceError, not torch's AssertionError from inside Module.to
     stats = stats if stats is not None else RunStats()
     budget = threads if isinstance(threads, ThreadBudget) else resolve_threads(threads)
-    models = resolve_models(model, noise, weights, device)
-    relax_opts = relax_per_model(relax, [getattr(m, "relax_default", "none") for m, _ in models], prune_rms,
-                                 energy_window, sort_energy, threads=budget.threads)
+    models = resolve_models(model, noise, weights, r.device)
+    relax_opts = relax_per_model(r.relax, [getattr(m, "relax_default", "none") for m, _ in models], r.prune_rms,
+                                 r.energy_window, r.sort_energy, threads=budget.threads)
     # RDKit's numThreads=0 means every core of the machine: bound it by the run's budget too.
     relax_opts = [dataclasses.replace(o, threads=budget.threads) if o.threads <= 0 or o.threads > budget.threads
                   else o for o in relax_opts]
-    sampler, runtime = api_schedule(sampler, schedule, runtime)
-    if chunk_size < 1:
-        raise ValueError("chunk_size must be >= 1")
-    if retries < 0:
-        raise ValueError("retries must be >= 0")
     # Coverage.of reads load_model's trained_max_heavy_atoms; a model built in code does not know
     # its training data: no size warning.
-    coverages = [Coverage.of(m, trained_elements) for m, _ in models]
+    coverages = [Coverage.of(m, r.trained_elements) for m, _ in models]
 
     def prepare(k: int, x: str | Chem.Mol | MolInput) -> Entry:
-        return prepare_entry(k, x, num_confs, sampler=sampler, max_heavy_atoms=max_heavy_atoms,
-                             allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
+        return prepare_entry(k, x, r.num_confs, sampler=r.schedule, max_heavy_atoms=r.max_heavy_atoms,
+                             allow_unknown_elements=r.allow_unknown_elements, largest_fragment=r.largest_fragment,
                              coverages=coverages)
 
     from tqdm import tqdm
 
     bar = tqdm(total=len(inputs) if isinstance(inputs, Sized) else None, desc="generate", unit="mol",
-               disable=not progress, file=sys.stderr)
+               disable=not r.progress, file=sys.stderr)
     try:
-        yield from _run_chunks(inputs, prepare, models, sampler, runtime, relax_opts, device, seed, chunk_size,
-                               max_atoms, retries, skip, progress, stats, bar, budget)
+        yield from _run_chunks(inputs, prepare, models, r.schedule, r.runtime, relax_opts, r.device, r.seed,
+                               r.chunk_size, r.max_atoms, r.retries, skip, r.progress, stats, bar, budget)
     finally:
         bar.close()
 
@@ -495,19 +494,10 @@ def _finish(e: Entry, retries: int, select: tuple[float | None, float | None] | 
     return out
 
 
-def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Sequence[int] = 10, *,
+def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Sequence[int] | None = None, *,
              model: ScoreNet | Models | None = None, noise: NoiseConfig | Sequence[NoiseConfig] | None = None,
-             weights: str | Sequence[str] | None = None,
-             sampler: str | None = None, schedule: str | Schedule | None = None,
-             runtime: Runtime | None = None,
-             device: str | torch.device = "cpu", seed: int = 0,
-             max_atoms: int | None = None, progress: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
-             retries: int = DEFAULT_RETRIES, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
-             allow_unknown_elements: bool = False, largest_fragment: bool = True,
-             trained_elements: Iterable[int] | None = None,
-             relax: str | RelaxOptions | Sequence[RelaxOptions] = "auto", prune_rms: float | None = None,
-             energy_window: float | None = None, sort_energy: bool = False,
-             threads: int | None = None) -> GenerationResult:
+             weights: str | Sequence[str] | None = None, threads: int | None = None,
+             request: GenerateRequest | None = None, **options: Any) -> GenerationResult:
     """Generate conformers for each input (SMILES or Mol) with the score model (by default from
     ETKDG warm starts, schedule `warm`; see generate_iter for sampler / schedule).
 
@@ -515,11 +505,17 @@ def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Seque
     together in batches of at most `max_atoms` atoms. Deterministic for a given seed, batch plan
     and device. Without `model`, the checkpoint(s) `weights` (default: the shipped set, QM9 then
     drug-like, chosen per molecule; see generate_iter) are loaded.
-    All results are held in memory; for large inputs stream with generate_iter. The remaining
-    options are generate_iter's (relax, prune_rms, energy_window, sort_energy: relax.py; threads:
+    All results are held in memory; for large inputs stream with generate_iter. The settings
+    (`request`, or its fields as keywords: sampler, schedule, runtime, device, seed, relax, ...)
+    are generate_iter's (relax, prune_rms, energy_window, sort_energy: relax.py; threads:
     threads.py, default the cores available minus those other processes keep busy); the run's
     counts and timings are in result.stats.
     """
+    if request is None:
+        request = GenerateRequest.from_api(caller="generate", **options)
+    elif options:
+        raise TypeError(f"generate(): give request= or its settings as keywords, not both ({', '.join(options)})")
+    num_confs = request.num_confs if num_confs is None else num_confs
     counts = [num_confs] * len(inputs) if isinstance(num_confs, int) else list(num_confs)
     if len(counts) != len(inputs):
         raise ValueError("num_confs must be an int or have one entry per input")
@@ -528,14 +524,8 @@ def generate(inputs: Sequence[str | Chem.Mol | MolInput], num_confs: int | Seque
         inp = as_input(x)
         items.append(inp if inp.num_confs is not None else MolInput(inp.source, c, inp.text, inp.name, inp.error))
     result = GenerationResult([None] * len(items))
-    for out in generate_iter(items, model=model, noise=noise, weights=weights, sampler=sampler, schedule=schedule,
-                             runtime=runtime, device=device,
-                             seed=seed, max_atoms=max_atoms, progress=progress, chunk_size=chunk_size,
-                             retries=retries, max_heavy_atoms=max_heavy_atoms,
-                             allow_unknown_elements=allow_unknown_elements, largest_fragment=largest_fragment,
-                             trained_elements=trained_elements, relax=relax, prune_rms=prune_rms,
-                             energy_window=energy_window, sort_energy=sort_energy, stats=result.stats,
-                             threads=threads):
+    for out in generate_iter(items, model=model, noise=noise, weights=weights, stats=result.stats, threads=threads,
+                             request=request):
         result.mols[out.index] = out.mol
         result.flags[out.index] = out.conf_flags
         if out.error is not None:
