@@ -3,8 +3,8 @@ dirty-tree guard, result JSON writing, the benchmark molecules and references, t
 baselines, paired per-molecule statistics and the --set handling of SamplerConfig fields.
 
 The scripts run as `python bench/<name>.py` (or through pytest from bench/), so Python puts bench/
-on sys.path itself and `from common import ...` needs no path set-up. Nothing here imports another
-benchmark script.
+on sys.path itself and `import common` needs no path set-up; no maintained script imports another.
+bench/probes/ holds one-off scripts (not maintained) that reach this module through bench/.
 
 Provenance (DESIGN.md: results you can trace): every result JSON under bench/results carries a
 `provenance` block (git commit, dirty flag, command line, machine, date). A result from a tree with
