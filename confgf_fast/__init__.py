@@ -6,8 +6,8 @@ Public API:
         (the shipped QM9 and drug-like weights, chosen per molecule by elements and size)
     generate_iter(inputs, num_confs, ...) -> Iterator[MolOutcome]   the same, streamed in input order
     generate_tensors(graphs_or_mols, num_confs, ...) -> TensorConformers   conformers as device tensors
-    load_model(path=None, device="cpu") -> (ScoreNet, NoiseConfig)   one checkpoint (default the QM9 model)
-    load_models(paths=None, device="cpu") -> [(ScoreNet, NoiseConfig)]   several (default the shipped set)
+    load_model(path=None, device="cpu") -> LoadedModel(model, noise, meta)   one checkpoint (default the QM9 model)
+    load_models(paths=None, device="cpu") -> [LoadedModel]   several (default the shipped set)
     featurize(mol) -> MolGraph (warns when hydrogens are implicit);  PackedGraphs(graphs).batch(mol_ids) -> GraphBatch
     resolve_schedule(schedule=None, *, sampler=None, init=None, overrides=None) -> Schedule   what a sampler produces
     langevin_sample(model, batch, noise, schedule, runtime=None) -> positions [N, 3]
@@ -33,6 +33,7 @@ from .config import (
     resolve_schedule,
 )
 from .graph import GraphBatch, MolGraph, PackedGraphs
+from .loaded import LoadedModel, ModelMeta
 from .model import ScoreNet
 
 __version__ = "0.1.0"
@@ -82,7 +83,9 @@ __all__ = [
     "GenerationResult",
     "GraphBatch",
     "LangevinSchedule",
+    "LoadedModel",
     "ModelConfig",
+    "ModelMeta",
     "MolGraph",
     "NoiseConfig",
     "PackedGraphs",

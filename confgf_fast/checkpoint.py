@@ -30,6 +30,7 @@ from .config import (
     config_to_dict,
 )
 from .elements import QM9_ELEMENTS
+from .loaded import LoadedModel, ModelMeta
 from .model import ScoreNet
 
 CHECKPOINT_FORMAT = "confgf_fast/1"
@@ -227,18 +228,20 @@ def _state_dict_mismatch(model: ScoreNet, weights: dict) -> str:
     return "; ".join(parts)
 
 
-def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[ScoreNet, NoiseConfig]:
-    """Rebuild the score network and its noise levels from a checkpoint (default: shipped weights).
+def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the score network, its noise levels and its metadata from a checkpoint (default:
+    shipped weights) as a LoadedModel (.model, .noise, .meta).
 
     Raises WeightsError naming the file when it is missing, unreadable, not a checkpoint, has
     weights that do not fit its model config (the mismatching keys / shapes are listed) or holds
-    NaN / inf weights. The returned model carries `trained_elements` (tuple of atomic numbers),
-    `trained_elements_assumed` (True for old checkpoints without the record; see trained_elements()),
-    `trained_max_heavy_atoms` (heavy atoms of the largest training molecule, None if unknown; see
-    trained_max_heavy_atoms()), `trained_steps` (the checkpoint's training step, None if it has none)
-    `sampler_defaults` (the sampler settings measured best for these weights, applied by
-    config.resolve_schedule's tuned; {} if the checkpoint has none) and `relax_default` (the relax method
-    measured best for what these weights sample, used by relax="auto"; "none" if it has none).
+    NaN / inf weights. meta (loaded.ModelMeta) has `weights_name` (the file name),
+    `trained_elements` (tuple of atomic numbers), `trained_elements_assumed` (True for old
+    checkpoints without the record; see trained_elements()), `trained_max_heavy_atoms` (heavy atoms
+    of the largest training molecule, None if unknown; see trained_max_heavy_atoms()),
+    `trained_steps` (the checkpoint's training step, None if it has none), `sampler_defaults` (the
+    sampler settings measured best for these weights, config.resolve_schedule's tuned; {} if the
+    checkpoint has none) and `relax_default` (the relax method measured best for what these weights
+    sample, used by relax="auto"; "none" if it has none).
     """
     path = Path(path) if path is not None else default_weights_path()
     state = read_checkpoint(path)
@@ -263,15 +266,13 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
         raise WeightsError(f"weights in {path} do not match their model config: {exc}") from exc
     model.eval().to(device)
     elements, assumed = trained_elements(state)
-    # Plain attributes (not buffers): they describe the training data, not the network, and must
-    # not change the state_dict layout of existing checkpoints.
-    model.trained_elements = elements
-    model.trained_elements_assumed = assumed
-    model.trained_max_heavy_atoms = trained_max_heavy_atoms(state)
-    model.trained_steps = state.get("step")
+    # Metadata beside the network, not buffers in it: it describes the training data, and must not
+    # change the state_dict layout of existing checkpoints.
     try:
-        model.sampler_defaults = check_sampler_defaults(state.get("sampler_defaults") or {})
-        model.relax_default = check_relax_default(state.get("relax_default") or "none")
+        meta = ModelMeta(weights_name=path.name, trained_steps=state.get("step"), trained_elements=elements,
+                         trained_elements_assumed=assumed, trained_max_heavy_atoms=trained_max_heavy_atoms(state),
+                         relax_default=check_relax_default(state.get("relax_default") or "none"),
+                         sampler_defaults=check_sampler_defaults(state.get("sampler_defaults") or {}))
     except ValueError as exc:
         raise WeightsError(f"{path}: {exc}") from exc
     try:
@@ -279,26 +280,21 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
         noise.sigmas()
     except Exception as exc:
         raise WeightsError(f"{path} has an unusable noise config {state['noise_config']!r}: {exc}") from exc
-    return model, noise
+    return LoadedModel(model, noise, meta)
 
 
 def load_models(paths: str | Path | Sequence[str | Path] | None = None,
-                device: str | torch.device = "cpu") -> list[tuple[ScoreNet, NoiseConfig]]:
+                device: str | torch.device = "cpu") -> list[LoadedModel]:
     """load_model for each of `paths` (one path or several; default: the shipped set,
     default_weights_paths()), in the given order, which is the order molecules are matched to them
-    (elements.choose_model). Each model also carries `weights_name` (its file name)."""
+    (elements.choose_model)."""
     if paths is None:
         paths = default_weights_paths()
     elif isinstance(paths, (str, Path)):
         paths = [paths]
     if not paths:
         raise WeightsError("no weights file given")
-    models = []
-    for p in paths:
-        model, noise = load_model(p, device)
-        model.weights_name = Path(p).name
-        models.append((model, noise))
-    return models
+    return [load_model(p, device) for p in paths]
 
 
 # Training-only state: needed to resume, not to sample.

@@ -25,7 +25,7 @@ from pathlib import Path
 
 # The generate command's files and exit codes; re-exported, as callers import them from here.
 from . import threads as threads_mod
-from .config import RELAX_AUTO, RELAX_METHODS
+from .config import RELAX_AUTO, RELAX_METHODS, Schedule
 from .generate_io import (  # noqa: F401 (re-exports)
     EXIT_FATAL,
     EXIT_OK,
@@ -46,6 +46,7 @@ from .generate_io import (  # noqa: F401 (re-exports)
     remove_if_empty,
     scan_for_resume,
 )
+from .loaded import LoadedModel
 
 
 def _repo_shared_heldout() -> Path | None:
@@ -131,17 +132,15 @@ def run_stats_line(stats, method: str) -> str:
     return line
 
 
-def sampler_tag(sampler, noise, weights: str | None, model, seed: int) -> str:
+def sampler_tag(schedule: Schedule, loaded: LoadedModel, seed: int) -> str:
     """The `sampler` SDF property: key=value words saying how the conformers were made, e.g.
     `sampler=project schedule=quick nfe=44 weights=qm9_small.pt step=148250 seed=0`: the resolved
     schedule's own words (config.Schedule.describe: every field that differs from its preset), then
-    the network evaluations per conformer, the weights and the seed. weights: the checkpoint's path
-    (default: the model's `weights_name`, as checkpoint.load_models sets it)."""
+    the network evaluations per conformer, the weights (their file name, loaded.meta) and the seed."""
     from .sampler import num_evaluations
 
-    name = Path(weights).name if weights else getattr(model, "weights_name", "unknown")
-    step = getattr(model, "trained_steps", None)
-    return (f"{sampler.describe()} nfe={num_evaluations(noise, sampler)} weights={name} "
+    step = loaded.meta.trained_steps
+    return (f"{schedule.describe()} nfe={num_evaluations(loaded.noise, schedule)} weights={loaded.meta.name} "
             f"step={step if step is not None else 'unknown'} seed={seed}")
 
 
@@ -240,19 +239,17 @@ class _GenerateRun:
         except WeightsError as exc:
             return _error(exc, EXIT_FATAL)
         try:
-            self.relax = relax_per_model(r.relax, [getattr(m, "relax_default", "none") for m, _ in self.models],
+            self.relax = relax_per_model(r.relax, [m.meta.relax_default for m in self.models],
                                          r.prune_rms, r.energy_window, r.sort_energy, threads=self.budget.threads)
         except RelaxError as exc:
             if r.needs_energy:  # --relax auto, and some weights do not relax
-                lazy = [getattr(m, "weights_name", "?") for m, _ in self.models
-                        if getattr(m, "relax_default", "none") == "none"]
+                lazy = [m.meta.name for m in self.models if m.meta.relax_default == "none"]
                 return _error(f"{r.name('energy')} work on energies: add --relax mmff or xtb (--relax auto leaves "
                               f"the molecules of {', '.join(lazy)} unrelaxed)", EXIT_USAGE)
             return _error(f"--relax {r.relax}: {exc}", EXIT_USAGE)  # e.g. a relax_default of xtb, no tblite
-        for model, _ in self.models:
-            if getattr(model, "trained_elements_assumed", False):
-                name = getattr(model, "weights_name", "the checkpoint")
-                print(f"note: {name} does not record its training elements; assuming H, C, N, O, F (QM9)",
+        for m in self.models:
+            if m.meta.trained_elements_assumed:
+                print(f"note: {m.meta.name} does not record its training elements; assuming H, C, N, O, F (QM9)",
                       file=sys.stderr)
         return None
 
@@ -279,8 +276,7 @@ class _GenerateRun:
         try:
             # Each record names the weights that sampled it (one `sampler` tag per model, with the
             # checkpoint's own sampler settings, pipeline.tuned_schedule).
-            tags = [sampler_tag(tuned_schedule(self.request.schedule, m), n, None, m, args.seed)
-                    for m, n in self.models]
+            tags = [sampler_tag(tuned_schedule(self.request.schedule, m), m, args.seed) for m in self.models]
             self.sdf = SdfStream(out_path, append=bool(args.resume and out_path.is_file()),
                                  model_props=[{"sampler": t} for t in tags])
             self.errlog = ErrorLog(self.errors_path, always=args.errors is not None)
@@ -312,9 +308,8 @@ class _GenerateRun:
         code = EXIT_OK
         try:
             with _SignalGuard() as guard:
-                for res in generate_iter(items, model=[m for m, _ in self.models], noise=[x for _, x in self.models],
-                                         skip=shard.skip(done) if shard else done, stats=self.stats,
-                                         threads=self.budget, request=request):
+                for res in generate_iter(items, model=self.models, skip=shard.skip(done) if shard else done,
+                                         stats=self.stats, threads=self.budget, request=request):
                     with guard.critical():
                         self._write(res)
         except KeyboardInterrupt as exc:
@@ -372,7 +367,7 @@ class _GenerateRun:
             code = EXIT_PARTIAL
         resumed = f" (+{len(done)} already there)" if done else ""
         state = "stopped" if code in (EXIT_SIGINT, EXIT_SIGTERM, EXIT_FATAL) else "done"
-        nfe = "/".join(sorted({str(num_evaluations(noise, schedule)) for _, noise in self.models}))
+        nfe = "/".join(sorted({str(num_evaluations(m.noise, schedule)) for m in self.models}))
         broken = f", {n['broken']} with every conformer flagged quality=broken" if n["broken"] else ""
         summary = (f"{state}: {n['ok']} ok, {n['partial']} with missing conformers{broken}, {n['failed']} failed of "
                    f"{n['in']} molecules{resumed}; {n['confs']} conformers written to {self.out_path}"
@@ -381,8 +376,7 @@ class _GenerateRun:
                    f"evaluations per conformer, {schedule.sampler} sampler, schedule {schedule.name})")
         if len(self.models) > 1:
             summary += "; molecules per weights: " + ", ".join(
-                f"{getattr(model, 'weights_name', i)} {self.stats.per_model[i]}"
-                for i, (model, _) in enumerate(self.models))
+                f"{m.meta.name} {self.stats.per_model[i]}" for i, m in enumerate(self.models))
         if self.errlog.count:
             summary += f"; errors in {self.errors_path}"
         print(summary, file=sys.stderr)

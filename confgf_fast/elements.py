@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from .config import NUM_ATOM_TYPES
+from .loaded import LoadedModel
 
 QM9_ELEMENTS = (1, 6, 7, 8, 9)  # H, C, N, O, F: what checkpoints without `trained_elements` were trained on
 DEFAULT_MAX_HEAVY_ATOMS = 100
@@ -84,15 +85,17 @@ def check_elements(zs: Collection[int], trained_elements: Container[int] = QM9_E
     return None, [f"element(s) {element_names(unknown)} never seen in training: expect poor geometry"]
 
 
-def model_vocabulary(model: object, trained_elements: Iterable[int] | None = None) -> tuple[frozenset[int], int]:
+def model_vocabulary(loaded: LoadedModel, trained_elements: Iterable[int] | None = None,
+                     ) -> tuple[frozenset[int], int]:
     """(atomic numbers the model was trained on, size of its atom embedding table).
 
-    trained_elements overrides the model's own `trained_elements` (set by load_model); checkpoints
-    without one are taken to be QM9 (H, C, N, O, F).
+    trained_elements overrides the model's own (loaded.meta.trained_elements, from its checkpoint);
+    a model that records none is taken to be QM9's (H, C, N, O, F).
     """
-    known = frozenset(trained_elements if trained_elements is not None
-                      else getattr(model, "trained_elements", QM9_ELEMENTS))
-    num_atom_types = getattr(getattr(model, "config", None), "num_atom_types", NUM_ATOM_TYPES)
+    own = loaded.meta.trained_elements
+    known = frozenset(trained_elements if trained_elements is not None else own if own is not None else QM9_ELEMENTS)
+    # A custom score model (tests' oracles) need not be a ScoreNet with a config: the full table.
+    num_atom_types = getattr(getattr(loaded.model, "config", None), "num_atom_types", NUM_ATOM_TYPES)
     return known, num_atom_types
 
 
@@ -106,11 +109,11 @@ class Coverage:
     num_atom_types: int = NUM_ATOM_TYPES
 
     @classmethod
-    def of(cls, model: object, trained_elements: Iterable[int] | None = None) -> Coverage:
-        """The coverage of a model as checkpoint.load_model describes it (model_vocabulary's
-        elements; `trained_max_heavy_atoms`, None for a model built in code)."""
-        known, num_atom_types = model_vocabulary(model, trained_elements)
-        return cls(known, getattr(model, "trained_max_heavy_atoms", None), num_atom_types)
+    def of(cls, loaded: LoadedModel, trained_elements: Iterable[int] | None = None) -> Coverage:
+        """The coverage of a model as its checkpoint describes it (model_vocabulary's elements;
+        meta.trained_max_heavy_atoms, None for a model built in code)."""
+        known, num_atom_types = model_vocabulary(loaded, trained_elements)
+        return cls(known, loaded.meta.trained_max_heavy_atoms, num_atom_types)
 
     def knows(self, zs: Collection[int]) -> bool:
         return all(int(z) in self.elements for z in zs)

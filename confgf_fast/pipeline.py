@@ -43,6 +43,7 @@ from .config import NoiseConfig, Runtime, Schedule, resolve_schedule
 from .diversity import select_conformers
 from .elements import Coverage
 from .graph import PackedGraphs
+from .loaded import LoadedModel
 from .model import ScoreNet
 
 # The per-molecule preparation lives in prepare.py (generate_tensors shares it); re-exported, as
@@ -109,28 +110,28 @@ class RunStats:
     per_model: Counter = field(default_factory=Counter)
 
 
-Models = Sequence[ScoreNet]
+AnyModel = ScoreNet | LoadedModel
+Models = Sequence[AnyModel]
 
 
-def resolve_models(model: ScoreNet | Models | None, noise: NoiseConfig | Sequence[NoiseConfig | None] | None,
-                   weights: str | Sequence[str] | None,
-                   device: str | torch.device) -> list[tuple[ScoreNet, NoiseConfig]]:
-    """The run's (model, noise levels) pairs, in choice order: `model` (one or several; `noise`
-    alike, default NoiseConfig()), else the checkpoint(s) `weights`, else the shipped set."""
+def resolve_models(model: AnyModel | Models | None, noise: NoiseConfig | Sequence[NoiseConfig | None] | None,
+                   weights: str | Sequence[str] | None, device: str | torch.device) -> list[LoadedModel]:
+    """The run's models, in choice order: `model` (one or several, LoadedModel or a bare ScoreNet;
+    `noise` alike: default a LoadedModel's own, else NoiseConfig()), else the checkpoint(s)
+    `weights`, else the shipped set."""
     if model is None:
         return load_models(weights, device)
-    models = [model] if isinstance(model, torch.nn.Module) else list(model)
+    models = [model] if isinstance(model, (torch.nn.Module, LoadedModel)) else list(model)
     noises = list(noise) if isinstance(noise, Sequence) else [noise] * len(models)
     if not models or len(noises) != len(models):
         raise ValueError("give one noise config per model (or one for all)")
-    return [(m, n or NoiseConfig()) for m, n in zip(models, noises)]
+    return [LoadedModel.of(m, n) for m, n in zip(models, noises)]
 
 
-def tuned_schedule(schedule: Schedule, model: ScoreNet) -> Schedule:
-    """`schedule` with `model`'s own measured settings for it (its checkpoint's sampler_defaults
+def tuned_schedule(schedule: Schedule, loaded: LoadedModel) -> Schedule:
+    """`schedule` with the model's own measured settings for it (its checkpoint's sampler_defaults
     entry) on every field the caller did not set (config.resolve_schedule's tuned)."""
-    defaults = getattr(model, "sampler_defaults", None) or {}
-    return resolve_schedule(schedule, tuned=defaults.get(schedule.name))
+    return resolve_schedule(schedule, tuned=loaded.meta.sampler_defaults.get(schedule.name))
 
 
 def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int | None = None, *,
@@ -162,22 +163,23 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int | 
     the whole input) or seeds.derive_seed(seed, c, 0, 0); retry r of batch b by
     seeds.derive_seed(seed, c, b, r) (purpose CHUNK_PURPOSE). So
     the output depends on seed, input, chunk_size, max_atoms, device and the skipped set.
-    Models: `model` (a ScoreNet or several, with `noise` alike), else the checkpoint(s) `weights`,
+    Models: `model` (a LoadedModel, as load_model returns, or a bare ScoreNet with `noise`; or a
+    list of them, `noise` alike), else the checkpoint(s) `weights`,
     else the shipped set (checkpoint.DEFAULT_WEIGHTS_SET: the QM9 model, then the drug-like one).
     With several, each molecule is sampled by the first whose training data covers its elements and
     size (elements.choose_model; MolOutcome.model says which); molecules of one chunk are sampled
     per model, the first model's with the seeds above, model g's with seeds derived from (seed,
     chunk, g, batch, retry), so a run whose molecules all go to the first model is the same as a
     run with that model alone.
-    trained_elements: atomic numbers the models know (default: each model's `trained_elements` as
-    set by load_model, else H, C, N, O, F). Molecules larger than the model's `trained_max_heavy_atoms`
-    (load_model) get a warning and are sampled. See the module docstring for the per-molecule policy.
+    trained_elements: atomic numbers the models know (default: each model's meta.trained_elements,
+    from its checkpoint, else H, C, N, O, F). Molecules larger than the model's
+    meta.trained_max_heavy_atoms get a warning and are sampled. See the module docstring for the per-molecule policy.
     relax: `none`, `mmff`, `mmff94s`, `xtb`, a relax.RelaxOptions, or one per model: relax each
     molecule's conformers after sampling (relax.py), then drop those more than `energy_window`
     kcal/mol above its lowest and those within `prune_rms` A heavy-atom RMSD of a lower-energy one,
     and write them lowest energy first when `sort_energy`; the flags gain energy, relative_energy
     and energy_method. `auto` (the default): each molecule as the weights that sample it were
-    measured best with (their checkpoint's relax_default; load_model; none for models built in
+    measured best with (their checkpoint's meta.relax_default; none for models built in
     code): the shipped QM9 weights do not relax, the drug-like ones relax with MMFF94.
     stats: a RunStats to fill with counts and per-stage timings.
     threads: CPU threads of the run, shared by torch / the C++ kernels' OpenMP and RDKit's relax
@@ -197,14 +199,14 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int | 
     stats = stats if stats is not None else RunStats()
     budget = threads if isinstance(threads, ThreadBudget) else resolve_threads(threads)
     models = resolve_models(model, noise, weights, r.device)
-    relax_opts = relax_per_model(r.relax, [getattr(m, "relax_default", "none") for m, _ in models], r.prune_rms,
+    relax_opts = relax_per_model(r.relax, [m.meta.relax_default for m in models], r.prune_rms,
                                  r.energy_window, r.sort_energy, threads=budget.threads)
     # RDKit's numThreads=0 means every core of the machine: bound it by the run's budget too.
     relax_opts = [dataclasses.replace(o, threads=budget.threads) if o.threads <= 0 or o.threads > budget.threads
                   else o for o in relax_opts]
-    # Coverage.of reads load_model's trained_max_heavy_atoms; a model built in code does not know
-    # its training data: no size warning.
-    coverages = [Coverage.of(m, r.trained_elements) for m, _ in models]
+    # Coverage.of reads the checkpoint's trained_max_heavy_atoms; a model built in code does not
+    # know its training data: no size warning.
+    coverages = [Coverage.of(m, r.trained_elements) for m in models]
 
     def prepare(k: int, x: str | Chem.Mol | MolInput) -> Entry:
         return prepare_entry(k, x, r.num_confs, sampler=r.schedule, max_heavy_atoms=r.max_heavy_atoms,
@@ -223,7 +225,7 @@ def generate_iter(inputs: Iterable[str | Chem.Mol | MolInput], num_confs: int | 
 
 
 def _run_chunks(inputs: Iterable[str | Chem.Mol | MolInput], prepare: Callable[[int, object], Entry],
-                models: list[tuple[ScoreNet, NoiseConfig]], sampler: Schedule, runtime: Runtime,
+                models: list[LoadedModel], sampler: Schedule, runtime: Runtime,
                 relax_opts: list[RelaxOptions],
                 device: str | torch.device, seed: int, chunk_size: int, max_atoms: int | None, retries: int,
                 skip: Container[int], progress: bool, stats: RunStats, bar, budget: ThreadBudget,
@@ -306,7 +308,7 @@ def _relax_outcome(out: MolOutcome, opts: RelaxOptions, stats: RunStats) -> None
     stats.broken_written += sum(f.get("quality", "ok") != "ok" for f in out.conf_flags)
 
 
-def _sample_per_model(entries: list[Entry], models: list[tuple[ScoreNet, NoiseConfig]], sampler: Schedule,
+def _sample_per_model(entries: list[Entry], models: list[LoadedModel], sampler: Schedule,
                       runtime: Runtime, device: str | torch.device, seed: int, chunk_no: int, max_atoms: int,
                       retries: int,
                       status: Callable[[str], None] | None = None,
@@ -318,18 +320,18 @@ def _sample_per_model(entries: list[Entry], models: list[tuple[ScoreNet, NoiseCo
         groups.setdefault(e.out.model, []).append(e)
     # Each model samples with its checkpoint's own settings wherever the caller set none
     # (resolve_schedule's tuned), e.g. the drug-like model's smaller warm-start noise.
-    tuned = [tuned_schedule(sampler, m) for m, _ in models]
+    tuned = [tuned_schedule(sampler, m) for m in models]
     if len(groups) <= 1:  # the common case: stream straight through
         g = next(iter(groups), 0)
-        yield from _sample_chunk(entries, *models[g], tuned[g], runtime, device, seed, chunk_no, max_atoms,
-                                 retries, status, stats, group=g)
+        yield from _sample_chunk(entries, models[g].model, models[g].noise, tuned[g], runtime, device, seed,
+                                 chunk_no, max_atoms, retries, status, stats, group=g)
         return
     order = [e.out.index for e in entries]
     done: dict[int, MolOutcome] = {}
     at = 0
     for g in sorted(groups):
-        for out in _sample_chunk(groups[g], *models[g], tuned[g], runtime, device, seed, chunk_no, max_atoms,
-                                 retries, status, stats, group=g):
+        for out in _sample_chunk(groups[g], models[g].model, models[g].noise, tuned[g], runtime, device, seed,
+                                 chunk_no, max_atoms, retries, status, stats, group=g):
             done[out.index] = out
             while at < len(order) and order[at] in done:
                 yield done.pop(order[at])

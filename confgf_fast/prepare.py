@@ -207,8 +207,8 @@ def prepare_molecule(source: str | Chem.Mol, *, max_heavy_atoms: int | None = DE
     """Input -> (Mol with all hydrogens, warnings), or MoleculeError. The policy is in the module
     docstring; the order of the checks puts the cheap ones before AddHs and the graph.
 
-    trained_max_heavy_atoms: heavy atoms of the largest training molecule (the model's, as set by
-    checkpoint.load_model); a larger input gets a warning and the Mol BEYOND_TRAINED_SIZE_PROP.
+    trained_max_heavy_atoms: heavy atoms of the largest training molecule (the model's, its
+    checkpoint's meta.trained_max_heavy_atoms); a larger input gets a warning and the Mol BEYOND_TRAINED_SIZE_PROP.
     None (the default, e.g. a model built in code): no size warning.
     coverages: several sets of weights to choose from (elements.choose_model); when given they
     replace trained_elements, num_atom_types and trained_max_heavy_atoms, and the chosen index is

@@ -38,6 +38,7 @@ from .checkpoint import load_model
 from .config import NoiseConfig, Runtime, Schedule, api_schedule, resolve_schedule
 from .elements import DEFAULT_MAX_HEAVY_ATOMS, check_elements, model_vocabulary
 from .graph import MolGraph, PackedGraphs, offsets
+from .loaded import LoadedModel
 from .model import ScoreNet
 from .sampler import default_max_atoms, plan_batches
 from .stereo import StereoConstraints
@@ -130,7 +131,8 @@ def check_device(device: str | torch.device) -> torch.device:
 
 
 def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Sequence[int] = 10, *,
-                     model: ScoreNet | None = None, noise: NoiseConfig | None = None, weights: str | None = None,
+                     model: ScoreNet | LoadedModel | None = None, noise: NoiseConfig | None = None,
+                     weights: str | None = None,
                      sampler: str | None = None, schedule: str | Schedule | None = None,
                      runtime: Runtime | None = None, device: str | torch.device = "cpu", seed: int = 0,
                      max_atoms: int | None = None, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS,
@@ -141,6 +143,7 @@ def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Seque
     inputs: MolGraph (RDKit-free; no stereo information), or SMILES / RDKit Mol / MolInput
     (needs RDKit; prepared exactly as `generate` does, stereo guidance when the schedule's stereo is on).
     num_confs: one count for all inputs or one per input (a MolInput's own count wins).
+    model: a LoadedModel (load_model's) or a bare ScoreNet with `noise` (default NoiseConfig()).
     Without `model`, the checkpoint `weights` (default: the shipped QM9 model) is loaded on `device`;
     one model samples every input (no per-molecule choice of weights as in `generate`: for
     drug-like inputs pass the drug-like weights, checkpoint.default_weights_path("drugs_small.pt")).
@@ -172,15 +175,14 @@ def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Seque
 
 
 def _generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Sequence[int], *,
-                      model: ScoreNet | None, noise: NoiseConfig | None, weights: str | None,
+                      model: ScoreNet | LoadedModel | None, noise: NoiseConfig | None, weights: str | None,
                       sampler: str | None, schedule: str | Schedule | None, runtime: Runtime | None,
                       device: str | torch.device, seed: int,
                       max_atoms: int | None, max_heavy_atoms: int | None, allow_unknown_elements: bool,
                       largest_fragment: bool, trained_elements: Iterable[int] | None) -> TensorConformers:
     """generate_tensors' work, on the thread budget it set."""
-    if model is None:
-        model, noise = load_model(weights, device)
-    noise = noise or NoiseConfig()
+    loaded = load_model(weights, device) if model is None else LoadedModel.of(model, noise)
+    model, noise = loaded.model, loaded.noise
     # No sampler and no schedule named: DEFAULT_SAMPLER from noise (schedule quick); the paper's
     # 5000-step Langevin is sampler="langevin" (it took 44 s for 6 small conformers as a default).
     if sampler is None and schedule is None:
@@ -195,7 +197,7 @@ def _generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Sequ
     counts = [num_confs] * len(inputs) if isinstance(num_confs, int) else list(num_confs)
     if len(counts) != len(inputs):
         raise ValueError("num_confs must be an int or have one entry per input")
-    known, num_atom_types = model_vocabulary(model, trained_elements)
+    known, num_atom_types = model_vocabulary(loaded, trained_elements)
 
     jobs: list[_Job] = []
     errors: dict[int, str] = {}

@@ -91,7 +91,7 @@ def test_generate_project_sampler_provenance_and_option_checks(tiny_ckpt, tmp_pa
               "--force"]
     assert main([*common, "--sampler", "project", "--num-steps", "5"]) == EXIT_OK
     recs = [m for m in Chem.SDMolSupplier(str(out), removeHs=False)]
-    step = load_model(str(tiny_ckpt))[0].trained_steps
+    step = load_model(str(tiny_ckpt)).meta.trained_steps
     want = (f"sampler=project schedule=quick num_steps=5 nfe=9 weights={tiny_ckpt.name} "
             f"step={step if step is not None else 'unknown'} seed=3")
     assert len(recs) == 2 and all(r.GetProp("sampler") == want for r in recs)

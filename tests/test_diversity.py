@@ -86,7 +86,7 @@ def test_oversampling_from_noise_keeps_the_count_and_counts_evaluations():
 
     base = resolve_schedule("quick")
     over = resolve_schedule("quick", overrides={"oversample": 2})
-    noise = load_models(None, "cpu")[0][1]
+    noise = load_models(None, "cpu")[0].noise
     assert num_evaluations(noise, over) == 2 * num_evaluations(noise, base)
     assert "oversample=2" in over.describe()
     res = generate(["CCN(CC=O)CCO"], 4, schedule=over, seed=0)

@@ -8,6 +8,7 @@ import csv
 import os
 import re
 import signal
+from dataclasses import replace
 
 import pytest
 import torch
@@ -248,8 +249,8 @@ def test_old_checkpoint_without_elements_assumes_qm9(tiny_ckpt, tmp_path, capsys
     del state["trained_elements"]
     old = tmp_path / "old.pt"
     torch.save(state, old)
-    model, _ = load_model(old)
-    assert model.trained_elements == (1, 6, 7, 8, 9) and model.trained_elements_assumed
+    meta = load_model(old).meta
+    assert meta.trained_elements == (1, 6, 7, 8, 9) and meta.trained_elements_assumed
     assert run(old, "CCF", tmp_path / "o.sdf", "-n", "1") == EXIT_OK  # F is in the QM9 set
     assert "assuming H, C, N, O, F" in capsys.readouterr().err
 
@@ -259,7 +260,7 @@ def test_molecules_larger_than_the_training_data_get_a_warning(tiny_ckpt, tmp_pa
     """tiny_ckpt was trained on CCO and CC(=O)N (at most 4 heavy atoms): hexane (6) is sampled, with
     a warning in its SDF record and on stderr, and counted in the closing summary; ethanol is not."""
     assert torch.load(tiny_ckpt, weights_only=True)["trained_max_heavy_atoms"] == 4
-    assert load_model(tiny_ckpt)[0].trained_max_heavy_atoms == 4
+    assert load_model(tiny_ckpt).meta.trained_max_heavy_atoms == 4
     inp = tmp_path / "in.smi"
     inp.write_text("CCO\nCCCCCC\n")
     out = tmp_path / "o.sdf"
@@ -274,19 +275,20 @@ def test_molecules_larger_than_the_training_data_get_a_warning(tiny_ckpt, tmp_pa
     assert f"warning: molecule 1 ('CCCCCC'): {said}" in err and "warning: molecule 0 " not in err
     assert "1 molecule(s) larger than any the weights were trained on" in err
     # The Python API: the same warning, and the count in the run's stats.
-    model, noise = load_model(tiny_ckpt)
-    res = generate(["CC", "CCCCCC"], 1, model=model, noise=noise, schedule=paper(levels=2, steps_per_level=2))
+    loaded = load_model(tiny_ckpt)
+    res = generate(["CC", "CCCCCC"], 1, model=loaded, schedule=paper(levels=2, steps_per_level=2))
     assert 0 not in res.warnings and said in res.warnings[1][0] and res.mols[1] is not None
     assert res.stats.beyond_trained_size == 1
-    model.trained_max_heavy_atoms = None  # a model that does not know its training data: no warning
-    res = generate(["CCCCCC"], 1, model=model, noise=noise, schedule=paper(levels=2, steps_per_level=2))
+    # the bare network (built in code, as far as generate can tell) does not know its training data:
+    # no warning
+    res = generate(["CCCCCC"], 1, model=loaded.model, noise=loaded.noise, schedule=paper(levels=2, steps_per_level=2))
     assert res.warnings == {} and res.stats.beyond_trained_size == 0
 
 
 def test_trained_size_of_older_checkpoints(tiny_ckpt, tmp_path):
     """Checkpoints without trained_max_heavy_atoms: the data's composition statistics, else 9 for
     QM9 (the shipped weights), else unknown (None: no warning)."""
-    assert load_model()[0].trained_max_heavy_atoms == 9  # qm9_small.pt: QM9, at most 9 heavy atoms
+    assert load_model().meta.trained_max_heavy_atoms == 9  # qm9_small.pt: QM9, at most 9 heavy atoms
     state = torch.load(tiny_ckpt, weights_only=True)
     del state["trained_max_heavy_atoms"]
     old = tmp_path / "old.pt"
@@ -294,7 +296,7 @@ def test_trained_size_of_older_checkpoints(tiny_ckpt, tmp_path):
                          ({"source": "qm9pack", "composition": {"heavy_atoms": {"n": 3, "max": 7}}}, 7),
                          ({"composition": {"heavy_atoms": {"n": 0}}}, None)):
         torch.save(dict(state, data_meta=meta), old)
-        assert load_model(old)[0].trained_max_heavy_atoms == expect
+        assert load_model(old).meta.trained_max_heavy_atoms == expect
     assert prepare_molecule("CCCCCC", trained_max_heavy_atoms=None)[1] == []
     warns = prepare_molecule("CC(C)(C)C.O", trained_max_heavy_atoms=4)[1]  # the kept fragment is counted
     assert len(warns) == 2 and "5 heavy atoms, more than the 4" in warns[1]
@@ -357,7 +359,7 @@ def tiny_model(tiny_ckpt):
 
 
 def test_nan_conformer_is_retried_and_others_untouched(tiny_model):
-    model, noise = tiny_model
+    model, noise = tiny_model.model, tiny_model.noise
     cfg = paper(levels=3, steps_per_level=3)
     clean = generate(["CCO", "CC(=O)N"], 3, model=model, noise=noise, schedule=cfg, seed=4)
     res = generate(["CCO", "CC(=O)N"], 3, model=NaNScores(model, "first_run"), noise=noise, schedule=cfg, seed=4)
@@ -379,7 +381,7 @@ def test_nan_conformer_is_retried_and_others_untouched(tiny_model):
 
 
 def test_persistent_nan_is_reported_per_molecule(tiny_model):
-    model, noise = tiny_model
+    model, noise = tiny_model.model, tiny_model.noise
     cfg = paper(levels=3, steps_per_level=3)
     res = generate(["CCO", "CC(=O)N", "CCO"], 2, model=NaNScores(model, "nitrogen"), noise=noise, schedule=cfg)
     assert res.mols[1] is None and "all 2 conformers failed" in res.errors[1] and "after 2 retries" in res.errors[1]
@@ -391,8 +393,9 @@ def test_persistent_nan_is_reported_per_molecule(tiny_model):
 
 
 def test_nan_through_cli_exit_code_and_errors_file(tiny_ckpt, tiny_model, tmp_path, monkeypatch, capsys):
-    model, noise = tiny_model
-    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: (NaNScores(model, "nitrogen"), noise))
+    model = tiny_model.model
+    monkeypatch.setattr(checkpoint, "load_model",
+                        lambda *a, **k: replace(tiny_model, model=NaNScores(model, "nitrogen")))
     inp = tmp_path / "in.smi"
     inp.write_text("CCO\nCC(=O)N\nCO\n")
     out = tmp_path / "o.sdf"
@@ -404,7 +407,7 @@ def test_nan_through_cli_exit_code_and_errors_file(tiny_ckpt, tiny_model, tmp_pa
 
 # ---- streaming, interrupt and resume ------------------------------------------------------------------
 def test_generate_iter_streams_in_input_order(tiny_model):
-    model, noise = tiny_model
+    model, noise = tiny_model.model, tiny_model.noise
     consumed = []
 
     def source():
@@ -442,7 +445,7 @@ RESUME_INPUT = ["CCO", "CCN", "not_smiles", "CCC", "CO", "CN", "OCCO", "CC(=O)N"
 
 @pytest.mark.parametrize("signum", [None, signal.SIGTERM])
 def test_interrupt_leaves_valid_sdf_and_resume_completes_it(tiny_ckpt, tiny_model, tmp_path, monkeypatch, signum):
-    model, noise = tiny_model
+    model = tiny_model.model
     inp = tmp_path / "in.smi"
     inp.write_text("\n".join(RESUME_INPUT) + "\n")
     out = tmp_path / "o.sdf"
@@ -450,7 +453,7 @@ def test_interrupt_leaves_valid_sdf_and_resume_completes_it(tiny_ckpt, tiny_mode
     # molecules 0 and 1 are complete (2 is invalid) and CCC is half done: it must not be written.
     # --retries 0: the tiny model's conformers come out broken, and resampling them would add calls.
     monkeypatch.setattr(checkpoint, "load_model",
-                        lambda *a, **k: (InterruptAfter(model, 3 * CALLS_PER_RUN + 2, signum), noise))
+                        lambda *a, **k: replace(tiny_model, model=InterruptAfter(model, 3 * CALLS_PER_RUN + 2, signum)))
     rc = run(tiny_ckpt, inp, out, "-n", "2", "--max-atoms", "20", "--retries", "0")
     assert rc == (EXIT_SIGINT if signum is None else EXIT_SIGTERM)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored

@@ -108,11 +108,13 @@ def test_import_official_cli_writes_loadable_checkpoint(tmp_path, capsys):
         del sys.modules["fake_easydict"]
     out = tmp_path / "drugs.pt"
     assert main(["import-official", str(src), "--out", str(out)]) == 0
-    model, noise = load_model(out)
+    loaded = load_model(out)
+    model, noise = loaded.model, loaded.noise
     state = torch.load(out, weights_only=True)
     assert state["source"].startswith("official ConfGF") and state["official_config"] == "drugs_default"
     assert state["official_epoch"] == 284 and state["official_dataset"] == "drugs"
-    assert 35 in model.trained_elements and 80 in model.trained_elements and not model.trained_elements_assumed
+    assert 35 in loaded.meta.trained_elements and 80 in loaded.meta.trained_elements
+    assert not loaded.meta.trained_elements_assumed
     assert (noise.sigma_begin, noise.sigma_end, noise.num_levels) == (10.0, 0.01, 50)
     assert model.config.hidden_dim == H and model.config.num_layers == L
 

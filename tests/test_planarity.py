@@ -56,7 +56,9 @@ def test_project_sampler_with_planar_writes_flat_rings():
     rms out of plane on drug molecules) without breaking the conformer."""
     from confgf_fast.checkpoint import load_model
 
-    model, noise = load_model(None, "cpu")
+    loaded = load_model(None, "cpu")
+
+    model, noise = loaded.model, loaded.noise
     _mol, batch = _batch("Cc1ccc(O)cc1", copies=4)
     cfg = resolve_schedule("quick", overrides={"num_steps": 10, "planar": 1.0, "stereo": False})
     pos = sample(model, batch, noise, cfg,

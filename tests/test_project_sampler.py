@@ -224,7 +224,9 @@ def test_generate_warm_start_end_to_end(tiny_ckpt):
     from confgf_fast.checkpoint import load_model
     from confgf_fast.pipeline import generate
 
-    model, noise = load_model(tiny_ckpt)
+    loaded = load_model(tiny_ckpt)
+
+    model, noise = loaded.model, loaded.noise
     # without oversampling: RDKit embeds 3 conformers of the cage only without its chirality check
     # (with 9 tries, as init_oversample=3 makes, some embed normally and no note is due)
     warm = resolve_schedule("warm", overrides={"init_oversample": 1})

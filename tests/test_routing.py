@@ -54,7 +54,7 @@ SMILES = ["CCO", "CCCCCCCCCC", "CCS", "CC(N)O", "CCP"]  # small, large, sulfur, 
 def test_generate_routes_each_molecule_and_keeps_input_order(tiny_ckpt, tmp_path):
     a, b = _pair(tiny_ckpt, tmp_path)
     models = load_models([a, b])
-    res = generate(SMILES, 2, model=[m for m, _ in models], noise=[n for _, n in models], schedule="quick", seed=3)
+    res = generate(SMILES, 2, model=models, schedule="quick", seed=3)
     for k, smi in enumerate(SMILES[:4]):
         mol = res.mols[k]
         assert mol is not None and mol.GetNumConformers() == 2, (k, res.errors.get(k))
@@ -62,8 +62,7 @@ def test_generate_routes_each_molecule_and_keeps_input_order(tiny_ckpt, tmp_path
     assert res.mols[4] is None and "P" in res.errors[4] and "S" in res.errors[4]  # the last model's vocabulary
     assert dict(res.stats.per_model) == {0: 2, 1: 2}
     # Reproducible, and a molecule's conformers do not depend on the other model's share of the chunk.
-    again = generate(SMILES, 2, model=[m for m, _ in models], noise=[n for _, n in models], schedule="quick",
-                     seed=3)
+    again = generate(SMILES, 2, model=list(models), schedule="quick", seed=3)
     for m1, m2 in zip(res.mols[:4], again.mols[:4]):
         assert all(torch.equal(torch.tensor(c1.GetPositions()), torch.tensor(c2.GetPositions()))
                    for c1, c2 in zip(m1.GetConformers(), m2.GetConformers()))
@@ -99,8 +98,8 @@ def test_cli_records_which_weights_sampled_each_molecule(tiny_ckpt, tmp_path, ca
 def test_the_shipped_set_covers_qm9_and_drug_like_molecules():
     paths = default_weights_paths()
     assert [p.name for p in paths] == list(DEFAULT_WEIGHTS_SET) and all(p.is_file() for p in paths)
-    qm9, drugs = (Coverage.of(m) for m, _ in load_models())
-    assert qm9 == Coverage.of(load_model()[0])  # load_model() alone is still the QM9 model
+    qm9, drugs = (Coverage.of(m) for m in load_models())
+    assert qm9 == Coverage.of(load_model())  # load_model() alone is still the QM9 model
     # Sulfonamide, aryl chloride and bromide, 20-odd heavy atoms: the drug-like weights.
     for smi in ("Cc1ccc(S(=O)(=O)Nc2ccc(Cl)cc2)cc1", "Brc1ccc(C(=O)NCCN2CCOCC2)cc1"):
         mol = Chem.AddHs(Chem.MolFromSmiles(smi))
@@ -139,8 +138,7 @@ def test_export_weights_stores_sampler_defaults_and_generate_uses_them(tiny_ckpt
     # --raw: the same weights as tiny_ckpt itself, so only the sampler settings differ below
     assert main(["export-weights", str(tiny_ckpt), str(out), "--raw", "--sampler-default", "warm.sigma_max=0.15"]) == 0
     assert "sampler defaults warm: sigma_max=0.15" in capsys.readouterr().err
-    model, _ = load_model(out)
-    assert model.sampler_defaults == {"warm": {"sigma_max": 0.15}}
+    assert load_model(out).meta.sampler_defaults == {"warm": {"sigma_max": 0.15}}
     assert main(["export-weights", str(tiny_ckpt), str(tmp_path / "x.pt"), "--sampler-default", "warm.init=1"]) == 2
     assert main(["export-weights", str(tiny_ckpt), str(tmp_path / "x.pt"), "--sampler-default", "sigma_max"]) == 2
     sdf = tmp_path / "o.sdf"
@@ -166,7 +164,7 @@ def test_relax_auto_relaxes_each_molecule_as_its_weights_were_exported(tiny_ckpt
     b_mmff = tmp_path / "large_mmff.pt"
     assert main(["export-weights", str(b), str(b_mmff), "--raw", "--relax-default", "mmff"]) == 0
     assert "relax default mmff" in capsys.readouterr().err
-    assert load_model(b_mmff)[0].relax_default == "mmff" and load_model(a)[0].relax_default == "none"
+    assert load_model(b_mmff).meta.relax_default == "mmff" and load_model(a).meta.relax_default == "none"
     res = generate(["CCO", "CCS"], 2, weights=[str(a), str(b_mmff)], seed=2)
     assert [f.get("energy_method") for f in res.flags[0]] == [None, None]  # the small weights: unrelaxed
     assert [f["energy_method"] for f in res.flags[1]] == ["MMFF94", "MMFF94"]
@@ -199,8 +197,7 @@ def test_shipped_drug_weights_sample_drug_size_molecules_from_noise_without_clas
     from confgf_fast.config import resolve_schedule
 
     models = load_models()
-    drugs_model = models[1][0]
-    assert drugs_model.sampler_defaults["noise"] == {"sigma_max": 4.0, "repel": 1.0}
+    assert models[1].meta.sampler_defaults["noise"] == {"sigma_max": 4.0, "repel": 1.0}
     smi = "COc1ccc(CC(=O)N2CCN(c3ncccn3)CC2)cc1OC(F)F"  # 28 heavy atoms: the drug-like weights
     cfg = resolve_schedule("noise", overrides={"oversample": 1})
     res = cf.generate([smi], 6, schedule=cfg, relax="none", seed=0)
@@ -210,3 +207,24 @@ def test_shipped_drug_weights_sample_drug_size_molecules_from_noise_without_clas
     off = resolve_schedule("noise", overrides={"oversample": 1, "repel": 0.01})
     res_off = cf.generate([smi], 6, schedule=off, relax="none", seed=0)
     assert sum(f["quality"] != "ok" for f in res_off.flags[0]) >= 3  # the control: the fix is live
+
+
+def test_load_model_gives_the_network_its_noise_levels_and_its_metadata(tiny_ckpt):
+    import dataclasses
+
+    from confgf_fast.config import NoiseConfig
+    from confgf_fast.loaded import LoadedModel, ModelMeta
+    from confgf_fast.model import ScoreNet
+
+    loaded = load_model(tiny_ckpt)
+    assert isinstance(loaded, LoadedModel) and isinstance(loaded.model, ScoreNet)
+    assert isinstance(loaded.noise, NoiseConfig)
+    assert loaded.meta.weights_name == tiny_ckpt.name and loaded.meta.relax_default == "none"
+    assert not hasattr(loaded.model, "trained_elements")  # metadata sits beside the network, not on it
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded.meta.trained_max_heavy_atoms = None
+    # a bare network: built in code, nothing known about its training data
+    bare = LoadedModel.of(loaded.model)
+    assert bare.meta == ModelMeta() and bare.noise == NoiseConfig() and bare.meta.name == "unknown"
+    assert LoadedModel.of(loaded) is loaded
+    assert Coverage.of(bare).max_heavy_atoms is None

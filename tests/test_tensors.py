@@ -38,7 +38,7 @@ def _check_layout(res: TensorConformers, atoms: dict[int, int], counts: dict[int
 
 
 def test_shapes_offsets_errors_and_lone_atoms(shipped):
-    model, noise = shipped
+    model, noise = shipped.model, shipped.noise
     smiles = ["CCO", "[Na+]", "C[C@H](N)C(=O)O", "not_a_smiles", "c1ccccc1O", "CBr"]
     res = generate_tensors(smiles, [2, 3, 2, 1, 2, 1], model=model, noise=noise, schedule=FAST, seed=3, max_atoms=30)
     _check_layout(res, atoms={0: 9, 1: 1, 2: 13, 4: 13}, counts={0: 2, 1: 3, 2: 2, 4: 2})
@@ -54,7 +54,7 @@ def test_shapes_offsets_errors_and_lone_atoms(shipped):
 
 def test_same_coordinates_as_generate(shipped):
     """The tensors path shares prepare_entry / sample_batch with generate: same seed, same numbers."""
-    model, noise = shipped
+    model, noise = shipped.model, shipped.noise
     smiles = ["CCO", "C[C@H](N)C(=O)O", "[He]", "c1ccccc1O"]
     kw = dict(model=model, noise=noise, schedule=FAST, seed=11, max_atoms=40)
     res = generate_tensors(smiles, 3, **kw)
@@ -71,7 +71,7 @@ def test_same_coordinates_as_generate(shipped):
 
 
 def test_seeded(shipped):
-    model, noise = shipped
+    model, noise = shipped.model, shipped.noise
     graphs = [featurize(mol_from_smiles(s)) for s in ("CCO", "CC(=O)N")]
     run = lambda seed, max_atoms=20_000: generate_tensors(  # noqa: E731
         graphs, [3, 2], model=model, noise=noise, schedule=FAST, seed=seed, max_atoms=max_atoms)
@@ -85,7 +85,7 @@ def test_seeded(shipped):
 
 
 def test_molgraph_checks_and_counts(shipped):
-    model, noise = shipped
+    model, noise = shipped.model, shipped.noise
     z = torch.tensor([6, 35, 1, 1, 1])  # CH3Br: bromine is not a QM9 element
     bonds = torch.tensor([[0, 0, 0, 0], [1, 2, 3, 4]])
     brome = extended_graph(z, bonds, torch.zeros(4, dtype=torch.long))
@@ -100,7 +100,7 @@ def test_molgraph_checks_and_counts(shipped):
 
 def test_no_progress_callback_in_the_loop(shipped, monkeypatch):
     """The sampler loop only syncs with the host through its callback: the tensors path passes none."""
-    model, noise = shipped
+    model, noise = shipped.model, shipped.noise
     seen = []
     real = batch_sampling.sample
 
@@ -172,13 +172,13 @@ def test_cuda_stays_on_device_without_sync_in_loop(monkeypatch):
 def test_cuda_graphs_match_eager(shipped, compile_mode):
     """CUDA-graph replay of each level's step gives the conformers of the eager loop (same seed,
     same noise sequence), stereo guidance included (a chiral centre and an E double bond)."""
-    model = ScoreNet(shipped[0].config).cuda().eval()
-    model.load_state_dict(shipped[0].state_dict())
+    model = ScoreNet(shipped.model.config).cuda().eval()
+    model.load_state_dict(shipped.model.state_dict())
     smiles = ["C[C@H](N)C(=O)O", "C/C=C/C"]
     base = resolve_schedule("paper", overrides={"levels": 6, "steps_per_level": 5, "stereo_sigma_max": 10.0})
-    eager = generate_tensors(smiles, 3, model=model, noise=shipped[1], schedule=base,
+    eager = generate_tensors(smiles, 3, model=model, noise=shipped.noise, schedule=base,
                              runtime=Runtime(compile=compile_mode), device="cuda", seed=5)
-    graphed = generate_tensors(smiles, 3, model=model, noise=shipped[1], schedule=base,
+    graphed = generate_tensors(smiles, 3, model=model, noise=shipped.noise, schedule=base,
                                runtime=Runtime(compile=compile_mode, cuda_graphs=True), device="cuda", seed=5)
     torch.testing.assert_close(graphed.pos, eager.pos, rtol=1e-4, atol=1e-4)
     assert torch.equal(graphed.stereo_ok, eager.stereo_ok)

@@ -142,7 +142,7 @@ def test_init_fine_tunes_from_weights_with_a_fresh_run(tiny_dataset, tmp_path):
     tr = train_from_files([str(drug_like)], str(out), None, None, cfg, init=str(src), val_fraction=0, progress=False)
     assert tr.step == 0 and tr.history == [] and not tr.opt.state_dict()["state"]
     assert tr.model.config.hidden_dim == 32
-    for a, b in zip(tr.model.parameters(), load_model(src)[0].parameters()):
+    for a, b in zip(tr.model.parameters(), load_model(src).model.parameters()):
         assert torch.equal(a, b)
     assert 16 in tr.trained_elements and {1, 6, 7, 8}.issubset(tr.trained_elements)
     # The largest molecule trained on (heavy atoms) is recorded, and a fine-tune keeps the larger of
@@ -423,8 +423,8 @@ def test_weight_average_follows_its_formula_and_is_saved_resumed_and_exported(ti
     e, r = read_checkpoint(tmp_path / "ema.pt"), read_checkpoint(tmp_path / "raw.pt")
     assert e["weights_kind"] == "ema" and e["ema"] == {"decay": 0.9, "updates": 10} and "ema_state" not in e
     assert r["weights_kind"] == "raw" and "ema_state" not in r
-    assert torch.equal(load_model(tmp_path / "ema.pt")[0].state_dict()[name], avg)
-    assert torch.equal(load_model(tmp_path / "raw.pt")[0].state_dict()[name], raw)
+    assert torch.equal(load_model(tmp_path / "ema.pt").model.state_dict()[name], avg)
+    assert torch.equal(load_model(tmp_path / "raw.pt").model.state_dict()[name], raw)
     # a checkpoint written without an average starts one from the weights it resumes with
     old = read_checkpoint(ck)
     old.pop("ema_state")

@@ -107,7 +107,7 @@ def test_generate_all_failed_leaves_no_empty_sdf(tiny_ckpt, tmp_path, capsys):
 def test_invalid_smiles_from_the_api_is_reported_once(tiny_model, capfd):
     from confgf_fast import generate
 
-    model, noise = tiny_model
+    model, noise = tiny_model.model, tiny_model.noise
     RDLogger.EnableLog("rdApp.*")  # as in a fresh Python session (the CLI tests turn RDKit's log off)
     try:
         capfd.readouterr()
@@ -126,7 +126,7 @@ def test_invalid_smiles_from_the_api_is_reported_once(tiny_model, capfd):
 def test_option_named_as_the_caller_can_change_it(tiny_model, tiny_ckpt, tmp_path):
     from confgf_fast import generate
 
-    model, noise = tiny_model
+    model, noise = tiny_model.model, tiny_model.noise
     res = generate(["CCl", "CC(=O)[O-].[Na+]", "CCCCCC"], 1, model=model, noise=noise, largest_fragment=False,
                    max_heavy_atoms=5)
     assert "allow_unknown_elements=True" in res.errors[0] and "--" not in res.errors[0]
@@ -376,7 +376,7 @@ def test_center_conformers_helper(tiny_model):
     from confgf_fast import generate
     from confgf_fast.pipeline import center_conformers
 
-    model, noise = tiny_model
+    model, noise = tiny_model.model, tiny_model.noise
     res = generate(["CCO", "[He]"], [2, 1], model=model, noise=noise,
                    schedule=paper(levels=3, steps_per_level=3))
     for mol in res.mols:
