@@ -49,7 +49,7 @@ from torch.utils._pytree import tree_flatten
 
 from confgf_fast import ops
 from confgf_fast.checkpoint import default_weights_path, load_model
-from confgf_fast.config import NoiseConfig, SamplerConfig
+from confgf_fast.config import LangevinSchedule, NoiseConfig, Runtime, Schedule, resolve_schedule
 from confgf_fast.graph import GraphBatch, PackedGraphs
 from confgf_fast.sampler import default_max_atoms, level_indices, num_evaluations
 from confgf_fast.tensors import generate_tensors
@@ -60,19 +60,30 @@ WORKLOADS = {
     "drugs": ("COCCc1ccc(OCC(O)CNC(C)C)cc1", 20, 20),
 }
 # evaluations per conformer of the paper and fast Langevin presets (966 for fast)
-PAPER_EVALS = num_evaluations(NoiseConfig(), SamplerConfig.preset("paper"))
-FAST_EVALS = num_evaluations(NoiseConfig(), SamplerConfig.preset("fast"))
+PAPER_EVALS = num_evaluations(NoiseConfig(), resolve_schedule("paper"))
+FAST_EVALS = num_evaluations(NoiseConfig(), resolve_schedule("fast"))
 MAX_ATOMS = 20_000  # the batch test_memory measures: generate's default on a GPU
 
 
 @functools.cache
 def shipped(device: str):
-    model, noise = load_model(default_weights_path(), device)
-    return model.eval(), noise
+    loaded = load_model(default_weights_path(), device)
+    return loaded.model.eval(), loaded.noise
 
 
-def schedule(config) -> SamplerConfig:
-    return SamplerConfig(levels=config.getoption("--bench-levels"), steps_per_level=config.getoption("--bench-steps"))
+@functools.cache
+def shipped_loaded(device: str):
+    """The shipped QM9 weights with their checkpoint's metadata, as generate gets them by default."""
+    return load_model(default_weights_path(), device)
+
+
+def schedule(config) -> LangevinSchedule:
+    """The paper's Langevin schedule cut to --bench-levels x --bench-steps (timings extrapolate)."""
+    return langevin(config.getoption("--bench-levels"), config.getoption("--bench-steps"))
+
+
+def langevin(levels: int, steps: int) -> LangevinSchedule:
+    return resolve_schedule("paper", overrides={"levels": levels, "steps_per_level": steps})
 
 
 def _sync(device: str) -> None:
@@ -81,7 +92,7 @@ def _sync(device: str) -> None:
 
 
 # ---- the official way -----------------------------------------------------------------------------
-def eager_official(model, noise, smiles: str, num_confs: int, cfg: SamplerConfig, device: str,
+def eager_official(model, noise, smiles: str, num_confs: int, cfg: LangevinSchedule, device: str,
                    generator: torch.Generator, keep_traj: bool = True) -> torch.Tensor:
     """One molecule, the official position_Langevin_Dynamics: K repeated graphs, eager ops, Python
     loop, every step's positions appended to a list (stacked at the end). Returns [K * n, 3]."""
@@ -207,20 +218,21 @@ VARIANTS = {"ours_eager": ("off", "fp32", False), "ours_compiled": ("on", "fp32"
             "ours_compiled_bf16": ("on", "bf16", False), "ours_compiled_cuda_graphs": ("on", "fp32", True)}
 
 
-def _time_generate(benchmark, request, device: str, size: str, cfg: SamplerConfig, warm: SamplerConfig):
+def _time_generate(benchmark, request, device: str, size: str, cfg: Schedule, warm: Schedule,
+                   runtime: Runtime):
     """Time generate_tensors on the workload with `cfg` (generate's batch size for the device),
     after one untimed run with `warm`: extension load, first-touch pages and, for compiled
     networks, compilation (one dynamic-shape graph per model and precision, reused afterwards)."""
     smiles, mols, confs = WORKLOADS[size]
-    model, noise = shipped(device)
+    loaded = shipped_loaded(device)
     max_atoms = default_max_atoms(device)
-    generate_tensors([smiles] * mols, confs, model=model, noise=noise, sampler=warm, device=device,
+    generate_tensors([smiles] * mols, confs, model=loaded, schedule=warm, runtime=runtime, device=device,
                      max_atoms=max_atoms)
     seed = iter(range(10**6))
 
     def run():
-        res = generate_tensors([smiles] * mols, confs, model=model, noise=noise, sampler=cfg, device=device,
-                               seed=next(seed), max_atoms=max_atoms)
+        res = generate_tensors([smiles] * mols, confs, model=loaded, schedule=cfg, runtime=runtime,
+                               device=device, seed=next(seed), max_atoms=max_atoms)
         _sync(device)
         return res
 
@@ -237,9 +249,8 @@ def test_ours(benchmark, sampler_results, request, device, size, variant):
     if graphs and not device.startswith("cuda"):
         pytest.skip("CUDA graphs need a CUDA device")
     cfg = schedule(request.config)
-    cfg.compile, cfg.precision, cfg.cuda_graphs = compile_mode, precision, graphs
-    warm = SamplerConfig(levels=1, steps_per_level=1, compile=compile_mode, precision=precision, cuda_graphs=graphs)
-    n, max_atoms = _time_generate(benchmark, request, device, size, cfg, warm)
+    runtime = Runtime(compile=compile_mode, precision=precision, cuda_graphs=graphs)
+    n, max_atoms = _time_generate(benchmark, request, device, size, cfg, langevin(1, 1), runtime)
     evals = len(level_indices(shipped(device)[1].num_levels, cfg.levels)) * cfg.steps_per_level
     _record(sampler_results, size, variant, benchmark, n, evals, device=device,
             backend=ops._resolve("auto", torch.zeros(1, 3, device=device)),
@@ -255,12 +266,10 @@ def test_project(benchmark, sampler_results, request, device, size, name):
     from-noise setting): its cost is the ratio of the two rows (the pair distances, a merge and sort
     of the active pairs every 10 sweeps, and one host sync for their count)."""
     preset = name.removesuffix("_repel")
-    cfg, warm = SamplerConfig.resolve("project", preset), SamplerConfig.resolve("project", preset)
-    if name.endswith("_repel"):
-        cfg.repel = warm.repel = 1.0
-    cfg.compile = "on"
-    warm.compile, warm.num_steps, warm.final_steps = "on", 1, 0
-    n, max_atoms = _time_generate(benchmark, request, device, size, cfg, warm)
+    repel = {"repel": 1.0} if name.endswith("_repel") else {}
+    cfg = resolve_schedule(preset, sampler="project", overrides=repel)
+    warm = resolve_schedule(cfg, overrides={"num_steps": 1, "final_steps": 0})
+    n, max_atoms = _time_generate(benchmark, request, device, size, cfg, warm, Runtime(compile="on"))
     _record(sampler_results, size, f"project_{name}_compiled", benchmark, n, None, device=device,
             network_evaluations_per_conformer=num_evaluations(shipped(device)[1], cfg), max_atoms=max_atoms)
 
@@ -275,15 +284,17 @@ def test_warm(benchmark, sampler_results, request, device, size, oversample):
     from confgf_fast.pipeline import generate
 
     smiles, mols, confs = WORKLOADS[size]
-    model, noise = shipped(device)
-    cfg = SamplerConfig.resolve(None, "warm")
-    cfg.compile = "on"
-    cfg.init_oversample = oversample
-    generate([smiles] * 2, 2, model=model, noise=noise, sampler=cfg, device=device)  # compile, first touch
+    loaded = shipped_loaded(device)
+    noise = loaded.noise
+    cfg = resolve_schedule("warm", overrides={"init_oversample": oversample})
+    runtime = Runtime(compile="on")
+    # compile, first touch
+    generate([smiles] * 2, 2, model=loaded, schedule=cfg, runtime=runtime, device=device)
     seed = iter(range(10**6))
 
     def run():
-        res = generate([smiles] * mols, confs, model=model, noise=noise, sampler=cfg, device=device, seed=next(seed))
+        res = generate([smiles] * mols, confs, model=loaded, schedule=cfg, runtime=runtime, device=device,
+                       seed=next(seed))
         _sync(device)
         return res
 
@@ -302,7 +313,7 @@ def test_eager_official(benchmark, sampler_results, request, device, size):
     model, noise = shipped(device)
     cfg = schedule(request.config)
     gen = torch.Generator(device=device).manual_seed(0)
-    eager_official(model, noise, smiles, 2, SamplerConfig(levels=1, steps_per_level=1), device, gen)  # warm-up
+    eager_official(model, noise, smiles, 2, langevin(1, 1), device, gen)  # warm-up
 
     def run():
         out = [eager_official(model, noise, smiles, confs, cfg, device, gen) for _ in range(mols)]

@@ -34,7 +34,7 @@ def models():
 
 @pytest.mark.parametrize("threads", [None, 1], ids=["default", "1thread"])
 def test_generate_threads(benchmark, models, threads):
-    kw = dict(model=[m for m, _ in models], noise=[n for _, n in models], seed=0, threads=threads)
+    kw = dict(model=models, seed=0, threads=threads)
     generate([SMILES], 2, **kw)  # untimed: extension load, first-touch pages
 
     def run():

@@ -1,6 +1,6 @@
 """What the maintained benchmarks (bench/README.md lists them) share: result provenance and the
 dirty-tree guard, result JSON writing, the benchmark molecules and references, the ETKDG and MMFF94
-baselines, paired per-molecule statistics and the --set handling of SamplerConfig fields.
+baselines, paired per-molecule statistics and the --set handling of schedule and runtime fields.
 
 The scripts run as `python bench/<name>.py` (or through pytest from bench/), so Python puts bench/
 on sys.path itself and `import common` needs no path set-up; no maintained script imports another.
@@ -25,6 +25,7 @@ import random
 import subprocess
 import sys
 import time
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -237,45 +238,67 @@ def describe(d: dict) -> str:
 
 
 # ---- the sampler record and --set --------------------------------------------------------------------------
-def weights_record(weights: list[str] | None, models: list, per_model: dict[int, int], sampler) -> dict:
+def sampler_record(schedule, runtime) -> dict:
+    """A result JSON's `sampler` entry: the sampler family, the schedule's preset name and every field
+    of the schedule (config.Schedule) and of the runtime (config.Runtime), under the keys the
+    result files have always used: those of the flat config the schedule types replaced)."""
+    return {"sampler": schedule.sampler, "schedule": schedule.name, **asdict(runtime),
+            **{f: getattr(schedule, f) for f in schedule.field_names()}}
+
+
+def weights_record(weights: list[str] | None, models: list, per_model: dict[int, int], schedule, runtime) -> dict:
     """What a result JSON says about the weights and the sampler: `weights` (the paths given, or
     "shipped"); `weights_step`, `trained_elements` and the sampler (`sampler`, `sampler_tag`, with
-    the checkpoint's own sampler_defaults applied, SamplerConfig.tuned_for) of the model that
-    sampled the most molecules (with the shipped set: the QM9 model on QM9, the drug-like model on
-    drugs); `weights_models`: every model's file name, step, sampler tag, relax_default (what
-    generate's default relax "auto" does to its molecules) and molecules sampled
-    (pipeline.RunStats.per_model)."""
+    the checkpoint's own sampler_defaults applied where the schedule's caller set nothing,
+    pipeline.tuned_schedule) of the model that sampled the most molecules (with the shipped set: the
+    QM9 model on QM9, the drug-like model on drugs); `weights_models`: every model's file name,
+    step, sampler tag, relax_default (what generate's default relax "auto" does to its molecules)
+    and molecules sampled (pipeline.RunStats.per_model). models: checkpoint.load_models's LoadedModels."""
     from confgf_fast.elements import element_names
+    from confgf_fast.pipeline import tuned_schedule
 
     top = max(range(len(models)), key=lambda i: per_model.get(i, 0))
-    model = models[top][0]
-    elements = getattr(model, "trained_elements", None)
-    tuned = sampler.tuned_for(getattr(model, "sampler_defaults", None))
-    return {"weights": ", ".join(weights) if weights else "shipped", "weights_step": model.trained_steps,
-            "trained_elements": element_names(elements) if elements else None,
-            "schedule": tuned.schedule, "sampler": vars(tuned), "sampler_tag": tuned.describe(),
-            "weights_models": [{"name": m.weights_name, "step": m.trained_steps, "molecules": per_model.get(i, 0),
-                                "sampler_tag": sampler.tuned_for(getattr(m, "sampler_defaults", None)).describe(),
-                                "relax_default": getattr(m, "relax_default", "none")}
-                               for i, (m, _) in enumerate(models)]}
+    meta = models[top].meta
+    tuned = tuned_schedule(schedule, models[top])
+    return {"weights": ", ".join(weights) if weights else "shipped", "weights_step": meta.trained_steps,
+            "trained_elements": element_names(meta.trained_elements) if meta.trained_elements else None,
+            "schedule": tuned.name, "sampler": sampler_record(tuned, runtime), "sampler_tag": tuned.describe(),
+            "weights_models": [{"name": m.meta.weights_name, "step": m.meta.trained_steps,
+                                "molecules": per_model.get(i, 0),
+                                "sampler_tag": tuned_schedule(schedule, m).describe(),
+                                "relax_default": m.meta.relax_default}
+                               for i, m in enumerate(models)]}
 
 
-def apply_sets(sampler, items: list[str]) -> None:
-    """Set SamplerConfig fields from --set FIELD=VALUE strings, in order. A value takes the type of
-    the field's current value (booleans by name: 1/true/yes/on are True); ValueError for an unknown
-    field or a value of the wrong type."""
+def apply_sets(schedule, runtime, items: list[str]):
+    """(schedule, runtime) with --set FIELD=VALUE strings applied, in order: a schedule field
+    through config.resolve_schedule's overrides, a runtime field (backend, compile, precision,
+    cuda_graphs) to the Runtime. A value takes the type of the field's current value (booleans by
+    name: 1/true/yes/on are True); ValueError for an unknown field (naming the family's fields) or a
+    value of the wrong type."""
+    from confgf_fast.config import resolve_schedule
+
+    runtime_fields = {f.name for f in fields(runtime)}
     for item in items:
         key, _, value = item.partition("=")
-        if not hasattr(sampler, key):
-            raise ValueError(f"--set: SamplerConfig has no field {key!r}")
-        old = getattr(sampler, key)
-        if isinstance(old, bool):  # bool("False") is True: read booleans by name
-            value = value.lower() in ("1", "true", "yes", "on")
-        if old is None:  # an optional field (e.g. select_window): a number if it reads as one
-            try:
-                value = int(value) if value.lstrip("-").isdigit() else float(value)
-            except ValueError:
-                pass
-            setattr(sampler, key, value)
-        else:
-            setattr(sampler, key, type(old)(value))
+        if key in runtime_fields:
+            runtime = replace(runtime, **{key: _typed(getattr(runtime, key), value)})
+            continue
+        if key not in schedule.field_names():
+            raise ValueError(f"--set: {key!r} is not a setting of the {schedule.sampler} sampler; its settings: "
+                             f"{', '.join(schedule.field_names())}, or the runtime's "
+                             f"{', '.join(sorted(runtime_fields))}")
+        schedule = resolve_schedule(schedule, overrides={key: _typed(getattr(schedule, key), value)})
+    return schedule, runtime
+
+
+def _typed(old, value: str):
+    """`value` (a --set string) as the type of the field's current value `old`."""
+    if isinstance(old, bool):  # bool("False") is True: read booleans by name
+        return value.lower() in ("1", "true", "yes", "on")
+    if old is None:  # an optional field (e.g. select_window): a number if it reads as one
+        try:
+            return int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            return value
+    return type(old)(value)

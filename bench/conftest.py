@@ -107,10 +107,10 @@ PAPER_EVALS = 5000
 
 
 def _fast_evals() -> int:
-    from confgf_fast.config import NoiseConfig, SamplerConfig
+    from confgf_fast.config import NoiseConfig, resolve_schedule
     from confgf_fast.sampler import num_evaluations
 
-    return num_evaluations(NoiseConfig(), SamplerConfig.preset("fast"))
+    return num_evaluations(NoiseConfig(), resolve_schedule("fast"))
 
 
 def _cpu_model() -> str:

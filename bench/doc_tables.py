@@ -951,7 +951,7 @@ def headline_table(parts: tuple[str, ...] = ("qm9", "drugs"), readme: bool = Fal
     return "\n".join(lines)
 
 
-# SamplerConfig.planar (planarity.py) against the same run without it, same seeds, whole benchmarks:
+# ProjectSchedule.planar (planarity.py) against the same run without it, same seeds, whole benchmarks:
 # (benchmark label, run, baseline file, planar file, benchmark key or None for eval_dev's QM9 files)
 PLANAR_RUNS = [
     ("QM9 dev v2 (190 mol.)", "from noise (`noise`)", "qm9_noise.json", "sweeps/qm9_noise_planar1.json", None),
@@ -980,7 +980,7 @@ def _rows_and_means(d: dict, bench: str | None, method: str) -> tuple[list[dict]
 
 
 def planar_table() -> str:
-    """Planar groups held flat (SamplerConfig.planar = 1) against the same run without, per
+    """Planar groups held flat (ProjectSchedule.planar = 1) against the same run without, per
     benchmark, run and relaxation: means off -> on and the paired per-molecule difference."""
     lines = ["| benchmark | run | relax | COV-R % | MAT-R Å | COV-P % | MAT-P Å | n | ΔCOV-R | ΔMAT-R Å | ΔCOV-P | "
              "ΔMAT-P Å |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]

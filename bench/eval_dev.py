@@ -24,7 +24,7 @@ import torch
 from rdkit import RDLogger
 
 from confgf_fast.checkpoint import load_models
-from confgf_fast.config import SCHEDULES, SamplerConfig
+from confgf_fast.config import SCHEDULES, Runtime, resolve_schedule
 from confgf_fast.evaluate import EvalResult, evaluate, format_table, stereo_match_rate
 from confgf_fast.pipeline import generate
 from confgf_fast.sampler import num_evaluations
@@ -43,12 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--levels", type=int, default=None)
     ap.add_argument("--steps-per-level", type=int, default=None)
     ap.add_argument("--eps", type=float, default=None)
-    ap.add_argument("--bands", default=None, help="SamplerConfig.bands spec, e.g. '2:6x20,0.1:21x36,0:6x20'")
+    ap.add_argument("--bands", default=None, help="LangevinSchedule.bands spec, e.g. '2:6x20,0.1:21x36,0:6x20'")
     ap.add_argument("--sampler", default=None, choices=["langevin", "project", "dist"])
     ap.add_argument("--init", default=None, choices=["random", "etkdg"],
                     help="etkdg: the warm start from ETKDGv3 conformers (schedule warm by default)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                    help="set any SamplerConfig field, e.g. --set num_steps=30 --set noise_scale=0.4")
+                    help="set any field of the schedule (config.resolve_schedule's overrides) or the runtime, "
+                         "e.g. --set num_steps=30 --set noise_scale=0.4")
     ap.add_argument("--paired", default=None,
                     help="a result JSON on the same weights (e.g. the paper schedule on all 190 molecules) to "
                          "print paired per-molecule differences against")
@@ -78,12 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     refs = common.sample_subset(refs, args.sample, args.sample_seed)
     counts = common.budget_counts(refs)
     models = load_models(args.weights, args.device)
-    noise = models[0][1]
-    sampler = SamplerConfig.resolve(args.sampler, args.schedule, args.init)
-    sampler.precision, sampler.compile = args.precision, args.compile
-    sampler.override(args.levels, args.steps_per_level, args.eps, args.bands)
+    noise = models[0].noise
+    given = {"levels": args.levels, "steps_per_level": args.steps_per_level, "eps": args.eps, "bands": args.bands}
     try:
-        common.apply_sets(sampler, args.set)
+        sampler = resolve_schedule(args.schedule, sampler=args.sampler, init=args.init,
+                                   overrides={k: v for k, v in given.items() if v is not None})
+        sampler, runtime = common.apply_sets(sampler, Runtime(precision=args.precision, compile=args.compile),
+                                             args.set)
     except ValueError as exc:
         ap.error(str(exc))
 
@@ -93,17 +95,17 @@ def main(argv: list[str] | None = None) -> int:
         "sample_seed": args.sample_seed, "threshold": args.threshold,
         "machine": f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads, "
                    f"device {args.device}",
-        **common.weights_record(args.weights, models, {0: len(refs)}, sampler),  # updated from the run below
+        **common.weights_record(args.weights, models, {0: len(refs)}, sampler, runtime),  # updated from the run below
         "network_evaluations": num_evaluations(noise, sampler), "per_molecule": {},
         "provenance": prov,
     }
     ours_eval = None
     if not args.no_ours:
         t0 = time.perf_counter()
-        res = generate(inputs, counts, model=[m for m, _ in models], noise=[n for _, n in models], sampler=sampler,
-                       device=args.device, seed=args.seed, progress=not args.quiet)
+        res = generate(inputs, counts, model=models, schedule=sampler, runtime=runtime, device=args.device,
+                       seed=args.seed, progress=not args.quiet)
         t_ours = time.perf_counter() - t0
-        out.update(common.weights_record(args.weights, models, res.stats.per_model, sampler))
+        out.update(common.weights_record(args.weights, models, res.stats.per_model, sampler, runtime))
         # a molecule without output (res.mols None) counts as covering nothing
         ours_eval = evaluate({s: [g] if g is not None else [] for (s, _), g in zip(refs, res.mols)}, ref_groups,
                              threshold=args.threshold, progress=False)

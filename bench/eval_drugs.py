@@ -48,7 +48,7 @@ from rdkit import Chem, RDLogger, rdBase
 
 from confgf_fast.checkpoint import load_models
 from confgf_fast.chem import canonical_smiles, set_conformers
-from confgf_fast.config import SCHEDULES, SamplerConfig
+from confgf_fast.config import SCHEDULES, Runtime, Schedule, resolve_schedule
 from confgf_fast.evaluate import EvalResult, evaluate, stereo_match_rate
 from confgf_fast.pipeline import generate
 from confgf_fast.relax import DEFAULT_MAX_ITERS, RelaxOptions
@@ -128,7 +128,7 @@ def score(mols: list[Chem.Mol | None], refs: list[tuple[str, Chem.Mol]], ref_gro
     return summary, {k: r.row_dicts() for k, r in by_t.items()}, t_eval
 
 
-def run_benchmark(path: Path, args: argparse.Namespace, models: list, sampler: SamplerConfig,
+def run_benchmark(path: Path, args: argparse.Namespace, models: list, sampler: Schedule, runtime: Runtime,
                   per_model: Counter) -> dict:
     """Every selected method on one benchmark file -> its JSON block (see the module docstring)."""
     refs = select(common.load_reference(path), args.max_mols, args.sample, args.sample_seed)
@@ -147,10 +147,10 @@ def run_benchmark(path: Path, args: argparse.Namespace, models: list, sampler: S
         t0 = time.perf_counter()
         # Unrelaxed: ours_mmff below relaxes these with the same call as ETKDG's (where the weights'
         # relax_default is mmff, ours_mmff is what generate's default, relax "auto", writes).
-        res = generate(inputs, counts, model=[m for m, _ in models], noise=[n for _, n in models], sampler=sampler,
-                       device=args.device, seed=args.seed, progress=progress, relax="none")
+        res = generate(inputs, counts, model=models, schedule=sampler, runtime=runtime, device=args.device,
+                       seed=args.seed, progress=progress, relax="none")
         per_model.update(res.stats.per_model)
-        out["molecules_per_weights"] = {models[i][0].weights_name: n for i, n in sorted(res.stats.per_model.items())}
+        out["molecules_per_weights"] = {models[i].meta.weights_name: n for i, n in sorted(res.stats.per_model.items())}
         generated["ours"] = (res.mols, time.perf_counter() - t0)
         out["seconds"]["ours_generate"] = generated["ours"][1]
         flags = [f for fl in res.flags.values() for f in fl]
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--schedule", default=None, choices=list(SCHEDULES),
                     help="the schedule preset for ours (default: generate's, warm; noise = the from-noise mode)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                    help="set a field of the schedule's SamplerConfig, e.g. --set num_steps=30")
+                    help="set a field of the schedule (or the runtime), e.g. --set num_steps=30")
     ap.add_argument("--max-mols", type=int, default=None, help="only the first N molecules of each benchmark")
     ap.add_argument("--sample", type=int, default=None, help="a seeded random subset of N molecules per benchmark")
     ap.add_argument("--sample-seed", type=int, default=0)
@@ -263,14 +263,14 @@ def main(argv: list[str] | None = None) -> int:
 
     models = load_models(args.weights, args.device)
     per_model: Counter = Counter()
-    sampler = SamplerConfig.resolve(schedule=args.schedule)  # default: generate's, the warm start
     try:
-        common.apply_sets(sampler, args.set)
+        sampler = resolve_schedule(args.schedule)  # default: generate's, the warm start
+        sampler, runtime = common.apply_sets(sampler, Runtime(), args.set)
     except ValueError as exc:
         ap.error(str(exc))
     out = {
-        "thresholds": list(THRESHOLDS), **common.weights_record(args.weights, models, {}, sampler),
-        "network_evaluations": num_evaluations(models[0][1], sampler), "seed": args.seed,
+        "thresholds": list(THRESHOLDS), **common.weights_record(args.weights, models, {}, sampler, runtime),
+        "network_evaluations": num_evaluations(models[0].noise, sampler), "seed": args.seed,
         "max_mols": args.max_mols, "sample": args.sample, "sample_seed": args.sample_seed,
         "threads": {"torch": torch.get_num_threads(), "etkdg_embed": args.threads, "mmff": args.threads,
                     "ours_etkdg_warm_start": 1},
@@ -279,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     names = list(BENCHMARKS) if args.bench == "both" else [args.bench]
     for name in names:
         path = Path(args.drugs_ref) if name == "drugs" and args.drugs_ref else BENCHMARKS[name]
-        out["benchmarks"][name] = b = run_benchmark(path, args, models, sampler, per_model)
-        out.update(common.weights_record(args.weights, models, per_model, sampler))
+        out["benchmarks"][name] = b = run_benchmark(path, args, models, sampler, runtime, per_model)
+        out.update(common.weights_record(args.weights, models, per_model, sampler, runtime))
         report(name, b)
         if args.json:  # written after each benchmark, so a long run keeps what it finished
             common.write_json(args.json, out)

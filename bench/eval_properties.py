@@ -32,7 +32,7 @@ import torch
 from rdkit import Chem, RDLogger
 
 from confgf_fast.checkpoint import load_models
-from confgf_fast.config import SamplerConfig
+from confgf_fast.config import resolve_schedule
 from confgf_fast.pipeline import generate
 from confgf_fast.properties import (
     DEFAULT_MARGIN,
@@ -86,11 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     models = load_models(None, "cpu")
     seconds: dict[str, float] = {}
     sets: dict[str, list[Chem.Mol | None]] = {}
-    samplers = {"ours_warm": SamplerConfig.resolve(None, "warm"), "ours_noise": SamplerConfig.resolve(None, "noise")}
+    samplers = {"ours_warm": resolve_schedule("warm"), "ours_noise": resolve_schedule("noise")}
     for name, sampler in samplers.items():
         t0 = time.perf_counter()
-        res = generate(inputs, counts, model=[m for m, _ in models], noise=[n for _, n in models], sampler=sampler,
-                       seed=args.seed, relax="none", threads=1, progress=not args.quiet)
+        res = generate(inputs, counts, model=models, schedule=sampler, seed=args.seed, relax="none", threads=1,
+                       progress=not args.quiet)
         seconds[f"{name}_sampling"] = time.perf_counter() - t0
         sets[name] = res.mols
         print(f"{name} ({sampler.describe()}): {seconds[name + '_sampling']:.1f} s", flush=True)
@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         "conformers_per_molecule": "2K (budget_k), every one evaluated" if args.max_confs is None
         else f"2K, at most {args.max_confs} per ensemble evaluated",
         "machine": f"{platform.processor() or platform.machine()}, 1 thread",
-        "weights": "shipped", "weights_step": models[0][0].trained_steps,
-        "samplers": {k: {"tag": s.describe(), "network_evaluations": num_evaluations(models[0][1], s)}
+        "weights": "shipped", "weights_step": models[0].meta.trained_steps,
+        "samplers": {k: {"tag": s.describe(), "network_evaluations": num_evaluations(models[0].noise, s)}
                      for k, s in samplers.items()},
         "mmff_max_iters": args.max_iters, "provenance": prov,
         "methods": {}, "paired": {}, "per_molecule": {}, "seconds": seconds,

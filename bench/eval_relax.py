@@ -27,7 +27,7 @@ import torch
 from rdkit import Chem, RDLogger
 
 from confgf_fast.checkpoint import load_model
-from confgf_fast.config import SCHEDULES, SamplerConfig
+from confgf_fast.config import SCHEDULES, Runtime, resolve_schedule
 from confgf_fast.evaluate import evaluate, format_table
 from confgf_fast.pipeline import generate
 from confgf_fast.relax import RelaxOptions, check_conformers
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1,
                     help="processes for the RMSD evaluation (not timed; with six methods most of a whole-set run)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                    help="set a SamplerConfig field of ours, e.g. --set oversample=2")
+                    help="set a schedule (or runtime) field of ours, e.g. --set oversample=2")
     ap.add_argument("--json", default=None)
     common.add_result_args(ap)
     args = ap.parse_args(argv)
@@ -80,10 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     refs = common.sample_subset(common.load_reference(Path(args.ref)), args.sample, args.sample_seed)
     counts = common.budget_counts(refs)
     inputs, ref_groups = common.benchmark_inputs(refs)
-    model, noise = load_model(args.weights, "cpu")
-    sampler = SamplerConfig.resolve(None, args.schedule)
+    loaded = load_model(args.weights, "cpu")
     try:
-        common.apply_sets(sampler, args.set)
+        sampler, runtime = common.apply_sets(resolve_schedule(args.schedule), Runtime(), args.set)
     except ValueError as exc:
         ap.error(str(exc))
     opts = {m: RelaxOptions(m, max_iters=args.max_iters, threads=args.threads) for m in args.relax}
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                         threshold=args.threshold, progress=False, workers=args.workers)
 
     t0 = time.perf_counter()
-    res = generate(inputs, counts, model=model, noise=noise, sampler=sampler, seed=args.seed, progress=True)
+    res = generate(inputs, counts, model=loaded, schedule=sampler, runtime=runtime, seed=args.seed, progress=True)
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
     emb = [common.etkdg(x, n, args.seed + k, oversample=args.etkdg_oversample)
@@ -110,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         seconds.update({f"ours_relax_{m}": t_ours_relax, f"etkdg_relax_{m}": t_rd_relax})
     out = {
         "benchmark": Path(args.ref).name, "n_mols": len(refs), "sample": args.sample, "sample_seed": args.sample_seed,
-        "threshold": args.threshold, "weights": args.weights or "shipped", "weights_step": model.trained_steps,
-        "schedule": args.schedule, "network_evaluations": num_evaluations(noise, sampler),
+        "threshold": args.threshold, "weights": args.weights or "shipped", "weights_step": loaded.meta.trained_steps,
+        "schedule": args.schedule, "network_evaluations": num_evaluations(loaded.noise, sampler),
         "relax": {"methods": args.relax, "max_iters": args.max_iters}, "seconds": seconds,
         "etkdg_oversample": args.etkdg_oversample, "sampler_tag": sampler.describe(),
         "provenance": prov, "methods": {}, "paired": {}, "per_molecule": {},

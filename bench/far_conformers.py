@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from confgf_fast.checkpoint import load_model
-    from confgf_fast.config import SamplerConfig
+    from confgf_fast.config import resolve_schedule
     from confgf_fast.pipeline import generate
 
     torch.set_num_threads(args.threads)
@@ -380,12 +380,11 @@ def main(argv: list[str] | None = None) -> int:
            "provenance": prov}
     generated: dict[str, list] = {}
     if args.method in ("ours", "both"):
-        model, noise = load_model(args.weights, "cpu")
-        sampler = SamplerConfig.resolve(None, "warm")
+        loaded = load_model(args.weights, "cpu")
+        sampler = resolve_schedule("warm")
         t0 = time.perf_counter()
-        res = generate(inputs, counts, model=model, noise=noise, sampler=sampler, seed=args.seed,
-                       progress=not args.quiet)
-        out["ours"] = {"weights": args.weights or "shipped", "weights_step": model.trained_steps,
+        res = generate(inputs, counts, model=loaded, schedule=sampler, seed=args.seed, progress=not args.quiet)
+        out["ours"] = {"weights": args.weights or "shipped", "weights_step": loaded.meta.trained_steps,
                        "sampler_tag": sampler.describe(), "seconds": time.perf_counter() - t0}
         generated["ours"] = res.mols
     if args.method in ("etkdg", "both"):

@@ -1,6 +1,6 @@
 """How to pick 2K conformers out of oversampled samples from noise (issue 30, levers 1-2).
 
-Oversampling from noise (SamplerConfig.oversample) raises recall but farthest-point selection also
+Oversampling from noise (ProjectSchedule.oversample) raises recall but farthest-point selection also
 favours the off-manifold samples (they are "far" from everything), which costs precision. This
 samples OS x 2K conformers per dev molecule once (`quick`, from noise, no RDKit embedding), then
 applies several selections to the same samples and evaluates each, paired per molecule against
@@ -41,7 +41,7 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 
 from confgf_fast.checkpoint import load_model
-from confgf_fast.config import SamplerConfig
+from confgf_fast.config import Runtime, resolve_schedule
 from confgf_fast.diversity import farthest_point_subset, rmsd_to_all, select_conformers
 from confgf_fast.evaluate import evaluate
 from confgf_fast.pipeline import generate
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pools", default=None, help="also select from the first P x 2K samples, e.g. 2,3")
     ap.add_argument("--etkdg-pool", type=int, default=0, help="ETKDGv3 pool of P x 2K, same selections")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                    help="a SamplerConfig field of the quick schedule, e.g. --set num_steps=29")
+                    help="a field of the quick schedule (or the runtime), e.g. --set num_steps=29")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
     common.add_result_args(ap)
@@ -143,10 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     refs = common.sample_subset(common.load_reference(Path(args.ref)), args.sample, 0)
     counts = common.budget_counts(refs)
     inputs, ref_groups = common.benchmark_inputs(refs)
-    sampler = SamplerConfig.resolve(None, "quick", None)
-    common.apply_sets(sampler, args.set)
+    sampler, runtime = common.apply_sets(resolve_schedule("quick"), Runtime(), args.set)
     t0 = time.perf_counter()
-    res = generate(inputs, [c * args.oversample for c in counts], sampler=sampler, seed=args.seed, threads=1)
+    res = generate(inputs, [c * args.oversample for c in counts], schedule=sampler, runtime=runtime, seed=args.seed,
+                   threads=1)
     t_sample = time.perf_counter() - t0
     flags = [res.flags.get(k, []) for k in range(len(refs))]
     arms = [("", res.mols, flags, args.oversample)]
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         arms.append(("etkdg:", [m if m.GetNumConformers() else None for m in pool], [[] for _ in pool],
                      args.etkdg_pool))
     out = {"benchmark": Path(args.ref).name, "n_mols": len(refs), "oversample": args.oversample,
-           "network_evaluations_per_sample": num_evaluations(load_model(None, "cpu")[1], sampler),
+           "network_evaluations_per_sample": num_evaluations(load_model(None, "cpu").noise, sampler),
            "sampler_tag": sampler.describe(), "seconds_sampling": t_sample, "seconds_etkdg_pool": t_etkdg,
            "selections": {}, "per_molecule": {}, "provenance": prov}
     base = None

@@ -559,110 +559,17 @@ def check_sampler_defaults(defaults: object) -> dict:
     return defaults
 
 
-# ---- DEPRECATED: remove once bench/ builds schedules with resolve_schedule ---------------------------
-@dataclass
-class SamplerConfig:
-    """DEPRECATED compatibility shim for the bench/ scripts only (issue 27): the old flat, mutable
-    config of every sampler and runtime field. Nothing in the package builds one; the Python API
-    accepts one as `sampler=` and splits it (split) into the Schedule and Runtime it stands for.
-    Every constructor goes through resolve_schedule. Delete with its last bench/ caller."""
-
-    steps_per_level: int = 100
-    eps: float = 2.4e-6
-    clip: float = 1000.0
-    levels: int | None = None
-    bands: str | None = None
-    backend: str = "auto"
-    stereo: bool = True
-    stereo_strength: float = 5.0
-    stereo_sigma_max: float = 0.5
-    compile: str = "auto"
-    precision: str = "fp32"
-    cuda_graphs: bool = False
-    sampler: str = "langevin"
-    schedule: str = "custom"
-    num_steps: int = 40
-    sigma_max: float = 2.0
-    sigma_min: float = 0.0
-    rho: float = 3.0
-    tweedie: float = 1.0
-    eval_scale: float = 1.0
-    noise_scale: float = 0.8
-    quiet_below: float = 0.1
-    inner_iters: int = 60
-    final_steps: int = 4
-    final_sigma: float = 0.05
-    init_scale: float = 1.0
-    stereo_gain: float = 0.1
-    embed_dims: int = 3
-    squash_sigma: float = 0.1
-    eta: float = 1.0
-    repel: float = 0.0
-    repel_every: int = 10
-    planar: float = 0.0
-    corrector_steps: int = 0
-    snr: float = 0.16
-    init: str = "random"
-    init_oversample: int = 3
-    oversample: int = 1
-    select_window: float | None = None
-    select_temperature: float | None = None
-
-    def split(self) -> tuple[Schedule, Runtime]:
-        """The (Schedule, Runtime) this config stands for, built through resolve_schedule."""
-        cls = FAMILIES[self.sampler]
-        kw = {f: getattr(self, f) for f in cls.field_names()}
-        name = self.schedule if SCHEDULES.get(self.schedule) == self.sampler else "custom"
-        runtime = Runtime(self.backend, self.compile, self.precision, self.cuda_graphs)
-        return resolve_schedule(cls(name=name, **kw)), runtime
-
-    @classmethod
-    def from_schedule(cls, schedule: Schedule, runtime: Runtime | None = None) -> SamplerConfig:
-        runtime = runtime or Runtime()
-        return cls(sampler=schedule.sampler, schedule=schedule.name, **asdict(runtime),
-                   **{f: getattr(schedule, f) for f in schedule.field_names()})
-
-    @classmethod
-    def preset(cls, name: str) -> SamplerConfig:
-        return cls.from_schedule(resolve_schedule(name))
-
-    @classmethod
-    def resolve(cls, sampler: str | None = None, schedule: str | None = None,
-                init: str | None = None) -> SamplerConfig:
-        return cls.from_schedule(resolve_schedule(schedule, sampler=sampler, init=init))
-
-    def override(self, levels: int | None = None, steps_per_level: int | None = None, eps: float | None = None,
-                 bands: str | None = None) -> None:
-        given = {"levels": levels, "steps_per_level": steps_per_level, "eps": eps, "bands": bands}
-        schedule, runtime = self.split()
-        new = resolve_schedule(schedule, overrides={k: v for k, v in given.items() if v is not None})
-        for k, v in vars(SamplerConfig.from_schedule(new, runtime)).items():
-            setattr(self, k, v)
-
-    def tuned_for(self, defaults: dict | None) -> SamplerConfig:
-        tuned = (check_sampler_defaults(defaults or {})).get(self.schedule)
-        if not tuned:
-            return self
-        schedule, runtime = self.split()
-        return SamplerConfig.from_schedule(resolve_schedule(schedule, tuned=tuned), runtime)
-
-    def describe(self) -> str:
-        return self.split()[0].describe()
-
-
-def api_schedule(sampler: str | SamplerConfig | Schedule | None, schedule: str | Schedule | None,
+def api_schedule(sampler: str | None, schedule: str | Schedule | None,
                  runtime: Runtime | None) -> tuple[Schedule, Runtime]:
     """The Schedule and Runtime of the Python API's `sampler` / `schedule` / `runtime` keywords
-    (config.resolve_schedule: names as the CLI's --sampler / --schedule; None and None = the
-    `warm` schedule), ValueError for what does not fit together."""
-    if isinstance(sampler, SamplerConfig):  # DEPRECATED shim (bench/): split into what it stands for
-        if schedule is not None:
-            raise ValueError("schedule= picks a preset; with a SamplerConfig, set its fields instead")
-        given, own = sampler.split()
-        return given, runtime or own
+    (resolve_schedule: names as the CLI's --sampler / --schedule, or schedule= a Schedule; None and
+    None = the `warm` schedule), ValueError for what does not fit together."""
     if isinstance(sampler, Schedule):
         raise ValueError("sampler= names a sampler family ('langevin', 'project', 'dist'); pass a Schedule as "
                          "schedule=")
+    if sampler is not None and not isinstance(sampler, str):
+        raise ValueError(f"sampler= names a sampler family ('langevin', 'project', 'dist'), not a "
+                         f"{type(sampler).__name__}; build a Schedule with resolve_schedule and pass it as schedule=")
     return resolve_schedule(schedule, sampler=sampler), runtime or Runtime()
 
 
@@ -685,7 +592,6 @@ __all__ = [
     "NoiseConfig",
     "ProjectSchedule",
     "Runtime",
-    "SamplerConfig",
     "Schedule",
     "TrainConfig",
     "parse_bands",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from .config import NoiseConfig
 from .model import ScoreNet
@@ -56,28 +55,6 @@ class LoadedModel:
         if isinstance(model, LoadedModel):
             return model if noise is None else replace(model, noise=noise)
         return cls(model, noise or NoiseConfig())
-
-    # ---- DEPRECATED: remove once bench/ reads .model / .noise / .meta -------------------------------
-    # The bench/ scripts still unpack `model, noise = load_model(...)` and read metadata as model
-    # attributes (model.trained_steps). Unpacking gives (this LoadedModel, its noise), and this
-    # object stands in for the network there: attributes fall through to meta, then to the
-    # network, and calling it calls the network. Nothing in the package relies on this.
-    def __iter__(self):
-        return iter((self, self.noise))
-
-    def __getitem__(self, k: int) -> Any:
-        return (self, self.noise)[k]
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("model", "noise", "meta"):
-            raise AttributeError(name)
-        meta = object.__getattribute__(self, "meta")
-        if hasattr(meta, name):
-            return getattr(meta, name)
-        return getattr(object.__getattribute__(self, "model"), name)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.model(*args, **kwargs)
 
 
 __all__ = ["LoadedModel", "ModelMeta"]

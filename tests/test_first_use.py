@@ -139,7 +139,8 @@ def test_warm_start_embeds_per_batch_so_records_come_early(tiny_ckpt, monkeypatc
     import confgf_fast.pipeline as pipeline
     from confgf_fast.checkpoint import load_model
 
-    model, noise = load_model(str(tiny_ckpt))
+    loaded = load_model(str(tiny_ckpt))
+    model, noise = loaded.model, loaded.noise
     embedded = []
     real = pipeline.etkdg_coordinates
 
@@ -163,7 +164,8 @@ def test_warm_start_progress_names_the_molecule_embedding(tiny_ckpt, capsys):
     from confgf_fast.checkpoint import load_model
     from confgf_fast.pipeline import generate_iter
 
-    model, noise = load_model(str(tiny_ckpt))
+    loaded = load_model(str(tiny_ckpt))
+    model, noise = loaded.model, loaded.noise
     outs = list(generate_iter(["CCO", "CCN"], 1, model=model, noise=noise, progress=True, threads=1,
                               schedule="warm"))
     assert len(outs) == 2

@@ -120,7 +120,8 @@ def test_generate_iter_budget_is_scoped(tiny_ckpt, restore_threads):
     from confgf_fast.config import resolve_schedule
     from confgf_fast.pipeline import generate_iter
 
-    model, noise = load_model(str(tiny_ckpt))
+    loaded = load_model(str(tiny_ckpt))
+    model, noise = loaded.model, loaded.noise
     torch.set_num_threads(2)
     seen = []
     for out in generate_iter(["CCO", "CC"], 1, model=model, noise=noise, threads=1,

@@ -47,8 +47,8 @@ def main() -> None:
                                                             "CC1(C)OC1C=O"])
     args = ap.parse_args()
     torch.set_num_threads(1)
-    model, noise = load_model(None, "cpu")
-    model.eval()
+    loaded = load_model(None, "cpu")
+    model, noise = loaded.model.eval(), loaded.noise
     compiled = torch.compile(model, dynamic=True)
     sigma = noise.sigmas("cpu")[10]
     graph = featurize(mol_from_smiles(args.smiles))

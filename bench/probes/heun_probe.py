@@ -35,7 +35,7 @@ import eval_dev
 from common import write_json
 
 import confgf_fast.batch_sampling as batch_sampling
-from confgf_fast.config import SamplerConfig
+from confgf_fast.config import Runtime, resolve_schedule
 from confgf_fast.sampler import project_grid, projected_denoise, score_function
 
 POLISH_SIGMA, POLISH_STEPS, NOISE_SCALE = 0.05, 4, 0.8
@@ -43,14 +43,16 @@ POLISH_SIGMA, POLISH_STEPS, NOISE_SCALE = 0.05, 4, 0.8
 
 def heun_sampler(steps: int, churn: float, rho: float):
     @torch.no_grad()
-    def sample(model, batch, noise, cfg, generator=None, pos_init=None, callback=None, guidance=None):
+    def sample(model, batch, noise, cfg, runtime=None, generator=None, pos_init=None, callback=None, guidance=None):
         degree = (batch.rowptr[1:] - batch.rowptr[:-1]).clamp_min(1).float().unsqueeze(1)
-        score = score_function(model, cfg, batch.z.device, (2 * steps + POLISH_STEPS) * batch.num_graphs)
+        score = score_function(model, runtime or Runtime(), batch.z.device,
+                               (2 * steps + POLISH_STEPS) * batch.num_graphs)
 
         def denoise(pos, sig):  # the projected Tweedie denoiser of project_sample
             return projected_denoise(pos, batch, score, sig, cfg, degree)
 
-        grid = [*project_grid(noise, SamplerConfig(sampler="project", num_steps=steps, rho=rho, sigma_max=2.0)), 0.0]
+        levels = resolve_schedule("quick", overrides={"num_steps": steps, "rho": rho, "sigma_max": 2.0})
+        grid = [*project_grid(noise, levels), 0.0]
         x = NOISE_SCALE * grid[0] * torch.randn(batch.num_atoms, 3, generator=generator, device=batch.z.device)
         for i in range(steps):
             s0, s1 = grid[i], grid[i + 1]

@@ -25,7 +25,7 @@ import torch
 from rdkit import Chem, RDLogger
 
 from confgf_fast.checkpoint import load_model
-from confgf_fast.config import SamplerConfig
+from confgf_fast.config import Runtime, resolve_schedule
 from confgf_fast.evaluate import evaluate, format_table
 from confgf_fast.pipeline import generate
 
@@ -72,23 +72,21 @@ def main(argv: list[str] | None = None) -> int:
     total = [2 * m.GetNumConformers() for _, m in refs]
     n_warm = [min(n, max(1, round(args.share * n))) for n in total]
     n_other = [n - w for n, w in zip(total, n_warm)]
-    model, noise = load_model(args.weights)
-    warm = SamplerConfig.resolve(None, "warm", None)
-    other = SamplerConfig.resolve("project" if args.other in ("quick", "warm") else "langevin", args.other, None)
-    apply_sets(other, args.set_other)
-    for s in (warm, other):
-        s.compile = "off"
+    loaded = load_model(args.weights)
+    warm, runtime = resolve_schedule("warm"), Runtime(compile="off")
+    other = resolve_schedule(args.other, sampler="project" if args.other in ("quick", "warm") else "langevin")
+    other, other_runtime = apply_sets(other, runtime, args.set_other)
     inputs, ref_groups = benchmark_inputs(refs)
     t0 = time.perf_counter()
-    a = generate(inputs, n_warm, model=model, noise=noise, sampler=warm, seed=args.seed, progress=False)
+    a = generate(inputs, n_warm, model=loaded, schedule=warm, runtime=runtime, seed=args.seed, progress=False)
     t_warm = time.perf_counter() - t0
     # any zero count (share 1) leaves that molecule to the warm start alone
     keep = [k for k, n in enumerate(n_other) if n > 0]
     b_mols: list[Chem.Mol | None] = [None] * len(refs)
     t0 = time.perf_counter()
     if keep:
-        b = generate([inputs[k] for k in keep], [n_other[k] for k in keep], model=model, noise=noise, sampler=other,
-                     seed=args.seed + 1, progress=False)
+        b = generate([inputs[k] for k in keep], [n_other[k] for k in keep], model=loaded, schedule=other,
+                     runtime=other_runtime, seed=args.seed + 1, progress=False)
         for k, m in zip(keep, b.mols):
             b_mols[k] = m
     t_other = time.perf_counter() - t0
@@ -99,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"union: warm start {sum(n_warm)} + {other.describe()} {sum(n_other)} conformers")
     print(format_table(summ))
     out = {"benchmark": Path(args.ref).name, "n_mols": len(refs), "sample": args.sample, "threshold": args.threshold,
-           "weights": args.weights or "shipped", "weights_step": model.trained_steps, "share_warm": args.share,
+           "weights": args.weights or "shipped", "weights_step": loaded.meta.trained_steps, "share_warm": args.share,
            "warm": warm.describe(), "other": other.describe(),
            "conformers": {"warm": sum(n_warm), "other": sum(n_other)},
            "seconds": {"warm": t_warm, "other": t_other}, "ours": summ,
