@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # The generate command's files and exit codes; re-exported, as callers import them from here.
 from . import threads as threads_mod
@@ -46,7 +47,12 @@ from .generate_io import (  # noqa: F401 (re-exports)
     remove_if_empty,
     scan_for_resume,
 )
-from .loaded import LoadedModel
+
+if TYPE_CHECKING:
+    from .distributed import Shard
+    from .loaded import LoadedModel
+    from .prepare import MolOutcome
+    from .request import GenerateRequest
 
 
 def _repo_shared_heldout() -> Path | None:
@@ -192,7 +198,7 @@ def _error(message: object, code: int) -> int:
 class _GenerateRun:
     """One `generate` command after its request is built: what it loaded, opened and counted."""
 
-    def __init__(self, args: argparse.Namespace, request, shard):
+    def __init__(self, args: argparse.Namespace, request: GenerateRequest, shard: Shard | None):
         from .pipeline import RunStats
 
         self.args, self.request, self.shard = args, request, shard
@@ -328,7 +334,7 @@ class _GenerateRun:
             self.errlog.close()
         return code
 
-    def _write(self, res) -> None:
+    def _write(self, res: MolOutcome) -> None:
         """One molecule's outcome: its warnings and error on stderr, its records, its count."""
         n = self.counts
         n["in"] += 1
