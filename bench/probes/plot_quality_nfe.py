@@ -25,6 +25,19 @@ def family(d: dict) -> str:
     return "warm start" if s.get("init", "random") != "random" else s.get("sampler", "langevin")
 
 
+def _normalise(d: dict) -> dict:
+    """eval_relax.py files keep each method under `methods` and name the sampler only in its SDF
+    tag: give them eval_dev.py's layout (`ours`, `etkdg`, `sampler`)."""
+    if "methods" not in d:
+        return d
+    words = dict(w.split("=", 1) for w in d.get("sampler_tag", "").split() if "=" in w)
+    out = {**d, **{k: v for k, v in d["methods"].items() if k in ("ours", "etkdg")}}
+    out["sampler"] = {"sampler": words.get("sampler", "langevin"), "init": words.get("init", "random")}
+    if "etkdg" in out:
+        out["etkdg"] = {**out["etkdg"], "oversample": d.get("etkdg_oversample", 1)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="+")
@@ -36,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [json.loads(Path(f).read_text()) for f in args.files]
+    runs = [_normalise(json.loads(Path(f).read_text())) for f in args.files]
     runs = [d for d in runs if d.get("n_mols") == FULL]
     # Plain ETKDGv3 (no oversampling), preferring a baseline-only run (dev_full_etkdg.json, rerun
     # after the seed fix, chem.etkdg_seed) to the ETKDG rows inside older runs of ours.
