@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -261,3 +263,113 @@ def write_sdf(path_or_writer, mol: Chem.Mol, props: dict | None = None, conf_ids
     if isinstance(path_or_writer, str):
         writer.close()
     return len(ids)
+
+
+# Cap on the atom maps GetBestRMS enumerates per pair. RDKit's own default is 1,000,000; each map
+# costs one alignment, so a very symmetric molecule (several t-butyl / CF3 groups) can take
+# seconds per pair. 10,000 covers e.g. 5 independent 3-fold rotors plus 2 ring flips exactly;
+# beyond that the RMSD can only be over-estimated (fewer maps tried), never under-estimated.
+DEFAULT_MAX_MATCHES = 10_000
+
+
+def heavy_copy(mol: Chem.Mol) -> Chem.Mol:
+    """Copy of `mol` without hydrogens (all conformers kept). Falls back to an unsanitised removal
+    for records RDKit cannot sanitise, so one odd record does not abort an evaluation."""
+    try:
+        return Chem.RemoveHs(mol)
+    except Exception:
+        h = Chem.RemoveHs(mol, sanitize=False)
+        h.UpdatePropertyCache(strict=False)
+        return h
+
+
+# ---- stereo as perceived from 3D vs. the input ----------------------------------------------
+
+@dataclass(frozen=True)
+class _StereoTarget:
+    mol: Chem.Mol  # the input, no H, stereo as written
+    iso: str  # its canonical isomeric SMILES
+    flat: str | None  # its stereo-free canonical SMILES when it specifies no stereo at all, else None
+    partial: bool  # some potential stereo element is left unspecified
+
+
+@lru_cache(maxsize=4096)
+def _stereo_target(smiles: str) -> _StereoTarget:
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise ValueError(f"invalid SMILES: {smiles!r}")
+    # Canonicalised as chem.stereo_smiles_from_3d writes a conformer (chem.canonical_smiles).
+    iso, flat = canonical_smiles(mol, stereo=True), canonical_smiles(mol)
+    partial = any(el.specified == Chem.StereoSpecified.Unspecified for el in Chem.FindPotentialStereo(Chem.Mol(mol)))
+    return _StereoTarget(mol, iso, flat if iso == flat else None, partial)
+
+
+def _perceived_heavy(mol: Chem.Mol, conf_id: int) -> Chem.Mol:
+    """One conformer's molecule, stereo perceived from 3D, no H (as chem.stereo_smiles_from_3d)."""
+    m = Chem.Mol(mol)
+    conf = Chem.Conformer(mol.GetConformer(conf_id))
+    m.RemoveAllConformers()
+    m.AddConformer(conf, assignId=True)
+    Chem.AssignStereochemistryFrom3D(m)
+    return remove_hs(m)
+
+
+def _matches_with_unspecified_cleared(mol: Chem.Mol, conf_id: int, t: _StereoTarget, max_maps: int = 1000) -> bool:
+    """Does the conformer match once every stereo element the input leaves unspecified is cleared?
+
+    The atom map input -> conformer comes from substructure matching without chirality; every map
+    is tried (symmetric atoms may be mapped either way).
+    """
+    h = _perceived_heavy(mol, conf_id)
+    free_atoms = [a.GetIdx() for a in t.mol.GetAtoms() if a.GetChiralTag() not in
+                  (Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW)]
+    free_bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in t.mol.GetBonds()
+                  if b.GetBondType() == Chem.BondType.DOUBLE
+                  and b.GetStereo() in (Chem.BondStereo.STEREONONE, Chem.BondStereo.STEREOANY)]
+    for match in h.GetSubstructMatches(t.mol, useChirality=False, uniquify=False, maxMatches=max_maps):
+        c = Chem.Mol(h)
+        for i in free_atoms:
+            c.GetAtomWithIdx(match[i]).SetChiralTag(Chem.ChiralType.CHI_UNSPECIFIED)
+        for i, j in free_bonds:
+            c.GetBondBetweenAtoms(match[i], match[j]).SetStereo(Chem.BondStereo.STEREONONE)
+        if free_bonds:
+            # SMILES output follows the single bonds' '/' '\\' directions, not the double bonds'
+            # stereo flags: rebuild the directions from the flags that are left.
+            for b in c.GetBonds():
+                b.SetBondDir(Chem.BondDir.NONE)
+            Chem.SetDoubleBondNeighborDirections(c)
+        if canonical_smiles(c, stereo=True) == t.iso:
+            return True
+    return False
+
+
+def stereo_matches(mols: Chem.Mol | Iterable[Chem.Mol], input_smiles: str | Sequence[str] | None = None) -> np.ndarray:
+    """Per conformer (every conformer of every Mol, in order): does its 3D-perceived stereo equal
+    the input's? True iff chem.stereo_smiles_from_3d(conformer) equals the canonical isomeric SMILES
+    of the input (without H, canonicalised the same way), where stereo elements the input leaves
+    unspecified are ignored: an input without any stereo only needs the same stereo-free molecule,
+    and for a partly specified input those elements are cleared on the conformer before comparing.
+
+    input_smiles: one SMILES for all, one per Mol, or None to use each Mol's `smiles` property.
+    """
+    mols = [mols] if isinstance(mols, Chem.Mol) else list(mols)
+    if input_smiles is None:
+        smiles = [m.GetProp("smiles") for m in mols]
+    elif isinstance(input_smiles, str):
+        smiles = [input_smiles] * len(mols)
+    else:
+        smiles = list(input_smiles)
+        if len(smiles) != len(mols):
+            raise ValueError(f"{len(smiles)} SMILES for {len(mols)} molecules")
+    out: list[bool] = []
+    for mol, smi in zip(mols, smiles):
+        t = _stereo_target(smi)
+        if t.flat is not None:
+            out.extend([canonical_smiles(mol) == t.flat] * mol.GetNumConformers())
+            continue
+        for c in mol.GetConformers():
+            ok = stereo_smiles_from_3d(mol, c.GetId()) == t.iso
+            if not ok and t.partial:
+                ok = _matches_with_unspecified_cleared(mol, c.GetId(), t)
+            out.append(ok)
+    return np.array(out, dtype=bool)

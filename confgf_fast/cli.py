@@ -515,7 +515,7 @@ def cmd_build_qm9(args: argparse.Namespace) -> int:
         print("error: --heldout is required (the csv of molecules never to train on)", file=sys.stderr)
         return EXIT_USAGE
     if args.xtb:
-        from .data.xtb import available
+        from .xtb import available
 
         if not available():
             print("error: --xtb needs the tblite package (pip install tblite)", file=sys.stderr)
@@ -529,7 +529,7 @@ def cmd_build_qm9(args: argparse.Namespace) -> int:
 
 def cmd_build_refs(args: argparse.Namespace) -> int:
     from .data.reference_search import SearchSettings, build_union
-    from .data.xtb import available
+    from .xtb import available
 
     if not available():
         print("error: build-refs needs the tblite package (pip install tblite)", file=sys.stderr)
@@ -556,7 +556,7 @@ def cmd_build_drugs(args: argparse.Namespace) -> int:
               "pass --exclude FILE ... (or --no-exclude)", file=sys.stderr)
         return EXIT_USAGE
     if args.xtb:
-        from .data.xtb import available
+        from .xtb import available
 
         if not available():
             print("error: --xtb needs the tblite package (pip install tblite)", file=sys.stderr)

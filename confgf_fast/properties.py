@@ -13,7 +13,7 @@ we report the mean (MAE, the paper's figure) and the median of those errors, and
 error X(generated) - X(reference) (positive Ē: the generated conformers sit higher in energy).
 
 Units: eV for all five, as the paper. The paper computed the properties with Psi4 (DFT); here they
-are GFN2-xTB single points (tblite, data/xtb.py), the level of theory of our reference ensembles.
+are GFN2-xTB single points (tblite, xtb.py), the level of theory of our reference ensembles.
 Absolute values therefore differ from the paper's; comparisons between methods on the same
 references are what this measures.
 
@@ -47,8 +47,8 @@ import numpy as np
 from rdkit import Chem
 from tqdm.auto import tqdm
 
-from .data.xtb import HARTREE_EV, xtb_singlepoints
 from .evaluate import EvalInputError, group_by_molecule, read_sdf
+from .xtb import HARTREE_EV, xtb_singlepoints
 
 STAT_KEYS = ("e_mean", "e_min", "gap_mean", "gap_min", "gap_max")
 STAT_LABELS = {"e_mean": "E_mean", "e_min": "E_min", "gap_mean": "gap_mean", "gap_min": "gap_min",

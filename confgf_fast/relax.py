@@ -11,8 +11,8 @@ Methods:
   with a warning; the method is recorded per conformer (`energy_method`). With neither, the
   conformers are kept unrelaxed (energy NaN, method `none`) and a warning says so.
 - `xtb`: GFN2-xTB geometry optimisation with the PyPI package tblite (an optional dependency;
-  RelaxError naming the package if it is missing), the L-BFGS optimiser of data/xtb.py, one
-  conformer per thread. A conformer whose bonding changed (data/xtb.topology_kept, or the
+  RelaxError naming the package if it is missing), the L-BFGS optimiser of xtb.py, one
+  conformer per thread. A conformer whose bonding changed (xtb.topology_kept, or the
   quality.py bond / 1-3 clash / connectivity tests on the optimised geometry) or whose
   optimisation failed is dropped and counted; the energy is the GFN2-xTB total energy.
 Energies are in kcal/mol (xTB's hartree x 627.5095). After relaxing, every kept conformer is
@@ -121,7 +121,7 @@ def relax_per_model(relax: str | RelaxOptions | Sequence[RelaxOptions], defaults
 
 def require_tblite() -> None:
     """RelaxError with the install hint when tblite (GFN2-xTB) is not importable."""
-    from .data.xtb import available
+    from .xtb import available
 
     if not available():
         raise RelaxError("relax method xtb needs the tblite package (GFN2-xTB): pip install tblite")
@@ -181,7 +181,7 @@ def _force_field(mol: Chem.Mol, method: str, max_iters: int, threads: int,
 def _xtb(mol: Chem.Mol, max_steps: int, threads: int) -> tuple[list[float], list[bool], list[str | None]]:
     """GFN2-xTB optimisation of every conformer of `mol`, in place where it succeeds.
     -> (energies kcal/mol, converged, per conformer None or why it is dropped)."""
-    from .data.xtb import topology_kept, xtb_optimize
+    from .xtb import topology_kept, xtb_optimize
 
     z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
     charge = sum(a.GetFormalCharge() for a in mol.GetAtoms())
@@ -219,7 +219,7 @@ def _xtb(mol: Chem.Mol, max_steps: int, threads: int) -> tuple[list[float], list
 def check_conformers(mol: Chem.Mol) -> tuple[list[int], list[list[str]]]:
     """Every conformer of `mol` (all H) -> (stereo_ok 0/1, quality.py defect names) per conformer:
     the checks made after sampling, on these coordinates; a conformer that fails the geometric
-    stereo check is passed if RDKit's 3D perception (evaluate.stereo_matches) finds the input's
+    stereo check is passed if RDKit's 3D perception (chem.stereo_matches) finds the input's
     stereo in it."""
     from .chem import conformer_positions, featurize
     from .graph import PackedGraphs
@@ -239,8 +239,7 @@ def check_conformers(mol: Chem.Mol) -> tuple[list[int], list[list[str]]]:
         # stereo.stereo_ok is sufficient, not necessary: it also asks the substituents' tetrahedron
         # to have the right orientation, which a relaxed strained cage can miss while RDKit perceives
         # every centre right from 3D (2 of 30 dev molecules after MMFF). Ask RDKit for those.
-        from .chem import remove_hs
-        from .evaluate import stereo_matches
+        from .chem import remove_hs, stereo_matches
 
         try:
             target = Chem.MolToSmiles(remove_hs(mol))
@@ -268,7 +267,7 @@ def prune_by_rms(mol: Chem.Mol, energies: list[float], threshold: float, candida
     if its heavy-atom RMSD (symmetry-aware GetBestRMS on a hydrogen-free copy) to every kept one is
     more than `threshold` A. candidates: conformer indices to consider (default all). Returns the
     kept indices in energy order (NaN energies last, in their order)."""
-    from .evaluate import DEFAULT_MAX_MATCHES, heavy_copy
+    from .chem import DEFAULT_MAX_MATCHES, heavy_copy
 
     idx = list(range(mol.GetNumConformers())) if candidates is None else list(candidates)
     idx.sort(key=lambda k: (not math.isfinite(energies[k]), energies[k] if math.isfinite(energies[k]) else 0.0))

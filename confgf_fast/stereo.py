@@ -302,7 +302,7 @@ def violations(pos: Tensor, constraints: StereoConstraints, atom_ptr: Tensor) ->
 def stereo_ok(pos: Tensor, constraints: StereoConstraints, atom_ptr: Tensor) -> Tensor:
     """pos: [N, 3], atom_ptr: [G+1] -> [G] bool: every centre and double bond of the conformer is
     right (see violations); conformers without stereo elements are True. Sufficient for
-    evaluate.stereo_matches, not necessary: for a molecule that is its own mirror image (e.g.
+    chem.stereo_matches, not necessary: for a molecule that is its own mirror image (e.g.
     cis-1,4-cyclohexanediol) the all-inverted conformer also matches there."""
     bad_v, bad_c = violations(pos, constraints, atom_ptr)
     return (bad_v == 0) & (bad_c == 0)

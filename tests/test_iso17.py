@@ -119,7 +119,7 @@ def test_velocity_verlet_with_xtb_conserves_energy():
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
-    from confgf_fast.data.xtb import XTBForces
+    from confgf_fast.xtb import XTBForces
 
     mol = Chem.AddHs(Chem.MolFromSmiles("CO"))
     AllChem.EmbedMolecule(mol, randomSeed=1)

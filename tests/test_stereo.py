@@ -9,9 +9,8 @@ from oracle import OracleScore
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from confgf_fast.chem import conformer_positions, featurize, mol_from_smiles, set_conformers
+from confgf_fast.chem import conformer_positions, featurize, mol_from_smiles, set_conformers, stereo_matches
 from confgf_fast.config import ModelConfig, NoiseConfig, resolve_schedule
-from confgf_fast.evaluate import stereo_matches
 from confgf_fast.graph import PackedGraphs
 from confgf_fast.model import ScoreNet
 from confgf_fast.ops import reference
@@ -299,7 +298,7 @@ ORACLE_SMILES = ["N[C@@H](C)C(=O)O", "C[C@@H]1C[C@H](O)[C@@H](N)C[C@H]1C", "C/C=
 
 def oracle_run(stereo: bool, k: int = 4, seed: int = 0):
     """Sample k conformers per molecule with the oracle score of one ETKDG conformer; return the
-    per-molecule stereo match rates (evaluate.stereo_matches) and finalize's ok mask."""
+    per-molecule stereo match rates (chem.stereo_matches) and finalize's ok mask."""
     mols = [embedded(s, 1, seed=3) for s in ORACLE_SMILES]
     mol_ids = torch.arange(len(mols)).repeat_interleave(k)
     batch = PackedGraphs([featurize(m) for m in mols]).batch(mol_ids)

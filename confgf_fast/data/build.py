@@ -177,7 +177,7 @@ def _accept(mol, heavy, cid: int, want: str | None, refs, ref_ids: list[int], de
 
 
 def refine_with_xtb(mol, dedup_rmsd: float, want_stereo: str | None = None, max_matches: int = 1_000_000):
-    """Optimise every conformer of `mol` (all H) with GFN2-xTB (data/xtb.py) in place and keep those
+    """Optimise every conformer of `mol` (all H) with GFN2-xTB (xtb.py) in place and keep those
     that converge without changing the bonding, keep the stereo (want_stereo, isomeric canonical
     SMILES; None: the first conformer's) and are not within dedup_rmsd of one kept before them (two
     MMFF minima can fall into one xTB minimum). Returns `mol`, possibly with no conformer left.
@@ -188,7 +188,7 @@ def refine_with_xtb(mol, dedup_rmsd: float, want_stereo: str | None = None, max_
     """
     from rdkit import Chem
 
-    from .xtb import refine_conformer
+    from ..xtb import refine_conformer
 
     ids = [c.GetId() for c in mol.GetConformers()]
     refined = [cid for cid in ids if refine_conformer(mol, cid) is not None]

@@ -44,7 +44,7 @@ class DrugsBuildConfig:
     mmff_iters: int = 2000  # MMFF94 optimisation cap per conformer
     max_iterations: int = 0  # ETKDG attempts per conformer (0: RDKit's default)
     embed_timeout: int = 10  # seconds per ETKDG call of one molecule (RDKit's timeout; 0: none)
-    xtb: bool = False  # refine the conformers with GFN2-xTB (data/xtb.py; needs tblite)
+    xtb: bool = False  # refine the conformers with GFN2-xTB (xtb.py; needs tblite)
 
 
 def default_cache_dir() -> Path:

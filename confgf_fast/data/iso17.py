@@ -162,7 +162,7 @@ def find_isomers(num: int, heldout_csv: str | Path | None, rows: Iterable | None
 
 def run_isomer(mol, cfg: ISO17Config, seed: int) -> dict:
     """GFN2-xTB Langevin MD of one molecule (all H, one conformer) per cfg; the arrays of its file."""
-    from .xtb import XTBForces, topology_kept
+    from ..xtb import XTBForces, topology_kept
 
     z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
     masses = np.array([a.GetMass() for a in mol.GetAtoms()], dtype=np.float64)

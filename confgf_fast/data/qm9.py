@@ -33,7 +33,7 @@ class QM9BuildConfig:
     dedup_rmsd: float = 0.125  # angstrom, heavy-atom GetBestRMS
     chunk_size: int = 1000
     seed: int = 2021
-    xtb: bool = False  # refine all conformers (the DFT one too) with GFN2-xTB (data/xtb.py; needs tblite)
+    xtb: bool = False  # refine all conformers (the DFT one too) with GFN2-xTB (xtb.py; needs tblite)
 
 
 def qm9pack_data_dir() -> Path:

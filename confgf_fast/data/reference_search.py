@@ -10,9 +10,9 @@ any RDKit embedding and adds what the references miss:
 2. for each of `starts` starts: set every rotatable torsion (a single, non-ring bond between two
    atoms with at least two heavy neighbours each, neither in a triple bond) to a uniform random
    angle, then add Gaussian noise of `noise` Å to every atom (so rings can change pucker);
-3. optimise with GFN2-xTB (tblite through data.xtb.xtb_optimize, convergence at a largest atomic
+3. optimise with GFN2-xTB (tblite through xtb.xtb_optimize, convergence at a largest atomic
    force of 0.02 eV/Å, the references' ASE `fmax`);
-4. drop a minimum whose bonding changed (data.xtb.topology_kept) or whose 3D-perceived stereo SMILES
+4. drop a minimum whose bonding changed (xtb.topology_kept) or whose 3D-perceived stereo SMILES
    differs from the start's;
 5. keep minima within `window` kcal/mol of the lowest energy seen (references' or the search's),
    deduplicated at `dedup` Å heavy-atom RMSD (RDKit GetBestRMS, symmetry-aware);
@@ -128,9 +128,8 @@ def search_molecule(refs: Sequence, settings: SearchSettings, seed: int,
     from rdkit import Chem
     from rdkit.Chem import rdMolTransforms
 
-    from ..chem import stereo_smiles_from_3d
-    from ..evaluate import heavy_copy
-    from .xtb import topology_kept
+    from ..chem import heavy_copy, stereo_smiles_from_3d
+    from ..xtb import topology_kept
 
     optimize = optimize or _xtb_optimizer(settings.max_steps)
     t0 = time.time()
@@ -188,7 +187,7 @@ def search_molecule(refs: Sequence, settings: SearchSettings, seed: int,
 
 
 def _xtb_optimizer(max_steps: int) -> Callable:
-    from .xtb import xtb_optimize
+    from ..xtb import xtb_optimize
 
     def optimize(z: np.ndarray, pos: np.ndarray):
         try:
