@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .config import NoiseConfig, Runtime, Schedule
-from .graph import GraphBatch, PackedGraphs
+from .config import DEFAULT_GRAPH_ORDER, NoiseConfig, Runtime, Schedule
+from .graph import GraphBatch, MolGraph, PackedGraphs
 from .model import ScoreNet
 from .quality import broken_conformers
 from .sampler import sample
@@ -57,6 +57,13 @@ class SampledBatch:
     broken: Tensor | None
 
 
+def model_graphs(graphs: Sequence[MolGraph], model: ScoreNet) -> PackedGraphs:
+    """The molecules' graphs, packed at the order `model` was trained on: prepare and featurize
+    build ConfGF's order 3, a model of ModelConfig.graph_order K scores all pairs within K bonds."""
+    order = model.config.graph_order
+    return PackedGraphs([g if order == DEFAULT_GRAPH_ORDER else g.at_order(order) for g in graphs])
+
+
 def sample_batch(model: ScoreNet, packed: PackedGraphs, mol_ids: Tensor, noise: NoiseConfig,
                  sampler: Schedule, runtime: Runtime, device: str | torch.device, generator: torch.Generator,
                  stereo: Sequence[StereoConstraints] | None = None,
@@ -87,4 +94,4 @@ def sample_batch(model: ScoreNet, packed: PackedGraphs, mol_ids: Tensor, noise: 
     return SampledBatch(batch, pos, bad, stereo_ok, broken)
 
 
-__all__ = ["POS_LIMIT", "SampledBatch", "bad_conformers", "sample_batch"]
+__all__ = ["POS_LIMIT", "SampledBatch", "bad_conformers", "model_graphs", "sample_batch"]

@@ -459,7 +459,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_from_files(args.data, args.out, model_cfg, NoiseConfig(), train_cfg, device=args.device,
                          resume=args.resume, val_fraction=args.val_fraction, log_path=args.log,
                          progress=not args.quiet, time_limit_s=args.time_limit,
-                         threads=threads_mod.resolve(args.threads).threads, init=args.init)
+                         threads=threads_mod.resolve(args.threads).threads, init=args.init,
+                         graph_order=args.graph_order)
     except (WeightsError, DatasetFileError) as exc:  # a bad --data / --resume / --init file: one line
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL
@@ -762,6 +763,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", default=None,
                    help="start from this checkpoint's weights (shape, noise levels, trained elements) with a fresh "
                         "optimizer and step 0: fine-tuning, e.g. the shipped QM9 model on drug-like data")
+    t.add_argument("--graph-order", type=_positive, default=None, metavar="K",
+                   help="score the distances of all pairs within K bonds (default: the --init/--resume model's, "
+                        "else 3, ConfGF's bonds, angles and torsions); with --init a higher K grows the edge-type "
+                        "embedding, each new hop count starting as a copy of the torsion type")
     t.add_argument("--val-fraction", type=float, default=0.02, help="molecules held out for validation loss")
     t.add_argument("--val-every", type=int, default=1000)
     t.add_argument("--save-every", type=int, default=1000)

@@ -13,9 +13,25 @@ from typing import ClassVar
 import torch
 
 # Edge-type vocabulary of the extended graph (see chem.py): 1-hop pairs carry their bond type,
-# 2-hop ("angle") and 3-hop ("dihedral") pairs one type each.
+# 2-hop ("angle") and 3-hop ("dihedral") pairs one type each. A graph of higher order (ModelConfig.
+# graph_order) gives each further hop count h its own type, EDGE_ANGLE + h - 2, so "type < EDGE_ANGLE
+# + k - 2" always means "within k - 1 bonds" whatever the order.
 EDGE_SINGLE, EDGE_DOUBLE, EDGE_TRIPLE, EDGE_AROMATIC, EDGE_ANGLE, EDGE_DIHEDRAL = range(6)
 NUM_EDGE_TYPES = 6
+# ConfGF's graph: pairs within 3 bonds (bonds, angles, torsions), what both shipped models use.
+DEFAULT_GRAPH_ORDER = 3
+
+
+def hop_edge_type(hop: int) -> int:
+    """Edge type of a pair `hop` >= 2 bonds apart (EDGE_ANGLE at 2, EDGE_DIHEDRAL at 3, then one per hop)."""
+    if hop < 2:
+        raise ValueError(f"hop_edge_type is for pairs at least 2 bonds apart (got {hop}); bonds carry their bond type")
+    return EDGE_ANGLE + hop - 2
+
+
+def edge_types_for_order(order: int) -> int:
+    """Size of the edge-type vocabulary a graph of this order uses (6 for ConfGF's order 3)."""
+    return hop_edge_type(order) + 1 if order >= 2 else EDGE_ANGLE
 # Node input is the atomic number; the embedding table covers Z < 100 like the official code.
 NUM_ATOM_TYPES = 100
 
@@ -28,6 +44,18 @@ class ModelConfig:
     num_layers: int = 4
     num_atom_types: int = NUM_ATOM_TYPES
     num_edge_types: int = NUM_EDGE_TYPES
+    # Pairs within this many bonds are the graph's edges (graph.extended_graph). 3 is ConfGF's; a
+    # higher order also scores longer-range distances (1-5, 1-6 pairs: what fixes a rotamer against
+    # the rest of a drug-size molecule), each hop count with an edge type of its own.
+    graph_order: int = DEFAULT_GRAPH_ORDER
+
+    def __post_init__(self) -> None:
+        if self.graph_order < 1:
+            raise ValueError(f"graph_order must be at least 1 (got {self.graph_order})")
+        need = edge_types_for_order(self.graph_order)
+        if self.num_edge_types < need:
+            raise ValueError(f"a graph of order {self.graph_order} has {need} edge types; "
+                             f"num_edge_types is {self.num_edge_types}")
 
     @classmethod
     def preset(cls, name: str) -> ModelConfig:
@@ -584,6 +612,7 @@ def config_from_dict(cls, d: dict):
 
 
 __all__ = [
+    "DEFAULT_GRAPH_ORDER",
     "NUM_ATOM_TYPES",
     "NUM_EDGE_TYPES",
     "DistSchedule",
@@ -594,6 +623,8 @@ __all__ = [
     "Runtime",
     "Schedule",
     "TrainConfig",
+    "edge_types_for_order",
+    "hop_edge_type",
     "parse_bands",
     "preset",
     "resolve_schedule",

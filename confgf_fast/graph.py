@@ -50,6 +50,12 @@ class MolGraph(_GraphSizes):
         """[n+1] CSR row pointers: the edges leaving atom i are rowptr[i]:rowptr[i+1]."""
         return rowptr_from_sorted(self.edge_index[0], self.num_atoms)
 
+    def at_order(self, order: int) -> MolGraph:
+        """The same molecule's extended graph of another order (pairs within `order` bonds), rebuilt
+        from its bonds: what a model of ModelConfig.graph_order != 3 is given."""
+        bond_index, bond_type = self.bonds()
+        return extended_graph(self.z, bond_index, bond_type, order)
+
     def bonds(self) -> tuple[Tensor, Tensor]:
         """([2, B] bonded pairs with src < dst, [B] their types): all the extended graph is built from."""
         from .config import EDGE_ANGLE
@@ -63,10 +69,11 @@ def extended_graph(z: Tensor, bond_index: Tensor, bond_type: Tensor, order: int 
 
     z: [n] atomic numbers; bond_index: [2, B] bonded pairs (each bond once, either direction);
     bond_type: [B] edge types EDGE_SINGLE..EDGE_AROMATIC. Pairs at 2 and 3 bonds get EDGE_ANGLE and
-    EDGE_DIHEDRAL. Hop counts come from powers of the boolean adjacency matrix; edges come out
-    sorted by (src, dst) because np.nonzero scans row-major.
+    EDGE_DIHEDRAL, pairs at h > 3 bonds (order > 3) config.hop_edge_type(h). Hop counts come from
+    powers of the boolean adjacency matrix; edges come out sorted by (src, dst) because np.nonzero
+    scans row-major.
     """
-    from .config import EDGE_ANGLE, EDGE_DIHEDRAL
+    from .config import hop_edge_type
 
     n = int(z.numel())
     bi = bond_index.numpy().astype(np.int64)
@@ -77,7 +84,7 @@ def extended_graph(z: Tensor, bond_index: Tensor, bond_type: Tensor, order: int 
     frontier = adj.copy()
     for hop in range(2, order + 1):
         frontier = (frontier.astype(np.uint8) @ adj.astype(np.uint8) > 0) & ~seen
-        types[frontier] = EDGE_ANGLE if hop == 2 else EDGE_DIHEDRAL
+        types[frontier] = hop_edge_type(hop)
         seen |= frontier
     bt = bond_type.numpy().astype(np.int64)
     types[bi[0], bi[1]] = bt
@@ -199,6 +206,10 @@ class PackedGraphs:
         a0, a1 = int(self.atom_ptr[i]), int(self.atom_ptr[i + 1])
         e0, e1 = int(self.edge_ptr[i]), int(self.edge_ptr[i + 1])
         return MolGraph(self.z[a0:a1], self.edge_index[:, e0:e1], self.edge_type[e0:e1], self.rev[e0:e1])
+
+    def at_order(self, order: int) -> PackedGraphs:
+        """Every molecule's graph rebuilt at another order (MolGraph.at_order)."""
+        return PackedGraphs([self.graph(i).at_order(order) for i in range(len(self))])
 
     def batch(self, mol_ids: Tensor | Sequence[int]) -> GraphBatch:
         """mol_ids: [G] molecule index of each conformer (repeats allowed), a tensor or any sequence

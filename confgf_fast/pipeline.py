@@ -36,7 +36,7 @@ import torch
 from rdkit import Chem
 from torch import Tensor
 
-from .batch_sampling import POS_LIMIT, bad_conformers, sample_batch  # noqa: F401 (bad_conformers: re-export)
+from .batch_sampling import POS_LIMIT, bad_conformers, model_graphs, sample_batch  # noqa: F401 (bad_conformers: re-export)
 from .checkpoint import load_models
 from .chem import etkdg_coordinates, mmff_energies, set_conformers
 from .config import NoiseConfig, Runtime, Schedule, resolve_schedule
@@ -373,7 +373,7 @@ def _sample_chunk(entries: list[Entry], model: ScoreNet, noise: NoiseConfig, sam
     if sampler.init == "random" and sampler.oversample > 1:
         for e in todo:
             e.oversample = sampler.oversample
-    packed = PackedGraphs([e.graph for e in todo])
+    packed = model_graphs([e.graph for e in todo], model)
     stereo = [e.stereo if e.stereo is not None else StereoConstraints.empty() for e in todo]
     plan = plan_batches([e.graph.num_atoms for e in todo], [e.to_sample for e in todo],
                         max_atoms or default_max_atoms(device))

@@ -33,11 +33,11 @@ import torch
 from torch import Tensor
 
 # The one-batch sampler lives in batch_sampling.py (shared with pipeline.py); re-exported here.
-from .batch_sampling import POS_LIMIT, SampledBatch, bad_conformers, sample_batch
+from .batch_sampling import POS_LIMIT, SampledBatch, bad_conformers, model_graphs, sample_batch
 from .checkpoint import load_model
 from .config import NoiseConfig, Runtime, Schedule, api_schedule, resolve_schedule
 from .elements import DEFAULT_MAX_HEAVY_ATOMS, check_elements, model_vocabulary
-from .graph import MolGraph, PackedGraphs, offsets
+from .graph import MolGraph, offsets
 from .loaded import LoadedModel
 from .model import ScoreNet
 from .sampler import default_max_atoms, plan_batches
@@ -238,7 +238,7 @@ def _generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Sequ
     pos_parts: list[Tensor] = []
     flag_parts: list[tuple[Tensor, Tensor]] = []
     if todo:
-        packed = PackedGraphs([j.graph for j in todo])
+        packed = model_graphs([j.graph for j in todo], model)
         # A MolGraph has no stereo information; guidance is built only if some input has any.
         stereo = None
         if any(j.stereo is not None for j in todo):

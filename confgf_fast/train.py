@@ -28,13 +28,23 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from .checkpoint import read_checkpoint, save_checkpoint, trained_max_heavy_atoms
-from .config import ModelConfig, NoiseConfig, TrainConfig, config_from_dict, config_to_dict
+from .checkpoint import WeightsError, read_checkpoint, save_checkpoint, trained_max_heavy_atoms
+from .config import (
+    DEFAULT_GRAPH_ORDER,
+    EDGE_DIHEDRAL,
+    ModelConfig,
+    NoiseConfig,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    edge_types_for_order,
+)
 from .data.dataset import ConformerDataset
 from .elements import heavy_atom_mask
 from .graph import GraphBatch
@@ -134,6 +144,18 @@ def max_heavy_atoms(ds: ConformerDataset) -> int:
     return int((cum[ptr[1:]] - cum[ptr[:-1]]).max())
 
 
+def grown_edge_embedding(model_state: dict, num_edge_types: int) -> dict:
+    """A state dict whose edge-type embedding has `num_edge_types` rows: fine-tuning a model of
+    graph order 3 into one of higher order (ModelConfig.graph_order). The rows it has are kept; each
+    new row (a pair 4, 5, ... bonds apart) starts as a copy of the EDGE_DIHEDRAL row, so the network
+    first reads a long-range pair as the nearest kind of pair it was trained on, not as noise."""
+    w = model_state["edge_emb.weight"]  # [T, H]
+    if w.shape[0] >= num_edge_types:
+        return model_state
+    extra = w[EDGE_DIHEDRAL].expand(num_edge_types - w.shape[0], -1)
+    return {**model_state, "edge_emb.weight": torch.cat([w, extra.clone()])}
+
+
 class Trainer:
     """Owns model, optimizer, data and the resumable loop. Checkpoints carry config, step,
     optimizer/scheduler/RNG state and the learning curve (history)."""
@@ -187,7 +209,7 @@ class Trainer:
         the weights and the elements and largest molecule they were trained on are taken, the
         optimizer, scheduler, step and learning curve start fresh."""
         state = read_checkpoint(path)
-        self.model.load_state_dict(state["model_state"])
+        self.model.load_state_dict(grown_edge_embedding(state["model_state"], self.model.config.num_edge_types))
         self.trained_elements = sorted(set(self.trained_elements) | set(state.get("trained_elements", [])))
         self.trained_max_heavy_atoms = max(self.trained_max_heavy_atoms, trained_max_heavy_atoms(state) or 0)
         self.init_source = str(path)
@@ -327,12 +349,15 @@ def train_from_files(data: list[str], out: str, model_cfg: ModelConfig | None = 
                      noise_cfg: NoiseConfig | None = None, train_cfg: TrainConfig | None = None,
                      device: str = "cpu", resume: str | None = None, val_fraction: float = 0.02,
                      log_path: str | None = None, progress: bool = True, time_limit_s: float | None = None,
-                     threads: int | None = None, init: str | None = None) -> Trainer:
+                     threads: int | None = None, init: str | None = None,
+                     graph_order: int | None = None) -> Trainer:
     """Train from featurised datasets (.pt from the data builders) or SDF files.
 
     With `resume`, model shape, noise levels and optimizer state come from that checkpoint. With
     `init`, model shape, noise levels and weights come from that checkpoint and the optimizer,
-    step and curve start fresh (Trainer.init_from).
+    step and curve start fresh (Trainer.init_from). `graph_order` (None: the model's) sets the
+    graph's order for a new run or a fine-tune (growing the edge-type embedding,
+    grown_edge_embedding); a resumed run keeps its own.
     """
     if resume and init:
         raise ValueError("resume and init exclude each other: resume continues a run, init starts a new one")
@@ -342,11 +367,21 @@ def train_from_files(data: list[str], out: str, model_cfg: ModelConfig | None = 
     ds = parts[0] if len(parts) == 1 else ConformerDataset.concat(parts, meta={"sources": data})
     train_set, val_set = ds.split(val_fraction, seed=0) if val_fraction > 0 else (ds, None)
     train_cfg = train_cfg or TrainConfig()
+    model_cfg = model_cfg or ModelConfig()
     if resume or init:
         state = read_checkpoint(resume or init)
         model_cfg = config_from_dict(ModelConfig, state["model_config"])
         noise_cfg = config_from_dict(NoiseConfig, state["noise_config"])
-    trainer = Trainer(train_set, val_set, model_cfg or ModelConfig(), noise_cfg or NoiseConfig(), train_cfg, device)
+    if graph_order is not None and graph_order != model_cfg.graph_order:
+        if resume:
+            raise WeightsError(f"{resume} was trained on a graph of order {model_cfg.graph_order}; a resumed run "
+                             f"keeps it (start a new one with init= to change the order)")
+        model_cfg = replace(model_cfg, graph_order=graph_order,
+                            num_edge_types=max(model_cfg.num_edge_types, edge_types_for_order(graph_order)))
+    if model_cfg.graph_order != DEFAULT_GRAPH_ORDER:  # dataset files hold order-3 graphs
+        train_set = train_set.at_graph_order(model_cfg.graph_order)
+        val_set = val_set.at_graph_order(model_cfg.graph_order) if val_set is not None else None
+    trainer = Trainer(train_set, val_set, model_cfg, noise_cfg or NoiseConfig(), train_cfg, device)
     if resume:
         trainer.load(resume)
     elif init:

@@ -18,7 +18,7 @@ on save), read back with weights_only=True, so a dataset file someone shared can
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -125,6 +125,11 @@ class ConformerDataset:
         return ConformerDataset.from_parts(
             [self.graphs.graph(m) for m in mol_ids], [self.conformers(m) for m in mol_ids],
             [self.smiles[m] for m in mol_ids], self.meta)
+
+    def at_graph_order(self, order: int) -> ConformerDataset:
+        """The same molecules and conformers with every graph rebuilt at `order` (files hold
+        ConfGF's order 3; a model of another ModelConfig.graph_order trains on this)."""
+        return replace(self, graphs=self.graphs.at_order(order))
 
     def split(self, val_fraction: float, seed: int = 0) -> tuple[ConformerDataset, ConformerDataset]:
         """Split by molecule (all conformers of a molecule land on the same side)."""
