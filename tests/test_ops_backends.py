@@ -399,13 +399,24 @@ def test_score_is_autograd_of_weighted_distances(backend):
 
 
 def test_extended_graph_matches_featurize():
-    """The RDKit-free generator (used by the GPU benchmarks) builds the graph chem.featurize builds."""
+    """The bond-list form (used by the op tests and the GPU benchmarks, no RDKit needed) gives the
+    pairs within 3 bonds by RDKit's own topological distances, sorted by (src, dst), as the graph
+    chem.featurize builds; at order 1 only the bonds."""
     pytest.importorskip("rdkit")
+    from rdkit import Chem
+
     from confgf_fast.chem import featurize, mol_from_smiles
 
     mol = mol_from_smiles("CC(C)C1=CC=CO1")
     bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()]
-    assert torch.equal(extended_graph(bonds, mol.GetNumAtoms()), featurize(mol).edge_index)
+    n = mol.GetNumAtoms()
+    dm = Chem.GetDistanceMatrix(mol)
+    for order in (1, 3):
+        want = [(i, j) for i in range(n) for j in range(n) if 1 <= dm[i, j] <= order]
+        ei = extended_graph(bonds, n, order)
+        assert list(zip(*ei.tolist())) == want, order
+        assert torch.equal(ei[:, reverse_index(ei, n)], ei.flip(0))
+    assert torch.equal(extended_graph(bonds, n), featurize(mol).edge_index)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,10 +7,11 @@ bench/ (the GPU machine has no RDKit, so benchmark graphs can be synthesised wit
 
 from __future__ import annotations
 
-from collections import deque
-
 import torch
 from torch import Tensor
+
+from ..config import EDGE_SINGLE
+from ..graph import extended_graph as _extended_graph
 
 
 def edges_from_pairs(pairs: Tensor, num_atoms: int) -> Tensor:
@@ -50,27 +51,13 @@ def random_graph(num_atoms: int, avg_degree: float = 6.0, num_isolated: int = 0,
 
 def extended_graph(bonds: list[tuple[int, int]], num_atoms: int, order: int = 3) -> Tensor:
     """Bond list -> edge_index of all atom pairs within `order` bonds (the ConfGF extended graph),
-    sorted and symmetric, as chem.featurize builds it from RDKit."""
-    adj: list[list[int]] = [[] for _ in range(num_atoms)]
-    for i, j in bonds:
-        adj[i].append(j)
-        adj[j].append(i)
-    pairs = []
-    for s in range(num_atoms):
-        dist = {s: 0}
-        queue = deque([s])
-        while queue:
-            u = queue.popleft()
-            if dist[u] == order:
-                continue
-            for v in adj[u]:
-                if v not in dist:
-                    dist[v] = dist[u] + 1
-                    queue.append(v)
-        pairs.extend((s, t) for t, dd in dist.items() if 0 < dd <= order)
-    if not pairs:
-        return torch.zeros(2, 0, dtype=torch.long)
-    return edges_from_pairs(torch.tensor(pairs), num_atoms)
+    sorted and symmetric: graph.extended_graph's edges (the one implementation, which chem.featurize
+    uses too), for callers that have only bonds and no atom or bond types."""
+    bond_index = torch.tensor(bonds, dtype=torch.long).reshape(-1, 2).t()
+    bond_index = bond_index[:, bond_index[0] != bond_index[1]]  # a self "bond" is no edge
+    z = torch.zeros(num_atoms, dtype=torch.long)
+    bond_type = torch.full((bond_index.shape[1],), EDGE_SINGLE, dtype=torch.long)
+    return _extended_graph(z, bond_index, bond_type, order).edge_index
 
 
 def synthetic_molecule(num_atoms: int, target_edges: int, tries: int = 200, seed: int = 0) -> Tensor:
