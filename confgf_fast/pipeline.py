@@ -60,8 +60,8 @@ from .prepare import (  # noqa: F401 (re-exports)
     prepare_entry,
     prepare_molecule,
 )
-from .quality import conformer_defects, defect_reasons
-from .relax import RelaxOptions, quality_flags, relax_flags, relax_per_model
+from .quality import conformer_defects, defect_reasons, quality_flags
+from .relax import RelaxOptions, relax_flags, relax_per_model
 from .request import DEFAULT_CHUNK_SIZE, DEFAULT_RETRIES, GenerateRequest  # noqa: F401 (re-exports)
 from .sampler import default_max_atoms, plan_batches
 from .seeds import CHUNK_PURPOSE, MODEL_GROUP_PURPOSE, WARM_START_PURPOSE, derive_seed

@@ -237,6 +237,12 @@ def defect_reasons(defects: dict[str, Tensor]) -> list[list[str]]:
     return [[name for name, hit in zip(DEFECTS, row) if hit] for row in flags]
 
 
+def quality_flags(defects: list[str]) -> dict:
+    """One conformer's defect names (defect_reasons' list for it) -> its SDF flags: {"quality": "ok"}
+    or {"quality": "broken", "quality_reasons": "vdw,connectivity"}."""
+    return {"quality": "broken", "quality_reasons": ",".join(defects)} if defects else {"quality": "ok"}
+
+
 __all__ = [
     "DEFECTS",
     "VDW_FRACTION",
@@ -249,6 +255,7 @@ __all__ = [
     "far_pairs",
     "hbond_atoms",
     "hbond_pairs",
+    "quality_flags",
     "reference_lengths",
     "vdw_radii",
 ]

@@ -41,6 +41,7 @@ from rdkit import Chem
 from rdkit.Chem import rdForceFieldHelpers, rdMolAlign
 
 from .config import RELAX_AUTO, RELAX_METHODS
+from .quality import quality_flags
 
 HARTREE_KCAL = 627.5094740631  # kcal/mol per hartree
 # Quality defects that mean the bonding of a conformer is not the input's (quality.DEFECTS).
@@ -371,12 +372,6 @@ def relax_flags(mol: Chem.Mol, flags: list[dict], opts: RelaxOptions,
     return res, new
 
 
-def quality_flags(defects: list[str]) -> dict:
-    """quality.py defect names of one conformer -> its SDF flags: {"quality": "ok"} or
-    {"quality": "broken", "quality_reasons": "vdw,connectivity"}."""
-    return {"quality": "broken", "quality_reasons": ",".join(defects)} if defects else {"quality": "ok"}
-
-
 __all__ = [
     "HARTREE_KCAL",
     "RELAX_AUTO",
@@ -386,7 +381,6 @@ __all__ = [
     "RelaxedConformers",
     "check_conformers",
     "prune_by_rms",
-    "quality_flags",
     "relax_conformers",
     "relax_flags",
     "relax_per_model",
