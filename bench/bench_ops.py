@@ -46,7 +46,7 @@ def molecule_graph(size: str) -> tuple[int, torch.Tensor, str]:
     """(atoms, edge_index [2, e]) of one conformer's graph; from RDKit when available."""
     smiles, _, n, e = SIZES[size]
     try:
-        from confgf_fast.chem import featurize, mol_from_smiles
+        from confgf_fast.chem.molecule import featurize, mol_from_smiles
 
         g = featurize(mol_from_smiles(smiles))
         return g.num_atoms, g.edge_index, "rdkit"

@@ -1,7 +1,7 @@
 """Sampler throughput: conformers per second, ours against the official way and against RDKit ETKDG.
 
 Three ways to get the same conformers (M molecules x K conformers each):
-- ours:  confgf_fast.tensors.generate_tensors on all M x K at once (featurise, stereo constraints,
+- ours:  confgf_fast.sampling.tensors.generate_tensors on all M x K at once (featurise, stereo constraints,
          batches of generate's default max_atoms for the device, the edge MLPs once per undirected
          pair, fused ops, quality flags), only the state kept; the network eager ("ours_eager"),
          torch.compile'd ("ours_compiled"), compiled with bf16 autocast ("ours_compiled_bf16") and,
@@ -48,11 +48,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from confgf_fast import ops
-from confgf_fast.checkpoint import default_weights_path, load_model
 from confgf_fast.config import LangevinSchedule, NoiseConfig, Runtime, Schedule, resolve_schedule
 from confgf_fast.graph import GraphBatch, PackedGraphs
-from confgf_fast.sampler import default_max_atoms, level_indices, num_evaluations
-from confgf_fast.tensors import generate_tensors
+from confgf_fast.model.checkpoint import default_weights_path, load_model
+from confgf_fast.sampling.sampler import default_max_atoms, level_indices, num_evaluations
+from confgf_fast.sampling.tensors import generate_tensors
 
 WORKLOADS = {
     # name: (smiles, molecules, conformers per molecule)
@@ -96,7 +96,7 @@ def eager_official(model, noise, smiles: str, num_confs: int, cfg: LangevinSched
                    generator: torch.Generator, keep_traj: bool = True) -> torch.Tensor:
     """One molecule, the official position_Langevin_Dynamics: K repeated graphs, eager ops, Python
     loop, every step's positions appended to a list (stacked at the end). Returns [K * n, 3]."""
-    from confgf_fast.chem import featurize, mol_from_smiles
+    from confgf_fast.chem.molecule import featurize, mol_from_smiles
 
     graph = featurize(mol_from_smiles(smiles))  # the official smiles_to_data + repeat_data
     batch = PackedGraphs([graph]).batch(torch.zeros(num_confs, dtype=torch.long)).to(device)
@@ -281,7 +281,7 @@ def test_warm(benchmark, sampler_results, request, device, size, oversample):
     pipeline.generate (RDKit in, Mols out: the ETKDG embedding, init_oversample conformers per
     conformer on one thread, and the diversity selection are part of the time), compiled network,
     generate's batch size. oversample 3 is the default; 1 the warm start without oversampling."""
-    from confgf_fast.pipeline import generate
+    from confgf_fast.pipeline.generate import generate
 
     smiles, mols, confs = WORKLOADS[size]
     loaded = shipped_loaded(device)
@@ -356,7 +356,7 @@ def test_etkdg(benchmark, sampler_results, request, size, threads):
 @pytest.mark.parametrize("size", list(WORKLOADS))
 def test_memory(sampler_results, device, size):
     """Not timed: bytes per atom of the sampling state and of one network evaluation's activations."""
-    from confgf_fast.chem import featurize, mol_from_smiles
+    from confgf_fast.chem.molecule import featurize, mol_from_smiles
 
     smiles, _, confs = WORKLOADS[size]
     model, noise = shipped(device)

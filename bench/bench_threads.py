@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from confgf_fast.pipeline import generate
+from confgf_fast.pipeline.generate import generate
 from confgf_fast.threads import resolve
 
 SMILES = "CC(C)C1=CC=CO1"
@@ -27,7 +27,7 @@ _medians: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def models():
-    from confgf_fast.checkpoint import load_models
+    from confgf_fast.model.checkpoint import load_models
 
     return load_models(None, "cpu")
 

@@ -159,7 +159,7 @@ def etkdg(mol, n: int, seed: int, threads: int = 1, oversample: int = 1):
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
-    from confgf_fast.chem import conformer_positions, diverse_subset, etkdg_params, set_conformers
+    from confgf_fast.chem.molecule import conformer_positions, diverse_subset, etkdg_params, set_conformers
 
     m = Chem.Mol(mol)
     m.RemoveAllConformers()
@@ -179,7 +179,7 @@ def etkdg(mol, n: int, seed: int, threads: int = 1, oversample: int = 1):
 
 def relax_all(mols: list, opts) -> tuple[list, float, dict]:
     """relax_conformers on every Mol -> (relaxed Mols, seconds, counts of methods / drops)."""
-    from confgf_fast.relax import relax_conformers
+    from confgf_fast.chem.relax import relax_conformers
 
     out, counts = [], {"methods": {}, "dropped": {}}
     t0 = time.perf_counter()
@@ -254,8 +254,8 @@ def weights_record(weights: list[str] | None, models: list, per_model: dict[int,
     QM9 model on QM9, the drug-like model on drugs); `weights_models`: every model's file name,
     step, sampler tag, relax_default (what generate's default relax "auto" does to its molecules)
     and molecules sampled (pipeline.RunStats.per_model). models: checkpoint.load_models's LoadedModels."""
-    from confgf_fast.elements import element_names
-    from confgf_fast.pipeline import tuned_schedule
+    from confgf_fast.model.elements import element_names
+    from confgf_fast.pipeline.generate import tuned_schedule
 
     top = max(range(len(models)), key=lambda i: per_model.get(i, 0))
     meta = models[top].meta

@@ -108,7 +108,7 @@ PAPER_EVALS = 5000
 
 def _fast_evals() -> int:
     from confgf_fast.config import NoiseConfig, resolve_schedule
-    from confgf_fast.sampler import num_evaluations
+    from confgf_fast.sampling.sampler import num_evaluations
 
     return num_evaluations(NoiseConfig(), resolve_schedule("fast"))
 

@@ -31,8 +31,8 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 
-from confgf_fast.chem import conformer_positions, diverse_subset
-from confgf_fast.evaluate import rmsd_matrix
+from confgf_fast.chem.molecule import conformer_positions, diverse_subset
+from confgf_fast.evaluation.evaluate import rmsd_matrix
 
 import common
 

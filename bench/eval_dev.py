@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from rdkit import RDLogger
 
-from confgf_fast.checkpoint import load_models
 from confgf_fast.config import SCHEDULES, Runtime, resolve_schedule
-from confgf_fast.evaluate import EvalResult, evaluate, format_table, stereo_match_rate
-from confgf_fast.pipeline import generate
-from confgf_fast.sampler import num_evaluations
+from confgf_fast.evaluation.evaluate import EvalResult, evaluate, format_table, stereo_match_rate
+from confgf_fast.model.checkpoint import load_models
+from confgf_fast.pipeline.generate import generate
+from confgf_fast.sampling.sampler import num_evaluations
 
 import common
 

@@ -5,7 +5,7 @@ Two benchmarks (--bench drugs|geom|both):
   reference ensembles (923 conformers; built from ETKDG+MMFF starts, so ETKDG+MMFF is favoured);
 - geom: ../shared/fixtures/geom_drugs_10.sdf, 10 real GEOM-Drugs molecules (503 CREST conformers).
 For a molecule with K references each method makes 2K conformers of the same input Mol:
-- ours: confgf_fast.pipeline.generate with the default sampler (schedule `warm`: ETKDGv3 starts
+- ours: confgf_fast.pipeline.generate.generate with the default sampler (schedule `warm`: ETKDGv3 starts
   noised and refined by the projected sampler), `--set FIELD=VALUE` overrides as in eval_dev.py,
   unrelaxed (relax "none");
 - etkdg: RDKit ETKDGv3 (chem.etkdg_params, seed + molecule index, common.etkdg);
@@ -46,13 +46,13 @@ from pathlib import Path
 import torch
 from rdkit import Chem, RDLogger, rdBase
 
-from confgf_fast.checkpoint import load_models
-from confgf_fast.chem import canonical_smiles, set_conformers
+from confgf_fast.chem.molecule import canonical_smiles, set_conformers
+from confgf_fast.chem.relax import DEFAULT_MAX_ITERS, RelaxOptions
 from confgf_fast.config import SCHEDULES, Runtime, Schedule, resolve_schedule
-from confgf_fast.evaluate import EvalResult, evaluate, stereo_match_rate
-from confgf_fast.pipeline import generate
-from confgf_fast.relax import DEFAULT_MAX_ITERS, RelaxOptions
-from confgf_fast.sampler import num_evaluations
+from confgf_fast.evaluation.evaluate import EvalResult, evaluate, stereo_match_rate
+from confgf_fast.model.checkpoint import load_models
+from confgf_fast.pipeline.generate import generate
+from confgf_fast.sampling.sampler import num_evaluations
 
 import common
 

@@ -29,7 +29,7 @@ import torch
 from rdkit import Chem, RDLogger
 
 from confgf_fast.data import iso17
-from confgf_fast.distance_mmd import distance_mmd, summarize
+from confgf_fast.evaluation.distance_mmd import distance_mmd, summarize
 
 import common
 
@@ -48,7 +48,7 @@ def sample(method: str, mols: list[Chem.Mol], n: int, seed: int) -> list[np.ndar
     if method == "etkdg":
         outs = [common.etkdg(m, n, seed + k) for k, m in enumerate(bare)]
     else:
-        from confgf_fast.pipeline import generate
+        from confgf_fast.pipeline.generate import generate
 
         outs = generate(bare, n, schedule=method, relax="none", seed=seed).mols
     result = []

@@ -3,7 +3,7 @@
 For a seeded random subset of molecules (default 30, sample seed 0: the molecules of
 `eval_relax.py --sample 30`) of bench/refs_v2/qm9_dev_v2.sdf.gz, each method makes 2K conformers
 (K: the molecule's budget_k, as every dev benchmark here) and every generated and reference
-conformer gets a GFN2-xTB single point (confgf_fast.properties). Per method: the MAE (eV) against
+conformer gets a GFN2-xTB single point (confgf_fast.evaluation.properties). Per method: the MAE (eV) against
 the reference ensemble of mean energy, lowest energy, mean / lowest / highest HOMO-LUMO gap, the
 median absolute errors, the outlier counts (conformers whose removal moves E_min or the highest
 gap by more than --margin eV) and paired per-molecule differences against the ETKDG baselines.
@@ -31,10 +31,9 @@ from pathlib import Path
 import torch
 from rdkit import Chem, RDLogger
 
-from confgf_fast.checkpoint import load_models
+from confgf_fast.chem.relax import RelaxOptions
 from confgf_fast.config import resolve_schedule
-from confgf_fast.pipeline import generate
-from confgf_fast.properties import (
+from confgf_fast.evaluation.properties import (
     DEFAULT_MARGIN,
     STAT_KEYS,
     compare_properties,
@@ -42,8 +41,9 @@ from confgf_fast.properties import (
     ensemble_properties,
     format_properties_table,
 )
-from confgf_fast.relax import RelaxOptions
-from confgf_fast.sampler import num_evaluations
+from confgf_fast.model.checkpoint import load_models
+from confgf_fast.pipeline.generate import generate
+from confgf_fast.sampling.sampler import num_evaluations
 
 import common
 

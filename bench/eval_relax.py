@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 from rdkit import Chem, RDLogger
 
-from confgf_fast.checkpoint import load_model
+from confgf_fast.chem.relax import RelaxOptions, check_conformers
 from confgf_fast.config import SCHEDULES, Runtime, resolve_schedule
-from confgf_fast.evaluate import evaluate, format_table
-from confgf_fast.pipeline import generate
-from confgf_fast.relax import RelaxOptions, check_conformers
-from confgf_fast.sampler import num_evaluations
+from confgf_fast.evaluation.evaluate import evaluate, format_table
+from confgf_fast.model.checkpoint import load_model
+from confgf_fast.pipeline.generate import generate
+from confgf_fast.sampling.sampler import num_evaluations
 
 import common
 

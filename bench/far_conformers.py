@@ -51,7 +51,7 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from rdkit.Chem import Lipinski
 
-from confgf_fast.evaluate import closest_distances, heavy_copy, rmsd_matrix
+from confgf_fast.evaluation.evaluate import closest_distances, heavy_copy, rmsd_matrix
 
 import common
 
@@ -202,7 +202,7 @@ def classify(gen: Chem.Mol, ref: Chem.Mol, delta: float = DELTA, ring_threshold:
      far; and for far conformers "defects" (quality.py test names), "relaxed_rmsd" (best RMSD after
      MMFF94), "torsion_dev_any" (smallest torsion difference over all references)}.
     """
-    from confgf_fast.relax import check_conformers, relax_conformers
+    from confgf_fast.chem.relax import check_conformers, relax_conformers
 
     d = rmsd_matrix(ref, gen)  # [K, C]
     _, min_p = closest_distances(d)
@@ -364,9 +364,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from confgf_fast.checkpoint import load_model
     from confgf_fast.config import resolve_schedule
-    from confgf_fast.pipeline import generate
+    from confgf_fast.model.checkpoint import load_model
+    from confgf_fast.pipeline.generate import generate
 
     torch.set_num_threads(args.threads)
     ref_path = Path(args.ref or common.DEV_SDF)

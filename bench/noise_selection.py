@@ -40,12 +40,12 @@ import torch
 from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 
-from confgf_fast.checkpoint import load_model
+from confgf_fast.chem.diversity import farthest_point_subset, rmsd_to_all, select_conformers
 from confgf_fast.config import Runtime, resolve_schedule
-from confgf_fast.diversity import farthest_point_subset, rmsd_to_all, select_conformers
-from confgf_fast.evaluate import evaluate
-from confgf_fast.pipeline import generate
-from confgf_fast.sampler import num_evaluations
+from confgf_fast.evaluation.evaluate import evaluate
+from confgf_fast.model.checkpoint import load_model
+from confgf_fast.pipeline.generate import generate
+from confgf_fast.sampling.sampler import num_evaluations
 
 import common
 

@@ -33,8 +33,8 @@ from .config import (
     resolve_schedule,
 )
 from .graph import GraphBatch, MolGraph, PackedGraphs
-from .loaded import LoadedModel, ModelMeta
-from .model import ScoreNet
+from .model.loaded import LoadedModel, ModelMeta
+from .model.network import ScoreNet
 
 __version__ = "0.1.0"
 
@@ -46,13 +46,13 @@ def featurize(mol, order: int = 3) -> MolGraph:
     The warning gives the count and the fix (Chem.AddHs, or chem.mol_from_smiles)."""
     import warnings
 
-    from .chem import featurize as _featurize
+    from .chem.molecule import featurize as _featurize
 
     missing = sum(a.GetTotalNumHs() for a in mol.GetAtoms())  # H not present as atoms
     if missing:
         warnings.warn(f"featurize: {missing} hydrogen(s) of this molecule are implicit, not atoms; the model "
                       "works on graphs with every H as an atom: call rdkit.Chem.AddHs(mol) first "
-                      "(confgf_fast.chem.mol_from_smiles does)", UserWarning, stacklevel=2)
+                      "(confgf_fast.chem.molecule.mol_from_smiles does)", UserWarning, stacklevel=2)
     return _featurize(mol, order)
 
 
@@ -60,19 +60,19 @@ def __getattr__(name: str):
     # RDKit-dependent pieces load lazily, so tensor-only users (e.g. a GPU box without RDKit)
     # can import the package.
     if name in ("generate", "generate_iter", "GenerationResult", "RunStats"):
-        from . import pipeline as _g
+        from .pipeline import generate as _g
 
         return getattr(_g, name)
     if name in ("generate_tensors", "TensorConformers"):
-        from . import tensors as _t
+        from .sampling import tensors as _t
 
         return getattr(_t, name)
     if name in ("load_model", "load_models"):
-        from . import checkpoint as _c
+        from .model import checkpoint as _c
 
         return getattr(_c, name)
     if name == "langevin_sample":
-        from .sampler import langevin_sample
+        from .sampling.sampler import langevin_sample
 
         return langevin_sample
     raise AttributeError(f"module 'confgf_fast' has no attribute {name!r}")

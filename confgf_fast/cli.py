@@ -2,12 +2,12 @@
 build-qm9, build-drugs, export-weights, import-official).
 
 Reading INPUT, writing the SDF and the errors file, --resume and the exit codes of `generate`
-(listed there; the other commands use 0, 1, 2 and 130) are in generate_io.py.
+(listed there; the other commands use 0, 1, 2 and 130) are in pipeline/io.py.
 
 The SDF is written as the run goes: a molecule's records are written, in input order, as soon as
 all its conformers are done, and flushed, so a crash or an interrupt leaves a valid file. What
 happens to each kind of bad molecule (invalid SMILES, salts, unknown elements, single atoms, size
-limit, NaN during sampling) is written down in prepare.py's and pipeline.py's docstrings and docs/cli.md.
+limit, NaN during sampling) is written down in prepare.py's and pipeline/generate.py's docstrings and docs/cli.md.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 # The generate command's files and exit codes; re-exported, as callers import them from here.
 from . import threads as threads_mod
 from .config import RELAX_AUTO, RELAX_METHODS, Schedule
-from .generate_io import (  # noqa: F401 (re-exports)
+from .pipeline.io import (  # noqa: F401 (re-exports)
     EXIT_FATAL,
     EXIT_OK,
     EXIT_PARTIAL,
@@ -50,9 +50,9 @@ from .generate_io import (  # noqa: F401 (re-exports)
 
 if TYPE_CHECKING:
     from .distributed import Shard
-    from .loaded import LoadedModel
-    from .prepare import MolOutcome
-    from .request import GenerateRequest
+    from .model.loaded import LoadedModel
+    from .pipeline.request import GenerateRequest
+    from .sampling.prepare import MolOutcome
 
 
 def _repo_shared_heldout() -> Path | None:
@@ -143,7 +143,7 @@ def sampler_tag(schedule: Schedule, loaded: LoadedModel, seed: int) -> str:
     `sampler=project schedule=quick nfe=44 weights=qm9_small.pt step=148250 seed=0`: the resolved
     schedule's own words (config.Schedule.describe: every field that differs from its preset), then
     the network evaluations per conformer, the weights (their file name, loaded.meta) and the seed."""
-    from .sampler import num_evaluations
+    from .sampling.sampler import num_evaluations
 
     step = loaded.meta.trained_steps
     return (f"{schedule.describe()} nfe={num_evaluations(loaded.noise, schedule)} weights={loaded.meta.name} "
@@ -153,7 +153,7 @@ def sampler_tag(schedule: Schedule, loaded: LoadedModel, seed: int) -> str:
 def cli_wording(message: str) -> str:
     """A per-molecule error as the CLI says it: the Python keyword arguments it names
     (pipeline.API_TO_CLI, e.g. allow_unknown_elements=True) become the flags (--allow-unknown-elements)."""
-    from .pipeline import API_TO_CLI
+    from .pipeline.generate import API_TO_CLI
 
     for api, flag in API_TO_CLI.items():
         message = message.replace(api, flag)
@@ -164,10 +164,10 @@ def cli_wording(message: str) -> str:
 def cmd_generate(args: argparse.Namespace) -> int:
     """`confgf-fast generate`: parse (argparse) -> request (GenerateRequest.from_args: every option
     checked before anything is read) -> run (_GenerateRun: environment, weights, outputs, the
-    streamed loop) -> summary. Exit codes: generate_io.py."""
+    streamed loop) -> summary. Exit codes: pipeline/io.py."""
     from . import distributed
-    from .relax import RelaxError
-    from .request import GenerateRequest, RequestError
+    from .chem.relax import RelaxError
+    from .pipeline.request import GenerateRequest, RequestError
 
     # Under torchrun (WORLD_SIZE > 1) distributed.py runs this command once per rank on that
     # rank's share of the input (`args.shard`), then merges the shards into --out.
@@ -199,7 +199,7 @@ class _GenerateRun:
     """One `generate` command after its request is built: what it loaded, opened and counted."""
 
     def __init__(self, args: argparse.Namespace, request: GenerateRequest, shard: Shard | None):
-        from .pipeline import RunStats
+        from .pipeline.generate import RunStats
 
         self.args, self.request, self.shard = args, request, shard
         self.out_path = Path(args.out)
@@ -236,8 +236,8 @@ class _GenerateRun:
         return self._load() or self._open()
 
     def _load(self) -> int | None:
-        from .checkpoint import WeightsError, load_models
-        from .relax import RelaxError, relax_per_model
+        from .chem.relax import RelaxError, relax_per_model
+        from .model.checkpoint import WeightsError, load_models
 
         r, args = self.request, self.args
         try:
@@ -260,7 +260,7 @@ class _GenerateRun:
         return None
 
     def _open(self) -> int | None:
-        from .pipeline import tuned_schedule
+        from .pipeline.generate import tuned_schedule
 
         args, out_path, shard = self.args, self.out_path, self.shard
         if shard is None and out_path.is_file() and out_path.stat().st_size > 0 and not args.resume and not args.force:
@@ -294,7 +294,7 @@ class _GenerateRun:
         """Generate and write, molecule by molecule, as generate_iter yields them; the exit code so far."""
         import dataclasses
 
-        from .pipeline import generate_iter
+        from .pipeline.generate import generate_iter
 
         args, shard, done = self.args, self.shard, self.done
 
@@ -357,7 +357,7 @@ class _GenerateRun:
 
     def summary(self, code: int, elapsed: float) -> int:
         """The closing lines on stderr; the final exit code."""
-        from .sampler import num_evaluations
+        from .sampling.sampler import num_evaluations
 
         args, n, done, shard, schedule = self.args, self.counts, self.done, self.shard, self.request.schedule
         # No record written (every molecule failed, no molecules, an early interrupt): no 0-byte OUT is
@@ -452,8 +452,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                             coord_noise=args.coord_noise, coord_noise_scale=args.coord_noise_scale,
                             ema_decay=args.ema_decay, grad_clip=args.grad_clip,
                             anneal_steps=args.anneal_steps, anneal_to=args.anneal_to)
-    from .checkpoint import WeightsError
     from .data.dataset import DatasetFileError
+    from .model.checkpoint import WeightsError
 
     try:
         train_from_files(args.data, args.out, model_cfg, NoiseConfig(), train_cfg, device=args.device,
@@ -468,11 +468,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import EvalInputError, evaluate_files, format_table
+    from .evaluation.evaluate import EvalInputError, evaluate_files, format_table
 
     props = None
     if args.properties:  # before the RMSDs, so a missing tblite or mismatched sets fail at once
-        from .properties import evaluate_properties_files, format_properties_table, tblite_problem
+        from .evaluation.properties import evaluate_properties_files, format_properties_table, tblite_problem
 
         problem = tblite_problem()
         if problem:
@@ -516,7 +516,7 @@ def cmd_build_qm9(args: argparse.Namespace) -> int:
         print("error: --heldout is required (the csv of molecules never to train on)", file=sys.stderr)
         return EXIT_USAGE
     if args.xtb:
-        from .xtb import available
+        from .chem.xtb import available
 
         if not available():
             print("error: --xtb needs the tblite package (pip install tblite)", file=sys.stderr)
@@ -529,8 +529,8 @@ def cmd_build_qm9(args: argparse.Namespace) -> int:
 
 
 def cmd_build_refs(args: argparse.Namespace) -> int:
+    from .chem.xtb import available
     from .data.reference_search import SearchSettings, build_union
-    from .xtb import available
 
     if not available():
         print("error: build-refs needs the tblite package (pip install tblite)", file=sys.stderr)
@@ -557,7 +557,7 @@ def cmd_build_drugs(args: argparse.Namespace) -> int:
               "pass --exclude FILE ... (or --no-exclude)", file=sys.stderr)
         return EXIT_USAGE
     if args.xtb:
-        from .xtb import available
+        from .chem.xtb import available
 
         if not available():
             print("error: --xtb needs the tblite package (pip install tblite)", file=sys.stderr)
@@ -598,7 +598,7 @@ def _non_negative_float(text: str) -> float:
 
 
 def cmd_export_weights(args: argparse.Namespace) -> int:
-    from .checkpoint import WeightsError, export_weights
+    from .model.checkpoint import WeightsError, export_weights
 
     defaults: dict = {}
     for item in args.sampler_default or []:
@@ -633,7 +633,7 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_import_official(args: argparse.Namespace) -> int:
-    from .official import OfficialImportError, import_official
+    from .model.official import OfficialImportError, import_official
 
     try:
         meta = import_official(args.checkpoint, args.out, dataset=args.dataset)
@@ -802,7 +802,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--properties", action="store_true",
                    help="also ensemble properties: GFN2-xTB single points (tblite) of every conformer, the MAE (eV) "
                         "of mean/lowest energy and mean/lowest/highest HOMO-LUMO gap against the references, and "
-                        "outliers (confgf_fast/properties.py)")
+                        "outliers (confgf_fast/evaluation/properties.py)")
     e.add_argument("--margin", type=_non_negative_float, default=0.1,
                    help="--properties: a conformer whose removal moves E_min or the highest gap by more than this "
                         "(eV) is an outlier (default 0.1)")

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import torch
 
-# Edge-type vocabulary of the extended graph (see chem.py): 1-hop pairs carry their bond type,
+# Edge-type vocabulary of the extended graph (see chem/molecule.py): 1-hop pairs carry their bond type,
 # 2-hop ("angle") and 3-hop ("dihedral") pairs one type each. A graph of higher order (ModelConfig.
 # graph_order) gives each further hop count h its own type, EDGE_ANGLE + h - 2, so "type < EDGE_ANGLE
 # + k - 2" always means "within k - 1 bonds" whatever the order.

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import torch
 
-from .generate_io import (
+from .pipeline.io import (
     EXIT_FATAL,
     EXIT_OK,
     EXIT_PARTIAL,
@@ -109,7 +109,7 @@ class Shard:
 
     def adopt(self, done: dict[int, int]) -> dict[int, int]:
         """The molecules this rank need not sample: `done` (complete in its own shard file, from
-        generate_io.scan_for_resume) plus its molecules complete in a resumed OUT. A shard holding another
+        pipeline.io.scan_for_resume) plus its molecules complete in a resumed OUT. A shard holding another
         rank's molecule was written with another world size: ResumeError (it would be duplicated)."""
         foreign = next((k for k in done if not self.owns(k)), None)
         if foreign is not None:

@@ -1,6 +1,6 @@
 """Molecular graphs as plain tensors, and batching many molecules x conformers into one flat graph.
 
-No RDKit here (chem.py builds MolGraph from RDKit) and no torch_geometric: a batch is a handful of
+No RDKit here (chem/molecule.py builds MolGraph from RDKit) and no torch_geometric: a batch is a handful of
 index tensors. Edges are directed, both directions present, sorted by source atom, so per-atom
 reductions over edges are segment reductions over CSR rows (`rowptr`).
 """

@@ -34,7 +34,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .checkpoint import WeightsError, read_checkpoint, save_checkpoint, trained_max_heavy_atoms
 from .config import (
     DEFAULT_GRAPH_ORDER,
     EDGE_DIHEDRAL,
@@ -46,9 +45,10 @@ from .config import (
     edge_types_for_order,
 )
 from .data.dataset import ConformerDataset
-from .elements import heavy_atom_mask
 from .graph import GraphBatch
-from .model import ScoreNet
+from .model.checkpoint import WeightsError, read_checkpoint, save_checkpoint, trained_max_heavy_atoms
+from .model.elements import heavy_atom_mask
+from .model.network import ScoreNet
 from .ops import reference
 
 

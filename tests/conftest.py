@@ -42,7 +42,7 @@ def ref_sdf(tmp_path_factory):
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
-    from confgf_fast.chem import mol_from_smiles
+    from confgf_fast.chem.molecule import mol_from_smiles
 
     path = tmp_path_factory.mktemp("ref") / "ref.sdf"
     w = Chem.SDWriter(str(path))

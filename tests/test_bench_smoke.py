@@ -85,7 +85,7 @@ def _load(path: Path) -> dict:
 @pytest.fixture
 def dirty(bench, monkeypatch):
     common = bench("common")
-    monkeypatch.setattr(common, "dirty_files", lambda: ["confgf_fast/sampler.py"])
+    monkeypatch.setattr(common, "dirty_files", lambda: ["confgf_fast/sampling/sampler.py"])
     return common
 
 
@@ -93,7 +93,7 @@ def test_a_dirty_tree_is_refused_before_the_run(dirty, tmp_path):
     out = tmp_path / "r.json"
     with pytest.raises(dirty.DirtyTreeError, match="--allow-dirty") as exc:
         dirty.provenance("cpu", allow_dirty=False, output=out)
-    assert "confgf_fast/sampler.py" in str(exc.value) and "Commit" in str(exc.value)
+    assert "confgf_fast/sampling/sampler.py" in str(exc.value) and "Commit" in str(exc.value)
     assert dirty.provenance("cpu")["git_dirty"] is True  # nothing to write: a record, no refusal
     # a script refuses at once, before it reads or samples anything (the reference does not even exist)
     with pytest.raises(SystemExit, match="--allow-dirty"):

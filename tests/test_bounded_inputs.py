@@ -1,6 +1,6 @@
 """Bounded input (issue 26): a huge SMILES line, an oversized SDF record or a very long input fails
-per molecule or streams, in memory bounded by the documented limits (chem.MAX_SMILES_CHARS,
-chem.MAX_ATOMS, chem.MAX_SDF_RECORD_BYTES, generate_io.MAX_LINE_CHARS), never by the file."""
+per molecule or streams, in memory bounded by the documented limits (chem.molecule.MAX_SMILES_CHARS,
+chem.molecule.MAX_ATOMS, chem.molecule.MAX_SDF_RECORD_BYTES, pipeline.io.MAX_LINE_CHARS), never by the file."""
 
 import tracemalloc
 
@@ -8,8 +8,8 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from confgf_fast import chem
-from confgf_fast.chem import (
+from confgf_fast.chem import molecule as chem
+from confgf_fast.chem.molecule import (
     MAX_ATOMS,
     MAX_SDF_RECORD_BYTES,
     MAX_SMILES_CHARS,
@@ -18,7 +18,7 @@ from confgf_fast.chem import (
     mol_from_smiles,
 )
 from confgf_fast.cli import EXIT_PARTIAL, main
-from confgf_fast.generate_io import MAX_LINE_CHARS, count_inputs, iter_inputs, sdf_blocks, sdf_records
+from confgf_fast.pipeline.io import MAX_LINE_CHARS, count_inputs, iter_inputs, sdf_blocks, sdf_records
 
 FAST = ["--levels", "3", "--steps-per-level", "3", "-q", "--relax", "none"]
 
@@ -45,13 +45,13 @@ def test_huge_smiles_line_fails_alone(tmp_path):
     got = list(iter_inputs(str(p), 1))
     assert [m.source for m in got] == ["CCO", None, None, "CC"]
     assert got[1].error == (f"SMILES of {MAX_SMILES_CHARS + 1:,} characters, more than the limit of "
-                            f"{MAX_SMILES_CHARS:,} (chem.MAX_SMILES_CHARS); not parsed")
+                            f"{MAX_SMILES_CHARS:,} (chem.molecule.MAX_SMILES_CHARS); not parsed")
     assert got[2].error == (f"input line of {3 * MAX_LINE_CHARS:,} characters, more than the limit of "
-                            f"{MAX_LINE_CHARS:,} (generate_io.MAX_LINE_CHARS); not read")
+                            f"{MAX_LINE_CHARS:,} (pipeline.io.MAX_LINE_CHARS); not read")
     assert len(got[1].text) < 100 and len(got[2].text) < 100  # quoted in messages, clipped
     assert count_inputs(str(p)) == 4  # the progress total counts what the reader yields
     # A SMILES given on the command line is held to the same limit.
-    assert "chem.MAX_SMILES_CHARS" in next(iter_inputs("C" * (MAX_SMILES_CHARS + 1), 1)).error
+    assert "chem.molecule.MAX_SMILES_CHARS" in next(iter_inputs("C" * (MAX_SMILES_CHARS + 1), 1)).error
 
 
 def test_generate_reports_each_oversized_molecule_and_samples_the_rest(tiny_ckpt, tmp_path, capsys):
@@ -61,8 +61,8 @@ def test_generate_reports_each_oversized_molecule_and_samples_the_rest(tiny_ckpt
     rc = main(["generate", str(p), "--num-confs", "1", "--out", str(out), "--weights", str(tiny_ckpt), *FAST])
     assert rc == EXIT_PARTIAL
     err = capsys.readouterr().err
-    assert "error: molecule 1 (" in err and "chem.MAX_SMILES_CHARS" in err
-    assert "error: molecule 2 (" in err and "generate_io.MAX_LINE_CHARS" in err
+    assert "error: molecule 1 (" in err and "chem.molecule.MAX_SMILES_CHARS" in err
+    assert "error: molecule 2 (" in err and "pipeline.io.MAX_LINE_CHARS" in err
     assert "Traceback" not in err
     ids = [r.GetProp("mol_id") for r in Chem.SDMolSupplier(str(out), removeHs=False)]
     assert ids == ["0", "3"]
@@ -79,9 +79,9 @@ def test_oversized_sdf_records_fail_per_record(tmp_path):
     got = list(iter_inputs(str(p), 1))
     assert [type(m.source).__name__ for m in got] == ["Mol", "NoneType", "NoneType", "NoneType", "Mol"]
     assert got[1].error == (f"SDF record 1: too large: 1,202 atoms with hydrogens, more than the limit of "
-                            f"{MAX_ATOMS:,} (chem.MAX_ATOMS); not read")
+                            f"{MAX_ATOMS:,} (chem.molecule.MAX_ATOMS); not read")
     assert got[2].error == (f"SDF record 2 (chain100000): {len(huge):,} bytes, more than the limit of "
-                            f"{MAX_SDF_RECORD_BYTES:,} for one record (chem.MAX_SDF_RECORD_BYTES); not read")
+                            f"{MAX_SDF_RECORD_BYTES:,} for one record (chem.molecule.MAX_SDF_RECORD_BYTES); not read")
     assert "1,500 atoms with hydrogens" in got[3].error  # V3000 counts read before RDKit parses
     assert count_inputs(str(p)) == 5
     # The oversized record is skipped, not held: its bytes never come back.
@@ -103,14 +103,14 @@ def test_sdf_record_without_newlines_is_bounded(tmp_path, monkeypatch):
     finally:
         tracemalloc.stop()
     assert [m.source is not None for m in got] == [True, False, True]
-    assert "chem.MAX_SDF_RECORD_BYTES" in got[1].error
+    assert "chem.molecule.MAX_SDF_RECORD_BYTES" in got[1].error
     assert peak < 1_000_000  # the 3 MB line was never held
 
 
 def test_atom_limit_in_chem():
-    with pytest.raises(FeaturizeError, match=r"chem\.MAX_ATOMS"):
+    with pytest.raises(FeaturizeError, match=r"chem\.molecule\.MAX_ATOMS"):
         mol_from_smiles("C" * 400)  # counted with its hydrogens before they are added
-    with pytest.raises(FeaturizeError, match=r"chem\.MAX_SMILES_CHARS"):
+    with pytest.raises(FeaturizeError, match=r"chem\.molecule\.MAX_SMILES_CHARS"):
         mol_from_smiles("C" * (MAX_SMILES_CHARS + 1))
     with pytest.raises(FeaturizeError, match=r"too large: 1,202 atoms"):
         featurize(Chem.AddHs(Chem.MolFromSmiles("C" * 400)))

@@ -7,7 +7,7 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from confgf_fast.chem import FeaturizeError, canonical_smiles, featurize, mol_from_smiles, set_conformers
+from confgf_fast.chem.molecule import FeaturizeError, canonical_smiles, featurize, mol_from_smiles, set_conformers
 from confgf_fast.config import EDGE_ANGLE, EDGE_AROMATIC, EDGE_DIHEDRAL, EDGE_DOUBLE, EDGE_SINGLE, EDGE_TRIPLE
 from confgf_fast.graph import PackedGraphs
 
@@ -119,10 +119,10 @@ def test_set_conformers_and_canonical_smiles():
 @pytest.mark.parametrize("seed", [0, 2**31 - 1, 2**31, -1, 7])
 def test_etkdg_seeds_never_repeat_one_conformer(seed):
     # RDKit turns randomSeed 0 and 2^31 - 1 into identical conformers; etkdg_seed remaps exactly
-    # those (chem.py), so the benchmark's first molecule (seed 0) gets a real ETKDG ensemble.
+    # those (chem/molecule.py), so the benchmark's first molecule (seed 0) gets a real ETKDG ensemble.
     from rdkit.Chem import rdMolAlign
 
-    from confgf_fast.chem import etkdg_params, etkdg_seed
+    from confgf_fast.chem.molecule import etkdg_params, etkdg_seed
 
     s = etkdg_seed(seed)
     assert 0 < s < 2**31 - 1

@@ -6,8 +6,8 @@ import pytest
 import torch
 from rdkit import Chem
 
-from confgf_fast.checkpoint import WeightsError, load_model
 from confgf_fast.cli import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main, read_inputs
+from confgf_fast.model.checkpoint import WeightsError, load_model
 
 FAST = ["--levels", "3", "--steps-per-level", "3", "-q"]
 
@@ -60,7 +60,7 @@ def test_generate_threads_sets_torch_threads_and_output_is_unchanged(tiny_ckpt, 
 def test_generate_bands_and_schedule_overrides(tiny_ckpt, tmp_path, monkeypatch):
     """--bands reaches the sampler; --levels/--steps-per-level replace the fast preset's bands; a
     malformed spec is refused before any work."""
-    import confgf_fast.batch_sampling as batch_sampling
+    import confgf_fast.sampling.batch as batch_sampling
 
     seen = []
     real = batch_sampling.sample

@@ -6,12 +6,12 @@ from oracle import OracleScore
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from confgf_fast.chem import conformer_positions, featurize
+from confgf_fast.chem.molecule import conformer_positions, featurize
 from confgf_fast.config import NoiseConfig, resolve_schedule
 from confgf_fast.graph import PackedGraphs
 from confgf_fast.ops import reference
-from confgf_fast.pipeline import generate
-from confgf_fast.sampler import num_evaluations, sample, sample_distances
+from confgf_fast.pipeline.generate import generate
+from confgf_fast.sampling.sampler import num_evaluations, sample, sample_distances
 
 
 def _setup(smiles: str, copies: int):

@@ -9,7 +9,7 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from confgf_fast.chem import mol_from_smiles
+from confgf_fast.chem.molecule import mol_from_smiles
 from confgf_fast.cli import EXIT_OK, EXIT_PARTIAL, main
 from confgf_fast.distributed import Shard, merge_errors, merge_sdf, shard_path
 

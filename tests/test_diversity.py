@@ -5,8 +5,8 @@ import pytest
 import torch
 from rdkit.Chem import AllChem, rdMolAlign
 
-from confgf_fast.chem import etkdg_coordinates, mol_from_smiles, set_conformers
-from confgf_fast.diversity import farthest_point_subset, rmsd_to_all
+from confgf_fast.chem.diversity import farthest_point_subset, rmsd_to_all
+from confgf_fast.chem.molecule import etkdg_coordinates, mol_from_smiles, set_conformers
 
 
 def _rotation(seed: int) -> torch.Tensor:
@@ -62,7 +62,7 @@ def test_warm_start_oversampling_keeps_n_conformers_that_are_more_diverse():
 
 
 def test_select_conformers_prefers_good_ones_then_diversity():
-    from confgf_fast.diversity import select_conformers
+    from confgf_fast.chem.diversity import select_conformers
 
     mol = mol_from_smiles("CCCCO")
     AllChem.EmbedMultipleConfs(mol, 6, randomSeed=5)
@@ -79,10 +79,10 @@ def test_select_conformers_prefers_good_ones_then_diversity():
 
 
 def test_oversampling_from_noise_keeps_the_count_and_counts_evaluations():
-    from confgf_fast.checkpoint import load_models
     from confgf_fast.config import resolve_schedule
-    from confgf_fast.pipeline import generate
-    from confgf_fast.sampler import num_evaluations
+    from confgf_fast.model.checkpoint import load_models
+    from confgf_fast.pipeline.generate import generate
+    from confgf_fast.sampling.sampler import num_evaluations
 
     base = resolve_schedule("quick")
     over = resolve_schedule("quick", overrides={"oversample": 2})
@@ -99,7 +99,7 @@ def test_oversampling_from_noise_keeps_the_count_and_counts_evaluations():
 def test_mmff_energies_score_geometry_without_optimising():
     from rdkit.Chem import rdForceFieldHelpers
 
-    from confgf_fast.chem import mmff_energies
+    from confgf_fast.chem.molecule import mmff_energies
 
     mol = mol_from_smiles("CCCCO")
     AllChem.EmbedMultipleConfs(mol, 3, randomSeed=7)
@@ -117,7 +117,7 @@ def test_mmff_energies_score_geometry_without_optimising():
 
 
 def test_select_conformers_energy_window_drops_strained_outliers():
-    from confgf_fast.diversity import select_conformers
+    from confgf_fast.chem.diversity import select_conformers
 
     mol = mol_from_smiles("CCCCO")
     AllChem.EmbedMultipleConfs(mol, 4, randomSeed=5)
@@ -140,7 +140,7 @@ def test_select_conformers_energy_window_drops_strained_outliers():
 
 def test_from_noise_energy_window_runs_through_generate():
     from confgf_fast.config import resolve_schedule
-    from confgf_fast.pipeline import generate
+    from confgf_fast.pipeline.generate import generate
 
     cfg = resolve_schedule("quick", overrides={"num_steps": 8, "oversample": 3, "select_window": 10.0})
     assert "select_window=10.0" in cfg.describe() and "oversample=3" in cfg.describe()
@@ -151,7 +151,7 @@ def test_from_noise_energy_window_runs_through_generate():
 
 
 def test_energy_weighted_selection_starts_low_and_discounts_strain():
-    from confgf_fast.diversity import select_conformers
+    from confgf_fast.chem.diversity import select_conformers
 
     mol = mol_from_smiles("CCCCO")
     AllChem.EmbedMultipleConfs(mol, 4, randomSeed=5)

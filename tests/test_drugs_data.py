@@ -14,7 +14,7 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from confgf_fast.chem import canonical_smiles, stereo_smiles_from_3d
+from confgf_fast.chem.molecule import canonical_smiles, stereo_smiles_from_3d
 from confgf_fast.data import build as build_mod
 from confgf_fast.data import drugs, qm9
 from confgf_fast.data.build import heldout_keys

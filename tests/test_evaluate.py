@@ -12,8 +12,8 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from confgf_fast.chem import canonical_smiles
-from confgf_fast.evaluate import (
+from confgf_fast.chem.molecule import canonical_smiles
+from confgf_fast.evaluation.evaluate import (
     SUMMARY_KEYS,
     EvalResult,
     MolEval,

@@ -15,9 +15,7 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from confgf_fast import checkpoint
-from confgf_fast.checkpoint import WeightsError, load_model
-from confgf_fast.chem import featurize, mol_from_smiles
+from confgf_fast.chem.molecule import featurize, mol_from_smiles
 from confgf_fast.cli import (
     EXIT_FATAL,
     EXIT_OK,
@@ -32,9 +30,11 @@ from confgf_fast.cli import (
 )
 from confgf_fast.config import ModelConfig, NoiseConfig, Runtime, resolve_schedule
 from confgf_fast.graph import PackedGraphs
-from confgf_fast.model import ScoreNet
-from confgf_fast.pipeline import MoleculeError, generate, generate_iter, prepare_molecule
-from confgf_fast.sampler import langevin_sample
+from confgf_fast.model import checkpoint
+from confgf_fast.model.checkpoint import WeightsError, load_model
+from confgf_fast.model.network import ScoreNet
+from confgf_fast.pipeline.generate import MoleculeError, generate, generate_iter, prepare_molecule
+from confgf_fast.sampling.sampler import langevin_sample
 
 FAST = ["--levels", "3", "--steps-per-level", "3", "-q"]
 CALLS_PER_RUN = 9  # network evaluations per langevin_sample call under FAST
@@ -339,6 +339,7 @@ class NaNScores(torch.nn.Module):
     def __init__(self, inner, mode, first_atoms=9):
         super().__init__()
         self.inner, self.mode, self.first_atoms, self.calls = inner, mode, first_atoms, 0
+        self.config = inner.config  # the sampler builds each model's graphs at its config.graph_order
 
     def forward(self, z, edge_index, edge_type, d, sigma, half_edges=None, edge_pair=None):
         s = self.inner(z, edge_index, edge_type, d, sigma)
@@ -430,6 +431,7 @@ class InterruptAfter(torch.nn.Module):
     def __init__(self, inner, after, signum=None):
         super().__init__()
         self.inner, self.after, self.signum, self.calls = inner, after, signum, 0
+        self.config = inner.config  # the sampler builds each model's graphs at its config.graph_order
 
     def forward(self, *args):
         self.calls += 1

@@ -45,7 +45,7 @@ def test_backend_that_cannot_run_names_the_fix(tmp_path, capsys, backend, monkey
 
 @no_cuda
 def test_generate_tensors_on_missing_cuda_is_a_clear_error():
-    from confgf_fast.tensors import DeviceError
+    from confgf_fast.sampling.tensors import DeviceError
 
     with pytest.raises(DeviceError, match="no CUDA device"):
         cf.generate_tensors(["CCO"], 1, device="cuda")
@@ -54,14 +54,14 @@ def test_generate_tensors_on_missing_cuda_is_a_clear_error():
 
 
 def test_generate_iter_is_top_level():
-    from confgf_fast.pipeline import generate_iter
+    from confgf_fast.pipeline.generate import generate_iter
 
     assert cf.generate_iter is generate_iter
     assert "generate_iter" in cf.__all__
 
 
 def test_packed_graphs_batch_takes_a_list():
-    from confgf_fast.chem import featurize, mol_from_smiles
+    from confgf_fast.chem.molecule import featurize, mol_from_smiles
 
     packed = cf.PackedGraphs([featurize(mol_from_smiles("CCO")), featurize(mol_from_smiles("C"))])
     from_list = packed.batch([0, 0, 1])
@@ -113,9 +113,9 @@ def test_all_broken_molecule_is_not_counted_ok(tiny_ckpt, tmp_path, capsys):
 
 def test_generate_tensors_default_is_not_the_5000_step_schedule(monkeypatch):
     """No sampler named: the quick projected schedule (44 evaluations), not the paper's 5000."""
-    import confgf_fast.tensors as tensors
+    import confgf_fast.sampling.tensors as tensors
     from confgf_fast.config import resolve_schedule
-    from confgf_fast.sampler import num_evaluations
+    from confgf_fast.sampling.sampler import num_evaluations
 
     seen = []
 
@@ -136,8 +136,8 @@ def test_warm_start_embeds_per_batch_so_records_come_early(tiny_ckpt, monkeypatc
     """The ETKDG warm start used to embed a whole chunk before sampling anything (minutes of 0/200 on
     drug inputs). Now each batch embeds its own molecules: the first outcome is yielded after only
     the first batch's embeddings, and every molecule is still embedded exactly once."""
-    import confgf_fast.pipeline as pipeline
-    from confgf_fast.checkpoint import load_model
+    import confgf_fast.pipeline.generate as pipeline
+    from confgf_fast.model.checkpoint import load_model
 
     loaded = load_model(str(tiny_ckpt))
     model, noise = loaded.model, loaded.noise
@@ -161,8 +161,8 @@ def test_warm_start_embeds_per_batch_so_records_come_early(tiny_ckpt, monkeypatc
 
 
 def test_warm_start_progress_names_the_molecule_embedding(tiny_ckpt, capsys):
-    from confgf_fast.checkpoint import load_model
-    from confgf_fast.pipeline import generate_iter
+    from confgf_fast.model.checkpoint import load_model
+    from confgf_fast.pipeline.generate import generate_iter
 
     loaded = load_model(str(tiny_ckpt))
     model, noise = loaded.model, loaded.noise
@@ -175,7 +175,7 @@ def test_warm_start_progress_names_the_molecule_embedding(tiny_ckpt, capsys):
 
 @no_cuda
 def test_generate_on_missing_cuda_is_a_clear_error():
-    from confgf_fast.tensors import DeviceError
+    from confgf_fast.sampling.tensors import DeviceError
 
     with pytest.raises(DeviceError, match="no CUDA device"):
         cf.generate(["CCO"], 1, device="cuda:0")

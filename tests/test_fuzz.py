@@ -15,14 +15,14 @@ from hypothesis import strategies as st
 from rdkit import Chem
 
 from confgf_fast import ops
-from confgf_fast.chem import featurize
+from confgf_fast.chem.molecule import featurize
 from confgf_fast.config import EDGE_ANGLE, EDGE_DIHEDRAL, NUM_EDGE_TYPES, ModelConfig, resolve_schedule
 from confgf_fast.graph import MolGraph, PackedGraphs, extended_graph, rowptr_from_sorted
-from confgf_fast.model import ScoreNet
+from confgf_fast.model.network import ScoreNet
 from confgf_fast.ops import reference
 from confgf_fast.ops.testing import extended_graph as bondlist_extended_graph
 from confgf_fast.ops.testing import norm_rel_err, random_graph, reverse_index
-from confgf_fast.pipeline import generate_iter
+from confgf_fast.pipeline.generate import generate_iter
 
 FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

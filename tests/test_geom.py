@@ -13,7 +13,7 @@ import pytest
 import torch
 from rdkit import Chem
 
-from confgf_fast.chem import canonical_smiles
+from confgf_fast.chem.molecule import canonical_smiles
 from confgf_fast.data.dataset import ConformerDataset
 from confgf_fast.data.geom import build_geom_dataset, load_geom_rdkit_folder, load_geom_rdkit_folder_with_stats
 

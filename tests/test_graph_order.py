@@ -6,8 +6,7 @@ import pytest
 import torch
 from rdkit.Chem import AllChem
 
-from confgf_fast.batch_sampling import model_graphs
-from confgf_fast.chem import featurize, mol_from_smiles
+from confgf_fast.chem.molecule import featurize, mol_from_smiles
 from confgf_fast.config import (
     EDGE_ANGLE,
     EDGE_DIHEDRAL,
@@ -19,7 +18,8 @@ from confgf_fast.config import (
     hop_edge_type,
 )
 from confgf_fast.data.dataset import ConformerDataset
-from confgf_fast.model import ScoreNet
+from confgf_fast.model.network import ScoreNet
+from confgf_fast.sampling.batch import model_graphs
 from confgf_fast.train import Trainer, grown_edge_embedding, train_from_files
 
 
@@ -89,7 +89,7 @@ def test_fine_tune_to_order_five_then_sample_with_order_five_graphs(tmp_path):
     graphs, and generate samples it with order-5 graphs (the model would index past its embedding
     with none, and score no 1-5 pair with order-3 ones)."""
     from confgf_fast import generate
-    from confgf_fast.checkpoint import WeightsError, load_model, read_checkpoint
+    from confgf_fast.model.checkpoint import WeightsError, load_model, read_checkpoint
 
     data = ConformerDataset.from_mols([embedded(s, 3, k) for k, s in enumerate(["CCCCCO", "c1ccccc1CC", "CCOCCN"])])
     path = tmp_path / "d.pt"

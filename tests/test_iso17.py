@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from confgf_fast.data.iso17 import KB_EV, kinetic_temperature, langevin_md
-from confgf_fast.distance_mmd import distance_mmd, gaussian_mmd, heavy_atom_pairs, pair_distances, summarize
+from confgf_fast.evaluation.distance_mmd import distance_mmd, gaussian_mmd, heavy_atom_pairs, pair_distances, summarize
 
 HELDOUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "qm9_heldout_smiles.csv"
 
@@ -119,7 +119,7 @@ def test_velocity_verlet_with_xtb_conserves_energy():
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
-    from confgf_fast.xtb import XTBForces
+    from confgf_fast.chem.xtb import XTBForces
 
     mol = Chem.AddHs(Chem.MolFromSmiles("CO"))
     AllChem.EmbedMolecule(mol, randomSeed=1)

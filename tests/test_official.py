@@ -1,4 +1,4 @@
-"""Import of official ConfGF checkpoints (confgf_fast.official, `confgf-fast import-official`)."""
+"""Import of official ConfGF checkpoints (confgf_fast.model.official, `confgf-fast import-official`)."""
 
 import sys
 import types
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from confgf_fast.checkpoint import load_model
-from confgf_fast.chem import featurize, mol_from_smiles
+from confgf_fast.chem.molecule import featurize, mol_from_smiles
 from confgf_fast.cli import main
-from confgf_fast.official import OFFICIAL_EDGE_ROW, OfficialImportError, convert_official, import_official
+from confgf_fast.model.checkpoint import load_model
+from confgf_fast.model.official import OFFICIAL_EDGE_ROW, OfficialImportError, convert_official, import_official
 
 H, L = 16, 3
 

@@ -71,7 +71,7 @@ def _molecule_batch(gen: torch.Generator):
     pytest.importorskip("rdkit")
     from rdkit.Chem import AllChem
 
-    from confgf_fast.chem import featurize, mol_from_smiles
+    from confgf_fast.chem.molecule import featurize, mol_from_smiles
     from confgf_fast.graph import PackedGraphs
 
     smiles = ["CC(C)C1=CC=CO1", "O", "CC(=O)Nc1ccc(O)cc1", "C#CC=O", "c1ccccc1", "N"]
@@ -405,7 +405,7 @@ def test_extended_graph_matches_featurize():
     pytest.importorskip("rdkit")
     from rdkit import Chem
 
-    from confgf_fast.chem import featurize, mol_from_smiles
+    from confgf_fast.chem.molecule import featurize, mol_from_smiles
 
     mol = mol_from_smiles("CC(C)C1=CC=CO1")
     bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()]

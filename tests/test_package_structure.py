@@ -141,35 +141,39 @@ def test_no_training_state_in_the_package():
 # ---- layers --------------------------------------------------------------------------------------
 #
 # The package is layered along its data flow (SMILES / RDKit Mol in -> graph -> model -> sampler ->
-# SDF / tensors out). Each module has a layer; a module may import from its own layer and the layers
-# below it, never from a higher one. Lazy imports inside functions count (they still tie the lower
-# module to the higher one); `if TYPE_CHECKING:` imports do not (they never run).
+# SDF / tensors out), one subpackage per layer where a layer has several modules. Each module has a
+# layer (its subpackage's); a module may import from its own layer and the layers below it, never
+# from a higher one. Lazy imports inside functions count (they still tie the lower module to the
+# higher one); `if TYPE_CHECKING:` imports do not (they never run). Subpackage __init__ files
+# import nothing, so every import edge names the module it really depends on.
 #
-#   0 base      constants, schedules and settings (config), seeding, thread limits, and the
-#               farthest-point subset (diversity): no package imports at all
+#   0 base      config (constants, schedules, settings), seeds, threads: no package imports at all
 #   1 graph     the tensor graph types (MolGraph, GraphBatch, PackedGraphs, extended_graph): what
 #               chem featurises into and what ops and the model read
 #   2 ops       the registered torch ops (ops/) and their Triton kernels (kernels/ ->
 #               confgf_fast.kernels)
-#   3 chem      RDKit and xTB in and out: featurising, stereo constraints and checks, conformer
-#               quality, the xTB engine (xtb), the optional relaxation of finished conformers (relax)
-#   4 model     the score network, its element vocabulary, checkpoints and the official weights
-#   5 sampling  the samplers (sampler, planarity), batch sampling, preparing inputs for them
+#   3 chem/     RDKit and xTB in and out: featurising (molecule), stereo constraints and checks
+#               (stereo), conformer quality (quality), diverse subsets (diversity), the xTB engine
+#               (xtb), the optional relaxation of finished conformers (relax)
+#   4 model/    the score network (network), the loaded-model type (loaded), its element vocabulary
+#               (elements), checkpoints (checkpoint) and the official weights (official)
+#   5 sampling/ the samplers (sampler, planarity), batch sampling (batch), preparing inputs for them
 #               (prepare), and the tensor-level API (tensors)
-#   6 pipeline  a generate request, the Mol-level pipeline, reading inputs / writing outputs
-#   7 tasks     what is built on generation and the data: evaluation, properties, distance MMD,
-#               training and the datasets (data/)
+#   6 pipeline/ a generate request (request), the Mol-level pipeline (generate), reading inputs /
+#               writing outputs (io)
+#   7 tasks     what is built on generation and the data: evaluation/ (evaluate, properties,
+#               distance_mmd), training (train) and the datasets (data/)
 #   8 front     the command line, multi-process sharding, and the package root's public API
 LAYER_NAMES = ("base", "graph", "ops", "chem", "model", "sampling", "pipeline", "tasks", "front")
 LAYERS: dict[str, int] = {
-    **dict.fromkeys(["config", "seeds", "threads", "diversity"], 0),
+    **dict.fromkeys(["config", "seeds", "threads"], 0),
     "graph": 1,
     "ops": 2, "kernels": 2,
-    **dict.fromkeys(["chem", "stereo", "quality", "xtb", "relax"], 3),
-    **dict.fromkeys(["model", "loaded", "elements", "checkpoint", "official"], 4),
-    **dict.fromkeys(["sampler", "planarity", "batch_sampling", "prepare", "tensors"], 5),
-    **dict.fromkeys(["request", "pipeline", "generate_io"], 6),
-    **dict.fromkeys(["evaluate", "properties", "distance_mmd", "train", "data"], 7),
+    "chem": 3,
+    "model": 4,
+    "sampling": 5,
+    "pipeline": 6,
+    **dict.fromkeys(["evaluation", "train", "data"], 7),
     **dict.fromkeys(["cli", "distributed", ""], 8),  # "": the package root, confgf_fast/__init__.py
 }
 
@@ -200,7 +204,7 @@ def layering_violations(graph: dict[str, set[str]], layers: dict[str, int] = LAY
 
 def _exact_layer(module: str) -> bool:
     rel = module.removeprefix("confgf_fast").removeprefix(".")
-    # a module is placed by its own entry or by its top-level subpackage's (ops.*, kernels.*, data.*)
+    # a module is placed by its own entry or by its top-level subpackage's (chem.*, ops.*, data.*, ...)
     return rel in LAYERS or (rel.partition(".")[0] in LAYERS and "." in rel)
 
 
@@ -217,15 +221,31 @@ def test_no_import_goes_up_a_layer():
     assert not bad, "imports up a layer:\n" + "\n".join(bad)
 
 
+# The layer subpackages' __init__ files hold a docstring only: a re-export there would make every
+# importer of the subpackage depend on all its modules (and close cycles through the __init__).
+DOCSTRING_ONLY = ("chem", "model", "sampling", "pipeline", "evaluation")
+
+
+def test_layer_subpackages_import_nothing():
+    mods = _modules()
+    for pkg in DOCSTRING_ONLY:
+        path = mods[f"confgf_fast.{pkg}"]
+        assert path.name == "__init__.py", path
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+        assert not body and ast.get_docstring(tree), f"{path} must hold only a docstring"
+
+
 def test_layer_checker_reports_an_upward_import():
     """The check above can fail: a planted sampler -> cli edge (and chem -> evaluate) is reported."""
-    graph = {"confgf_fast.sampler": {"confgf_fast.cli", "confgf_fast.graph"},
-             "confgf_fast.chem": {"confgf_fast.evaluate"}, "confgf_fast.cli": {"confgf_fast.sampler"},
-             "confgf_fast.data.qm9": {"confgf_fast.chem"}}
+    graph = {"confgf_fast.sampling.sampler": {"confgf_fast.cli", "confgf_fast.graph"},
+             "confgf_fast.chem.molecule": {"confgf_fast.evaluation.evaluate"},
+             "confgf_fast.cli": {"confgf_fast.sampling.sampler"},
+             "confgf_fast.data.qm9": {"confgf_fast.chem.molecule"}}
     assert layering_violations(graph) == [
-        "confgf_fast.chem (layer 3) imports confgf_fast.evaluate (layer 7)",
-        "confgf_fast.sampler (layer 5) imports confgf_fast.cli (layer 8)"]
-    assert layering_violations(import_graph() | graph)[-1].startswith("confgf_fast.sampler (layer 5)")
+        "confgf_fast.chem.molecule (layer 3) imports confgf_fast.evaluation.evaluate (layer 7)",
+        "confgf_fast.sampling.sampler (layer 5) imports confgf_fast.cli (layer 8)"]
+    assert layering_violations(import_graph() | graph)[-1].startswith("confgf_fast.sampling.sampler (layer 5)")
 
 
 # ---- calls back up from cmd_generate -----------------------------------------------------------
@@ -362,6 +382,6 @@ def calls_back_up(start: tuple[str, str] = ("confgf_fast.cli", "cmd_generate")):
 def test_cmd_generate_reaches_the_sampler_with_few_calls_back_up():
     reached, up = calls_back_up()
     modules = {m for m, _ in reached}
-    assert "confgf_fast.sampler" in modules, sorted(reached)
+    assert "confgf_fast.sampling.sampler" in modules, sorted(reached)
     print(f"{len(up)} calls back up from cmd_generate:\n" + "\n".join(up))
     assert len(up) <= MAX_CALLS_BACK_UP, "\n".join(up)

@@ -4,11 +4,11 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from confgf_fast.chem import conformer_positions, featurize
+from confgf_fast.chem.molecule import conformer_positions, featurize
 from confgf_fast.config import resolve_schedule
 from confgf_fast.graph import PackedGraphs
-from confgf_fast.planarity import PlanarGroups
-from confgf_fast.sampler import sample
+from confgf_fast.sampling.planarity import PlanarGroups
+from confgf_fast.sampling.sampler import sample
 
 
 def _batch(smiles: str, copies: int = 1):
@@ -54,7 +54,7 @@ def test_flatten_puts_a_bent_ring_in_its_plane_and_keeps_other_atoms():
 def test_project_sampler_with_planar_writes_flat_rings():
     """With the shipped weights from noise, planar=1 leaves aromatic groups flat (measured off: 0.1-0.3 A
     rms out of plane on drug molecules) without breaking the conformer."""
-    from confgf_fast.checkpoint import load_model
+    from confgf_fast.model.checkpoint import load_model
 
     loaded = load_model(None, "cpu")
 

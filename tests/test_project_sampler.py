@@ -9,12 +9,12 @@ from oracle import OracleScore
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from confgf_fast.chem import conformer_positions, featurize, mol_from_smiles
+from confgf_fast.chem.molecule import conformer_positions, featurize, mol_from_smiles
 from confgf_fast.config import ModelConfig, NoiseConfig, resolve_schedule
 from confgf_fast.graph import PackedGraphs
-from confgf_fast.model import ScoreNet
+from confgf_fast.model.network import ScoreNet
 from confgf_fast.ops import reference
-from confgf_fast.sampler import num_evaluations, project_distances, project_grid, project_plan, sample
+from confgf_fast.sampling.sampler import num_evaluations, project_distances, project_grid, project_plan, sample
 
 
 def paper(**overrides):
@@ -210,7 +210,7 @@ def test_warm_start_with_oracle_keeps_each_start_near_its_conformer():
 
 
 def test_etkdg_coordinates_fall_back_without_the_chirality_check():
-    from confgf_fast.chem import etkdg_coordinates
+    from confgf_fast.chem.molecule import etkdg_coordinates
 
     plain, note = etkdg_coordinates(mol_from_smiles("CCO"), 3, seed=1)
     assert plain.shape == (3, 9, 3) and note is None
@@ -221,8 +221,8 @@ def test_etkdg_coordinates_fall_back_without_the_chirality_check():
 
 
 def test_generate_warm_start_end_to_end(tiny_ckpt):
-    from confgf_fast.checkpoint import load_model
-    from confgf_fast.pipeline import generate
+    from confgf_fast.model.checkpoint import load_model
+    from confgf_fast.pipeline.generate import generate
 
     loaded = load_model(tiny_ckpt)
 
@@ -258,8 +258,8 @@ def test_far_contacts_are_the_pairs_no_edge_joins_with_vdw_bounds():
     edge), each once, with bound repel * (R_vdw(i) + R_vdw(j)); add_active keeps the contract of
     the fused sweeps (edges sorted by source, rowptr, degree) and adds only the pairs inside their
     bound, in both directions, at target = bound."""
-    from confgf_fast.quality import vdw_radii
-    from confgf_fast.sampler import FarContacts
+    from confgf_fast.chem.quality import vdw_radii
+    from confgf_fast.sampling.sampler import FarContacts
 
     mol = conformer("CCCCCCO")  # heptan-1-ol-like chain: C1...C5 and beyond are >= 4 bonds apart
     batch = batch_of(mol, 2)
@@ -296,7 +296,7 @@ def test_repel_separates_atoms_the_network_cannot_see():
     the plain sweeps leave far pairs overlapping (no edge joins them), the repelled sweeps end with
     every far pair near or beyond its bound and fit the edge lengths about as well (from a
     collapsed start both fits end tangled, ~0.14 A mean edge error)."""
-    from confgf_fast.sampler import FarContacts
+    from confgf_fast.sampling.sampler import FarContacts
 
     mol = conformer("CCCCCCCC", seed=3)
     batch = batch_of(mol, 1)

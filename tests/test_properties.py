@@ -1,4 +1,4 @@
-"""Ensemble property prediction (confgf_fast/properties.py, `confgf-fast evaluate --properties`)."""
+"""Ensemble property prediction (confgf_fast/evaluation/properties.py, `confgf-fast evaluate --properties`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
+from confgf_fast.chem.xtb import BOHR, HARTREE_EV, homo_lumo_gap
 from confgf_fast.cli import EXIT_FATAL, EXIT_OK, main
-from confgf_fast.properties import (
+from confgf_fast.evaluation.properties import (
     EnsembleProperties,
     PropertyResult,
     compare_ensembles,
@@ -21,7 +22,6 @@ from confgf_fast.properties import (
     outlier_masks,
     tblite_problem,
 )
-from confgf_fast.xtb import BOHR, HARTREE_EV, homo_lumo_gap
 
 # ---- statistics on hand-made numbers (no xTB) ---------------------------------------------------
 
@@ -107,7 +107,7 @@ def test_singlepoint_matches_an_independent_tblite_call():
     pytest.importorskip("tblite")
     from tblite.interface import Calculator
 
-    from confgf_fast.xtb import xtb_singlepoints
+    from confgf_fast.chem.xtb import xtb_singlepoints
 
     m = _embedded("CC(=O)N", 2, seed=7)
     z = np.array([a.GetAtomicNum() for a in m.GetAtoms()])
@@ -147,7 +147,7 @@ def two_molecule_sdfs(tmp_path):
 
 def test_cli_properties_end_to_end(two_molecule_sdfs, tmp_path, capsys):
     pytest.importorskip("tblite")
-    from confgf_fast.xtb import xtb_singlepoints
+    from confgf_fast.chem.xtb import xtb_singlepoints
 
     _, _, ref, gen = two_molecule_sdfs
     js = tmp_path / "out.json"

@@ -7,10 +7,8 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from confgf_fast.chem import conformer_positions, featurize, mol_from_smiles
-from confgf_fast.config import EDGE_ANGLE, EDGE_DIHEDRAL, EDGE_SINGLE
-from confgf_fast.graph import PackedGraphs, extended_graph
-from confgf_fast.quality import (
+from confgf_fast.chem.molecule import conformer_positions, featurize, mol_from_smiles
+from confgf_fast.chem.quality import (
     VDW_FRACTION,
     broken_conformers,
     closest_far_contacts,
@@ -21,6 +19,8 @@ from confgf_fast.quality import (
     reference_lengths,
     vdw_radii,
 )
+from confgf_fast.config import EDGE_ANGLE, EDGE_DIHEDRAL, EDGE_SINGLE
+from confgf_fast.graph import PackedGraphs, extended_graph
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DRUGS = SHARED / "fixtures" / "geom_drugs_10.sdf"

@@ -12,14 +12,14 @@ import pytest
 pytest.importorskip("tblite")
 from rdkit import Chem
 
-from confgf_fast.chem import heavy_copy, stereo_smiles_from_3d
+from confgf_fast.chem.molecule import heavy_copy, stereo_smiles_from_3d
+from confgf_fast.chem.xtb import topology_kept
 from confgf_fast.data.reference_search import (
     SearchSettings,
     build_union,
     read_reference_groups,
     rotatable_torsions,
 )
-from confgf_fast.xtb import topology_kept
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "qm9_xtb_dev.sdf"
 pytestmark = pytest.mark.skipif(not DEV.is_file(), reason="../shared/benchmarks/qm9_xtb_dev.sdf not present")

@@ -9,9 +9,8 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import AllChem, rdForceFieldHelpers
 
-from confgf_fast.chem import mol_from_smiles
-from confgf_fast.config import Schedule, resolve_schedule
-from confgf_fast.relax import (
+from confgf_fast.chem.molecule import mol_from_smiles
+from confgf_fast.chem.relax import (
     HARTREE_KCAL,
     RelaxError,
     RelaxOptions,
@@ -21,7 +20,8 @@ from confgf_fast.relax import (
     relax_flags,
     within_energy_window,
 )
-from confgf_fast.xtb import available as tblite_available
+from confgf_fast.chem.xtb import available as tblite_available
+from confgf_fast.config import Schedule, resolve_schedule
 
 needs_tblite = pytest.mark.skipif(not tblite_available(), reason="tblite (GFN2-xTB) not installed")
 
@@ -122,7 +122,7 @@ def test_options_are_validated():
 
 
 def test_xtb_without_tblite_is_a_clear_error(monkeypatch):
-    import confgf_fast.xtb as xtb
+    import confgf_fast.chem.xtb as xtb
 
     monkeypatch.setattr(xtb, "available", lambda: False)
     with pytest.raises(RelaxError, match="pip install tblite"):
@@ -133,7 +133,7 @@ def test_xtb_without_tblite_is_a_clear_error(monkeypatch):
 def test_xtb_relaxes_and_reports_kcal_per_mol():
     from tblite.interface import Calculator
 
-    from confgf_fast.xtb import BOHR
+    from confgf_fast.chem.xtb import BOHR
 
     m = _embedded("CO", 2)
     res = relax_conformers(m, "xtb", threads=1)
@@ -147,7 +147,7 @@ def test_xtb_relaxes_and_reports_kcal_per_mol():
 
 @needs_tblite
 def test_xtb_drops_and_counts_conformers_whose_bonds_change(monkeypatch):
-    import confgf_fast.xtb as xtb
+    import confgf_fast.chem.xtb as xtb
 
     real = xtb.xtb_optimize
     calls = []
@@ -175,7 +175,7 @@ def _tiny_sampler() -> Schedule:
 def test_generate_resamples_broken_conformers_and_counts_what_still_fails():
     """Two levels x two steps leave every conformer broken: each is resampled `retries` times and
     written flagged, with its reasons; with a relax the relaxed geometry is flagged instead."""
-    from confgf_fast.pipeline import generate
+    from confgf_fast.pipeline.generate import generate
 
     torch.set_num_threads(1)
     res = generate(["CCO", "CC(=O)N"], 2, schedule=_tiny_sampler(), retries=1)
@@ -212,7 +212,7 @@ def test_cli_relax_options_write_energies_and_summarise(tmp_path, capsys):
 
 
 def test_cli_relax_usage_errors(tmp_path, monkeypatch, capsys):
-    import confgf_fast.xtb as xtb
+    import confgf_fast.chem.xtb as xtb
     from confgf_fast.cli import EXIT_USAGE, main
 
     out = str(tmp_path / "o.sdf")
@@ -244,7 +244,7 @@ def test_mmff_leaves_the_input_graph_and_its_stereo_as_they_were():
     assert [a.GetIsAromatic() for a in res.mol.GetAtoms()] == [a.GetIsAromatic() for a in m.GetAtoms()]
     assert [b.GetBondType() for b in res.mol.GetBonds()] == [b.GetBondType() for b in m.GetBonds()]
     assert res.stereo_ok == [1, 1, 1]
-    from confgf_fast.chem import stereo_matches
+    from confgf_fast.chem.molecule import stereo_matches
 
     target = Chem.MolToSmiles(Chem.RemoveHs(ref))
     assert list(stereo_matches(m, target)) == [True] * 3

@@ -5,7 +5,7 @@ import pytest
 
 from confgf_fast.cli import build_parser
 from confgf_fast.config import Runtime, resolve_schedule
-from confgf_fast.request import GenerateRequest, RequestError
+from confgf_fast.pipeline.request import GenerateRequest, RequestError
 
 
 def _cli(*argv: str) -> GenerateRequest:

@@ -7,10 +7,16 @@ import pytest
 import torch
 from rdkit import Chem
 
-from confgf_fast.checkpoint import DEFAULT_WEIGHTS_SET, default_weights_paths, export_weights, load_model, load_models
 from confgf_fast.cli import main
-from confgf_fast.elements import Coverage, choose_model
-from confgf_fast.pipeline import generate
+from confgf_fast.model.checkpoint import (
+    DEFAULT_WEIGHTS_SET,
+    default_weights_paths,
+    export_weights,
+    load_model,
+    load_models,
+)
+from confgf_fast.model.elements import Coverage, choose_model
+from confgf_fast.pipeline.generate import generate
 
 H, C, N, OX, F, P, S, CL = 1, 6, 7, 8, 9, 15, 16, 17
 QM9 = Coverage(frozenset({H, C, N, OX, F}), 9)
@@ -213,8 +219,8 @@ def test_load_model_gives_the_network_its_noise_levels_and_its_metadata(tiny_ckp
     import dataclasses
 
     from confgf_fast.config import NoiseConfig
-    from confgf_fast.loaded import LoadedModel, ModelMeta
-    from confgf_fast.model import ScoreNet
+    from confgf_fast.model.loaded import LoadedModel, ModelMeta
+    from confgf_fast.model.network import ScoreNet
 
     loaded = load_model(tiny_ckpt)
     assert isinstance(loaded, LoadedModel) and isinstance(loaded.model, ScoreNet)

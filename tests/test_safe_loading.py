@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from confgf_fast.checkpoint import (
+from confgf_fast.cli import EXIT_FATAL, main
+from confgf_fast.config import ModelConfig, NoiseConfig
+from confgf_fast.data.dataset import ConformerDataset, DatasetFileError, UnsafeDatasetError
+from confgf_fast.model.checkpoint import (
     CHECKPOINT_FORMAT,
     UnsafeCheckpointError,
     UnsafeFileError,
@@ -23,11 +26,8 @@ from confgf_fast.checkpoint import (
     save_checkpoint,
     to_plain,
 )
-from confgf_fast.cli import EXIT_FATAL, main
-from confgf_fast.config import ModelConfig, NoiseConfig
-from confgf_fast.data.dataset import ConformerDataset, DatasetFileError, UnsafeDatasetError
-from confgf_fast.model import ScoreNet
-from confgf_fast.official import OfficialImportError, UnsafeOfficialError, import_official, read_official
+from confgf_fast.model.network import ScoreNet
+from confgf_fast.model.official import OfficialImportError, UnsafeOfficialError, import_official, read_official
 from confgf_fast.train import train_from_files
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,13 +9,8 @@ from oracle import OracleScore
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from confgf_fast.chem import conformer_positions, featurize, mol_from_smiles, set_conformers, stereo_matches
-from confgf_fast.config import ModelConfig, NoiseConfig, resolve_schedule
-from confgf_fast.graph import PackedGraphs
-from confgf_fast.model import ScoreNet
-from confgf_fast.ops import reference
-from confgf_fast.sampler import langevin_sample
-from confgf_fast.stereo import (
+from confgf_fast.chem.molecule import conformer_positions, featurize, mol_from_smiles, set_conformers, stereo_matches
+from confgf_fast.chem.stereo import (
     CHIRAL_MARGIN,
     StereoConstraints,
     StereoGuidance,
@@ -31,6 +26,11 @@ from confgf_fast.stereo import (
     stereo_penalty,
     violations,
 )
+from confgf_fast.config import ModelConfig, NoiseConfig, resolve_schedule
+from confgf_fast.graph import PackedGraphs
+from confgf_fast.model.network import ScoreNet
+from confgf_fast.ops import reference
+from confgf_fast.sampling.sampler import langevin_sample
 
 DRUGS = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "geom_drugs_10.sdf"
 

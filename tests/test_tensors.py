@@ -7,14 +7,14 @@ import textwrap
 import pytest
 import torch
 
-from confgf_fast import batch_sampling
-from confgf_fast.checkpoint import load_model
-from confgf_fast.chem import featurize, mol_from_smiles
+from confgf_fast.chem.molecule import featurize, mol_from_smiles
 from confgf_fast.config import ModelConfig, Runtime, resolve_schedule
 from confgf_fast.graph import extended_graph
-from confgf_fast.model import ScoreNet
-from confgf_fast.pipeline import generate
-from confgf_fast.tensors import TensorConformers, generate_tensors
+from confgf_fast.model.checkpoint import load_model
+from confgf_fast.model.network import ScoreNet
+from confgf_fast.pipeline.generate import generate
+from confgf_fast.sampling import batch as batch_sampling
+from confgf_fast.sampling.tensors import TensorConformers, generate_tensors
 
 FAST = resolve_schedule("paper", overrides=dict(levels=3, steps_per_level=3))
 HAS_CUDA = torch.cuda.is_available()
@@ -122,8 +122,8 @@ def test_molgraph_path_imports_no_rdkit(tmp_path):
         import torch
         from confgf_fast.config import ModelConfig, resolve_schedule
         from confgf_fast.graph import extended_graph
-        from confgf_fast.model import ScoreNet
-        from confgf_fast.tensors import generate_tensors
+        from confgf_fast.model.network import ScoreNet
+        from confgf_fast.sampling.tensors import generate_tensors
 
         torch.manual_seed(0)
         model = ScoreNet(ModelConfig.preset("tiny"))

@@ -87,8 +87,8 @@ def test_use_restores_torch_threads(restore_threads):
 def test_cli_budget_reaches_torch_rdkit_and_workers(tiny_ckpt, tmp_path, monkeypatch, restore_threads):
     """One budget for the whole run: with a fake 1-core affinity and an idle probe, torch runs on
     1 thread during sampling and RDKit's MMFF (relax) is handed numThreads=1, not 0 (= every core)."""
-    import confgf_fast.batch_sampling as batch_sampling
-    import confgf_fast.relax as relax
+    import confgf_fast.chem.relax as relax
+    import confgf_fast.sampling.batch as batch_sampling
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     monkeypatch.setattr(threads, "busy_other_cores", lambda interval=threads.PROBE_S: 0.0)
@@ -116,9 +116,9 @@ def test_cli_budget_reaches_torch_rdkit_and_workers(tiny_ckpt, tmp_path, monkeyp
 
 def test_generate_iter_budget_is_scoped(tiny_ckpt, restore_threads):
     """The library call runs on its budget and leaves the caller's torch setting as it was."""
-    from confgf_fast.checkpoint import load_model
     from confgf_fast.config import resolve_schedule
-    from confgf_fast.pipeline import generate_iter
+    from confgf_fast.model.checkpoint import load_model
+    from confgf_fast.pipeline.generate import generate_iter
 
     loaded = load_model(str(tiny_ckpt))
     model, noise = loaded.model, loaded.noise

@@ -8,13 +8,13 @@ from oracle import OracleScore
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from confgf_fast.chem import conformer_positions, featurize, mol_from_smiles
+from confgf_fast.chem.molecule import conformer_positions, featurize, mol_from_smiles
 from confgf_fast.config import ModelConfig, NoiseConfig, Runtime, TrainConfig, resolve_schedule
 from confgf_fast.data.dataset import ConformerDataset
 from confgf_fast.graph import PackedGraphs
-from confgf_fast.model import ScoreNet
+from confgf_fast.model.network import ScoreNet
 from confgf_fast.ops import reference
-from confgf_fast.sampler import (
+from confgf_fast.sampling.sampler import (
     langevin_sample,
     level_indices,
     level_plan,
@@ -129,7 +129,7 @@ def test_training_reduces_loss_and_resumes(tiny_dataset, tmp_path):
 def test_init_fine_tunes_from_weights_with_a_fresh_run(tiny_dataset, tmp_path):
     """train --init: the weights, shape and trained elements of the source, but step 0, an empty
     curve and a fresh optimizer; the new data's elements are added (S here, as drug data adds)."""
-    from confgf_fast.checkpoint import load_model, read_checkpoint
+    from confgf_fast.model.checkpoint import load_model, read_checkpoint
     from confgf_fast.train import train_from_files
 
     cfg = TrainConfig(batch_size=8, lr=3e-3, val_every=20, save_every=20, log_every=10, val_batches=2)
@@ -273,7 +273,7 @@ def _tiny_batch():
 
 
 def test_score_function_compiled_and_bf16_match_eager():
-    from confgf_fast.sampler import score_function
+    from confgf_fast.sampling.sampler import score_function
 
     torch.manual_seed(0)
     model = ScoreNet(ModelConfig(hidden_dim=16, num_layers=2)).eval()
@@ -290,7 +290,7 @@ def test_score_function_compiled_and_bf16_match_eager():
     # whole network output (shipped model, QM9 batch).
     assert float((low - ref).norm() / ref.norm()) < 5e-2
     # "auto" compiles only above the threshold; bad settings are refused.
-    from confgf_fast import sampler as sampler_mod
+    from confgf_fast.sampling import sampler as sampler_mod
 
     assert score_function(model, Runtime(), torch.device("cpu"), 1).__name__ == "eager"
     big = score_function(model, Runtime(), torch.device("cpu"), sampler_mod.COMPILE_MIN_EVALS)
@@ -302,7 +302,7 @@ def test_score_function_compiled_and_bf16_match_eager():
 
 
 def test_score_function_falls_back_to_eager_when_compile_fails(monkeypatch):
-    from confgf_fast.sampler import score_function
+    from confgf_fast.sampling.sampler import score_function
 
     def broken_compile(fn, **kwargs):
         def run(*args):
@@ -384,7 +384,7 @@ def test_weight_average_follows_its_formula_and_is_saved_resumed_and_exported(ti
     """The EMA is a <- a + (1 - beta_n)(w - a) with beta_n = min(decay, (1+n)/(10+n)), checked against
     a hand-kept average over real optimizer steps; it survives a resume, and export-weights ships it
     (or the raw weights with average=False) and says which."""
-    from confgf_fast.checkpoint import export_weights, load_model, read_checkpoint
+    from confgf_fast.model.checkpoint import export_weights, load_model, read_checkpoint
 
     torch.manual_seed(0)
     cfg = TrainConfig(batch_size=8, lr=3e-3, val_every=5, save_every=5, log_every=5, val_batches=1, ema_decay=0.9)

@@ -36,7 +36,7 @@ def one_line_error(err: str) -> str:
 
 @pytest.fixture()
 def tiny_model(tiny_ckpt):
-    from confgf_fast.checkpoint import load_model
+    from confgf_fast.model.checkpoint import load_model
 
     return load_model(tiny_ckpt)
 
@@ -88,8 +88,8 @@ def test_evaluate_files_sharing_no_molecule_fail(ref_sdf, tmp_path, capsys):
 
 
 def test_python_module_evaluate_also_one_line(tmp_path, ref_sdf):
-    r = subprocess.run([sys.executable, "-m", "confgf_fast.evaluate", str(tmp_path / "nope.sdf"), str(ref_sdf), "-q"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "confgf_fast.evaluation.evaluate", str(tmp_path / "nope.sdf"),
+                        str(ref_sdf), "-q"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert "generated file not found" in one_line_error(r.stderr)
 
@@ -325,7 +325,7 @@ def test_progress_bar_shows_the_total(tiny_ckpt, tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["a.sdf", "crlf.sdf", "unterminated.sdf", "no_newline.sdf"])
 def test_count_inputs_sdf_matches_the_reader(tmp_path, name):
-    from confgf_fast.generate_io import count_sdf_records, sdf_records
+    from confgf_fast.pipeline.io import count_sdf_records, sdf_records
 
     data = (REPO / "examples" / "reference.sdf").read_bytes()
     data = {"a.sdf": data, "crlf.sdf": data.replace(b"\n", b"\r\n"),
@@ -374,7 +374,7 @@ def test_center_conformers_helper(tiny_model):
     import numpy as np
 
     from confgf_fast import generate
-    from confgf_fast.pipeline import center_conformers
+    from confgf_fast.pipeline.generate import center_conformers
 
     model, noise = tiny_model.model, tiny_model.noise
     res = generate(["CCO", "[He]"], [2, 1], model=model, noise=noise,

@@ -7,8 +7,8 @@ from rdkit.Chem import AllChem
 
 pytest.importorskip("tblite")
 
+from confgf_fast.chem.xtb import refine_conformer, topology_kept, xtb_optimize
 from confgf_fast.data.qm9 import add_etkdg_conformers
-from confgf_fast.xtb import refine_conformer, topology_kept, xtb_optimize
 
 
 def test_water_reaches_the_gfn2_minimum():

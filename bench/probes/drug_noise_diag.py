@@ -12,7 +12,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem, rdMolAlign
 from rdkit.Chem import rdMolTransforms as T
 
-from confgf_fast.pipeline import generate
+from confgf_fast.pipeline.generate import generate
 
 sup = Chem.SDMolSupplier(str(__import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "drugs_xtb_dev.sdf"), removeHs=False)
 mols, seen = [], set()

@@ -10,7 +10,7 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 from common import etkdg
 from rdkit import Chem
 
-from confgf_fast.pipeline import generate
+from confgf_fast.pipeline.generate import generate
 
 sup = Chem.SDMolSupplier(str(__import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "drugs_xtb_dev.sdf"), removeHs=False)
 refs = {}

@@ -17,10 +17,10 @@ import time
 import torch
 
 from confgf_fast import ops
-from confgf_fast.checkpoint import load_model
-from confgf_fast.chem import featurize, mol_from_smiles
+from confgf_fast.model.checkpoint import load_model
+from confgf_fast.chem.molecule import featurize, mol_from_smiles
 from confgf_fast.graph import PackedGraphs
-from confgf_fast.model import ScoreNet
+from confgf_fast.model.network import ScoreNet
 from confgf_fast.train import dsm_loss
 
 

@@ -12,7 +12,7 @@ sigma_i to sigma_{i+1} is
 gamma > 0, each step first raises sigma_i to sigma_i (1 + gamma) by adding coordinate noise
 0.8 sqrt(sigma_hat^2 - sigma_i^2) z. Evaluations: 2 N - 1 + 4.
 
-It is a probe, not a sampler of the package: it swaps batch_sampling.sample for the Heun loop and
+It is a probe, not a sampler of the package: it swaps sampling.batch.sample for the Heun loop and
 then runs eval_dev.main with the remaining arguments, e.g.
 
     python bench/probes/heun_probe.py --steps 20 --churn 0 -- --sample 60 --compile off --no-etkdg \
@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: eval_dev
 import eval_dev
 from common import write_json
 
-import confgf_fast.batch_sampling as batch_sampling
+import confgf_fast.sampling.batch as batch_sampling
 from confgf_fast.config import Runtime, resolve_schedule
-from confgf_fast.sampler import project_grid, projected_denoise, score_function
+from confgf_fast.sampling.sampler import project_grid, projected_denoise, score_function
 
 POLISH_SIGMA, POLISH_STEPS, NOISE_SCALE = 0.05, 4, 0.8
 

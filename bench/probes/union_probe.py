@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 from rdkit import Chem, RDLogger
 
-from confgf_fast.checkpoint import load_model
+from confgf_fast.model.checkpoint import load_model
 from confgf_fast.config import Runtime, resolve_schedule
-from confgf_fast.evaluate import evaluate, format_table
-from confgf_fast.pipeline import generate
+from confgf_fast.evaluation.evaluate import evaluate, format_table
+from confgf_fast.pipeline.generate import generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: common.py
 from common import DEV_SDF, add_result_args, apply_sets, benchmark_inputs, load_reference, paired, provenance, write_json

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..chem import etkdg_params
-from ..elements import heavy_atom_mask
+from ..chem.molecule import etkdg_params
+from ..model.elements import heavy_atom_mask
 from .dataset import ConformerDataset
 
 # Stats keys of chunks cached by earlier builder versions, read under their current names.
@@ -52,7 +52,7 @@ def heldout_keys(path: str | Path) -> set[str]:
     """
     from rdkit import rdBase
 
-    from ..chem import canonical_smiles
+    from ..chem.molecule import canonical_smiles
 
     path = Path(path)
     with rdBase.BlockLogs():  # unparsable entries are expected (GEOM SMILES with stray characters)
@@ -114,7 +114,7 @@ def add_etkdg_conformers(mol, n: int, seed: int, dedup_rmsd: float, xtb: bool = 
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
-    from ..chem import stereo_smiles_from_3d
+    from ..chem.molecule import stereo_smiles_from_3d
 
     if n <= 0:
         return mol
@@ -169,7 +169,7 @@ def _accept(mol, heavy, cid: int, want: str | None, refs, ref_ids: list[int], de
     conformer ref_ids of `refs` (_near_any). Returns (accepted, want)."""
     from rdkit import Chem
 
-    from ..chem import stereo_smiles_from_3d
+    from ..chem.molecule import stereo_smiles_from_3d
 
     got = stereo_smiles_from_3d(mol, cid)
     want = got if want is None else want
@@ -188,7 +188,7 @@ def refine_with_xtb(mol, dedup_rmsd: float, want_stereo: str | None = None, max_
     """
     from rdkit import Chem
 
-    from ..xtb import refine_conformer
+    from ..chem.xtb import refine_conformer
 
     ids = [c.GetId() for c in mol.GetConformers()]
     refined = [cid for cid in ids if refine_conformer(mol, cid) is not None]
@@ -285,7 +285,7 @@ def build_chunk(job: ChunkJob) -> dict:
     from rdkit import RDLogger
 
     RDLogger.DisableLog("rdApp.*")
-    from ..chem import canonical_smiles
+    from ..chem.molecule import canonical_smiles
 
     t0 = time.perf_counter()
     mols, index = [], []
@@ -337,7 +337,7 @@ def build_chunked(out: str | Path, rows: Sequence, make_mol: Callable, cfg: dict
     """
     from tqdm import tqdm
 
-    from ..chem import canonical_smiles
+    from ..chem.molecule import canonical_smiles
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..checkpoint import UnsafeFileError, load_plain, to_plain
 from ..graph import GraphBatch, MolGraph, PackedGraphs, extended_graph, offsets
+from ..model.checkpoint import UnsafeFileError, load_plain, to_plain
 
 FORMAT_VERSION = 2
 
@@ -66,7 +66,7 @@ class ConformerDataset:
         """RDKit Mols with explicit H and at least one 3D conformer each."""
         from rdkit import Chem
 
-        from ..chem import conformer_positions, featurize
+        from ..chem.molecule import conformer_positions, featurize
 
         graphs, confs, smiles = [], [], []
         for mol in mols:

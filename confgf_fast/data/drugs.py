@@ -26,7 +26,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..chem import etkdg_params
+from ..chem.molecule import etkdg_params
 from .build import add_etkdg_conformers, build_chunked, exclusion_keys
 
 MOLSETS_VERSION = "0.3.1"
@@ -117,7 +117,7 @@ def fix_stereo(mol, seed: int, max_iterations: int = 0, embed_timeout: int = 0):
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
-    from ..chem import stereo_smiles_from_3d
+    from ..chem.molecule import stereo_smiles_from_3d
 
     probe = Chem.Mol(mol)
     probe.RemoveAllConformers()

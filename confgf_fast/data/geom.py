@@ -30,8 +30,8 @@ import numpy as np
 from rdkit import Chem, rdBase
 from tqdm.auto import tqdm
 
-from ..checkpoint import UnsafeFileError
-from ..chem import canonical_smiles
+from ..chem.molecule import canonical_smiles
+from ..model.checkpoint import UnsafeFileError
 from .dataset import ConformerDataset
 
 log = logging.getLogger(__name__)

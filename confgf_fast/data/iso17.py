@@ -137,7 +137,7 @@ def find_isomers(num: int, heldout_csv: str | Path | None, rows: Iterable | None
     the DFT conformer and all H). rows: (index, smiles, elements, xyz_json) as qm9.read_qm9_rows
     gives them (default: all of qm9pack). Held-out molecules (stereo-free canonical SMILES in
     heldout_csv) and rows whose geometry does not reproduce the SMILES are skipped."""
-    from ..chem import canonical_smiles
+    from ..chem.molecule import canonical_smiles
     from .build import heldout_keys
     from .qm9 import mol_from_qm9
 
@@ -162,7 +162,7 @@ def find_isomers(num: int, heldout_csv: str | Path | None, rows: Iterable | None
 
 def run_isomer(mol, cfg: ISO17Config, seed: int) -> dict:
     """GFN2-xTB Langevin MD of one molecule (all H, one conformer) per cfg; the arrays of its file."""
-    from ..xtb import XTBForces, topology_kept
+    from ..chem.xtb import XTBForces, topology_kept
 
     z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
     masses = np.array([a.GetMass() for a in mol.GetAtoms()], dtype=np.float64)

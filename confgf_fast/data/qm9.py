@@ -69,7 +69,7 @@ def mol_from_qm9(smiles: str, elements: list[str], xyz_json: str):
     from rdkit import Chem
     from rdkit.Chem import AllChem, rdDetermineBonds
 
-    from ..chem import canonical_smiles
+    from ..chem.molecule import canonical_smiles
 
     xyz = json.loads(xyz_json)
     block = f"{len(elements)}\n\n" + "\n".join(f"{e} {x:.10f} {y:.10f} {z:.10f}" for e, (x, y, z) in zip(elements, xyz))

@@ -128,8 +128,8 @@ def search_molecule(refs: Sequence, settings: SearchSettings, seed: int,
     from rdkit import Chem
     from rdkit.Chem import rdMolTransforms
 
-    from ..chem import heavy_copy, stereo_smiles_from_3d
-    from ..xtb import topology_kept
+    from ..chem.molecule import heavy_copy, stereo_smiles_from_3d
+    from ..chem.xtb import topology_kept
 
     optimize = optimize or _xtb_optimizer(settings.max_steps)
     t0 = time.time()
@@ -187,7 +187,7 @@ def search_molecule(refs: Sequence, settings: SearchSettings, seed: int,
 
 
 def _xtb_optimizer(max_steps: int) -> Callable:
-    from ..xtb import xtb_optimize
+    from ..chem.xtb import xtb_optimize
 
     def optimize(z: np.ndarray, pos: np.ndarray):
         try:

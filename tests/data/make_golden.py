@@ -11,7 +11,7 @@ from pathlib import Path
 from rdkit import Chem
 
 from confgf_fast.config import resolve_schedule
-from confgf_fast.pipeline import generate
+from confgf_fast.pipeline.generate import generate
 
 OUT = Path(__file__).with_name("golden_outputs.sdf")
 # (SMILES, conformers, schedule): a QM9-size molecule and a drug-size one (the second shipped model)

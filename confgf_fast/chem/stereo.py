@@ -52,8 +52,8 @@ from dataclasses import dataclass, fields, replace
 import torch
 from torch import Tensor
 
-from .config import Schedule
-from .graph import GraphBatch, offsets
+from ..config import Schedule
+from ..graph import GraphBatch, offsets
 
 # Margins of the flat-bottom penalty. V: regular 0.71, ETKDG / GEOM-Drugs conformers (small
 # rings included) >= 0.37. T: RDKit's perception threshold 0.1 A^3 plus half; ETKDG

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from .config import NoiseConfig
-from .model import ScoreNet
+from ..config import NoiseConfig
+from .network import ScoreNet
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .config import NUM_ATOM_TYPES
+from ..config import NUM_ATOM_TYPES
 from .loaded import LoadedModel
 
 QM9_ELEMENTS = (1, 6, 7, 8, 9)  # H, C, N, O, F: what checkpoints without `trained_elements` were trained on

@@ -66,8 +66,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import EDGE_ANGLE, EDGE_DIHEDRAL
-from .graph import GraphBatch
+from ..config import EDGE_ANGLE, EDGE_DIHEDRAL
+from ..graph import GraphBatch
 
 # Smallest allowed d / (R_vdw(i) + R_vdw(j)) for atoms >= 3 bonds apart (measurement in the docstring).
 VDW_FRACTION = 0.6

@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from .config import RELAX_AUTO, Runtime, Schedule, api_schedule, resolve_schedule
-from .elements import DEFAULT_MAX_HEAVY_ATOMS
-from .relax import RelaxOptions
+from ..chem.relax import RelaxOptions
+from ..config import RELAX_AUTO, Runtime, Schedule, api_schedule, resolve_schedule
+from ..model.elements import DEFAULT_MAX_HEAVY_ATOMS
 
 DEFAULT_CHUNK_SIZE = 1000
 DEFAULT_RETRIES = 2
@@ -59,7 +59,7 @@ class GenerateRequest:
     chunk_size (molecules read and sampled at a time), retries (resamplings of failed conformers),
     max_heavy_atoms (None: no limit), allow_unknown_elements, largest_fragment, trained_elements
     (atomic numbers the models know; None: each model's own): the per-molecule policy of
-    prepare.py and pipeline.py. relax, prune_rms, energy_window, sort_energy: relax.py ("auto":
+    prepare.py and pipeline/generate.py. relax, prune_rms, energy_window, sort_energy: relax.py ("auto":
     per model, its checkpoint's relax_default). progress: a progress bar on stderr.
     vocabulary: "python" or "cli", how errors name the settings.
     """

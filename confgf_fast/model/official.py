@@ -40,8 +40,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import UnsafeFileError, save_checkpoint, unsafe_message
-from .config import (
+from ..config import (
     EDGE_ANGLE,
     EDGE_AROMATIC,
     EDGE_DIHEDRAL,
@@ -52,8 +51,9 @@ from .config import (
     ModelConfig,
     NoiseConfig,
 )
+from .checkpoint import UnsafeFileError, save_checkpoint, unsafe_message
 from .elements import QM9_ELEMENTS
-from .model import ScoreNet
+from .network import ScoreNet
 
 SOURCE = "official ConfGF (DeepGraphLearning/ConfGF, DistanceScoreMatch)"
 # len(rdkit.Chem.rdchem.BondType.names): the official `num_types` (utils.BOND_TYPES).

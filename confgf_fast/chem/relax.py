@@ -40,7 +40,7 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import rdForceFieldHelpers, rdMolAlign
 
-from .config import RELAX_AUTO, RELAX_METHODS
+from ..config import RELAX_AUTO, RELAX_METHODS
 from .quality import quality_flags
 
 HARTREE_KCAL = 627.5094740631  # kcal/mol per hartree
@@ -222,8 +222,8 @@ def check_conformers(mol: Chem.Mol) -> tuple[list[int], list[list[str]]]:
     the checks made after sampling, on these coordinates; a conformer that fails the geometric
     stereo check is passed if RDKit's 3D perception (chem.stereo_matches) finds the input's
     stereo in it."""
-    from .chem import conformer_positions, featurize
-    from .graph import PackedGraphs
+    from ..graph import PackedGraphs
+    from .molecule import conformer_positions, featurize
     from .quality import conformer_defects, defect_reasons
     from .stereo import batch_constraints, stereo_constraints, stereo_ok
 
@@ -240,7 +240,7 @@ def check_conformers(mol: Chem.Mol) -> tuple[list[int], list[list[str]]]:
         # stereo.stereo_ok is sufficient, not necessary: it also asks the substituents' tetrahedron
         # to have the right orientation, which a relaxed strained cage can miss while RDKit perceives
         # every centre right from 3D (2 of 30 dev molecules after MMFF). Ask RDKit for those.
-        from .chem import remove_hs, stereo_matches
+        from .molecule import remove_hs, stereo_matches
 
         try:
             target = Chem.MolToSmiles(remove_hs(mol))
@@ -268,7 +268,7 @@ def prune_by_rms(mol: Chem.Mol, energies: list[float], threshold: float, candida
     if its heavy-atom RMSD (symmetry-aware GetBestRMS on a hydrogen-free copy) to every kept one is
     more than `threshold` A. candidates: conformer indices to consider (default all). Returns the
     kept indices in energy order (NaN energies last, in their order)."""
-    from .chem import DEFAULT_MAX_MATCHES, heavy_copy
+    from .molecule import DEFAULT_MAX_MATCHES, heavy_copy
 
     idx = list(range(mol.GetNumConformers())) if candidates is None else list(candidates)
     idx.sort(key=lambda k: (not math.isfinite(energies[k]), energies[k] if math.isfinite(energies[k]) else 0.0))
@@ -340,7 +340,7 @@ def relax_conformers(mol: Chem.Mol, method: str | RelaxOptions = "mmff", *, prun
         keep.sort(key=lambda k: (not math.isfinite(energies[k]), energies[k] if math.isfinite(energies[k]) else 0.0))
     out = None
     if keep:
-        from .chem import set_conformers
+        from .molecule import set_conformers
 
         confs = list(work.GetConformers())
         out = set_conformers(work, [confs[k].GetPositions() for k in keep])

@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import ops
-from .config import (
+from .. import ops
+from ..chem.quality import far_pair_index, hbond_pairs, vdw_radii
+from ..config import (
     NUM_EDGE_TYPES,
     DistSchedule,
     LangevinSchedule,
@@ -39,10 +40,9 @@ from .config import (
     Schedule,
     parse_bands,
 )
-from .graph import GraphBatch, rowptr_from_sorted
-from .model import ScoreNet
+from ..graph import GraphBatch, rowptr_from_sorted
+from ..model.network import ScoreNet
 from .planarity import PlanarGroups
-from .quality import far_pair_index, hbond_pairs, vdw_radii
 
 
 def level_indices(num_levels: int, levels: int | None) -> list[int]:

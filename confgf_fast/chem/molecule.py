@@ -11,8 +11,8 @@ import torch
 from rdkit import Chem
 from rdkit.Geometry import Point3D
 
-from .config import EDGE_AROMATIC, EDGE_DOUBLE, EDGE_SINGLE, EDGE_TRIPLE
-from .graph import MolGraph, extended_graph
+from ..config import EDGE_AROMATIC, EDGE_DOUBLE, EDGE_SINGLE, EDGE_TRIPLE
+from ..graph import MolGraph, extended_graph
 
 _BOND_EDGE_TYPE = {
     Chem.BondType.SINGLE: EDGE_SINGLE,
@@ -46,7 +46,7 @@ def smiles_length_error(n_chars: int) -> str | None:
     """Why a SMILES of `n_chars` characters is not read (over MAX_SMILES_CHARS), or None."""
     if n_chars > MAX_SMILES_CHARS:
         return (f"SMILES of {n_chars:,} characters, more than the limit of {MAX_SMILES_CHARS:,} "
-                "(chem.MAX_SMILES_CHARS); not parsed")
+                "(chem.molecule.MAX_SMILES_CHARS); not parsed")
     return None
 
 
@@ -54,7 +54,7 @@ def atom_count_error(n_atoms: int) -> str | None:
     """Why a molecule of `n_atoms` atoms (hydrogens included) is refused (over MAX_ATOMS), or None."""
     if n_atoms > MAX_ATOMS:
         return (f"too large: {n_atoms:,} atoms with hydrogens, more than the limit of {MAX_ATOMS:,} "
-                "(chem.MAX_ATOMS)")
+                "(chem.molecule.MAX_ATOMS)")
     return None
 
 

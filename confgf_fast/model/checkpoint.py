@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import (
+from ..config import (
     ModelConfig,
     NoiseConfig,
     check_relax_default,
@@ -31,7 +31,7 @@ from .config import (
 )
 from .elements import QM9_ELEMENTS
 from .loaded import LoadedModel, ModelMeta
-from .model import ScoreNet
+from .network import ScoreNet
 
 CHECKPOINT_FORMAT = "confgf_fast/1"
 DEFAULT_WEIGHTS = "qm9_small.pt"

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .pipeline import MolOutcome
-    from .prepare import MolInput
+    from ..sampling.prepare import MolInput
+    from .generate import MolOutcome
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + signal number, the shell convention
@@ -44,8 +44,8 @@ _FILE_SUFFIXES = {".smi", ".smiles", ".txt", ".csv", ".tsv", ".sdf", ".sd", ".mo
 # Bounds on what one line / record of INPUT may cost (issue 26: input from files we did not write).
 # A text line is read at most MAX_LINE_CHARS characters at a time; a longer one (e.g. a whole file
 # without newlines) is skipped in bounded pieces and becomes one molecule's error. The per-molecule
-# limits (SMILES length, atoms, SDF record bytes) are chem.MAX_SMILES_CHARS, chem.MAX_ATOMS and
-# chem.MAX_SDF_RECORD_BYTES; a line may be longer than a SMILES (names, counts), hence its own bound.
+# limits (SMILES length, atoms, SDF record bytes) are chem.molecule.MAX_SMILES_CHARS, chem.molecule.MAX_ATOMS and
+# chem.molecule.MAX_SDF_RECORD_BYTES; a line may be longer than a SMILES (names, counts), hence its own bound.
 MAX_LINE_CHARS = 100_000
 _LABEL_CHARS = 60  # how much of an oversized input is quoted in its error (stderr, errors file)
 
@@ -148,7 +148,7 @@ class _Columns:
     announce: Callable[[str], None] | None = None  # told once, at the first count read (auto_count)
 
     def parse(self, line: str, default_count: int) -> MolInput:
-        from .prepare import MolInput
+        from ..sampling.prepare import MolInput
 
         fields = _split_fields(line, self.delimiter)
         smi = fields[self.smiles] if self.smiles < len(fields) else ""
@@ -290,8 +290,8 @@ def _declared_atoms(block: bytes) -> int | None:
 def _read_sdf_record(k: int, block: bytes, default_count: int) -> MolInput:
     from rdkit import Chem
 
-    from .chem import atom_count_error
-    from .prepare import MolInput
+    from ..chem.molecule import atom_count_error
+    from ..sampling.prepare import MolInput
 
     title = block.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
     label = f"SDF record {k}" + (f" ({_clip(title)})" if title else "")
@@ -325,18 +325,18 @@ def _read_sdf_record(k: int, block: bytes, default_count: int) -> MolInput:
 
 
 def _oversized_sdf_record(k: int, b: SdfBlock, default_count: int) -> MolInput:
-    from .chem import MAX_SDF_RECORD_BYTES
-    from .prepare import MolInput
+    from ..chem.molecule import MAX_SDF_RECORD_BYTES
+    from ..sampling.prepare import MolInput
 
     label = f"SDF record {k}" + (f" ({_clip(b.title)})" if b.title else "")
     return MolInput(None, default_count, text=label, name=_clip(b.title),
                     error=f"{label}: {b.size:,} bytes, more than the limit of {MAX_SDF_RECORD_BYTES:,} for one record "
-                          "(chem.MAX_SDF_RECORD_BYTES); not read")
+                          "(chem.molecule.MAX_SDF_RECORD_BYTES); not read")
 
 
 def _checked_smiles(m: MolInput) -> MolInput:
-    """m, or in its place an error for a SMILES over chem.MAX_SMILES_CHARS (never parsed)."""
-    from .chem import smiles_length_error
+    """m, or in its place an error for a SMILES over chem.molecule.MAX_SMILES_CHARS (never parsed)."""
+    from ..chem.molecule import smiles_length_error
 
     if isinstance(m.source, str):
         too_long = smiles_length_error(len(m.source))
@@ -346,19 +346,19 @@ def _checked_smiles(m: MolInput) -> MolInput:
 
 
 def _overlong_line(line: _Overlong, default_count: int) -> MolInput:
-    from .prepare import MolInput
+    from ..sampling.prepare import MolInput
 
     return MolInput(None, default_count, text=line.head.strip() + "...",
                     error=f"input line of {line.length:,} characters, more than the limit of {MAX_LINE_CHARS:,} "
-                          "(generate_io.MAX_LINE_CHARS); not read")
+                          "(pipeline.io.MAX_LINE_CHARS); not read")
 
 
 def iter_inputs(spec: str, default_count: int, keep: Callable[[int], bool] | None = None, *,
                 count_column: str | None = None, note: Callable[[str], None] | None = None) -> Iterator[MolInput]:
     """INPUT -> MolInput per molecule, streaming (a file is read one line / record at a time).
 
-    Bounded: a line over MAX_LINE_CHARS, a SMILES over chem.MAX_SMILES_CHARS, an SDF record over
-    chem.MAX_SDF_RECORD_BYTES or one declaring more than chem.MAX_ATOMS atoms becomes that
+    Bounded: a line over MAX_LINE_CHARS, a SMILES over chem.molecule.MAX_SMILES_CHARS, an SDF record over
+    chem.molecule.MAX_SDF_RECORD_BYTES or one declaring more than chem.molecule.MAX_ATOMS atoms becomes that
     molecule's error (MolInput.error) without being parsed, and the input goes on; memory is
     O(those limits), not O(file).
 
@@ -377,7 +377,7 @@ def iter_inputs(spec: str, default_count: int, keep: Callable[[int], bool] | Non
     keep(k) False: molecule k is yielded as an unparsed placeholder (a sharded run's other ranks'
     molecules: positions stay global, and no rank parses every SDF record).
     """
-    from .prepare import MolInput
+    from ..sampling.prepare import MolInput
 
     kind = input_kind(spec)
     if (count_column or "auto").lower() not in ("auto", "none") and kind != "text":
@@ -387,7 +387,7 @@ def iter_inputs(spec: str, default_count: int, keep: Callable[[int], bool] | Non
     if kind == "smiles":
         yield _checked_smiles(MolInput(spec, default_count)) if keep is None or keep(0) else placeholder
     elif kind == "sdf":
-        from .chem import MAX_SDF_RECORD_BYTES
+        from ..chem.molecule import MAX_SDF_RECORD_BYTES
 
         for k, b in enumerate(sdf_blocks(Path(spec), MAX_SDF_RECORD_BYTES)):
             if keep is not None and not keep(k):
@@ -575,8 +575,8 @@ class SdfStream:
     def write(self, out: MolOutcome) -> int:
         from rdkit import Chem
 
-        from .chem import write_sdf
-        from .pipeline import center_conformers
+        from ..chem.molecule import write_sdf
+        from .generate import center_conformers
 
         mol = center_conformers(Chem.Mol(out.mol))  # written centred at the origin (centroid of all atoms)
         mol.SetProp("_Name", out.name or f"mol{out.index}")

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .config import DEFAULT_GRAPH_ORDER, NoiseConfig, Runtime, Schedule
-from .graph import GraphBatch, MolGraph, PackedGraphs
-from .model import ScoreNet
-from .quality import broken_conformers
+from ..chem.quality import broken_conformers
+from ..chem.stereo import StereoConstraints, make_guidance
+from ..config import DEFAULT_GRAPH_ORDER, NoiseConfig, Runtime, Schedule
+from ..graph import GraphBatch, MolGraph, PackedGraphs
+from ..model.network import ScoreNet
 from .sampler import sample
-from .stereo import StereoConstraints, make_guidance
 
 # Coordinates beyond this (angstrom) count as an exploded conformer: sampling starts at N(0, 1)
 # and real molecules are a few nm at most, so 1e4 is far outside anything a working run produces.

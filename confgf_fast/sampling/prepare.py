@@ -41,9 +41,11 @@ import torch
 from rdkit import Chem
 from torch import Tensor
 
-from .chem import featurize
-from .config import NUM_ATOM_TYPES, Schedule
-from .elements import (
+from ..chem.molecule import featurize
+from ..chem.stereo import StereoConstraints, stereo_constraints
+from ..config import NUM_ATOM_TYPES, Schedule
+from ..graph import MolGraph
+from ..model.elements import (
     DEFAULT_MAX_HEAVY_ATOMS,
     QM9_ELEMENTS,
     Coverage,
@@ -52,8 +54,6 @@ from .elements import (
     num_heavy_atoms,
     size_error,
 )
-from .graph import MolGraph
-from .stereo import StereoConstraints, stereo_constraints
 
 SAMPLED_SMILES_PROP = "_confgf_sampled_smiles"  # on a prepared Mol: the kept fragment's SMILES
 BEYOND_TRAINED_SIZE_PROP = "_confgf_beyond_trained_size"  # on a prepared Mol: larger than any training molecule

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from . import ops
-from .config import ModelConfig
+from .. import ops
+from ..config import ModelConfig
 
 
 class MLP(nn.Sequential):

@@ -23,8 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .config import EDGE_ANGLE, EDGE_AROMATIC, EDGE_DOUBLE
-from .graph import GraphBatch
+from ..config import EDGE_ANGLE, EDGE_AROMATIC, EDGE_DOUBLE
+from ..graph import GraphBatch
 
 # Groups of three atoms are always planar; smaller ones are dropped.
 MIN_GROUP = 4

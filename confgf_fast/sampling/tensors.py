@@ -32,16 +32,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-# The one-batch sampler lives in batch_sampling.py (shared with pipeline.py); re-exported here.
-from .batch_sampling import POS_LIMIT, SampledBatch, bad_conformers, model_graphs, sample_batch
-from .checkpoint import load_model
-from .config import NoiseConfig, Runtime, Schedule, api_schedule, resolve_schedule
-from .elements import DEFAULT_MAX_HEAVY_ATOMS, check_elements, model_vocabulary
-from .graph import MolGraph, offsets
-from .loaded import LoadedModel
-from .model import ScoreNet
+from ..chem.stereo import StereoConstraints
+from ..config import NoiseConfig, Runtime, Schedule, api_schedule, resolve_schedule
+from ..graph import MolGraph, offsets
+from ..model.checkpoint import load_model
+from ..model.elements import DEFAULT_MAX_HEAVY_ATOMS, check_elements, model_vocabulary
+from ..model.loaded import LoadedModel
+from ..model.network import ScoreNet
+
+# The one-batch sampler lives in sampling/batch.py (shared with pipeline/generate.py); re-exported here.
+from .batch import POS_LIMIT, SampledBatch, bad_conformers, model_graphs, sample_batch
 from .sampler import default_max_atoms, plan_batches
-from .stereo import StereoConstraints
 
 
 @dataclass
@@ -164,7 +165,7 @@ def generate_tensors(inputs: Sequence[MolGraph | object], num_confs: int | Seque
     torch's count is restored after.
     """
     check_device(device)
-    from . import threads as threads_mod
+    from .. import threads as threads_mod
 
     with threads_mod.use(threads_mod.resolve_for_call(threads)):
         return _generate_tensors(inputs, num_confs, model=model, noise=noise, weights=weights, sampler=sampler,

@@ -36,19 +36,22 @@ import torch
 from rdkit import Chem
 from torch import Tensor
 
-from .batch_sampling import POS_LIMIT, bad_conformers, model_graphs, sample_batch  # noqa: F401 (bad_conformers: re-export)
-from .checkpoint import load_models
-from .chem import etkdg_coordinates, mmff_energies, set_conformers
-from .config import NoiseConfig, Runtime, Schedule, resolve_schedule
-from .diversity import select_conformers
-from .elements import Coverage
-from .graph import PackedGraphs
-from .loaded import LoadedModel
-from .model import ScoreNet
+from ..chem.diversity import select_conformers
+from ..chem.molecule import etkdg_coordinates, mmff_energies, set_conformers
+from ..chem.quality import conformer_defects, defect_reasons, quality_flags
+from ..chem.relax import RelaxOptions, relax_flags, relax_per_model
+from ..chem.stereo import StereoConstraints
+from ..config import NoiseConfig, Runtime, Schedule, resolve_schedule
+from ..graph import PackedGraphs
+from ..model.checkpoint import load_models
+from ..model.elements import Coverage
+from ..model.loaded import LoadedModel
+from ..model.network import ScoreNet
+from ..sampling.batch import POS_LIMIT, bad_conformers, model_graphs, sample_batch  # noqa: F401 (bad_conformers: re-export)
 
 # The per-molecule preparation lives in prepare.py (generate_tensors shares it); re-exported, as
 # callers import these names from here.
-from .prepare import (  # noqa: F401 (re-exports)
+from ..sampling.prepare import (  # noqa: F401 (re-exports)
     API_TO_CLI,
     SAMPLED_SMILES_PROP,
     Entry,
@@ -60,16 +63,13 @@ from .prepare import (  # noqa: F401 (re-exports)
     prepare_entry,
     prepare_molecule,
 )
-from .quality import conformer_defects, defect_reasons, quality_flags
-from .relax import RelaxOptions, relax_flags, relax_per_model
+from ..sampling.sampler import default_max_atoms, plan_batches
+from ..sampling.tensors import check_device
+from ..seeds import CHUNK_PURPOSE, MODEL_GROUP_PURPOSE, WARM_START_PURPOSE, derive_seed
+from ..threads import ThreadBudget
+from ..threads import resolve_for_call as resolve_threads
+from ..threads import use as use_threads
 from .request import DEFAULT_CHUNK_SIZE, DEFAULT_RETRIES, GenerateRequest  # noqa: F401 (re-exports)
-from .sampler import default_max_atoms, plan_batches
-from .seeds import CHUNK_PURPOSE, MODEL_GROUP_PURPOSE, WARM_START_PURPOSE, derive_seed
-from .stereo import StereoConstraints
-from .tensors import check_device
-from .threads import ThreadBudget
-from .threads import resolve_for_call as resolve_threads
-from .threads import use as use_threads
 
 
 @dataclass

@@ -43,7 +43,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import rdMolAlign
 from tqdm.auto import tqdm
 
-from .chem import DEFAULT_MAX_MATCHES, canonical_smiles, heavy_copy, stereo_matches
+from ..chem.molecule import DEFAULT_MAX_MATCHES, canonical_smiles, heavy_copy, stereo_matches
 
 SUMMARY_KEYS = ("cov_r_mean", "cov_r_median", "mat_r_mean", "mat_r_median",
                 "cov_p_mean", "cov_p_median", "mat_p_mean", "mat_p_median")
@@ -439,8 +439,8 @@ def stereo_match_rate(mols_or_records: Chem.Mol | Iterable[Chem.Mol], input_smil
 # ---- command line ------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """python -m confgf_fast.evaluate GEN.sdf REF.sdf [--threshold 0.5] [--workers N] [--json OUT]"""
-    p = argparse.ArgumentParser(prog="python -m confgf_fast.evaluate", description=main.__doc__)
+    """python -m confgf_fast.evaluation.evaluate GEN.sdf REF.sdf [--threshold 0.5] [--workers N] [--json OUT]"""
+    p = argparse.ArgumentParser(prog="python -m confgf_fast.evaluation.evaluate", description=main.__doc__)
     p.add_argument("generated")
     p.add_argument("reference")
     p.add_argument("--threshold", type=float, default=0.5)

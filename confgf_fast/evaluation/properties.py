@@ -47,8 +47,8 @@ import numpy as np
 from rdkit import Chem
 from tqdm.auto import tqdm
 
+from ..chem.xtb import HARTREE_EV, xtb_singlepoints
 from .evaluate import EvalInputError, group_by_molecule, read_sdf
-from .xtb import HARTREE_EV, xtb_singlepoints
 
 STAT_KEYS = ("e_mean", "e_min", "gap_mean", "gap_min", "gap_max")
 STAT_LABELS = {"e_mean": "E_mean", "e_min": "E_min", "gap_mean": "gap_mean", "gap_min": "gap_min",
