@@ -376,7 +376,9 @@ def train_from_files(data: list[str], out: str, model_cfg: ModelConfig | None = 
         if resume:
             raise WeightsError(f"{resume} was trained on a graph of order {model_cfg.graph_order}; a resumed run "
                              f"keeps it (start a new one with init= to change the order)")
+        # The messages stay on the graph the weights were trained with (ModelConfig.message_order).
         model_cfg = replace(model_cfg, graph_order=graph_order,
+                            message_order=min(model_cfg.message_order, graph_order),
                             num_edge_types=max(model_cfg.num_edge_types, edge_types_for_order(graph_order)))
     if model_cfg.graph_order != DEFAULT_GRAPH_ORDER:  # dataset files hold order-3 graphs
         train_set = train_set.at_graph_order(model_cfg.graph_order)

@@ -121,3 +121,50 @@ def test_fine_tune_to_order_five_then_sample_with_order_five_graphs(tmp_path):
     with pytest.raises(WeightsError, match="keeps it"):
         train_from_files([str(path)], str(tmp_path / "r.pt"), None, None, cfg, resume=str(src), val_fraction=0,
                          progress=False, graph_order=5)
+
+
+def test_far_pairs_scored_but_not_messaged_keep_the_near_scores():
+    """message_order 3 < graph_order 6: grown from an order-3 model, the scores of the order-3
+    pairs are those of the order-3 model (the node states see the same messages), the far pairs get
+    scores of their own; directed and paired evaluation agree."""
+    torch.manual_seed(0)
+    base = ScoreNet(ModelConfig(32, 2)).eval()
+    far = ScoreNet(ModelConfig(32, 2, num_edge_types=edge_types_for_order(6), graph_order=6)).eval()
+    far.load_state_dict(grown_edge_embedding(base.state_dict(), far.config.num_edge_types))
+    mol = embedded("CC(C)Cc1ccc(cc1)C(C)C(=O)O", 1)
+    pos = torch.tensor(mol.GetConformer().GetPositions(), dtype=torch.float32)
+    g3 = featurize(mol)
+    b3 = model_graphs([g3], base).batch([0])
+    b6 = model_graphs([g3], far).batch([0])
+    assert b6.num_edges > 2 * b3.num_edges
+
+    def scores(model, b, paired=True):
+        src, dst = b.edge_index
+        d = (pos[src] - pos[dst]).norm(dim=-1)
+        extra = (b.half_edges, b.edge_pair) if paired else ()
+        with torch.no_grad():
+            return model(b.z, b.edge_index, b.edge_type, d, torch.tensor(0.5), *extra)
+
+    s3, s6 = scores(base, b3), scores(far, b6)
+    key6 = {(int(a), int(c)): k for k, (a, c) in enumerate(b6.edge_index.T.tolist())}
+    idx = torch.tensor([key6[(int(a), int(c))] for a, c in b3.edge_index.T.tolist()])
+    torch.testing.assert_close(s6[idx], s3, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(scores(far, b6, paired=False), s6, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="message_order"):
+        ModelConfig(32, 2, num_edge_types=8, graph_order=5, message_order=6)
+
+
+def test_order_six_model_compiled_matches_eager():
+    from confgf_fast.config import Runtime
+    from confgf_fast.sampling.sampler import score_function
+
+    torch.manual_seed(1)
+    model = ScoreNet(ModelConfig(32, 2, num_edge_types=edge_types_for_order(6), graph_order=6)).eval()
+    b = model_graphs([featurize(mol_from_smiles(s)) for s in ("CCCCCCCCO", "c1ccccc1OCCN")], model).batch([0, 0, 1])
+    d = torch.rand(b.num_edges)
+    d = (d + d[b.rev]) / 2 + 1.0
+    eager = score_function(model, Runtime(compile="off"), torch.device("cpu"), 1)
+    compiled = score_function(model, Runtime(compile="on"), torch.device("cpu"), 10**6)
+    args = (b.z, b.edge_index, b.edge_type, d, torch.tensor(0.3), b.half_edges, b.edge_pair)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(*args), eager(*args), rtol=1e-4, atol=1e-4)

@@ -5,6 +5,8 @@ As the official DistanceScoreMatch model:
 - h_i = Emb(Z_i);  e_ij = MLP_in(d_ij) * Emb(type_ij), MLP_in: 1 -> H -> H on the raw distance;
 - L GINE layers: h <- h + act?(MLP(h_i + sum_j ReLU(h_j + e_ij))), ReLU after every layer but the last;
 - s_ij = MLP_out([h_i * h_j ; e_ij]) / sigma, MLP_out: 2H -> H -> H/2 -> 1.
+A graph of higher order (ModelConfig.graph_order > 3) scores the pairs beyond 3 bonds too; their
+messages are left out of the GINE sums when ModelConfig.message_order is smaller.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
-from ..config import ModelConfig
+from ..config import ModelConfig, hop_edge_type
 
 
 class MLP(nn.Sequential):
@@ -78,6 +80,8 @@ class ScoreNet(nn.Module):
         self.dist_mlp = MLP([1, H, H])
         self.layers = nn.ModuleList(GINELayer(H) for _ in range(self.config.num_layers))
         self.out_mlp = MLP([2 * H, H, H // 2, 1])
+        # The first edge type beyond the message graph (a plain int: no buffer in the state dict).
+        self._far_type = hop_edge_type(self.config.message_order + 1)
 
     def forward(self, z: Tensor, edge_index: Tensor, edge_type: Tensor, d: Tensor, sigma_edge: Tensor,
                 half_edges: Tensor | None = None, edge_pair: Tensor | None = None) -> Tensor:
@@ -96,7 +100,16 @@ class ScoreNet(nn.Module):
         if half_edges is None or edge_pair is None:
             return self._forward_directed(z, edge_index, edge_type, d, sigma_edge)
         e_half = self.dist_mlp(d[half_edges].unsqueeze(-1)) * self.edge_emb(edge_type[half_edges])  # [E/2, H]
-        h = self._node_states(z, edge_index, e_half, edge_pair)
+        if self.config.message_order < self.config.graph_order:
+            # Messages along the near pairs only (ModelConfig.message_order): their directed edges,
+            # their rows of e_half, and edge_pair renumbered into those rows (still sorted by source,
+            # still one row per pair, so the fused aggregation applies).
+            near_half = edge_type[half_edges] < self._far_type  # [E/2]
+            near = edge_type < self._far_type  # [E]
+            slot = torch.cumsum(near_half, 0) - 1
+            h = self._node_states(z, edge_index[:, near], e_half[near_half], slot[edge_pair[near]])
+        else:
+            h = self._node_states(z, edge_index, e_half, edge_pair)
         src, dst = edge_index[:, half_edges]
         feat = torch.cat([h[src] * h[dst], e_half], dim=-1)  # [E/2, 2H]
         sigma_half = sigma_edge[half_edges] if sigma_edge.dim() > 0 else sigma_edge
@@ -106,7 +119,11 @@ class ScoreNet(nn.Module):
                           sigma_edge: Tensor) -> Tensor:
         """Every edge evaluated on its own, as the official code (and for graphs without pairing)."""
         e = self.dist_mlp(d.unsqueeze(-1)) * self.edge_emb(edge_type)  # [E, H]
-        h = self._node_states(z, edge_index, e)
+        if self.config.message_order < self.config.graph_order:
+            near = edge_type < self._far_type
+            h = self._node_states(z, edge_index[:, near], e[near])
+        else:
+            h = self._node_states(z, edge_index, e)
         src, dst = edge_index
         feat = torch.cat([h[src] * h[dst], e], dim=-1)  # [E, 2H]
         return self.out_mlp(feat).squeeze(-1) / sigma_edge
