@@ -18,6 +18,16 @@ Workloads (as bench_ops.py): "qm9" = 50 x 20 conformers of CC(C)C1=CC=CO1 (18 at
 "drugs" = 20 x 20 conformers of metoprolol (44 atoms). Speed does not depend on model quality,
 so the shipped weights (checkpoint.default_weights_path()) are used.
 
+Real workloads (test_real, `-k real`): the benchmarks' own molecules, not one easy molecule: a
+seeded 50 of the 190 QM9 dev molecules x 10 conformers ("qm9_dev") and the 40 drug dev molecules x
+5 ("drugs_dev"), SMILES in, Mols out through pipeline.generate with the shipped set of weights
+(each molecule to its model, as a user gets it), unrelaxed, one round each: the from-noise mode
+(`noise`, its 4x oversampling and selection counted), `quick`, the warm default (`warm`: its ETKDG
+embedding, 3x, and selection counted) and plain RDKit ETKDGv3 on the same thread. Each row has the
+network's matmul FLOPs per output conformer (torch's FlopCounterMode on one evaluation of every
+molecule's graph, times the network evaluations per conformer) and the rate they were done at,
+against a large single-thread matmul timed in the same run (the ceiling of that work here).
+
 The Langevin runs use a short schedule (default 5 levels x 10 steps = 50 network evaluations) and
 report conformer-steps per second; the summary extrapolates to the paper schedule (5000
 evaluations per conformer: conformers/s = conformer-steps/s / 5000) and to the `fast` schedule
@@ -32,6 +42,7 @@ between steps (positions, graph index tensors) and, for the eager loop, the traj
 
     pytest bench/bench_sampler.py --bench-threads=1                  # writes bench/results/sampler_cpu_<date>.json
     pytest bench/bench_sampler.py --bench-threads=1 --bench-levels=5 --bench-steps=10 --benchmark-columns=median
+    pytest bench/bench_sampler.py --bench-threads=1 -k real --bench-rounds=1   # the real workloads only
 See bench/README.md.
 """
 
@@ -41,6 +52,7 @@ import functools
 import os
 import time
 import weakref
+from pathlib import Path
 
 import pytest
 import torch
@@ -63,6 +75,14 @@ WORKLOADS = {
 PAPER_EVALS = num_evaluations(NoiseConfig(), resolve_schedule("paper"))
 FAST_EVALS = num_evaluations(NoiseConfig(), resolve_schedule("fast"))
 MAX_ATOMS = 20_000  # the batch test_memory measures: generate's default on a GPU
+BENCH = Path(__file__).resolve().parent
+# name: (reference file, molecules: a seeded sample of the file's (None: all), conformers per molecule,
+# the `noise` settings of the quality tables for that set: bench/v2_suite.sh, bench/eval_drugs.py)
+REAL_WORKLOADS = {
+    "qm9_dev": (BENCH / "refs_v2" / "qm9_dev_v2.sdf.gz", 50, 10, {}),
+    "drugs_dev": (BENCH / "refs_v2" / "drugs_dev_v2.sdf.gz", None, 5, {"repel": 1.0, "sigma_max": 4.0}),
+}
+REAL_METHODS = ("noise", "quick", "warm", "etkdg")
 
 
 @functools.cache
@@ -385,3 +405,98 @@ def test_memory(sampler_results, device, size):
     }
     sampler_results.setdefault("memory", {})[size] = row
     assert peak_ours > 0 and peak_eager > 0
+
+
+# ---- real workloads ----------------------------------------------------------------------------------
+@functools.cache
+def real_inputs(name: str) -> list:
+    """The workload's molecules (Mols without coordinates), in file order."""
+    from common import benchmark_inputs, load_reference, sample_subset
+
+    path, count, _, _ = REAL_WORKLOADS[name]
+    return benchmark_inputs(sample_subset(load_reference(path), count, seed=0))[0]
+
+
+def network_flops(model, mols: list) -> float:
+    """Matmul FLOPs of one network evaluation of one conformer of each of `mols`, summed over them
+    (torch.utils.flop_counter: 2mnk per matmul; the element-wise work, a few % of it, is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from confgf_fast.batch_sampling import model_graphs
+    from confgf_fast.chem import featurize
+
+    batch = model_graphs([featurize(m) for m in mols], model).batch(torch.arange(len(mols)))
+    d = torch.rand(batch.num_edges) + 1.0
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(batch.z, batch.edge_index, batch.edge_type, d, torch.tensor(1.0), batch.half_edges, batch.edge_pair)
+    return float(counter.get_total_flops())
+
+
+def matmul_ceiling_gflops(n: int = 1024, reps: int = 5) -> float:
+    """GFLOP/s of an n x n float32 matmul on this thread: what the network's matmuls could reach here."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+@pytest.mark.parametrize("method", REAL_METHODS)
+@pytest.mark.parametrize("name", list(REAL_WORKLOADS))
+def test_real(benchmark, sampler_results, request, name, method):
+    """One method on a real workload, end to end from the molecules (see the module docstring)."""
+    from confgf_fast.checkpoint import default_weights_paths
+    from confgf_fast.elements import Coverage, choose_model
+    from confgf_fast.pipeline import generate
+
+    from common import etkdg
+
+    if request.config.getoption(DEVICE_PARAM) != "cpu":
+        pytest.skip("the real workloads time one CPU thread (gpu_suite.sh times the GPU's)")
+    inputs = real_inputs(name)[:request.config.getoption("--bench-real-mols")]
+    _, _, confs, noise_sets = REAL_WORKLOADS[name]
+    loaded = [load_model(p, "cpu") for p in default_weights_paths()]
+    if method == "etkdg":
+        def run():
+            return sum(etkdg(m, confs, seed=k, threads=1).GetNumConformers() for k, m in enumerate(inputs))
+
+        evals, flops = None, None
+    else:
+        overrides = noise_sets if method == "noise" else {}
+        cfg = resolve_schedule(method, overrides=overrides)
+        generate(inputs[:2], 2, model=loaded, schedule=cfg, relax="none", seed=1)  # extension, compile
+        evals = [num_evaluations(lm.noise, cfg) for lm in loaded]
+        seed = iter(range(10**6))
+
+        def run():
+            res = generate(inputs, confs, model=loaded, schedule=cfg, relax="none", seed=next(seed))
+            return sum(m.GetNumConformers() for m in res.mols if m is not None)
+
+        # The FLOPs of each molecule's own model (both shipped models have one shape today, but
+        # the sum is taken per model so a model of another shape or graph order counts right).
+        coverages = [Coverage.of(lm) for lm in loaded]
+        by_model: dict[int, list] = {}
+        for m in inputs:
+            zs = {a.GetAtomicNum() for a in m.GetAtoms()}
+            by_model.setdefault(choose_model(zs, m.GetNumHeavyAtoms(), coverages), []).append(m)
+        flops = sum(network_flops(loaded[k].model, ms) * evals[k] for k, ms in by_model.items()) / len(inputs)
+    benchmark.group = f"sampler/{name}/cpu"
+    n = benchmark.pedantic(run, rounds=request.config.getoption("--bench-rounds"), iterations=1)
+    if benchmark.disabled:
+        return
+    st = benchmark.stats.stats
+    row = {"median_s": st.median, "min_s": st.min, "mean_s": st.mean, "rounds": st.rounds, "conformers": n,
+           "conformers_requested": len(inputs) * confs, "conformers_per_s": n / st.median,
+           "schedule": method, "threads": torch.get_num_threads()}
+    if flops is not None:
+        row.update(network_evaluations_per_conformer=max(evals), network_gflop_per_conformer=flops / 1e9,
+                   network_gflops=flops / 1e9 * n / st.median, matmul_ceiling_gflops=matmul_ceiling_gflops(),
+                   overrides=overrides)
+        row["network_fraction_of_ceiling"] = row["network_gflops"] / row["matmul_ceiling_gflops"]
+    path, count, _, _ = REAL_WORKLOADS[name]
+    sampler_results.setdefault("workloads", {})[name] = {
+        "reference": path.name, "molecules": len(inputs), "sample": count, "sample_seed": 0,
+        "conformers_per_molecule": confs, "weights": [p.name for p in default_weights_paths()], "relax": "none"}
+    sampler_results.setdefault("results", {}).setdefault(name, {})[method] = row

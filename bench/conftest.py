@@ -25,6 +25,8 @@ def pytest_addoption(parser):
     group.addoption("--bench-levels", type=int, default=5, help="sampler benchmarks: noise levels visited (default 5)")
     group.addoption("--bench-steps", type=int, default=10, help="sampler benchmarks: steps per level (default 10)")
     group.addoption("--bench-rounds", type=int, default=3, help="sampler benchmarks: timed rounds each (default 3)")
+    group.addoption("--bench-real-mols", type=int, default=None,
+                    help="sampler benchmarks: the real workloads' first N molecules only (smoke runs; default all)")
     group.addoption("--bench-sampler-device", default="cpu", help="sampler benchmarks: cpu or cuda (default cpu)")
     group.addoption("--bench-json", default=None,
                     help="sampler benchmarks: JSON to write (default bench/results/sampler_<device>_<date>.json)")
@@ -149,6 +151,9 @@ def _speedups(rows: dict) -> dict:
                 out[f"{name}_vs_{m}_fast_schedule"] = row["conformers_per_s"] / fast
                 out[f"{name}_vs_{m}_paper_schedule"] = (row["conformers_per_s"]
                                                         / rows[m]["paper_schedule_conformers_per_s"])
+    for name in ("noise", "quick", "warm"):  # the real workloads (test_real): same molecules, same thread
+        if name in rows and "etkdg" in rows:
+            out[f"{name}_vs_etkdg"] = rows[name]["conformers_per_s"] / rows["etkdg"]["conformers_per_s"]
     for name, ours in rows.items():
         if not name.startswith("ours"):
             continue

@@ -207,6 +207,41 @@ def sampler_speed_table() -> str:
     return "\n".join(lines)
 
 
+def sampler_real_table() -> str:
+    """Conformers per second on the benchmarks' own molecules (bench_sampler.py test_real), every
+    method of the newest result that has them, measured in the same run on one thread."""
+    files = [p for p in sorted(RESULTS.glob("sampler_cpu_*.json"))
+             if "qm9_dev" in json.loads(p.read_text()).get("results", {})]
+    if not files:
+        return "(no bench_sampler.py result with the real workloads yet)"
+    d = json.loads(files[-1].read_text())
+    labels = {"noise": "from noise (`--init random`, `noise`)", "quick": "from noise, `quick`",
+              "warm": "the default (`warm`: ETKDG 3x + selection)", "etkdg": "RDKit ETKDGv3"}
+    lines = [f"`{files[-1].name}`: {d['machine']['cpu_model']}, {d['machine']['torch_threads']} thread(s), "
+             f"commit {str(d.get('provenance', {}).get('git_commit'))[:7]}, unrelaxed, one round each", "",
+             "| molecules | method | network evaluations / conformer | network GFLOP / conformer | conformers/s "
+             "| vs ETKDGv3 | network GFLOP/s (share of a matmul's) |", "|---|---|---|---|---|---|---|"]
+    for name, rows in d["results"].items():
+        if name not in d.get("workloads", {}) or "reference" not in d["workloads"][name]:
+            continue
+        w = d["workloads"][name]
+        what = f"{w['reference']}: {w['molecules']} x {w['conformers_per_molecule']}"
+        base = rows.get("etkdg", {}).get("conformers_per_s")
+        for method in ("noise", "quick", "warm", "etkdg"):
+            row = rows.get(method)
+            if row is None:
+                continue
+            ratio = f"{row['conformers_per_s'] / base:.2f}x" if base else "—"
+            if "network_gflop_per_conformer" in row:
+                net = (row["network_evaluations_per_conformer"], f"{row['network_gflop_per_conformer']:.2f}",
+                       f"{row['network_gflops']:.1f} ({100 * row['network_fraction_of_ceiling']:.0f} %)")
+            else:
+                net = ("—", "—", "—")
+            lines.append(f"| {what} | {labels[method]} | {net[0]} | {net[1]} | {row['conformers_per_s']:.1f} "
+                         f"| {ratio} | {net[2]} |")
+    return "\n".join(lines)
+
+
 # ---- model card ---------------------------------------------------------------------------------
 # Rows of the model card's quality tables: (result file, label). The labels say which weights and
 # which schedule a file holds (its step is in the file name, not always in the file); every figure
@@ -1133,6 +1168,7 @@ def iso17_table() -> str:
 
 TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "drugs_warm_sweep": drugs_warm_sweep_table, "mix_qm9": mix_qm9_table, "sampler_speed": sampler_speed_table,
+          "sampler_real": sampler_real_table,
           "card_dev_full": card_full_table, "card_dev_s60": card_sample_table, "warm_vs_etkdg": warm_vs_etkdg_table,
           "card_learning_curve": card_curve_table, "drugs": drugs_table, "drugs_eval_sweep": drugs_eval_sweep_table,
           "far_conformers": far_conformers_table, "relax_methods": relax_methods_table,
@@ -1140,7 +1176,8 @@ TABLES = {"samplers": sampler_table, "fewstep_sweep": fewstep_sweep_table,
           "etkdg_pool": etkdg_pool_table, "refs_v2_totals": refs_v2_totals_table,
           "refs_v2_molecules": refs_v2_molecules_table, "v2_methods": v2_methods_table,
           "v2_paired": v2_paired_table, "v2_noise_sweep": v2_noise_sweep_table, "v2_drugs": v2_drugs_table,
-          "threads": threads_table, "planar": planar_table, "drugs_xtb_ft": drugs_xtb_ft_table, "dist_ablation": dist_ablation_table,
+          "threads": threads_table, "planar": planar_table, "drugs_xtb_ft": drugs_xtb_ft_table,
+          "dist_ablation": dist_ablation_table,
           "iso17": iso17_table,
           "headline": lambda: headline_table(readme=True),
           "headline_drugs": lambda: headline_table(("drugs",)), "properties": properties_table}

@@ -152,6 +152,21 @@ def test_sampler_benchmark_writes_its_json(tmp_path):
     assert d["speedups"]["qm9"]["ours_eager_vs_eager_official"] > 0
 
 
+def test_real_workload_benchmark_writes_its_json(tmp_path):
+    """test_real on each workload's first molecule: every method's row, FLOPs where a network runs."""
+    out = tmp_path / "real.json"
+    _pytest("bench/bench_sampler.py", "-k", "test_real", "--bench-real-mols=1", "--bench-rounds=1",
+            f"--bench-json={out}", "--allow-dirty")
+    d = _load(out)
+    for name in ("qm9_dev", "drugs_dev"):
+        rows = d["results"][name]
+        assert set(rows) == {"noise", "quick", "warm", "etkdg"} and d["workloads"][name]["molecules"] == 1
+        assert rows["noise"]["network_evaluations_per_conformer"] > rows["quick"]["network_evaluations_per_conformer"]
+        assert rows["noise"]["network_gflop_per_conformer"] > rows["quick"]["network_gflop_per_conformer"] > 0
+        assert "network_gflop_per_conformer" not in rows["etkdg"]
+        assert d["speedups"][name]["noise_vs_etkdg"] > 0
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="bench_ops.py --json times the GPU backends")
 def test_gpu_op_timings_json(tmp_path):
