@@ -422,8 +422,8 @@ def network_flops(model, mols: list) -> float:
     (torch.utils.flop_counter: 2mnk per matmul; the element-wise work, a few % of it, is not counted)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from confgf_fast.batch_sampling import model_graphs
-    from confgf_fast.chem import featurize
+    from confgf_fast.chem.molecule import featurize
+    from confgf_fast.sampling.batch import model_graphs
 
     batch = model_graphs([featurize(m) for m in mols], model).batch(torch.arange(len(mols)))
     d = torch.rand(batch.num_edges) + 1.0
@@ -447,9 +447,9 @@ def matmul_ceiling_gflops(n: int = 1024, reps: int = 5) -> float:
 @pytest.mark.parametrize("name", list(REAL_WORKLOADS))
 def test_real(benchmark, sampler_results, request, name, method):
     """One method on a real workload, end to end from the molecules (see the module docstring)."""
-    from confgf_fast.checkpoint import default_weights_paths
-    from confgf_fast.elements import Coverage, choose_model
-    from confgf_fast.pipeline import generate
+    from confgf_fast.model.checkpoint import default_weights_paths
+    from confgf_fast.model.elements import Coverage, choose_model
+    from confgf_fast.pipeline.generate import generate
 
     from common import etkdg
 
