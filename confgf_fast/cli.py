@@ -55,17 +55,6 @@ if TYPE_CHECKING:
     from .sampling.prepare import MolOutcome
 
 
-def _repo_shared_heldout() -> Path | None:
-    """../shared/data/qm9_heldout_smiles.csv beside the repo checkout, if present."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent.parent / "shared" / "data" / "qm9_heldout_smiles.csv"
-        if (parent / ".git").exists() and cand.is_file():
-            return cand
-    return None
-
-
-
 class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived; `signum` says which (for the exit code)."""
 
@@ -509,9 +498,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_build_qm9(args: argparse.Namespace) -> int:
+    from .data.exclusions import default_qm9_heldout
     from .data.qm9 import QM9BuildConfig, build_qm9
 
-    heldout = args.heldout or _repo_shared_heldout()
+    heldout = args.heldout or default_qm9_heldout()
     if heldout is None:
         print("error: --heldout is required (the csv of molecules never to train on)", file=sys.stderr)
         return EXIT_USAGE
@@ -549,12 +539,13 @@ def cmd_build_refs(args: argparse.Namespace) -> int:
 
 def cmd_build_drugs(args: argparse.Namespace) -> int:
     from .data.build import format_composition
-    from .data.drugs import DrugsBuildConfig, build_drugs, default_exclusion_files
+    from .data.drugs import DrugsBuildConfig, build_drugs
+    from .data.exclusions import default_exclusion_files
 
     exclude = args.exclude if args.exclude else default_exclusion_files()
     if not exclude and not args.no_exclude:
-        print("error: no exclusion files found beside the repo (../shared/data/drugs_test_smiles.csv, ...): "
-              "pass --exclude FILE ... (or --no-exclude)", file=sys.stderr)
+        print("error: no exclusion files found ($CONFGF_FAST_SHARED, or ../shared beside a git checkout: "
+              "data/drugs_test_smiles.csv, ...): pass --exclude FILE ... (or --no-exclude)", file=sys.stderr)
         return EXIT_USAGE
     if args.xtb:
         from .chem.xtb import available
@@ -813,7 +804,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build-qm9", help="build the featurised QM9 training set from the qm9pack package")
     b.add_argument("--out", required=True)
-    b.add_argument("--heldout", default=None, help="csv of molecules never to train on (default ../shared/data/)")
+    b.add_argument("--heldout", default=None,
+                   help="csv of molecules never to train on (default: data/qm9_heldout_smiles.csv of "
+                        "$CONFGF_FAST_SHARED or of ../shared beside a git checkout)")
     b.add_argument("--chunks", type=int, default=None, help="chunks of 1000 molecules (default all of QM9)")
     b.add_argument("--workers", type=int, default=0, help="processes (default all cores)")
     b.add_argument("--cache-dir", default=None)
@@ -851,8 +844,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--embed-timeout", type=_non_negative, default=10,
                    help="seconds per ETKDG embedding call of one molecule (0: none)")
     d.add_argument("--seed", type=int, default=2024)
-    d.add_argument("--exclude", nargs="+", default=None, help="csv/sdf files of molecules never to include "
-                   "(default ../shared: drugs_test_smiles.csv, qm9_heldout_smiles.csv, geom_drugs_10.sdf)")
+    d.add_argument("--exclude", nargs="+", default=None,
+                   help="csv/sdf files of molecules never to include (default: drugs_test_smiles.csv, "
+                        "qm9_heldout_smiles.csv, geom_drugs_10.sdf of $CONFGF_FAST_SHARED or of ../shared beside a "
+                        "git checkout)")
     d.add_argument("--no-exclude", action="store_true", help="allow a build without any exclusion file")
     d.add_argument("--wheel", default=None, help="the molsets 0.3.1 wheel (default: data_cache/wheels, "
                    "downloaded with pip if missing)")

@@ -211,3 +211,22 @@ def test_qm9_builds_through_the_shared_builder(tmp_path, monkeypatch):
     for m, idx in enumerate(ds.meta["qm9_index"]):  # the first conformer is the given geometry
         xyz = np.array(json.loads(next(r for r in rows if r[0] == idx)[3]))
         assert np.allclose(ds.conformers(m)[0].numpy(), xyz, atol=1e-5)
+
+
+def test_shared_dir_from_the_environment_or_beside_the_checkout(tmp_path, monkeypatch):
+    """One place finds the held-out files: $CONFGF_FAST_SHARED first, else ../shared beside the git
+    checkout; a named directory that does not exist gives none (the builders then refuse)."""
+    from confgf_fast.data import exclusions
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "qm9_heldout_smiles.csv").write_text("smiles\nCCO\n")
+    monkeypatch.setenv(exclusions.SHARED_ENV, str(tmp_path))
+    assert exclusions.shared_dir() == tmp_path
+    assert exclusions.default_exclusion_files() == [tmp_path / "data" / "qm9_heldout_smiles.csv"]
+    assert exclusions.default_qm9_heldout() == tmp_path / "data" / "qm9_heldout_smiles.csv"
+    monkeypatch.setenv(exclusions.SHARED_ENV, str(tmp_path / "missing"))
+    assert exclusions.shared_dir() is None and exclusions.default_exclusion_files() == []
+    assert exclusions.default_qm9_heldout() is None
+    monkeypatch.delenv(exclusions.SHARED_ENV)
+    beside = exclusions.shared_dir()  # this checkout: ../shared, as CI lays it out
+    assert beside is not None and (beside / "data" / "drugs_test_smiles.csv").is_file()

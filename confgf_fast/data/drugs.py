@@ -28,11 +28,10 @@ from pathlib import Path
 
 from ..chem.molecule import etkdg_params
 from .build import add_etkdg_conformers, build_chunked, exclusion_keys
+from .exclusions import default_exclusion_files
 
 MOLSETS_VERSION = "0.3.1"
 MOSES_TRAIN = "moses/dataset/data/train.csv.gz"
-# Molecules never to train on, in ../shared beside the repository checkout.
-DEFAULT_EXCLUSIONS = ("data/drugs_test_smiles.csv", "data/qm9_heldout_smiles.csv", "fixtures/geom_drugs_10.sdf")
 
 
 @dataclass
@@ -57,15 +56,6 @@ def default_cache_dir() -> Path:
     if (repo / ".git").exists():
         return repo / "data_cache"
     return Path.home() / ".cache" / "confgf_fast"
-
-
-def default_exclusion_files() -> list[Path]:
-    """The held-out files of ../shared beside the repository checkout (those that exist)."""
-    for parent in Path(__file__).resolve().parents:
-        shared = parent.parent / "shared"
-        if (parent / ".git").exists() and shared.is_dir():
-            return [shared / rel for rel in DEFAULT_EXCLUSIONS if (shared / rel).is_file()]
-    return []
 
 
 def molsets_wheel(cache_dir: str | Path | None = None, download: bool = True) -> Path:
